@@ -1,0 +1,44 @@
+# Finds every dependency; LibTorch and SentencePiece come from the project's own
+# .venv and .deps (scripts/setup.sh), so a plain `cmake -S . -B build` needs no flags.
+
+set(QALIGN_PYTHON "${PROJECT_SOURCE_DIR}/.venv/bin/python" CACHE FILEPATH "Python holding the torch wheel")
+if(NOT Torch_DIR)
+  if(NOT EXISTS "${QALIGN_PYTHON}")
+    message(FATAL_ERROR "No ${QALIGN_PYTHON}: run scripts/setup.sh first (or pass -DTorch_DIR=...)")
+  endif()
+  execute_process(
+    COMMAND "${QALIGN_PYTHON}" -c "import torch;print(torch.utils.cmake_prefix_path)"
+    OUTPUT_VARIABLE _torch_prefix OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _rc)
+  if(NOT _rc EQUAL 0)
+    message(FATAL_ERROR "${QALIGN_PYTHON} cannot import torch: run scripts/setup.sh")
+  endif()
+  list(APPEND CMAKE_PREFIX_PATH "${_torch_prefix}")
+endif()
+if(NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
+  set(ENV{TORCH_CUDA_ARCH_LIST} "8.0;9.0")  # A100, H100/H200
+endif()
+find_package(Torch REQUIRED)
+# TorchConfig puts -D_GLIBCXX_USE_CXX11_ABI and friends in TORCH_CXX_FLAGS.
+separate_arguments(_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
+add_compile_options(${_torch_flags})
+
+find_package(yaml-cpp REQUIRED)
+find_package(nlohmann_json 3 REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(GTest REQUIRED)
+find_package(Threads REQUIRED)
+find_package(OpenCV COMPONENTS core imgcodecs imgproc videoio)
+
+set(QALIGN_SPM_PREFIX "${PROJECT_SOURCE_DIR}/.deps/sentencepiece" CACHE PATH "Static SentencePiece")
+if(NOT EXISTS "${QALIGN_SPM_PREFIX}/lib/libsentencepiece.a")
+  message(FATAL_ERROR "No static SentencePiece in ${QALIGN_SPM_PREFIX}: run scripts/setup.sh")
+endif()
+add_library(sentencepiece_static STATIC IMPORTED GLOBAL)
+set_target_properties(sentencepiece_static PROPERTIES
+  IMPORTED_LOCATION "${QALIGN_SPM_PREFIX}/lib/libsentencepiece.a"
+  INTERFACE_INCLUDE_DIRECTORIES "${QALIGN_SPM_PREFIX}/include"
+  INTERFACE_LINK_OPTIONS "-Wl,--exclude-libs,libsentencepiece.a")
+
+# One precompiled header for LibTorch, shared by every target that includes it.
+add_library(qalign_pch INTERFACE)
+target_link_libraries(qalign_pch INTERFACE ${TORCH_LIBRARIES})

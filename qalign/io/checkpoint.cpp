@@ -1,0 +1,140 @@
+#include "qalign/io/checkpoint.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "qalign/error.h"
+#include "qalign/io/atomic_file.h"
+#include "qalign/io/safetensors.h"
+#include "qalign/io/torch_bin.h"
+
+namespace qalign::io {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// shard file -> tensor names it must hold, from an index's weight_map.
+std::map<std::string, std::vector<std::string>> read_index(const std::string& index_path) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(index_path));
+  } catch (const nlohmann::json::exception& e) {
+    fail(index_path, "", std::string("not valid JSON: ") + e.what());
+  }
+  if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+    fail(index_path, "weight_map", "missing (expected an object mapping tensor names to shard files)");
+  std::map<std::string, std::vector<std::string>> shards;
+  for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+    if (!it.value().is_string()) fail(index_path, "weight_map." + it.key(), "shard file name must be a string");
+    const std::string file = it.value().get<std::string>();
+    if (file.find('/') != std::string::npos || file == ".." || file.empty())
+      fail(index_path, "weight_map." + it.key(), "shard \"" + file + "\" must be a file name in the same folder");
+    shards[file].push_back(it.key());
+  }
+  return shards;
+}
+
+StateDict load_file(const std::string& path) {
+  if (ends_with(path, ".safetensors")) return SafetensorsFile::open(path)->load_all();
+  return load_torch_bin(path);
+}
+
+}  // namespace
+
+std::string resolve_weights(const std::string& path) {
+  if (!fs::exists(path)) fail(path, "", "no such file or folder");
+  if (!fs::is_directory(path)) return path;
+  for (const char* name : {"model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                           "pytorch_model.bin.index.json"}) {
+    const fs::path p = fs::path(path) / name;
+    if (fs::exists(p)) return p.string();
+  }
+  fail(path, "", "no weights found (looked for model.safetensors, model.safetensors.index.json, "
+                 "pytorch_model.bin, pytorch_model.bin.index.json)");
+}
+
+StateDict load_weights(const std::string& path) {
+  const std::string file = resolve_weights(path);
+  if (!ends_with(file, ".json")) return load_file(file);
+  StateDict out;
+  const fs::path dir = fs::path(file).parent_path();
+  for (const auto& [shard, names] : read_index(file)) {
+    const fs::path shard_path = dir / shard;
+    if (!fs::exists(shard_path))
+      fail(file, names.front(), "its shard " + shard_path.string() + " is missing");
+    StateDict part = load_file(shard_path.string());
+    for (const auto& n : names)
+      if (!part.count(n)) fail(shard_path.string(), n, "listed in " + file + " but not in this shard");
+    for (auto& [n, t] : part)
+      if (!out.emplace(n, t).second) fail(shard_path.string(), n, "tensor also appears in another shard");
+  }
+  return out;
+}
+
+std::vector<TensorSummary> list_weights(const std::string& path) {
+  const std::string file = resolve_weights(path);
+  std::vector<std::string> safetensors;
+  if (ends_with(file, ".safetensors")) safetensors.push_back(file);
+  if (ends_with(file, "model.safetensors.index.json"))
+    for (const auto& [shard, names] : read_index(file)) safetensors.push_back((fs::path(file).parent_path() / shard).string());
+  std::map<std::string, TensorSummary> by_name;
+  if (!safetensors.empty()) {
+    for (const auto& f : safetensors) {
+      if (!fs::exists(f)) fail(file, "", "shard " + f + " is missing");
+      const auto file_handle = SafetensorsFile::open(f);
+      for (const auto& t : file_handle->tensors()) by_name[t.name] = {t.name, t.dtype, t.shape};
+    }
+  } else {
+    for (const auto& [name, t] : load_weights(file))
+      by_name[name] = {name, dtype_to_safetensors(t.scalar_type()), t.sizes().vec()};
+  }
+  std::vector<TensorSummary> out;
+  for (auto& [n, s] : by_name) out.push_back(std::move(s));
+  return out;
+}
+
+void save_weights(const std::string& dir, const StateDict& tensors, WeightFormat format, uint64_t max_shard_bytes) {
+  fs::create_directories(dir);
+  const bool st = format == WeightFormat::Safetensors;
+  std::vector<StateDict> shards(1);
+  uint64_t current = 0, total = 0;
+  for (const auto& [name, t] : tensors) {
+    const uint64_t n = static_cast<uint64_t>(t.numel()) * t.element_size();
+    if (current > 0 && current + n > max_shard_bytes) {
+      shards.emplace_back();
+      current = 0;
+    }
+    shards.back()[name] = t;
+    current += n;
+    total += n;
+  }
+  auto write = [&](const std::string& path, const StateDict& part) {
+    if (st) save_safetensors(path, part);
+    else save_torch_bin(path, part);
+  };
+  if (shards.size() == 1) {
+    write((fs::path(dir) / (st ? "model.safetensors" : "pytorch_model.bin")).string(), shards[0]);
+    return;
+  }
+  nlohmann::json weight_map = nlohmann::json::object();
+  for (size_t i = 0; i < shards.size(); ++i) {
+    char name[64];
+    std::snprintf(name, sizeof name, st ? "model-%05zu-of-%05zu.safetensors" : "pytorch_model-%05zu-of-%05zu.bin",
+                  i + 1, shards.size());
+    write((fs::path(dir) / name).string(), shards[i]);
+    for (const auto& [n, t] : shards[i]) weight_map[n] = name;
+  }
+  nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+  write_file_atomic((fs::path(dir) / (st ? "model.safetensors.index.json" : "pytorch_model.bin.index.json")).string(),
+                    index.dump(2) + "\n");
+}
+
+}  // namespace qalign::io

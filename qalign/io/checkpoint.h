@@ -1,0 +1,35 @@
+#pragma once
+// Hugging Face checkpoint layouts: one weights file, or shards listed by an index
+// (model.safetensors.index.json / pytorch_model.bin.index.json).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "qalign/io/state_dict.h"
+
+namespace qalign::io {
+
+// The weights file or index a path stands for. A folder is searched in HF's order of
+// preference: model.safetensors, model.safetensors.index.json, pytorch_model.bin,
+// pytorch_model.bin.index.json.
+std::string resolve_weights(const std::string& path);
+
+// Name -> tensor for a folder, an index file or a weights file (.safetensors or .bin).
+StateDict load_weights(const std::string& path);
+
+struct TensorSummary {
+  std::string name, dtype;  // dtype in safetensors spelling
+  std::vector<int64_t> shape;
+};
+// Names, dtypes and shapes without reading tensor data where the format allows (safetensors).
+std::vector<TensorSummary> list_weights(const std::string& path);
+
+enum class WeightFormat { Safetensors, TorchBin };
+
+// Writes `tensors` into `dir` in the HF layout: a single model.safetensors / pytorch_model.bin
+// when it fits in `max_shard_bytes`, else numbered shards plus an index whose weight_map names
+// every tensor exactly once. Each file is written atomically; the index last.
+void save_weights(const std::string& dir, const StateDict& tensors, WeightFormat format,
+                  uint64_t max_shard_bytes = 5ull << 30);
+
+}  // namespace qalign::io

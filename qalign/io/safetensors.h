@@ -1,0 +1,55 @@
+#pragma once
+// safetensors: an 8-byte little-endian header length, a JSON header
+// {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}, then the bytes.
+// Written by hand: no C++ library for it ships in Debian, and the format is 100 lines.
+#include <torch/torch.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "qalign/io/state_dict.h"
+
+namespace qalign::io {
+
+struct TensorInfo {
+  std::string name;
+  std::string dtype;  // safetensors name, e.g. "BF16"
+  std::vector<int64_t> shape;
+  uint64_t begin = 0, end = 0;  // offsets into the data section
+};
+
+// A validated, memory-mapped safetensors file. Tensors it returns share the mapping (copy on
+// write, so writing to them never touches the file) when their bytes are aligned for the dtype.
+class SafetensorsFile {
+ public:
+  static std::shared_ptr<SafetensorsFile> open(const std::string& path);
+  ~SafetensorsFile();
+
+  const std::string& path() const { return path_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // In file order (by offset).
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  bool contains(const std::string& name) const { return index_.count(name) > 0; }
+  torch::Tensor get(const std::string& name) const;
+  StateDict load_all() const;
+
+ private:
+  SafetensorsFile() = default;
+  std::string path_;
+  void* map_ = nullptr;
+  size_t map_size_ = 0;
+  const uint8_t* data_ = nullptr;  // start of the data section
+  std::map<std::string, std::string> metadata_;
+  std::vector<TensorInfo> tensors_;
+  std::map<std::string, size_t> index_;
+  std::weak_ptr<SafetensorsFile> self_;
+};
+
+// Writes `tensors` as the reference writer does (sorted by dtype size, then name; header padded
+// with spaces to 8 bytes), to a temporary name, fsync'ed, then renamed over `path`.
+void save_safetensors(const std::string& path, const StateDict& tensors,
+                      const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+
+}  // namespace qalign::io

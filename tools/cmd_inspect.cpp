@@ -1,0 +1,60 @@
+// qalign inspect PATH: what a checkpoint holds, without building a model.
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "qalign/io/checkpoint.h"
+#include "qalign/io/state_dict.h"
+#include "tools/commands.h"
+
+namespace qalign::tools {
+
+namespace {
+
+uint64_t dtype_bytes(const std::string& dtype) {
+  return c10::elementSize(io::dtype_from_safetensors(dtype, "", ""));
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+Command add_inspect(CLI::App& app) {
+  auto* cmd = app.add_subcommand("inspect", "List a checkpoint's tensors: name, dtype, shape, totals");
+  auto path = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false);
+  cmd->add_option("path", *path, "Model folder, index (.index.json) or weights file (.safetensors, .bin)")->required();
+  cmd->add_flag("--json", *json, "Print one JSON object");
+  return {cmd, [path, json]() {
+            const auto tensors = io::list_weights(*path);
+            uint64_t params = 0, bytes = 0;
+            nlohmann::json list = nlohmann::json::array();
+            for (const auto& t : tensors) {
+              uint64_t n = 1;
+              for (auto d : t.shape) n *= static_cast<uint64_t>(d);
+              params += n;
+              bytes += n * dtype_bytes(t.dtype);
+              list.push_back({{"name", t.name}, {"dtype", t.dtype}, {"shape", t.shape}});
+            }
+            if (*json) {
+              std::cout << nlohmann::json{{"tensors", list}, {"num_parameters", params}, {"num_bytes", bytes}}.dump()
+                        << "\n";
+              return 0;
+            }
+            size_t width = 4;
+            for (const auto& t : tensors) width = std::max(width, t.name.size());
+            std::printf("%-*s  %-5s  %s\n", static_cast<int>(width), "name", "dtype", "shape");
+            for (const auto& t : tensors)
+              std::printf("%-*s  %-5s  %s\n", static_cast<int>(width), t.name.c_str(), t.dtype.c_str(),
+                          shape_text(t.shape).c_str());
+            std::printf("%zu tensors, %llu parameters, %llu bytes\n", tensors.size(),
+                        static_cast<unsigned long long>(params), static_cast<unsigned long long>(bytes));
+            return 0;
+          }};
+}
+
+}  // namespace qalign::tools

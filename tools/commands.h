@@ -1,0 +1,18 @@
+#pragma once
+// Each subcommand lives in its own tools/cmd_<name>.cpp and registers itself here.
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace qalign::tools {
+
+// Adds the subcommand to `app`; the returned callback runs it and gives the exit code.
+using Runner = std::function<int()>;
+struct Command {
+  CLI::App* app;
+  Runner run;
+};
+
+Command add_inspect(CLI::App& app);
+
+}  // namespace qalign::tools

@@ -1,0 +1,39 @@
+// The qalign command: one binary, a subcommand per job.
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+#include <vector>
+
+#include "qalign/error.h"
+#include "qalign/log.h"
+#include "tools/commands.h"
+
+int main(int argc, char** argv) {
+  using namespace qalign;
+  CLI::App app{"qalign: train, evaluate, score and export Q-Align / OneAlign visual scorers"};
+  app.require_subcommand(1);
+  bool quiet = false, verbose = false;
+  app.add_flag("-q,--quiet", quiet, "Only print warnings and errors");
+  app.add_flag("-v,--verbose", verbose, "Print debug messages");
+
+  std::vector<tools::Command> commands = {tools::add_inspect(app)};
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  log::set_level(verbose ? log::Level::Debug : quiet ? log::Level::Warn : log::Level::Info);
+  for (auto& c : commands) {
+    if (!c.app->parsed()) continue;
+    try {
+      return c.run();
+    } catch (const Error& e) {
+      log::error(e.what());
+      return 1;
+    } catch (const std::exception& e) {
+      log::error("unexpected error: ", e.what());
+      return 1;
+    }
+  }
+  return 2;
+}

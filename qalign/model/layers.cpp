@@ -1,0 +1,43 @@
+#include "qalign/model/layers.h"
+
+namespace qalign::model {
+
+namespace {
+bool materialised(const torch::TensorOptions& opts) { return opts.device().type() != torch::kMeta; }
+}  // namespace
+
+torch::Tensor normal_parameter(torch::nn::Module& m, const std::string& name, c10::IntArrayRef shape,
+                               const torch::TensorOptions& opts) {
+  auto t = torch::empty(shape, opts);
+  if (materialised(opts)) {
+    torch::NoGradGuard g;
+    t.normal_(0.0, kInitStd);
+  }
+  return m.register_parameter(name, t);
+}
+
+LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias, const torch::TensorOptions& opts) {
+  weight = normal_parameter(*this, "weight", {out, in}, opts);
+  if (with_bias) bias = register_parameter("bias", torch::zeros({out}, opts));
+}
+
+LayerNormImpl::LayerNormImpl(int64_t dim, double eps_, const torch::TensorOptions& opts) : eps(eps_) {
+  weight = register_parameter("weight", torch::ones({dim}, opts));
+  bias = register_parameter("bias", torch::zeros({dim}, opts));
+}
+
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, const torch::TensorOptions& opts) : eps(eps_) {
+  weight = register_parameter("weight", torch::ones({dim}, opts));
+}
+
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  const auto x32 = x.to(torch::kFloat32);
+  const auto normed = x32 * torch::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return weight * normed.to(x.scalar_type());
+}
+
+EmbeddingImpl::EmbeddingImpl(int64_t num, int64_t dim, const torch::TensorOptions& opts) {
+  weight = normal_parameter(*this, "weight", {num, dim}, opts);
+}
+
+}  // namespace qalign::model

@@ -1,0 +1,51 @@
+#pragma once
+// The basic layers, written against explicit TensorOptions so that a model of any size can be
+// built on the meta device (no memory) or directly in its target dtype. torch::nn's versions
+// always allocate on the CPU in float32 first. Parameter names are PyTorch's ("weight", "bias").
+#include <torch/torch.h>
+
+namespace qalign::model {
+
+// Parameters are drawn N(0, init_std) (HF's initializer_range) unless on the meta device.
+constexpr double kInitStd = 0.02;
+
+class LinearImpl : public torch::nn::Module {
+ public:
+  LinearImpl(int64_t in, int64_t out, bool bias, const torch::TensorOptions& opts);
+  torch::Tensor forward(const torch::Tensor& x) { return torch::linear(x, weight, bias); }  // [..., in] -> [..., out]
+  torch::Tensor weight, bias;
+};
+TORCH_MODULE(Linear);
+
+class LayerNormImpl : public torch::nn::Module {
+ public:
+  LayerNormImpl(int64_t dim, double eps, const torch::TensorOptions& opts);
+  torch::Tensor forward(const torch::Tensor& x) { return torch::layer_norm(x, {weight.size(0)}, weight, bias, eps); }
+  torch::Tensor weight, bias;
+  double eps;
+};
+TORCH_MODULE(LayerNorm);
+
+// LLaMA's RMSNorm: normalised in float32, cast back, then scaled (HF's order of operations).
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps, const torch::TensorOptions& opts);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+class EmbeddingImpl : public torch::nn::Module {
+ public:
+  EmbeddingImpl(int64_t num, int64_t dim, const torch::TensorOptions& opts);
+  torch::Tensor forward(const torch::Tensor& ids) { return torch::embedding(weight, ids); }  // [B,T] -> [B,T,dim]
+  torch::Tensor weight;
+};
+TORCH_MODULE(Embedding);
+
+// A parameter of `shape`, N(0, kInitStd) unless on the meta device.
+torch::Tensor normal_parameter(torch::nn::Module& m, const std::string& name, c10::IntArrayRef shape,
+                               const torch::TensorOptions& opts);
+
+}  // namespace qalign::model

@@ -1,0 +1,121 @@
+#include "qalign/model/owl2.h"
+
+#include "qalign/error.h"
+
+namespace qalign::model {
+
+Owl2ModelImpl::Owl2ModelImpl(const ModelConfig& c, const torch::TensorOptions& opts) : config(c) {
+  vision_model = register_module("vision_model", VisionEncoder(c.vision, opts));
+  visual_abstractor = register_module("visual_abstractor", VisualAbstractor(c.abstractor, c.hidden_size, opts));
+  embed_tokens = register_module("embed_tokens", Embedding(c.vocab_size, c.hidden_size, opts));
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(LlamaDecoderLayer(c, opts));
+  register_module("layers", layers);
+  norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps, opts));
+}
+
+torch::Tensor Owl2ModelImpl::encode_images(const torch::Tensor& pixels) {
+  const auto dtype = vision_model->embeddings->cls_token.scalar_type();
+  return visual_abstractor(vision_model(pixels.to(dtype)));
+}
+
+MultimodalInputs Owl2ModelImpl::splice(const torch::Tensor& input_ids, const std::vector<torch::Tensor>& visual,
+                                       const torch::Tensor& attention_mask, const torch::Tensor& labels) {
+  const int64_t B = input_ids.size(0), T = input_ids.size(1), E = config.hidden_size;
+  if (static_cast<int64_t>(visual.size()) != B)
+    throw Error("splice: " + std::to_string(visual.size()) + " visual blocks for " + std::to_string(B) + " samples");
+  const auto ids_cpu = input_ids.to(torch::kCPU).contiguous();
+  const auto text = embed_tokens(input_ids.clamp_min(0));  // placeholders embedded as id 0, then replaced
+  const auto mask = attention_mask.defined() ? attention_mask.to(torch::kBool)
+                                             : torch::ones({B, T}, input_ids.options().dtype(torch::kBool));
+
+  std::vector<torch::Tensor> embeds(B), masks(B), labs(B), mods(B);
+  int64_t L = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t* row = ids_cpu[b].data_ptr<int64_t>();
+    std::vector<int64_t> places;
+    for (int64_t t = 0; t < T; ++t)
+      if (row[t] == kImageTokenIndex) places.push_back(t);
+    if (places.size() > 1) throw Error("splice: sample " + std::to_string(b) + " has " + std::to_string(places.size()) +
+                                       " image placeholders; one per sample is supported");
+    const auto lab = labels.defined() ? labels[b] : torch::Tensor();
+    if (places.empty()) {
+      if (visual[b].defined() && visual[b].numel() > 0)
+        throw Error("splice: sample " + std::to_string(b) + " has visual tokens but no <|image|> placeholder");
+      embeds[b] = text[b];
+      mods[b] = torch::zeros({T}, input_ids.options());
+      masks[b] = mask[b];
+      if (lab.defined()) labs[b] = lab;
+    } else {
+      const int64_t p = places[0], V = visual[b].size(0);
+      const auto vis = visual[b].to(text.scalar_type());
+      embeds[b] = torch::cat({text[b].narrow(0, 0, p), vis, text[b].narrow(0, p + 1, T - p - 1)});
+      mods[b] = torch::cat({torch::zeros({p}, input_ids.options()), torch::ones({V}, input_ids.options()),
+                            torch::zeros({T - p - 1}, input_ids.options())});
+      masks[b] = torch::cat({torch::ones({V - 1}, mask.options()), mask[b]});
+      if (lab.defined())
+        labs[b] = torch::cat({lab.narrow(0, 0, p), torch::full({V}, kIgnoreIndex, lab.options()),
+                              lab.narrow(0, p + 1, T - p - 1)});
+    }
+    L = std::max(L, embeds[b].size(0));
+  }
+  MultimodalInputs out;
+  out.embeds = torch::zeros({B, L, E}, text.options());
+  out.modality = torch::zeros({B, L}, input_ids.options());
+  out.attention_mask = torch::zeros({B, L}, mask.options());
+  if (labels.defined()) out.labels = torch::full({B, L}, kIgnoreIndex, labels.options());
+  std::vector<int64_t> last(B);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t n = embeds[b].size(0);
+    out.embeds[b].narrow(0, 0, n).copy_(embeds[b]);
+    out.modality[b].narrow(0, 0, n).copy_(mods[b]);
+    out.attention_mask[b].narrow(0, 0, n).copy_(masks[b]);
+    if (labels.defined()) out.labels[b].narrow(0, 0, n).copy_(labs[b]);
+    const auto real = torch::nonzero(masks[b].to(torch::kCPU)).flatten();
+    last[b] = real.numel() ? real[-1].item<int64_t>() : n - 1;
+  }
+  out.last_index = torch::tensor(last, input_ids.options());
+  return out;
+}
+
+torch::Tensor Owl2ModelImpl::forward(const MultimodalInputs& in, std::vector<torch::Tensor>* hidden_states) {
+  DecoderContext ctx{ModalityRoute::from_indicators(in.modality),
+                     Rotary::make(in.embeds.size(1), config.head_dim(), config.rope_theta,
+                                  in.embeds.scalar_type(), in.embeds.device()),
+                     causal_padding_mask(in.attention_mask)};
+  auto h = in.embeds;
+  for (const auto& layer : *layers) {
+    if (hidden_states) hidden_states->push_back(h);
+    h = layer->as<LlamaDecoderLayer>()->forward(h, ctx);
+  }
+  h = norm(h);
+  if (hidden_states) hidden_states->push_back(h);
+  return h;
+}
+
+Owl2ForCausalLMImpl::Owl2ForCausalLMImpl(const ModelConfig& c, const torch::TensorOptions& opts) : config(c) {
+  model = register_module("model", Owl2Model(c, opts));
+  lm_head = register_module("lm_head", Linear(c.hidden_size, c.vocab_size, false, opts));
+}
+
+torch::Tensor Owl2ForCausalLMImpl::last_logits(const MultimodalInputs& in) {
+  const auto h = model(in);  // [B,L,E]
+  const auto idx = in.last_index.to(h.device()).view({-1, 1, 1}).expand({-1, 1, h.size(2)});
+  return lm_head(h.gather(1, idx).squeeze(1));  // [B,V]
+}
+
+torch::Tensor Owl2ForCausalLMImpl::lm_loss(const MultimodalInputs& in) {
+  const auto h = model(in);
+  const auto logits = lm_head(h.narrow(1, 0, h.size(1) - 1)).to(torch::kFloat32);
+  const auto target = in.labels.narrow(1, 1, in.labels.size(1) - 1);
+  return torch::nn::functional::cross_entropy(
+      logits.reshape({-1, logits.size(-1)}), target.reshape({-1}),
+      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnoreIndex));
+}
+
+int64_t count_parameters(torch::nn::Module& m) {
+  int64_t n = 0;
+  for (const auto& p : m.parameters()) n += p.numel();
+  return n;
+}
+
+}  // namespace qalign::model

@@ -1,0 +1,75 @@
+#pragma once
+// mPLUG-Owl2 for causal LM (SPEC.md §1): the LLaMA model extended with the vision encoder and
+// the abstractor, whose tokens replace each image placeholder (-200) of the prompt.
+// Parameter names are the Hugging Face checkpoint's: model.{vision_model, visual_abstractor,
+// embed_tokens, layers, norm}, lm_head.
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "qalign/model/abstractor.h"
+#include "qalign/model/config.h"
+#include "qalign/model/llama.h"
+#include "qalign/model/vision_encoder.h"
+
+namespace qalign::model {
+
+constexpr int64_t kImageTokenIndex = -200;
+constexpr int64_t kIgnoreIndex = -100;
+
+// The sequence the LLM sees once the visual tokens are spliced in (B samples, L positions).
+struct MultimodalInputs {
+  torch::Tensor embeds;          // [B,L,E]
+  torch::Tensor modality;        // [B,L] int64: 0 text (and padding), 1 visual
+  torch::Tensor attention_mask;  // [B,L] bool
+  torch::Tensor labels;          // [B,L] int64, -100 where not supervised; undefined when not training
+  torch::Tensor last_index;      // [B] int64: each sample's last real position
+};
+
+class Owl2ModelImpl : public torch::nn::Module {
+ public:
+  Owl2ModelImpl(const ModelConfig& c, const torch::TensorOptions& opts);
+
+  // Pixels [N,3,S,S] -> visual tokens [N,Q+1,E], one block per image or frame.
+  torch::Tensor encode_images(const torch::Tensor& pixels);
+
+  // input_ids [B,T] holding at most one -200 each; visual[b] [V_b,E] goes in sample b's
+  // placeholder (all frames of a video in order). attention_mask [B,T] and labels [B,T] are
+  // optional (undefined). Padding follows the authors: (V_b - 1) trues prepended to the mask,
+  // right-padding with zeros, false and -100.
+  MultimodalInputs splice(const torch::Tensor& input_ids, const std::vector<torch::Tensor>& visual,
+                          const torch::Tensor& attention_mask = {}, const torch::Tensor& labels = {});
+
+  // -> final-normed hidden states [B,L,E]. With `hidden_states`, also every layer's input and
+  // the final output, as HF's output_hidden_states gives them.
+  torch::Tensor forward(const MultimodalInputs& in, std::vector<torch::Tensor>* hidden_states = nullptr);
+
+  ModelConfig config;
+  VisionEncoder vision_model{nullptr};
+  VisualAbstractor visual_abstractor{nullptr};
+  Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers;
+  RMSNorm norm{nullptr};
+};
+TORCH_MODULE(Owl2Model);
+
+class Owl2ForCausalLMImpl : public torch::nn::Module {
+ public:
+  explicit Owl2ForCausalLMImpl(const ModelConfig& c, const torch::TensorOptions& opts = {});
+  // hidden [..., E] -> logits [..., V]
+  torch::Tensor logits(const torch::Tensor& hidden) { return lm_head(hidden); }
+  // Hidden states at each sample's last real position -> [B,V]; the only logits scoring needs.
+  torch::Tensor last_logits(const MultimodalInputs& in);
+  // Mean next-token cross-entropy over supervised labels (logits[t] predicts labels[t+1]).
+  torch::Tensor lm_loss(const MultimodalInputs& in);
+
+  ModelConfig config;
+  Owl2Model model{nullptr};
+  Linear lm_head{nullptr};
+};
+TORCH_MODULE(Owl2ForCausalLM);
+
+// Parameters only (buffers excluded), as the released model's count is stated.
+int64_t count_parameters(torch::nn::Module& m);
+
+}  // namespace qalign::model

@@ -1,0 +1,70 @@
+#include "qalign/model/weights.h"
+
+#include <filesystem>
+
+#include "qalign/error.h"
+#include "qalign/io/checkpoint.h"
+#include "qalign/log.h"
+
+namespace qalign::model {
+
+namespace {
+
+bool recomputed_buffer(const std::string& name) {
+  const std::string suffix = "rotary_emb.inv_freq";
+  return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string shape_text(c10::IntArrayRef s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+std::string first_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < 5; ++i) out += (i ? ", " : "") + names[i];
+  if (names.size() > 5) out += ", ... (" + std::to_string(names.size()) + " in all)";
+  return out;
+}
+
+}  // namespace
+
+io::StateDict state_dict(const torch::nn::Module& m) {
+  io::StateDict sd;
+  for (const auto& p : m.named_parameters()) sd[p.key()] = p.value();
+  for (const auto& b : m.named_buffers()) sd[b.key()] = b.value();
+  return sd;
+}
+
+void load_state_dict(torch::nn::Module& m, const io::StateDict& sd, const std::string& source) {
+  auto target = state_dict(m);
+  std::vector<std::string> missing, unexpected;
+  for (const auto& [name, t] : target)
+    if (!sd.count(name)) missing.push_back(name);
+  for (const auto& [name, t] : sd)
+    if (!target.count(name) && !recomputed_buffer(name)) unexpected.push_back(name);
+  if (!missing.empty()) fail(source, missing.front(), "missing from the checkpoint: " + first_names(missing));
+  if (!unexpected.empty())
+    fail(source, unexpected.front(), "not a parameter of this model (wrong config.json?): " + first_names(unexpected));
+  torch::NoGradGuard no_grad;
+  for (auto& [name, dst] : target) {
+    const auto& src = sd.at(name);
+    if (src.sizes() != dst.sizes())
+      fail(source, name, "shape " + shape_text(src.sizes()) + " but the model expects " + shape_text(dst.sizes()));
+    dst.copy_(src);
+  }
+}
+
+Owl2ForCausalLM load_pretrained(const std::string& dir, torch::Dtype dtype, torch::Device device) {
+  const auto config_path = (std::filesystem::path(dir) / "config.json").string();
+  const auto config = ModelConfig::from_json_file(config_path);
+  Owl2ForCausalLM model(config, torch::TensorOptions().dtype(dtype).device(device));
+  const auto weights = io::resolve_weights(dir);
+  load_state_dict(*model, io::load_weights(weights), weights);
+  model->eval();
+  log::debug("loaded ", weights, ": ", count_parameters(*model), " parameters");
+  return model;
+}
+
+}  // namespace qalign::model

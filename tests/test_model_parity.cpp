@@ -1,0 +1,151 @@
+// The model against the authors' own forward pass on the tiny random-weight fixture: every stage
+// of every inference case, fed the golden pixel values and ids (preprocessing and tokenisation
+// have their own tests). Tolerances from tests/fixtures/qalign-tiny/MANIFEST.md.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "qalign/io/checkpoint.h"
+#include "qalign/io/safetensors.h"
+#include "qalign/model/owl2.h"
+#include "qalign/model/weights.h"
+#include "qalign/scoring.h"
+#include "tests/support/fixtures.h"
+
+using namespace qalign;
+
+namespace {
+
+struct Golden {
+  std::shared_ptr<io::SafetensorsFile> tensors = io::SafetensorsFile::open(test::fixture("qalign-tiny/golden.safetensors"));
+  nlohmann::json json = nlohmann::json::parse(std::ifstream(test::fixture("qalign-tiny/golden.json")));
+  torch::Tensor get(const std::string& name) const { return tensors->get(name); }
+};
+
+const Golden& golden() {
+  static const Golden g;
+  return g;
+}
+
+double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  EXPECT_EQ(a.sizes(), b.sizes());
+  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
+}
+
+std::vector<int64_t> level_ids() { return golden().json["preferential_ids"].get<std::vector<int64_t>>(); }
+
+struct CaseRun {
+  torch::Tensor vision, abstractor;
+  model::MultimodalInputs inputs;
+  std::vector<torch::Tensor> hidden;
+  torch::Tensor logits_last;
+};
+
+// Runs one golden case through `m`: images are one block per sample, a video one block of frames.
+CaseRun run_case(model::Owl2ForCausalLM& m, const std::string& c) {
+  torch::NoGradGuard no_grad;
+  CaseRun r;
+  const auto pixels = golden().get(c + ".pixel_values");
+  const auto ids = golden().get(c + ".input_ids");
+  r.vision = m->model->vision_model(pixels.to(m->model->embed_tokens->weight.scalar_type()));
+  r.abstractor = m->model->visual_abstractor(r.vision);
+  std::vector<torch::Tensor> visual;
+  if (ids.size(0) == pixels.size(0)) {
+    for (int64_t b = 0; b < ids.size(0); ++b) visual.push_back(r.abstractor[b]);
+  } else {
+    visual.push_back(r.abstractor.reshape({-1, r.abstractor.size(-1)}));  // frames in order
+  }
+  r.inputs = m->model->splice(ids, visual);
+  r.hidden.clear();
+  m->model->forward(r.inputs, &r.hidden);
+  r.logits_last = m->last_logits(r.inputs);
+  return r;
+}
+
+const std::vector<std::string>& cases() {
+  static const std::vector<std::string> c = {"image.img_wide", "image.img_tall", "image.img_big", "aesthetic.img_wide",
+                                             "model_score_prompt.img_tall", "batch2", "video"};
+  return c;
+}
+
+void expect_case_matches(model::Owl2ForCausalLM& m, const std::string& c) {
+  SCOPED_TRACE(c);
+  const auto r = run_case(m, c);
+  EXPECT_LE(max_diff(r.vision, golden().get(c + ".vision.last_hidden_state")), 1e-4);
+  EXPECT_LE(max_diff(r.abstractor, golden().get(c + ".abstractor.last_hidden_state")), 1e-4);
+  EXPECT_LE(max_diff(r.inputs.embeds, golden().get(c + ".llm.inputs_embeds")), 1e-4);
+  EXPECT_TRUE(torch::equal(r.inputs.modality, golden().get(c + ".llm.modality_indicators")));
+  ASSERT_EQ(r.hidden.size(), static_cast<size_t>(m->config.num_hidden_layers + 1));
+  for (size_t i = 0; i < r.hidden.size(); ++i)
+    EXPECT_LE(max_diff(r.hidden[i], golden().get(c + ".llm.hidden_states." + std::to_string(i))), 1e-4) << i;
+  EXPECT_LE(max_diff(r.logits_last, golden().get(c + ".logits_last")), 1e-3);
+  const auto scores = score_from_logits(r.logits_last, level_ids());
+  EXPECT_LE(max_diff(scores.probs, golden().get(c + ".level_probs")), 1e-5);
+  EXPECT_LE(max_diff(scores.score5, golden().get(c + ".score_model")), 1e-5);
+  EXPECT_LE(max_diff(scores.score01, golden().get(c + ".score_scorer")), 1e-5);
+}
+
+}  // namespace
+
+class ModelParity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ModelParity, EveryCaseEveryStage) {
+  auto m = model::load_pretrained(test::fixture("qalign-tiny/" + GetParam()));
+  for (const auto& c : cases()) expect_case_matches(m, c);
+}
+
+// The same weights from model.safetensors, pytorch_model.bin and the sharded folder.
+INSTANTIATE_TEST_SUITE_P(WeightForms, ModelParity,
+                         ::testing::Values("model", "model-sharded"));
+
+TEST(ModelParity, WeightsFromTorchBin) {
+  auto m = model::load_pretrained(test::fixture("qalign-tiny/model"));
+  model::load_state_dict(*m, io::load_weights(test::fixture("qalign-tiny/model/pytorch_model.bin")), "pytorch_model.bin");
+  for (const auto& c : cases()) expect_case_matches(m, c);
+}
+
+TEST(ModelParity, FullLogitsOfFirstCase) {
+  auto m = model::load_pretrained(test::fixture("qalign-tiny/model"));
+  const auto r = run_case(m, "image.img_wide");
+  torch::NoGradGuard g;
+  EXPECT_LE(max_diff(m->logits(r.hidden.back()), golden().get("image.img_wide.logits")), 1e-3);
+}
+
+TEST(ModelParity, BatchEqualsSingleRuns) {
+  auto m = model::load_pretrained(test::fixture("qalign-tiny/model"));
+  const auto batch = run_case(m, "batch2");
+  const auto wide = run_case(m, "image.img_wide");
+  const auto tall = run_case(m, "image.img_tall");
+  EXPECT_LE(max_diff(batch.logits_last[0], wide.logits_last[0]), 1e-5);
+  EXPECT_LE(max_diff(batch.logits_last[1], tall.logits_last[0]), 1e-5);
+}
+
+TEST(ModelParity, BFloat16AgreesWithFloat32) {
+  auto m32 = model::load_pretrained(test::fixture("qalign-tiny/model"));
+  auto m16 = model::load_pretrained(test::fixture("qalign-tiny/model"), torch::kBFloat16);
+  for (const auto& c : {"image.img_wide", "video"}) {
+    const auto a = score_from_logits(run_case(m32, c).logits_last, level_ids());
+    const auto b = score_from_logits(run_case(m16, c).logits_last, level_ids());
+    EXPECT_LE(max_diff(a.probs, b.probs), 2e-2) << c;
+  }
+}
+
+TEST(ModelParity, Released7BConfigOnMetaDevice) {
+  model::Owl2ForCausalLM m(model::ModelConfig::owl2_7b(), torch::TensorOptions().device(torch::kMeta).dtype(torch::kBFloat16));
+  int64_t vision = 0, abstractor = 0, total = 0, buffers = 0;
+  for (const auto& p : m->named_parameters()) {
+    total += p.value().numel();
+    if (p.key().rfind("model.vision_model.", 0) == 0) vision += p.value().numel();
+    if (p.key().rfind("model.visual_abstractor.", 0) == 0) abstractor += p.value().numel();
+  }
+  for (const auto& b : m->named_buffers()) buffers += b.value().numel();
+  // SPEC.md §1.1: vision 303.97 M, abstractor 81.47 M, 8.198 B parameters in all; the
+  // abstractor's position tables add 6.69 M buffer elements on top.
+  EXPECT_NEAR(vision / 1e6, 303.97, 0.01);
+  EXPECT_NEAR(abstractor / 1e6, 81.47, 0.01);
+  EXPECT_NEAR(total / 1e9, 8.198, 0.001);
+  EXPECT_EQ(buffers, 6 * (64 + 1025) * 1024);
+  // 894 checkpoint keys = parameters + abstractor buffers + 32 rotary inv_freq buffers we recompute.
+  EXPECT_EQ(m->named_parameters().size() + m->named_buffers().size() + 32, 894u);
+}

@@ -42,3 +42,7 @@ set_target_properties(sentencepiece_static PROPERTIES
 # One precompiled header for LibTorch, shared by every target that includes it.
 add_library(qalign_pch INTERFACE)
 target_link_libraries(qalign_pch INTERFACE ${TORCH_LIBRARIES})
+
+# The wheel's libtorch.so exports its own (GCC 13) std::filesystem, whose remove_all crashes
+# against Debian's libstdc++; listing libstdc++ first makes every binary resolve to the system's.
+add_link_options(LINKER:--push-state,--no-as-needed -lstdc++ LINKER:--pop-state)

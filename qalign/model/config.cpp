@@ -76,65 +76,23 @@ const std::vector<Field<AbstractorConfig>> kAbstractorFields = {
 
 // Keys transformers' PretrainedConfig writes into every config (generation defaults, labels,
 // bookkeeping). None changes the network, so any value is accepted.
-const std::vector<std::string> kGenericHfKeys = {"_name_or_path",
-                                                 "_commit_hash",
-                                                 "_attn_implementation",
-                                                 "_flash_attn_2_enabled",
-                                                 "architectures",
-                                                 "transformers_version",
-                                                 "return_dict",
-                                                 "output_hidden_states",
-                                                 "output_attentions",
-                                                 "torchscript",
-                                                 "use_bfloat16",
-                                                 "tf_legacy_loss",
-                                                 "pruned_heads",
-                                                 "is_encoder_decoder",
-                                                 "is_decoder",
-                                                 "cross_attention_hidden_size",
-                                                 "add_cross_attention",
-                                                 "tie_encoder_decoder",
-                                                 "max_length",
-                                                 "min_length",
-                                                 "do_sample",
-                                                 "early_stopping",
-                                                 "num_beams",
-                                                 "num_beam_groups",
-                                                 "diversity_penalty",
-                                                 "temperature",
-                                                 "top_k",
-                                                 "top_p",
-                                                 "typical_p",
-                                                 "repetition_penalty",
-                                                 "length_penalty",
-                                                 "no_repeat_ngram_size",
-                                                 "encoder_no_repeat_ngram_size",
-                                                 "bad_words_ids",
-                                                 "num_return_sequences",
-                                                 "chunk_size_feed_forward",
-                                                 "output_scores",
-                                                 "return_dict_in_generate",
-                                                 "forced_bos_token_id",
-                                                 "forced_eos_token_id",
-                                                 "remove_invalid_values",
-                                                 "exponential_decay_length_penalty",
-                                                 "suppress_tokens",
-                                                 "begin_suppress_tokens",
-                                                 "finetuning_task",
-                                                 "id2label",
-                                                 "label2id",
-                                                 "tokenizer_class",
-                                                 "prefix",
-                                                 "sep_token_id",
-                                                 "decoder_start_token_id",
-                                                 "task_specific_params",
-                                                 "problem_type",
-                                                 "model_type",
-                                                 "torch_dtype",
-                                                 "bos_token_id",
-                                                 "eos_token_id",
-                                                 "pad_token_id",
-                                                 "tie_word_embeddings"};
+// clang-format off
+const std::vector<std::string> kGenericHfKeys = {
+    "_name_or_path", "_commit_hash", "_attn_implementation", "_flash_attn_2_enabled",
+    "architectures", "transformers_version", "return_dict", "output_hidden_states",
+    "output_attentions", "torchscript", "use_bfloat16", "tf_legacy_loss", "pruned_heads",
+    "is_encoder_decoder", "is_decoder", "cross_attention_hidden_size", "add_cross_attention",
+    "tie_encoder_decoder", "max_length", "min_length", "do_sample", "early_stopping", "num_beams",
+    "num_beam_groups", "diversity_penalty", "temperature", "top_k", "top_p", "typical_p",
+    "repetition_penalty", "length_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size",
+    "bad_words_ids", "num_return_sequences", "chunk_size_feed_forward", "output_scores",
+    "return_dict_in_generate", "forced_bos_token_id", "forced_eos_token_id",
+    "remove_invalid_values", "exponential_decay_length_penalty", "suppress_tokens",
+    "begin_suppress_tokens", "finetuning_task", "id2label", "label2id", "tokenizer_class",
+    "prefix", "sep_token_id", "decoder_start_token_id", "task_specific_params", "problem_type",
+    "model_type", "torch_dtype", "bos_token_id", "eos_token_id", "pad_token_id",
+    "tie_word_embeddings"};
+// clang-format on
 
 // Top-level keys of LlamaConfig / MPLUGOwl2Config that only matter to training or to HF's
 // initialisation, never to inference with trained weights.
@@ -284,7 +242,7 @@ void read_vision(Section& s, VisionConfig& v) {
   require_divisible(s, "image_size", v.image_size, "patch_size", v.patch_size);
 }
 
-void read_abstractor(Section& s, AbstractorConfig& a, const VisionConfig& v) {
+void read_abstractor(Section& s, AbstractorConfig& a) {
   s.read(kAbstractorFields, a);
   s.allow(kIgnoredAbstractorKeys);
   s.allow(kGenericHfKeys);
@@ -292,16 +250,22 @@ void read_abstractor(Section& s, AbstractorConfig& a, const VisionConfig& v) {
   require_divisible(s, "hidden_size", a.hidden_size, "num_attention_heads", a.num_attention_heads);
   // The 2-D sin-cos key table gives each image axis half the width, each half split sin|cos.
   require_divisible(s, "hidden_size", a.hidden_size, "4 (2-D sin-cos positions)", 4);
+}
+
+// Checks between the two visual sections, made even where one of them is left at its defaults.
+void check_visual_pair(const std::string& source, const VisionConfig& v,
+                       const AbstractorConfig& a) {
+  const std::string prefix = "visual_config.visual_abstractor.";
   if (a.encoder_hidden_size != v.hidden_size)
-    s.fail("encoder_hidden_size",
-           "must equal visual_model.hidden_size = " + std::to_string(v.hidden_size) +
-               " (it reads the ViT output), got " + std::to_string(a.encoder_hidden_size));
+    fail(source, prefix + "encoder_hidden_size",
+         "must equal visual_model.hidden_size = " + std::to_string(v.hidden_size) +
+             " (it reads the ViT output), got " + std::to_string(a.encoder_hidden_size));
   // k_pos_embed has 1 + grid_size² rows, one per ViT token.
   const int64_t side = v.image_size / v.patch_size;
   if (a.grid_size != side)
-    s.fail("grid_size",
-           "must equal visual_model.image_size / patch_size = " + std::to_string(side) +
-               " (one position per patch row/column), got " + std::to_string(a.grid_size));
+    fail(source, prefix + "grid_size",
+         "must equal visual_model.image_size / patch_size = " + std::to_string(side) +
+             " (one position per patch row/column), got " + std::to_string(a.grid_size));
 }
 
 }  // namespace
@@ -347,11 +311,12 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& s
     }
     if (const json* va = vc.get("visual_abstractor"); va != nullptr) {
       Section s(*va, source, "visual_config.visual_abstractor");
-      read_abstractor(s, c.abstractor, c.vision);
+      read_abstractor(s, c.abstractor);
     }
     vc.finish();
   }
   top.finish();
+  check_visual_pair(source, c.vision, c.abstractor);
 
   require_divisible(top, "hidden_size", c.hidden_size, "num_attention_heads",
                     c.num_attention_heads);

@@ -1,0 +1,142 @@
+#include "data/image_decode.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <vector>
+
+#include "data/image_header.h"
+#include "qalign/error.h"
+
+namespace qalign::data {
+
+namespace {
+
+std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) fail(path, "", "image file does not exist");
+  if (!std::filesystem::is_regular_file(path, ec)) fail(path, "", "not a regular file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path, "", std::string("cannot open image file: ") + std::strerror(errno));
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) fail(path, "", "read error");
+  if (bytes.empty()) fail(path, "", "image file is empty");
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max()))
+    fail(path, "", "image file is over 2 GiB, more than the decoder accepts");
+  return bytes;
+}
+
+void check_size(const std::string& path, int64_t width, int64_t height) {
+  if (width <= 0 || height <= 0)
+    fail(path, "", "image has no pixels (" + std::to_string(width) + "x" + std::to_string(height) + ")");
+  if (width * height > kMaxImagePixels)
+    fail(path, "", "image is " + std::to_string(width) + "x" + std::to_string(height) +
+                       " pixels, over the " + std::to_string(kMaxImagePixels) +
+                       "-pixel limit (PIL refuses such images as decompression bombs)");
+}
+
+// One sample reduced to 8 bits; `clip` picks PIL's mode-"I" rule over keeping the high byte.
+template <typename T>
+uint8_t to_u8(T v, bool clip) {
+  if constexpr (sizeof(T) == 1) {
+    return v;
+  } else {
+    return clip ? static_cast<uint8_t>(std::min<T>(v, 255)) : static_cast<uint8_t>(v >> 8);
+  }
+}
+
+// OpenCV hands out grey, grey+alpha, BGR or BGRA; alpha is dropped as .convert('RGB') drops it.
+template <typename T>
+Image to_rgb(const cv::Mat& m) {
+  Image out(m.cols, m.rows);
+  const int ch = m.channels();
+  const bool grey = ch <= 2;
+  const bool clip = ch == 1;
+  for (int y = 0; y < m.rows; ++y) {
+    const T* src = m.ptr<T>(y);
+    uint8_t* dst = out.pixel(0, y);
+    for (int x = 0; x < m.cols; ++x, src += ch, dst += 3) {
+      if (grey) {
+        dst[0] = dst[1] = dst[2] = to_u8(src[0], clip);
+      } else {
+        dst[0] = to_u8(src[2], false);
+        dst[1] = to_u8(src[1], false);
+        dst[2] = to_u8(src[0], false);
+      }
+    }
+  }
+  return out;
+}
+
+std::string lower_extension(const std::string& path) {
+  std::string ext = std::filesystem::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  return ext;
+}
+
+bool starts_like_video(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  uint8_t b[16] = {};
+  if (!in.read(reinterpret_cast<char*>(b), sizeof b)) return false;
+  auto at = [&](size_t pos, const char* s) { return std::memcmp(b + pos, s, std::strlen(s)) == 0; };
+  if (at(0, "RIFF") && at(8, "AVI ")) return true;
+  if (at(0, "\x1A\x45\xDF\xA3")) return true;  // Matroska / WebM (EBML)
+  if (at(0, "FLV")) return true;
+  if (at(0, "\x30\x26\xB2\x75")) return true;                                  // ASF / WMV
+  if (b[0] == 0 && b[1] == 0 && b[2] == 1 && (b[3] == 0xBA || b[3] == 0xB3)) return true;  // MPEG-PS/ES
+  if (at(4, "ftyp")) {
+    // ISO media also holds still images (HEIF, AVIF); only their brands are excluded.
+    for (const char* still : {"heic", "heix", "mif1", "msf1", "avif", "avis"})
+      if (at(8, still)) return false;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Image decode_image(const std::string& path) {
+  const std::vector<uint8_t> bytes = read_bytes(path);
+  if (const auto header = read_image_header(bytes)) {
+    if (header->width > 0 && header->height > 0) check_size(path, header->width, header->height);
+    if (!header->complete)
+      fail(path, "", header->format + " data ends before its end-of-image marker: the file is truncated");
+  }
+  cv::Mat m;
+  try {
+    const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8U, const_cast<uint8_t*>(bytes.data()));
+    m = cv::imdecode(encoded, cv::IMREAD_UNCHANGED);
+  } catch (const cv::Exception& e) {
+    fail(path, "", std::string("cannot decode image: ") + e.what());
+  }
+  if (m.empty()) fail(path, "", "not a decodable image (corrupt, truncated or an unsupported format)");
+  check_size(path, m.cols, m.rows);
+  const int ch = m.channels();
+  if (ch < 1 || ch > 4) fail(path, "", "unsupported image with " + std::to_string(ch) + " channels");
+  switch (m.depth()) {
+    case CV_8U:
+      return to_rgb<uint8_t>(m);
+    case CV_16U:
+      return to_rgb<uint16_t>(m);
+    default:
+      fail(path, "", "unsupported sample type (only 8- and 16-bit unsigned images are read)");
+  }
+}
+
+bool is_video_path(const std::string& path) {
+  static const char* const kVideoExtensions[] = {".avi", ".mp4", ".m4v", ".mkv", ".mov", ".webm", ".wmv",
+                                                 ".flv", ".mpg", ".mpeg", ".3gp", ".ts", ".mts", ".m2ts",
+                                                 ".ogv", ".asf"};
+  const std::string ext = lower_extension(path);
+  for (const char* e : kVideoExtensions)
+    if (ext == e) return true;
+  return starts_like_video(path);
+}
+
+}  // namespace qalign::data

@@ -1,0 +1,73 @@
+#include "data/preprocess.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+#include "data/image_decode.h"
+#include "data/pil_resize.h"
+
+namespace qalign::data {
+
+Image expand2square(const Image& img, const std::array<uint8_t, 3>& background) {
+  if (img.width == img.height) return img;
+  const int side = std::max(img.width, img.height);
+  Image square(side, side);
+  for (size_t i = 0; i < square.rgb.size(); i += 3)
+    std::copy(background.begin(), background.end(), square.rgb.begin() + i);
+  const int left = (side - img.width) / 2;
+  const int top = (side - img.height) / 2;
+  const size_t row_bytes = static_cast<size_t>(img.width) * 3;
+  for (int y = 0; y < img.height; ++y) std::memcpy(square.pixel(left, top + y), img.pixel(0, y), row_bytes);
+  return square;
+}
+
+Image resize_and_crop(const Image& img, int64_t size) {
+  if (size <= 0) throw std::invalid_argument("resize_and_crop: size must be positive");
+  if (img.width <= 0 || img.height <= 0) throw std::invalid_argument("resize_and_crop: empty image");
+  // transformers' get_resize_output_image_size(default_to_square=False).
+  const int64_t short_edge = std::min(img.width, img.height);
+  const int64_t long_edge = std::max(img.width, img.height);
+  const auto scaled_long = static_cast<int64_t>(static_cast<double>(size * long_edge) / short_edge);
+  const bool wide = img.width > img.height;
+  const int width = static_cast<int>(wide ? scaled_long : size);
+  const int height = static_cast<int>(wide ? size : scaled_long);
+  Image resized = pil_resize_bicubic(img, width, height);
+  if (width == size && height == size) return resized;
+  Image crop(static_cast<int>(size), static_cast<int>(size));
+  const int left = static_cast<int>((width - size) / 2);
+  const int top = static_cast<int>((height - size) / 2);
+  for (int y = 0; y < crop.height; ++y)
+    std::memcpy(crop.pixel(0, y), resized.pixel(left, top + y), static_cast<size_t>(crop.width) * 3);
+  return crop;
+}
+
+torch::Tensor normalize_clip(const Image& img) {
+  // Only 256 inputs per channel: tabulate the exact reference arithmetic once.
+  float table[3][256];
+  for (int c = 0; c < 3; ++c) {
+    const float mean = static_cast<float>(kClipMean[c]);
+    const float sd = static_cast<float>(kClipStd[c]);
+    for (int v = 0; v < 256; ++v) {
+      const float x = static_cast<float>(static_cast<double>(v) * (1.0 / 255.0));
+      table[c][v] = (x - mean) / sd;
+    }
+  }
+  const int64_t plane = static_cast<int64_t>(img.width) * img.height;
+  torch::Tensor out = torch::empty({3, img.height, img.width}, torch::kFloat32);
+  float* dst = out.data_ptr<float>();
+  const uint8_t* src = img.rgb.data();
+  for (int64_t i = 0; i < plane; ++i)
+    for (int c = 0; c < 3; ++c) dst[c * plane + i] = table[c][src[i * 3 + c]];
+  return out;
+}
+
+torch::Tensor preprocess_image(const Image& img, int64_t image_size) {
+  return normalize_clip(resize_and_crop(expand2square(img), image_size));
+}
+
+torch::Tensor load_image_tensor(const std::string& path, int64_t image_size) {
+  return preprocess_image(decode_image(path), image_size);
+}
+
+}  // namespace qalign::data

@@ -1,0 +1,40 @@
+#pragma once
+// Q-Align's image pre-processing (SPEC §4.1): expand2square on the CLIP-mean colour, then
+// CLIPImageProcessor (shortest edge -> image_size with PIL bicubic, center crop, rescale,
+// normalise), all in the reference's arithmetic so pixel values match to the last bit.
+#include <torch/torch.h>
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "data/image.h"
+
+namespace qalign::data {
+
+inline constexpr std::array<double, 3> kClipMean = {0.48145466, 0.4578275, 0.40821073};
+inline constexpr std::array<double, 3> kClipStd = {0.26862954, 0.26130258, 0.27577711};
+// tuple(int(m * 255) for m in image_mean): truncated, giving (122, 116, 104).
+inline constexpr std::array<uint8_t, 3> kPadColor = {static_cast<uint8_t>(kClipMean[0] * 255),
+                                                     static_cast<uint8_t>(kClipMean[1] * 255),
+                                                     static_cast<uint8_t>(kClipMean[2] * 255)};
+
+// Pads the shorter side to a square, the picture centred with floor((long - short) / 2) above or
+// to the left of it. Square images come back unchanged.
+Image expand2square(const Image& img, const std::array<uint8_t, 3>& background = kPadColor);
+
+// Resize so the shortest edge is `size` (PIL bicubic; the long edge truncated as transformers
+// does), then center crop size x size.
+Image resize_and_crop(const Image& img, int64_t size);
+
+// uint8 HWC -> float32 [3, H, W]: x = float32(u8 * (1/255) in double), then (x - mean) / std in
+// float32, exactly as the processor's rescale and normalize.
+torch::Tensor normalize_clip(const Image& img);
+
+// expand2square + resize_and_crop + normalize_clip: the model's [3, S, S] pixel_values.
+torch::Tensor preprocess_image(const Image& img, int64_t image_size);
+
+// decode_image + preprocess_image.
+torch::Tensor load_image_tensor(const std::string& path, int64_t image_size);
+
+}  // namespace qalign::data

@@ -1,0 +1,87 @@
+#include "data/video.h"
+
+#include <cmath>
+#include <filesystem>
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
+#include <opencv2/videoio.hpp>
+
+#include "data/preprocess.h"
+#include "qalign/error.h"
+
+namespace qalign::data {
+
+namespace {
+
+// Python's int(fps * i).
+int64_t second_start(double fps, int64_t i) { return static_cast<int64_t>(fps * static_cast<double>(i)); }
+
+Image bgr_to_image(const cv::Mat& bgr) {
+  Image img(bgr.cols, bgr.rows);
+  cv::Mat rgb(bgr.rows, bgr.cols, CV_8UC3, img.rgb.data());
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  return img;
+}
+
+}  // namespace
+
+std::vector<int64_t> one_per_second_indices(double fps, int64_t frame_count) {
+  std::vector<int64_t> idx;
+  const auto n = static_cast<int64_t>(static_cast<double>(frame_count) / fps);
+  for (int64_t i = 0; i < n; ++i) idx.push_back(second_start(fps, i));
+  return idx;
+}
+
+SampledVideo sample_video(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) fail(path, "", "video file does not exist or is not a file");
+  cv::VideoCapture cap;
+  try {
+    cap.open(path, cv::CAP_FFMPEG);
+    // decord, the reference decoder, ignores rotation metadata; so do we. Builds that cannot
+    // rotate refuse the setting, which is the same outcome.
+    cap.set(cv::CAP_PROP_ORIENTATION_AUTO, 0);
+  } catch (const cv::Exception& e) {
+    fail(path, "", std::string("cannot open video: ") + e.what());
+  }
+  if (!cap.isOpened()) fail(path, "", "cannot open video with FFmpeg (corrupt, or not a video)");
+  SampledVideo v;
+  v.fps = cap.get(cv::CAP_PROP_FPS);
+  if (!std::isfinite(v.fps) || v.fps <= 0) fail(path, "fps", "video reports no usable frame rate");
+
+  // The total is known only at the end, so keep the first frame of every second as it passes
+  // and drop the incomplete last second afterwards. A frame rate below 1 repeats indices, as the
+  // reference's list would.
+  int64_t next = 0;  // i of the next wanted second
+  int64_t index = 0;
+  cv::Mat bgr;
+  for (; cap.grab(); ++index) {
+    if (second_start(v.fps, next) != index) continue;
+    if (!cap.retrieve(bgr) || bgr.empty() || bgr.type() != CV_8UC3)
+      fail(path, "frame " + std::to_string(index), "cannot decode this frame to 8-bit colour");
+    const Image frame = bgr_to_image(bgr);
+    while (second_start(v.fps, next) == index) {
+      v.frames.push_back(frame);
+      ++next;
+    }
+  }
+  v.frame_count = index;
+  v.indices = one_per_second_indices(v.fps, v.frame_count);
+  if (v.indices.empty())
+    fail(path, "", "video has " + std::to_string(v.frame_count) + " frames at " + std::to_string(v.fps) +
+                       " fps: shorter than one second, so no frame is sampled");
+  v.frames.resize(v.indices.size());
+  return v;
+}
+
+std::vector<Image> load_video_frames(const std::string& path) { return sample_video(path).frames; }
+
+torch::Tensor load_video_tensor(const std::string& path, int64_t image_size) {
+  const std::vector<Image> frames = load_video_frames(path);
+  std::vector<torch::Tensor> pixels;
+  pixels.reserve(frames.size());
+  for (const Image& f : frames) pixels.push_back(preprocess_image(f, image_size));
+  return torch::stack(pixels);
+}
+
+}  // namespace qalign::data

@@ -1,0 +1,34 @@
+#pragma once
+// Q-Align's video input (SPEC §4.2): one frame per second by the authors' load_video rule,
+// decoded with FFmpeg (through OpenCV) like decord, each frame then pre-processed as a photo.
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/image.h"
+
+namespace qalign::data {
+
+// [int(fps * i) for i in range(int(frame_count / fps))]: the first frame of each whole second.
+std::vector<int64_t> one_per_second_indices(double fps, int64_t frame_count);
+
+struct SampledVideo {
+  double fps = 0;           // the container's average frame rate
+  int64_t frame_count = 0;  // frames actually decoded
+  std::vector<int64_t> indices;
+  std::vector<Image> frames;  // RGB, one per index
+};
+
+// Decodes every frame in order (seeking is not frame-exact in every container) and keeps the
+// sampled ones. Throws qalign::Error naming the file when it cannot be opened or is shorter than
+// one second (no frame sampled).
+SampledVideo sample_video(const std::string& path);
+
+std::vector<Image> load_video_frames(const std::string& path);
+
+// The sampled frames pre-processed: [F, 3, image_size, image_size] float32.
+torch::Tensor load_video_tensor(const std::string& path, int64_t image_size);
+
+}  // namespace qalign::data

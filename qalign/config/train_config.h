@@ -1,0 +1,90 @@
+#pragma once
+// A training recipe, read from YAML (configs/*.yaml) plus command-line overrides. The options are
+// the authors' (SPEC.md §7, names as train_mem.py / HF TrainingArguments spell them). Defaults
+// are what every one of the authors' full fine-tuning scripts passes; options a script sets per
+// dataset (epochs, batch size, save_steps) default to HF TrainingArguments' value.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace qalign::config {
+
+struct TrainConfig {
+  // Model and data.
+  std::string model_name_or_path;          // required: folder with config.json + weights
+  std::vector<std::string> data_path;      // required: training JSONs (SPEC.md §11.1)
+  std::string image_folder;                // prefix of the JSONs' relative image paths
+  std::string output_dir;                  // required
+  std::string version = "v1";              // conversation template; only v1 exists
+  std::string image_aspect_ratio = "pad";  // pad to square with the CLIP mean colour
+  int64_t model_max_length = 2048;
+
+  // Schedule.
+  double num_train_epochs = 3.0;
+  int64_t max_steps = -1;  // > 0 overrides num_train_epochs
+  int64_t per_device_train_batch_size = 8;
+  int64_t per_device_eval_batch_size = 8;
+  int64_t gradient_accumulation_steps = 1;
+  int64_t seed = 42;
+
+  // Optimiser: AdamW with linear warm-up then the scheduler.
+  double learning_rate = 2e-5;
+  double weight_decay = 0.0;
+  double warmup_ratio = 0.03;
+  std::string lr_scheduler_type = "cosine";  // cosine | linear | constant
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
+  double adam_epsilon = 1e-8;
+  double max_grad_norm = 0.0;  // 0 = no clipping (the authors' ZeRO setup clips nothing)
+  // Abstractor learning rate; unset = learning_rate. The authors' flag is a no-op (SPEC.md §7).
+  std::optional<double> visual_abstractor_lr;
+
+  // What is trained.
+  bool tune_visual_abstractor = true;
+  bool freeze_vision_model = false;
+  bool lora_enable = false;
+  int64_t lora_r = 128;
+  int64_t lora_alpha = 256;
+  double lora_dropout = 0.05;
+
+  // Labels: the level word as one token (Q-Align) or soft level probabilities (DeQA-Score).
+  std::string level_labels = "one_hot";  // one_hot | soft
+  double soft_label_weight = 1.0;        // weight of the soft-label loss term
+
+  // Precision, memory, parallelism.
+  bool bf16 = true;
+  bool tf32 = true;
+  bool gradient_checkpointing = true;
+  // Sharding of optimizer state (1) and gradients (2); the authors' ZeRO-3 gives the same numbers.
+  int64_t zero_stage = 2;
+
+  // Data loading.
+  int64_t dataloader_num_workers = 4;
+  bool group_by_modality_length = true;
+
+  // Logging, checkpoints, evaluation.
+  int64_t logging_steps = 1;
+  int64_t save_steps = 500;
+  int64_t save_total_limit = 0;                // 0 = keep every checkpoint
+  std::vector<std::string> eval_data_paths;    // test JSONs (SPEC.md §11.2)
+  int64_t eval_steps = 0;                      // 0 = no evaluation during training
+  std::string metric_for_best_model = "srcc";  // srcc | plcc
+};
+
+// Reads `path`, applies `overrides` ("key=value", later ones win) and validates. Errors name the
+// file, the line and the key, or "command line" and the key for an override.
+TrainConfig load_train_config(const std::string& path,
+                              const std::vector<std::string>& overrides = {});
+
+// Sets one option from "key=value", typed by the option: numbers, true/false, null for an unset
+// optional, and for lists "a,b" or "[a, b]".
+void apply_override(TrainConfig& config, const std::string& key_value);
+
+// Checks that depend on several options or on required ones; `source` names the config in errors.
+void validate(const TrainConfig& config, const std::string& source);
+
+// Every option as YAML that load_train_config reads back to the same config.
+std::string to_yaml(const TrainConfig& config);
+
+}  // namespace qalign::config

@@ -1,0 +1,34 @@
+#pragma once
+// Scores images and videos with a loaded model: prompt -> ids, pixels -> visual tokens, one
+// forward per batch, level probabilities at each sample's last real position.
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "qalign/model/owl2.h"
+#include "qalign/prompts.h"
+#include "qalign/scoring.h"
+#include "qalign/tokenizer.h"
+
+namespace qalign {
+
+class Scorer {
+ public:
+  Scorer(model::Owl2ForCausalLM model, Tokenizer tokenizer, PromptStyle style = PromptStyle::kScorer);
+
+  // pixels: one [F,3,S,S] tensor per item (F = 1 for an image, the sampled frames for a video).
+  // Items of a batch may have different frame counts: each is read at its own last position.
+  LevelScores score(const std::vector<torch::Tensor>& pixels, Task task, Media media);
+
+  const model::Owl2ForCausalLM& model() const { return model_; }
+  const std::vector<int64_t>& level_ids() const { return level_ids_; }
+  int64_t image_size() const { return model_->config.vision.image_size; }
+
+ private:
+  model::Owl2ForCausalLM model_;
+  Tokenizer tokenizer_;
+  PromptStyle style_;
+  std::vector<int64_t> level_ids_;
+};
+
+}  // namespace qalign

@@ -30,7 +30,7 @@ find_package(Threads REQUIRED)
 find_package(OpenCV COMPONENTS core imgcodecs imgproc videoio)
 
 set(QALIGN_SPM_PREFIX "${PROJECT_SOURCE_DIR}/.deps/sentencepiece" CACHE PATH "Static SentencePiece")
-if(NOT EXISTS "${QALIGN_SPM_PREFIX}/lib/libsentencepiece.a")
+if(NOT EXISTS "${QALIGN_SPM_PREFIX}/lib/libsentencepiece_train.a")
   message(FATAL_ERROR "No static SentencePiece in ${QALIGN_SPM_PREFIX}: run scripts/setup.sh")
 endif()
 add_library(sentencepiece_static STATIC IMPORTED GLOBAL)
@@ -38,6 +38,12 @@ set_target_properties(sentencepiece_static PROPERTIES
   IMPORTED_LOCATION "${QALIGN_SPM_PREFIX}/lib/libsentencepiece.a"
   INTERFACE_INCLUDE_DIRECTORIES "${QALIGN_SPM_PREFIX}/include"
   INTERFACE_LINK_OPTIONS "-Wl,--exclude-libs,libsentencepiece.a")
+# The trainer, for tokenizers trained on prompts (the demo); it needs the processor library.
+add_library(sentencepiece_train_static STATIC IMPORTED GLOBAL)
+set_target_properties(sentencepiece_train_static PROPERTIES
+  IMPORTED_LOCATION "${QALIGN_SPM_PREFIX}/lib/libsentencepiece_train.a"
+  INTERFACE_LINK_LIBRARIES sentencepiece_static
+  INTERFACE_LINK_OPTIONS "-Wl,--exclude-libs,libsentencepiece_train.a")
 
 # One precompiled header for LibTorch, shared by every target that includes it.
 add_library(qalign_pch INTERFACE)

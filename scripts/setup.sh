@@ -52,7 +52,7 @@ fi
 # Debian's libsentencepiece exports its bundled protobuf-lite, which clashes with other
 # protobufs in the process (MEASURED.md); a private static build cannot clash.
 SPM_PREFIX="$ROOT/.deps/sentencepiece"
-if [ ! -f "$SPM_PREFIX/lib/libsentencepiece.a" ]; then
+if [ ! -f "$SPM_PREFIX/lib/libsentencepiece_train.a" ]; then
   log "building SentencePiece $SPM_VERSION (static)"
   work=$(mktemp -d)
   "$PY" -m pip download -q --disable-pip-version-check --no-binary :all: --no-deps \
@@ -62,11 +62,12 @@ if [ ! -f "$SPM_PREFIX/lib/libsentencepiece.a" ]; then
       -DSPM_ENABLE_SHARED=OFF -DSPM_ENABLE_TCMALLOC=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON \
       -DCMAKE_CXX_FLAGS="-fvisibility=hidden -fvisibility-inlines-hidden" \
       -DCMAKE_INSTALL_PREFIX="$SPM_PREFIX" -DCMAKE_INSTALL_LIBDIR=lib >/dev/null
-  cmake --build "$work/build" -j"$(nproc)" --target sentencepiece-static >"$work/build.log" 2>&1 \
+  cmake --build "$work/build" -j"$(nproc)" --target sentencepiece-static sentencepiece_train-static >"$work/build.log" 2>&1 \
     || { tail -30 "$work/build.log"; exit 1; }
   mkdir -p "$SPM_PREFIX/lib" "$SPM_PREFIX/include"
-  cp "$work/build/src/libsentencepiece.a" "$SPM_PREFIX/lib/"
-  cp "$work/sentencepiece-$SPM_VERSION/sentencepiece/src/sentencepiece_processor.h" "$SPM_PREFIX/include/"
+  cp "$work/build/src/libsentencepiece.a" "$work/build/src/libsentencepiece_train.a" "$SPM_PREFIX/lib/"
+  cp "$work/sentencepiece-$SPM_VERSION/sentencepiece/src/"{sentencepiece_processor.h,sentencepiece_trainer.h} \
+     "$SPM_PREFIX/include/"
   rm -rf "$work"
 else
   log "SentencePiece present in .deps"

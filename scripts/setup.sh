@@ -39,10 +39,10 @@ if ! "$PY" -c "import torch,sys; sys.exit(torch.__version__.split('+')[0] != '$T
     # The machine's CUDA 13 toolkit supplies cudart, cuBLAS, cuDNN, NCCL, ...; only these three
     # libraries that libtorch_cuda.so links are missing from it (pins from torch's metadata).
     log "installing torch==$TORCH_VERSION against the system CUDA 13 (no nvidia-* bulk)"
-    "${PIP[@]}" --no-deps "torch==$TORCH_VERSION" nvidia-cusparselt-cu13==0.8.0 \
-      nvidia-nvshmem-cu13==3.4.5 "nvidia-cufile==1.15.1.6.*"
     "${PIP[@]}" filelock "typing-extensions>=4.10" "sympy>=1.13.3" "networkx>=2.5.1" jinja2 \
       "fsspec>=0.8.5" "setuptools<82" numpy
+    "${PIP[@]}" --no-deps "torch==$TORCH_VERSION" nvidia-cusparselt-cu13==0.8.0 \
+      nvidia-nvshmem-cu13==3.4.5 "nvidia-cufile==1.15.1.6.*"
   fi
 else
   log "torch $TORCH_VERSION present in .venv"

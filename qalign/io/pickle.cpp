@@ -193,7 +193,7 @@ class Unpickler {
   }
   std::string line() {
     const uint8_t* nl = static_cast<const uint8_t*>(std::memchr(p_, '\n', static_cast<size_t>(end_ - p_)));
-    if (!nl) bad("GLOBAL name is not terminated");
+    if (!nl) bad("pickle is truncated inside a GLOBAL name");
     std::string s(reinterpret_cast<const char*>(p_), static_cast<size_t>(nl - p_));
     p_ = nl + 1;
     return s;

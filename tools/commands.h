@@ -14,5 +14,6 @@ struct Command {
 };
 
 Command add_inspect(CLI::App& app);
+Command add_score(CLI::App& app);
 
 }  // namespace qalign::tools

@@ -16,7 +16,10 @@ int main(int argc, char** argv) {
   app.add_flag("-q,--quiet", quiet, "Only print warnings and errors");
   app.add_flag("-v,--verbose", verbose, "Print debug messages");
 
-  std::vector<tools::Command> commands = {tools::add_inspect(app)};
+  std::vector<tools::Command> commands = {
+      tools::add_inspect(app),
+      tools::add_score(app),
+  };
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -3,14 +3,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
-#include <dirent.h>
-#include <unistd.h>
 
 #include "data/image_decode.h"
 #include "data/pil_resize.h"
@@ -57,29 +54,6 @@ std::string error_of(F&& f) {
   ADD_FAILURE() << "no qalign::Error thrown";
   return "";
 }
-
-// A fresh directory per test, removed afterwards. Plain POSIX calls: libtorch.so exports its own
-// std::filesystem, and its remove_all crashes when it wins symbol resolution.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "qalign_preprocess_XXXXXX").string();
-    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    if (DIR* d = ::opendir(path_.c_str())) {
-      while (const dirent* e = ::readdir(d))
-        if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) ::unlink(file(e->d_name).c_str());
-      ::closedir(d);
-    }
-    ::rmdir(path_.c_str());
-  }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;
@@ -245,7 +219,7 @@ TEST(Preprocess, NormalisationArithmetic) {
 // ---- decoder edge cases ----
 
 TEST(DecodeImage, GreyscalePngIsReplicated) {
-  TempDir dir;
+  test::ScratchDir dir;
   cv::Mat grey(3, 4, CV_8UC1);
   for (int i = 0; i < 12; ++i) grey.data[i] = static_cast<uint8_t>(i * 20);
   ASSERT_TRUE(cv::imwrite(dir.file("grey.png"), grey));
@@ -257,7 +231,7 @@ TEST(DecodeImage, GreyscalePngIsReplicated) {
 }
 
 TEST(DecodeImage, RgbaPngDropsAlpha) {
-  TempDir dir;
+  test::ScratchDir dir;
   cv::Mat bgra(2, 3, CV_8UC4);
   for (int i = 0; i < 6; ++i) {
     auto* p = bgra.ptr<uint8_t>() + i * 4;
@@ -276,7 +250,7 @@ TEST(DecodeImage, RgbaPngDropsAlpha) {
 }
 
 TEST(DecodeImage, SixteenBitColourKeepsHighByte) {
-  TempDir dir;
+  test::ScratchDir dir;
   cv::Mat bgr(1, 2, CV_16UC3);
   const uint16_t values[6] = {0x12FF, 0x3400, 0xFF80, 0x0001, 0x80FF, 0x7F7F};
   std::copy(values, values + 6, bgr.ptr<uint16_t>());
@@ -287,7 +261,7 @@ TEST(DecodeImage, SixteenBitColourKeepsHighByte) {
 }
 
 TEST(DecodeImage, SixteenBitGreyClipsLikePilModeI) {
-  TempDir dir;
+  test::ScratchDir dir;
   cv::Mat grey(1, 3, CV_16UC1);
   grey.at<uint16_t>(0, 0) = 17;
   grey.at<uint16_t>(0, 1) = 255;
@@ -300,7 +274,7 @@ TEST(DecodeImage, SixteenBitGreyClipsLikePilModeI) {
 }
 
 TEST(DecodeImage, TruncatedJpegIsAnError) {
-  TempDir dir;
+  test::ScratchDir dir;
   const std::string bytes = read_bytes(fixture("qalign-448/inputs/building.jpg"));
   write_bytes(dir.file("cut_building.jpg"), bytes.substr(0, bytes.size() / 2));
   const std::string msg = error_of([&] { decode_image(dir.file("cut_building.jpg")); });
@@ -309,7 +283,7 @@ TEST(DecodeImage, TruncatedJpegIsAnError) {
 }
 
 TEST(DecodeImage, TruncatedPngIsAnError) {
-  TempDir dir;
+  test::ScratchDir dir;
   const std::string bytes = read_bytes(fixture("qalign-448/inputs/smarties.png"));
   write_bytes(dir.file("cut_smarties.png"), bytes.substr(0, bytes.size() - 100));
   const std::string msg = error_of([&] { decode_image(dir.file("cut_smarties.png")); });
@@ -317,7 +291,7 @@ TEST(DecodeImage, TruncatedPngIsAnError) {
 }
 
 TEST(DecodeImage, EmptyMissingAndGarbageFilesAreErrors) {
-  TempDir dir;
+  test::ScratchDir dir;
   write_bytes(dir.file("empty.jpg"), "");
   write_bytes(dir.file("garbage.png"), "this is not an image at all");
   for (const std::string name : {"empty.jpg", "garbage.png", "missing.jpg"}) {
@@ -328,7 +302,7 @@ TEST(DecodeImage, EmptyMissingAndGarbageFilesAreErrors) {
 }
 
 TEST(DecodeImage, HugeDimensionsAreRefusedBeforeDecoding) {
-  TempDir dir;
+  test::ScratchDir dir;
   // A PNG signature and an IHDR claiming 100000 x 100000 pixels; nothing else is read.
   std::string png("\x89PNG\r\n\x1a\n", 8);
   png += std::string("\0\0\0\x0dIHDR", 8);
@@ -343,7 +317,7 @@ TEST(DecodeImage, HugeDimensionsAreRefusedBeforeDecoding) {
 TEST(IsVideoPath, ByExtensionAndContent) {
   for (const std::string p : {"a.avi", "b.MP4", "c.mkv", "d.mov", "e.webm", "/x/y.m4v"}) EXPECT_TRUE(is_video_path(p)) << p;
   for (const std::string p : {"a.jpg", "b.png", "c.txt", "noext"}) EXPECT_FALSE(is_video_path(p)) << p;
-  TempDir dir;
+  test::ScratchDir dir;
   write_bytes(dir.file("clip.bin"), read_bytes(fixture("qalign-tiny/inputs/video.avi")));
   write_bytes(dir.file("clip2.bin"), read_bytes(fixture("qalign-tiny/inputs/video.mp4")));
   write_bytes(dir.file("still.bin"), read_bytes(fixture("qalign-tiny/inputs/img_wide.png")));

@@ -3,6 +3,8 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <stdexcept>
+#include <stdlib.h>
 #include <sys/wait.h>
 
 namespace qalign::test {
@@ -29,6 +31,17 @@ int run_command(const std::string& cmd, std::string* output) {
   const int status = pclose(pipe);
   if (output) *output = out;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+ScratchDir::ScratchDir(const std::string& tag) {
+  std::string pattern = (std::filesystem::temp_directory_path() / (tag + "-XXXXXX")).string();
+  if (!::mkdtemp(pattern.data())) throw std::runtime_error("cannot create a scratch folder in " + pattern);
+  path_ = pattern;
+}
+
+ScratchDir::~ScratchDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
 }
 
 }  // namespace qalign::test

@@ -15,4 +15,19 @@ std::string qalign_binary();
 // Runs a shell command, returns its exit code and combined output.
 int run_command(const std::string& cmd, std::string* output);
 
+// A fresh folder under /tmp for one test process (tests run as parallel processes, so a fixed
+// name would be shared), removed with everything in it when the object goes.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& tag = "qalign");
+  ~ScratchDir();
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
 }  // namespace qalign::test

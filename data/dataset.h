@@ -1,0 +1,69 @@
+#pragma once
+// Readers for the authors' label files (SPEC §11): training conversation records and scored test
+// records, each a JSON array of objects. Paths are kept as written and also resolved against an
+// image folder (train_mem.py's --image_folder, the eval scripts' data root). A malformed record
+// throws qalign::Error naming the file, the record index and the field: "FILE: [12].image: ...".
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "qalign/conversation.h"
+
+namespace qalign::data {
+
+// A training sample (§11.1): what LazySupervisedDataset reads.
+struct TrainingRecord {
+  std::string id;                   // "" when absent
+  std::vector<std::string> images;  // as written: one path, several (one multi-image sample) or none (text only)
+  std::vector<std::string> paths;   // the same resolved against the image folder
+  std::vector<Turn> conversations;  // alternating human, gpt
+  std::optional<double> gt_score;   // the record's gt_score (number or numeric string)
+  // gt_score, or the MOS after "->" in the id when that parses; what the syllabus labels.
+  std::optional<double> mos;
+
+  bool has_image() const { return !images.empty(); }
+  // A single path that names a video container (decoded at 1 fps instead of read as a picture).
+  bool is_video() const;
+};
+
+// A scored sample in any of the four test shapes (§11.2): path from "image", else "img_path";
+// MOS from "gt_score" (number or string), else from the id after "->" (KADID).
+struct ScoredRecord {
+  std::string id;     // "" when absent
+  std::string image;  // as written
+  std::string path;   // resolved against the image folder
+  double mos = 0;
+  // The MOS as the source writes it, for "<image>-><mos>" ids: the string gt_score, the id's text
+  // when it denotes the same number, else the number as Python's json module writes it.
+  std::string mos_text;
+  std::optional<double> std;  // raters' standard deviation, when the record has "std"
+  bool is_video = false;
+};
+
+// A JSON array read from `file` (errors name the file and the parser's position).
+nlohmann::json read_json_array(const std::string& file);
+
+std::vector<TrainingRecord> parse_training_records(const nlohmann::json& array, const std::string& source,
+                                                   const std::string& image_folder = "");
+std::vector<TrainingRecord> read_training_records(const std::string& file, const std::string& image_folder = "");
+
+std::vector<ScoredRecord> parse_scored_records(const nlohmann::json& array, const std::string& source,
+                                               const std::string& image_folder = "");
+std::vector<ScoredRecord> read_scored_records(const std::string& file, const std::string& image_folder = "");
+
+// `rel` under `folder` (os.path.join: an absolute `rel`, or an empty folder, leaves it as is).
+std::string resolve_path(const std::string& folder, const std::string& rel);
+// Judged by extension alone (mp4 — the only one upstream checks — and other common containers).
+bool is_video_file(const std::string& path);
+// The text after the last "->" of an id, or nullopt when there is none.
+std::optional<std::string> mos_text_of_id(const std::string& id);
+// A MOS written as text; whitespace around it is allowed, anything else that is not a finite
+// number throws naming `source` and `field`.
+double parse_mos(const std::string& text, const std::string& source, const std::string& field);
+// repr(float) of Python, which json.dump writes: shortest round-trip digits, "77.3836206897",
+// "5.0", "1e-05", "1e+16".
+std::string python_float_text(double value);
+
+}  // namespace qalign::data

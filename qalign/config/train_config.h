@@ -43,6 +43,7 @@ struct TrainConfig {
   // What is trained.
   bool tune_visual_abstractor = true;
   bool freeze_vision_model = false;
+  bool tune_language_model = true;  // false freezes embed_tokens, the decoder layers, norm, lm_head
   bool lora_enable = false;
   int64_t lora_r = 128;
   int64_t lora_alpha = 256;
@@ -62,11 +63,19 @@ struct TrainConfig {
   // Data loading.
   int64_t dataloader_num_workers = 4;
   bool group_by_modality_length = true;
+  bool dataloader_shuffle = true;  // false: samples in file order (parity tests)
+  // Share of an epoch's samples that may be missing or corrupt (each skipped and logged) before
+  // the run stops.
+  double max_skipped_sample_fraction = 0.01;
 
   // Logging, checkpoints, evaluation.
   int64_t logging_steps = 1;
   int64_t save_steps = 500;
   int64_t save_total_limit = 0;                // 0 = keep every checkpoint
+  // A checkpoint-<step> folder, or "latest" for the newest one in output_dir; "" starts afresh.
+  std::string resume_from_checkpoint;
+  // Optimizer steps in a row with a non-finite loss or gradient (each skipped) that stop the run.
+  int64_t max_nonfinite_steps = 5;
   std::vector<std::string> eval_data_paths;    // test JSONs (SPEC.md §11.2)
   int64_t eval_steps = 0;                      // 0 = no evaluation during training
   std::string metric_for_best_model = "srcc";  // srcc | plcc

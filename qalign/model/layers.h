@@ -4,7 +4,15 @@
 // always allocate on the CPU in float32 first. Parameter names are PyTorch's ("weight", "bias").
 #include <torch/torch.h>
 
+#include <functional>
+
 namespace qalign::model {
+
+// How a stack of residual blocks calls each block: run(block, f, h) must return f(h), where f is
+// the block's forward. Unset, the block is simply called; training installs activation
+// checkpointing here (train/activation_checkpoint.h) so the model itself stays plain math.
+using BlockForward = std::function<torch::Tensor(const torch::Tensor&)>;
+using BlockRunner = std::function<torch::Tensor(torch::nn::Module& block, const BlockForward& f, const torch::Tensor& h)>;
 
 // Parameters are drawn N(0, init_std) (HF's initializer_range) unless on the meta device.
 constexpr double kInitStd = 0.02;

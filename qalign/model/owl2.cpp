@@ -85,7 +85,10 @@ torch::Tensor Owl2ModelImpl::forward(const MultimodalInputs& in, std::vector<tor
   auto h = in.embeds;
   for (const auto& layer : *layers) {
     if (hidden_states) hidden_states->push_back(h);
-    h = layer->as<LlamaDecoderLayer>()->forward(h, ctx);
+    auto* block = layer->as<LlamaDecoderLayer>();
+    // The context is copied into the closure: a checkpointing runner calls it again in backward.
+    h = run_block ? run_block(*block, [block, ctx](const torch::Tensor& x) { return block->forward(x, ctx); }, h)
+                  : block->forward(h, ctx);
   }
   h = norm(h);
   if (hidden_states) hidden_states->push_back(h);

@@ -50,6 +50,7 @@ class Owl2ModelImpl : public torch::nn::Module {
   Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers;
   RMSNorm norm{nullptr};
+  BlockRunner run_block;  // how each decoder layer is called (see layers.h)
 };
 TORCH_MODULE(Owl2Model);
 

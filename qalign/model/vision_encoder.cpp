@@ -70,7 +70,11 @@ VisionEncoderImpl::VisionEncoderImpl(const VisionConfig& c, const torch::TensorO
 
 torch::Tensor VisionEncoderImpl::forward(const torch::Tensor& pixels) {
   auto h = embeddings(pixels);
-  for (const auto& layer : *layers) h = layer->as<VisionLayer>()->forward(h);
+  for (const auto& layer : *layers) {
+    auto* block = layer->as<VisionLayer>();
+    h = run_block ? run_block(*block, [block](const torch::Tensor& x) { return block->forward(x); }, h)
+                  : block->forward(h);
+  }
   return post_layernorm(h);
 }
 

@@ -55,6 +55,7 @@ class VisionEncoderImpl : public torch::nn::Module {
   VisionEmbeddings embeddings{nullptr};
   torch::nn::ModuleList layers;  // registered as encoder.layers
   LayerNorm post_layernorm{nullptr};
+  BlockRunner run_block;  // how each encoder layer is called (see layers.h)
 };
 TORCH_MODULE(VisionEncoder);
 

@@ -1,0 +1,282 @@
+// `qalign train` end to end on the tiny fixture: the authors' training step against their
+// goldens (tests/fixtures/qalign-tiny/MANIFEST.md "Training golden"), activation checkpointing,
+// bit-exact resume, checkpoint layout and rotation, and the non-finite step guard.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "qalign/io/safetensors.h"
+#include "qalign/model/weights.h"
+#include "tests/support/fixtures.h"
+
+using namespace qalign;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Golden {
+  std::shared_ptr<io::SafetensorsFile> tensors = io::SafetensorsFile::open(test::fixture("qalign-tiny/golden.safetensors"));
+  nlohmann::json json = nlohmann::json::parse(std::ifstream(test::fixture("qalign-tiny/golden.json")));
+  torch::Tensor get(const std::string& name) const { return tensors->get(name); }
+};
+
+const Golden& golden() {
+  static const Golden g;
+  return g;
+}
+
+io::StateDict load(const std::string& path) { return io::SafetensorsFile::open(path)->load_all(); }
+
+double max_abs(const torch::Tensor& t) { return t.abs().max().item<double>(); }
+double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  EXPECT_EQ(a.sizes(), b.sizes());
+  return max_abs(a.to(torch::kFloat64) - b.to(torch::kFloat64));
+}
+
+// A fresh folder for one test's runs.
+std::string scratch(const std::string& name) {
+  const auto dir = fs::path(testing::TempDir()) / ("qalign_test_train_" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir.string();
+}
+
+// Runs `qalign train` from the repository root (the recipes' paths are relative to it).
+int train(const std::string& recipe, const std::string& args, std::string* output) {
+  const auto cmd = "cd '" + test::source_dir() + "' && '" + test::qalign_binary() + "' train --config " + recipe + " " + args;
+  const int rc = test::run_command(cmd, output);
+  if (rc != 0) std::cerr << *output;
+  return rc;
+}
+
+const std::string kGoldenRecipe = "tests/fixtures/train/tiny_golden.yaml";
+const std::string kRecipe = "tests/fixtures/train/tiny_recipe.yaml";
+
+std::vector<nlohmann::json> metrics(const std::string& output_dir) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(output_dir + "/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+// The first step through `qalign train`, dumped, plus the model it wrote.
+struct GoldenRun {
+  io::StateDict dump, after;
+};
+
+GoldenRun run_golden_step(const std::string& name, const std::string& extra) {
+  const auto dir = scratch(name);
+  std::string out;
+  EXPECT_EQ(train(kGoldenRecipe, "output_dir=" + dir + " " + extra + " --dump-first-step " + dir + "/step.safetensors", &out), 0);
+  return {load(dir + "/step.safetensors"), load(dir + "/checkpoint-1/model.safetensors")};
+}
+
+std::vector<std::string> parameter_names() {
+  std::vector<std::string> names;
+  for (const auto& [name, info] : golden().json["state_dict"].items())
+    if (golden().tensors->contains("train.grad." + name)) names.push_back(name);
+  return names;
+}
+
+}  // namespace
+
+TEST(TrainGolden, OneAdamWStepMatchesTheAuthors) {
+  const auto run = run_golden_step("golden", "");
+  const auto& d = run.dump;
+  EXPECT_TRUE(torch::equal(d.at("input_ids"), golden().get("train.input_ids")));
+  EXPECT_TRUE(torch::equal(d.at("labels"), golden().get("train.labels")));
+  EXPECT_TRUE(torch::equal(d.at("attention_mask"), golden().get("train.attention_mask")));
+  const double pixel_diff = max_diff(d.at("pixel_values"), golden().get("train.pixel_values"));
+  EXPECT_LE(pixel_diff, 1e-5);
+
+  const double loss = d.at("loss").item<double>(), want = golden().get("train.loss").item<double>();
+  const double loss_rel = std::abs(loss - want) / std::abs(want);
+  EXPECT_LE(loss_rel, 1e-5) << loss << " vs " << want;
+
+  const auto names = parameter_names();
+  EXPECT_EQ(names.size(), 108u);
+  double worst_grad = 0;
+  std::string worst_grad_name;
+  for (const auto& name : names) {
+    SCOPED_TRACE(name);
+    ASSERT_TRUE(d.count("grad." + name));
+    const auto want_grad = golden().get("train.grad." + name);
+    const double tol = 1e-4 * std::max(1.0, max_abs(want_grad));
+    const double diff = max_diff(d.at("grad." + name), want_grad);
+    EXPECT_LE(diff, tol);
+    if (diff / tol > worst_grad) worst_grad = diff / tol, worst_grad_name = name;
+  }
+
+  // MANIFEST: the first Adam step moves each element by about lr · sign(grad), so an element whose
+  // gradient is ~0 may differ by up to lr; those are held to 1e-3, the rest to 1e-5.
+  double worst_param = 0, worst_tiny = 0;
+  for (const auto& name : golden().json["train"]["tracked_params"]) {
+    const std::string n = name.get<std::string>();
+    SCOPED_TRACE(n);
+    const auto want_param = golden().get("train.after_adamw." + n).to(torch::kFloat64);
+    const auto got = run.after.at(n).to(torch::kFloat64);
+    const auto tiny = golden().get("train.grad." + n).abs() < 1e-6;
+    const auto diff = (got - want_param).abs();
+    const double regular = diff.masked_fill(tiny, 0).max().item<double>();
+    const double near_zero = diff.masked_fill(tiny.logical_not(), 0).max().item<double>();
+    EXPECT_LE(regular, 1e-5);
+    EXPECT_LE(near_zero, 1e-3);
+    worst_param = std::max(worst_param, regular);
+    worst_tiny = std::max(worst_tiny, near_zero);
+  }
+  std::cout << "[golden] pixel max diff " << pixel_diff << ", loss " << loss << " (rel diff " << loss_rel
+            << "), worst grad diff " << worst_grad << " of its tolerance (" << worst_grad_name
+            << "), after-AdamW max diff " << worst_param << " (|grad| < 1e-6 elements: " << worst_tiny << ")\n";
+}
+
+TEST(TrainGolden, ActivationCheckpointingKeepsGradients) {
+  const auto off = run_golden_step("ckpt_off", "gradient_checkpointing=false");
+  const auto on = run_golden_step("ckpt_on", "gradient_checkpointing=true");
+  EXPECT_EQ(on.dump.at("loss").item<float>(), off.dump.at("loss").item<float>());
+  double worst = 0;
+  for (const auto& name : parameter_names()) {
+    SCOPED_TRACE(name);
+    const double diff = max_diff(on.dump.at("grad." + name), off.dump.at("grad." + name));
+    EXPECT_LE(diff, 1e-6);
+    worst = std::max(worst, diff);
+  }
+  std::cout << "[checkpointing] max gradient diff on vs off: " << worst << "\n";
+}
+
+namespace {
+
+// 2N steps in one run, and the same recipe resumed from its step-N checkpoint for N more (N = 2):
+// identical losses, gradient norms, weights and optimizer moments, bit for bit. The recipe is
+// shuffled, length-grouped, cosine with warm-up, accumulating, clipping and checkpointing
+// activations; step N ends mid-epoch and the resumed steps cross into the next epoch.
+void expect_bitwise_resume(const std::string& tag, const std::string& extra) {
+  const auto a = scratch(tag + "_a"), b = scratch(tag + "_b");
+  std::string out;
+  ASSERT_EQ(train(kRecipe, "output_dir=" + a + " " + extra, &out), 0);
+  const auto state = nlohmann::json::parse(std::ifstream(a + "/checkpoint-2/trainer_state.json"));
+  EXPECT_EQ(state["epoch"], 0);
+  EXPECT_EQ(state["position"], 4);  // of 5 samples
+  ASSERT_EQ(train(kRecipe, "output_dir=" + b + " resume_from_checkpoint=" + a + "/checkpoint-2 " + extra, &out), 0);
+  EXPECT_NE(out.find("resumed from"), std::string::npos) << out;
+
+  const auto ma = metrics(a), mb = metrics(b);
+  ASSERT_EQ(ma.size(), 4u);
+  ASSERT_EQ(mb.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(mb[i]["step"], ma[i + 2]["step"]);
+    EXPECT_EQ(mb[i]["epoch"].get<double>(), ma[i + 2]["epoch"].get<double>());
+    EXPECT_EQ(mb[i]["loss"].get<double>(), ma[i + 2]["loss"].get<double>());
+    EXPECT_EQ(mb[i]["grad_norm"].get<double>(), ma[i + 2]["grad_norm"].get<double>());
+    EXPECT_EQ(mb[i]["lr"].get<double>(), ma[i + 2]["lr"].get<double>());
+  }
+  for (const std::string file : {"model.safetensors", "checkpoint-4/model.safetensors", "checkpoint-4/optimizer.safetensors",
+                                 "checkpoint-4/rng_state.safetensors"}) {
+    SCOPED_TRACE(file);
+    const auto wa = load(a + "/" + file), wb = load(b + "/" + file);
+    ASSERT_EQ(wa.size(), wb.size());
+    for (const auto& [name, t] : wa) EXPECT_TRUE(torch::equal(t, wb.at(name))) << name;
+  }
+  // The weights did move.
+  const auto start = load(test::fixture("qalign-tiny/model/model.safetensors"));
+  EXPECT_FALSE(torch::equal(start.at("lm_head.weight"), load(a + "/model.safetensors").at("lm_head.weight").to(torch::kFloat32)));
+}
+
+}  // namespace
+
+TEST(TrainResume, ResumedRunIsBitwiseIdentical) { expect_bitwise_resume("resume", ""); }
+
+// bfloat16 compute: the float32 masters travel in the checkpoint, so resuming is exact too.
+TEST(TrainResume, ResumedBf16RunIsBitwiseIdentical) { expect_bitwise_resume("resume_bf16", "bf16=true"); }
+
+TEST(TrainCheckpoints, HuggingFaceLayoutAndRotation) {
+  const auto dir = scratch("rotation");
+  std::string out;
+  ASSERT_EQ(train(kRecipe, "output_dir=" + dir + " max_steps=3 save_steps=1 save_total_limit=2 gradient_checkpointing=false", &out), 0);
+  EXPECT_FALSE(fs::exists(dir + "/checkpoint-1"));
+  ASSERT_TRUE(fs::exists(dir + "/checkpoint-2"));
+  ASSERT_TRUE(fs::exists(dir + "/checkpoint-3"));
+  for (const auto& e : fs::directory_iterator(dir))  // no temporary folder left behind
+    EXPECT_NE(e.path().filename().string().front(), '.') << e.path();
+  for (const char* f : {"model.safetensors", "config.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
+                        "preprocessor_config.json", "trainer_state.json", "optimizer.safetensors", "rng_state.safetensors"})
+    EXPECT_TRUE(fs::exists(dir + "/checkpoint-3/" + f)) << f;
+  const auto state = nlohmann::json::parse(std::ifstream(dir + "/checkpoint-3/trainer_state.json"));
+  EXPECT_EQ(state["global_step"], 3);
+  EXPECT_EQ(state["lr_schedule"]["total_steps"], 3);
+  // A checkpoint is a model folder the rest of qalign loads.
+  auto m = model::load_pretrained(dir + "/checkpoint-3");
+  EXPECT_TRUE(torch::equal(m->lm_head->weight, load(dir + "/checkpoint-3/model.safetensors").at("lm_head.weight")));
+  const auto lines = metrics(dir);
+  ASSERT_EQ(lines.size(), 3u);
+  for (const char* key : {"step", "epoch", "loss", "grad_norm", "lr", "samples_per_s", "tokens_per_s", "ms_per_step", "peak_memory_mib"})
+    EXPECT_TRUE(lines.back().contains(key)) << key;
+  EXPECT_NE(out.find("step 3/3 | epoch"), std::string::npos) << out;
+}
+
+namespace {
+
+// Records in the authors' format; "noanswer" has no gpt turn, so every label is ignored and its
+// loss is 0/0 = NaN.
+std::string write_records(const std::string& dir, const std::vector<std::string>& kinds) {
+  nlohmann::json records = nlohmann::json::array();
+  for (size_t i = 0; i < kinds.size(); ++i) {
+    nlohmann::json turns = nlohmann::json::array({{{"from", "human"}, {"value", "Rate the quality of this image.\n<|image|>"}}});
+    if (kinds[i] != "noanswer") turns.push_back({{"from", "gpt"}, {"value", "The quality of the image is good."}});
+    records.push_back({{"id", kinds[i] + std::to_string(i)}, {"image", "img_wide.png"}, {"conversations", turns}});
+  }
+  const auto path = dir + "/records.json";
+  std::ofstream(path) << records.dump();
+  return path;
+}
+
+}  // namespace
+
+TEST(TrainGuard, NonFiniteStepIsSkipped) {
+  const auto dir = scratch("nonfinite");
+  const auto data = write_records(dir, {"good", "noanswer", "good"});
+  std::string out;
+  ASSERT_EQ(train(kGoldenRecipe, "output_dir=" + dir + "/run data_path=" + data + " per_device_train_batch_size=1 max_steps=3", &out), 0);
+  EXPECT_NE(out.find("step 2: non-finite loss"), std::string::npos) << out;
+  EXPECT_NE(out.find("noanswer1"), std::string::npos) << out;
+  const auto lines = metrics(dir + "/run");
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0]["nonfinite_steps"], 0);
+  EXPECT_EQ(lines[1]["nonfinite_steps"], 1);
+  const auto w1 = load(dir + "/run/checkpoint-1/model.safetensors"), w2 = load(dir + "/run/checkpoint-2/model.safetensors"),
+             w3 = load(dir + "/run/checkpoint-3/model.safetensors");
+  for (const auto& [name, t] : w1) EXPECT_TRUE(torch::equal(t, w2.at(name))) << name;
+  EXPECT_FALSE(torch::equal(w2.at("lm_head.weight"), w3.at("lm_head.weight")));
+  EXPECT_TRUE(torch::isfinite(w3.at("lm_head.weight")).all().item<bool>());
+}
+
+TEST(TrainGuard, StopsAfterTooManyNonFiniteStepsInARow) {
+  const auto dir = scratch("nonfinite_stop");
+  const auto data = write_records(dir, {"good", "noanswer", "noanswer", "good"});
+  std::string out;
+  EXPECT_NE(train(kGoldenRecipe, "output_dir=" + dir + "/run data_path=" + data +
+                                     " per_device_train_batch_size=1 max_steps=4 max_nonfinite_steps=2",
+                  &out),
+            0);
+  EXPECT_NE(out.find("stopping after 2 steps in a row with a non-finite loss or gradient (steps 2 to 3; samples: noanswer1, noanswer2)"),
+            std::string::npos)
+      << out;
+}
+
+TEST(TrainFreezing, FrozenPartsKeepTheirWeights) {
+  const auto run = run_golden_step("freeze", "freeze_vision_model=true tune_language_model=false");
+  const auto start = load(test::fixture("qalign-tiny/model/model.safetensors"));
+  size_t grads = 0;
+  for (const auto& [name, t] : run.after) {
+    SCOPED_TRACE(name);
+    const bool abstractor = name.rfind("model.visual_abstractor.", 0) == 0;
+    const bool buffer = name.find("pos_embed") != std::string::npos;
+    EXPECT_EQ(run.dump.count("grad." + name) > 0, abstractor && !buffer);
+    grads += run.dump.count("grad." + name);
+    if (!abstractor || buffer) EXPECT_TRUE(torch::equal(t, start.at(name)));
+  }
+  EXPECT_EQ(grads, 48u);  // the abstractor's parameters
+  EXPECT_FALSE(torch::equal(run.after.at("model.visual_abstractor.query_embeds"), start.at("model.visual_abstractor.query_embeds")));
+}

@@ -1,0 +1,66 @@
+#include "train/activation_checkpoint.h"
+
+#include <torch/csrc/autograd/custom_function.h>
+
+namespace qalign::train {
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// The block's forward, carried to backward through the context.
+struct Recompute : torch::CustomClassHolder {
+  explicit Recompute(model::BlockForward fn) : f(std::move(fn)) {}
+  model::BlockForward f;
+};
+
+// Inputs: the block's input h and its trainable parameters, so that backward can hand their
+// gradients to the engine like any other node (no nested backward into .grad).
+class Checkpoint : public torch::autograd::Function<Checkpoint> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const c10::intrusive_ptr<Recompute>& fn, const torch::Tensor& h,
+                               torch::TensorList params) {
+    ctx->saved_data["fn"] = c10::IValue::make_capsule(fn);
+    variable_list saved{h};
+    saved.insert(saved.end(), params.begin(), params.end());
+    ctx->save_for_backward(saved);
+    return fn->f(h);  // Function::apply runs this with grad mode off
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_out) {
+    const auto fn = c10::static_intrusive_pointer_cast<Recompute>(ctx->saved_data["fn"].toCapsule());
+    const auto saved = ctx->get_saved_variables();
+    torch::AutoGradMode grad_on(true);
+    const auto h = saved[0].detach().requires_grad_(saved[0].requires_grad());
+    const auto out = fn->f(h);
+    variable_list wrt;
+    if (h.requires_grad()) wrt.push_back(h);
+    wrt.insert(wrt.end(), saved.begin() + 1, saved.end());
+    const auto grads = torch::autograd::grad({out}, wrt, {grad_out[0]}, /*retain_graph=*/false,
+                                             /*create_graph=*/false, /*allow_unused=*/true);
+    variable_list result{torch::Tensor()};  // for fn, not a tensor
+    size_t k = 0;
+    result.push_back(h.requires_grad() ? grads[k++] : torch::Tensor());
+    while (k < grads.size()) result.push_back(grads[k++]);
+    return result;
+  }
+};
+
+}  // namespace
+
+torch::Tensor checkpointed(torch::nn::Module& block, const model::BlockForward& f, const torch::Tensor& h) {
+  std::vector<torch::Tensor> params;
+  for (const auto& p : block.parameters())
+    if (p.requires_grad()) params.push_back(p);
+  if (!torch::GradMode::is_enabled() || (!h.requires_grad() && params.empty())) return f(h);
+  return Checkpoint::apply(c10::make_intrusive<Recompute>(f), h, torch::TensorList(params));
+}
+
+void set_activation_checkpointing(model::Owl2ForCausalLM& m, bool on) {
+  const model::BlockRunner runner = on ? model::BlockRunner(checkpointed) : model::BlockRunner();
+  m->model->vision_model->run_block = runner;
+  m->model->run_block = runner;
+}
+
+}  // namespace qalign::train

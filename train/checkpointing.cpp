@@ -1,0 +1,109 @@
+#include "train/checkpointing.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "qalign/error.h"
+#include "qalign/io/atomic_file.h"
+#include "qalign/io/checkpoint.h"
+#include "qalign/io/safetensors.h"
+#include "qalign/log.h"
+
+namespace qalign::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Files of a model folder that are not weights, copied so a checkpoint is a usable model.
+const char* const kModelSideFiles[] = {"tokenizer.model",         "tokenizer_config.json",     "special_tokens_map.json",
+                                       "added_tokens.json",       "preprocessor_config.json",  "generation_config.json"};
+
+void sync_folder(const fs::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+// "checkpoint-<digits>" -> step, else -1.
+int64_t checkpoint_step(const std::string& name) {
+  const std::string prefix = "checkpoint-";
+  if (name.compare(0, prefix.size(), prefix) != 0 || name.size() == prefix.size()) return -1;
+  const std::string digits = name.substr(prefix.size());
+  if (!std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c); })) return -1;
+  return std::stoll(digits);
+}
+
+}  // namespace
+
+void write_model_folder(const std::string& dir, const io::StateDict& weights, const nlohmann::json& model_config,
+                        const std::string& source_model_dir) {
+  fs::create_directories(dir);
+  io::StateDict contiguous;
+  for (const auto& [name, t] : weights) contiguous[name] = t.detach().to(torch::kCPU).contiguous();
+  io::save_weights(dir, contiguous, io::WeightFormat::Safetensors);
+  io::write_file_atomic((fs::path(dir) / "config.json").string(), model_config.dump(2) + "\n");
+  for (const char* name : kModelSideFiles) {
+    const fs::path from = fs::path(source_model_dir) / name;
+    if (fs::exists(from)) io::write_file_atomic((fs::path(dir) / name).string(), io::read_file(from.string()));
+  }
+}
+
+void write_checkpoint(const std::string& dir, const CheckpointContents& c) {
+  const fs::path final_dir(dir);
+  const fs::path parent = final_dir.parent_path();
+  const fs::path tmp = parent / ("." + final_dir.filename().string() + ".tmp");
+  fs::remove_all(tmp);
+  write_model_folder(tmp.string(), c.model, c.model_config, c.source_model_dir);
+  io::save_safetensors((tmp / "optimizer.safetensors").string(), c.optimizer);
+  io::save_safetensors((tmp / "rng_state.safetensors").string(), c.rng_and_masters);
+  io::write_file_atomic((tmp / "trainer_state.json").string(), c.trainer_state.dump(2) + "\n");
+  sync_folder(tmp);
+  if (fs::exists(final_dir)) {  // a rerun over the same output_dir: replace, never merge
+    const fs::path old = parent / ("." + final_dir.filename().string() + ".old");
+    fs::remove_all(old);
+    fs::rename(final_dir, old);
+    fs::rename(tmp, final_dir);
+    fs::remove_all(old);
+  } else {
+    fs::rename(tmp, final_dir);
+  }
+  sync_folder(parent);
+}
+
+std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& output_dir) {
+  std::vector<std::pair<int64_t, std::string>> out;
+  if (!fs::is_directory(output_dir)) return out;
+  for (const auto& e : fs::directory_iterator(output_dir)) {
+    const int64_t step = checkpoint_step(e.path().filename().string());
+    if (step >= 0 && e.is_directory()) out.emplace_back(step, e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void rotate_checkpoints(const std::string& output_dir, int64_t limit) {
+  if (limit <= 0) return;
+  const auto all = list_checkpoints(output_dir);
+  for (size_t i = 0; i + static_cast<size_t>(limit) < all.size(); ++i) {
+    log::info("deleting ", all[i].second, " (save_total_limit ", limit, ")");
+    fs::remove_all(all[i].second);
+  }
+}
+
+std::string resolve_resume_dir(const std::string& spec, const std::string& output_dir) {
+  if (spec == "latest" || spec == "true" || spec == "True") {
+    const auto all = list_checkpoints(output_dir);
+    if (all.empty()) fail(output_dir, "resume_from_checkpoint", "no checkpoint-<step> folder to resume from");
+    return all.back().second;
+  }
+  if (!fs::exists(fs::path(spec) / "trainer_state.json"))
+    fail(spec, "resume_from_checkpoint", "not a training checkpoint (no trainer_state.json in it)");
+  return spec;
+}
+
+}  // namespace qalign::train

@@ -1,0 +1,48 @@
+#pragma once
+// Training checkpoints on disk: output_dir/checkpoint-<step>/ holds a Hugging Face model folder
+// (model.safetensors, config.json, tokenizer and preprocessor files), loadable by the authors'
+// code and by `qalign score`, plus the trainer's state:
+//   trainer_state.json         step, epoch, data position, schedule, counters
+//   optimizer.safetensors      AdamW moments and step counts by parameter name
+//   rng_state.safetensors      the CPU generator; float32 masters when the model is not float32
+// A checkpoint is written into a temporary folder that is renamed into place when complete, so
+// an interrupted save never leaves a checkpoint-<step> that looks whole.
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "qalign/io/state_dict.h"
+
+namespace qalign::train {
+
+struct CheckpointContents {
+  io::StateDict model;                // the weights, in the model's dtype
+  nlohmann::json model_config;        // ModelConfig::to_json
+  std::string source_model_dir;       // tokenizer and preprocessor files are copied from here
+  nlohmann::json trainer_state;       // TrainerState::to_json
+  io::StateDict optimizer;            // AdamW::state_dict
+  io::StateDict rng_and_masters;      // "rng.cpu" and "master.<name>"
+};
+
+// The HF model folder part alone (the final model of a run): weights, config.json and the
+// tokenizer/preprocessor files found in source_model_dir.
+void write_model_folder(const std::string& dir, const io::StateDict& weights, const nlohmann::json& model_config,
+                        const std::string& source_model_dir);
+
+// Writes `dir` (…/checkpoint-<step>) whole, replacing an older folder of that name.
+void write_checkpoint(const std::string& dir, const CheckpointContents& c);
+
+// (step, path) of every checkpoint-<step> folder in output_dir, oldest first.
+std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& output_dir);
+
+// Deletes the oldest checkpoints until at most `limit` remain (limit 0 keeps them all).
+void rotate_checkpoints(const std::string& output_dir, int64_t limit);
+
+// resume_from_checkpoint's value as a folder: "latest" (or "true", HF's spelling) is the newest
+// checkpoint in output_dir; anything else must be a folder holding trainer_state.json.
+std::string resolve_resume_dir(const std::string& spec, const std::string& output_dir);
+
+}  // namespace qalign::train

@@ -1,0 +1,44 @@
+#include "train/freeze.h"
+
+#include "qalign/error.h"
+
+namespace qalign::train {
+
+namespace {
+
+bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
+
+}  // namespace
+
+std::vector<std::pair<std::string, torch::Tensor>> apply_freezing(model::Owl2ForCausalLM& m,
+                                                                  const config::TrainConfig& c) {
+  std::vector<std::pair<std::string, torch::Tensor>> trainable;
+  for (auto& p : m->named_parameters()) {
+    const auto& name = p.key();
+    bool on = true;
+    if (starts_with(name, "model.vision_model.")) on = !c.freeze_vision_model;
+    else if (starts_with(name, "model.visual_abstractor.")) on = c.tune_visual_abstractor;
+    else on = c.tune_language_model;
+    p.value().set_requires_grad(on);
+    if (on) trainable.emplace_back(name, p.value());
+  }
+  if (trainable.empty())
+    fail("training config", "tune_language_model",
+         "nothing to train: the vision model, the abstractor and the language model are all frozen");
+  return trainable;
+}
+
+std::set<std::string> no_weight_decay(model::Owl2ForCausalLM& m) {
+  std::set<std::string> names;
+  for (const auto& item : m->named_modules()) {
+    const bool layer_norm = dynamic_cast<model::LayerNormImpl*>(item.value().get()) != nullptr;
+    const std::string prefix = item.key().empty() ? "" : item.key() + ".";
+    for (const auto& p : item.value()->named_parameters(false)) {
+      const std::string name = prefix + p.key();
+      if (layer_norm || name.find("bias") != std::string::npos) names.insert(name);
+    }
+  }
+  return names;
+}
+
+}  // namespace qalign::train

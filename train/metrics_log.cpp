@@ -1,0 +1,61 @@
+#include "train/metrics_log.h"
+
+#include <sys/resource.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "qalign/error.h"
+#include "qalign/io/atomic_file.h"
+#include "qalign/log.h"
+
+namespace qalign::train {
+
+double peak_memory_mib() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+MetricsLog::MetricsLog(const std::string& output_dir, int64_t resume_step) : path_(output_dir + "/metrics.jsonl") {
+  std::string kept;
+  if (resume_step >= 0) {
+    std::ifstream in(path_);
+    for (std::string line; std::getline(in, line);) {
+      const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (j.is_object() && j.contains("step") && j["step"].is_number() && j["step"].get<int64_t>() <= resume_step)
+        kept += line + "\n";
+    }
+  }
+  io::write_file_atomic(path_, kept);
+  out_.open(path_, std::ios::app);
+  if (!out_) fail(path_, "", "cannot open for appending");
+}
+
+void MetricsLog::write(const StepMetrics& m, int64_t total_steps) {
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "step %lld/%lld | epoch %.2f | loss %.6f | grad norm %.4f | lr %.3e | %.1f samples/s | %.0f tokens/s | "
+                "%.0f ms/step | peak %.0f MiB",
+                static_cast<long long>(m.step), static_cast<long long>(total_steps), m.epoch, m.loss, m.grad_norm, m.lr,
+                m.samples_per_s, m.tokens_per_s, m.ms_per_step, m.peak_memory_mib);
+  std::string text = line;
+  if (m.nonfinite_steps > 0) text += " | " + std::to_string(m.nonfinite_steps) + " non-finite steps skipped";
+  if (m.skipped_samples > 0) text += " | " + std::to_string(m.skipped_samples) + " unreadable samples skipped";
+  log::info(text);
+  const nlohmann::json j = {{"step", m.step},
+                            {"epoch", m.epoch},
+                            {"loss", m.loss},
+                            {"grad_norm", m.grad_norm},
+                            {"lr", m.lr},
+                            {"samples_per_s", m.samples_per_s},
+                            {"tokens_per_s", m.tokens_per_s},
+                            {"ms_per_step", m.ms_per_step},
+                            {"peak_memory_mib", m.peak_memory_mib},
+                            {"nonfinite_steps", m.nonfinite_steps},
+                            {"skipped_samples", m.skipped_samples}};
+  out_ << j.dump() << "\n";
+  out_.flush();
+}
+
+}  // namespace qalign::train

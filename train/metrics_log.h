@@ -1,0 +1,37 @@
+#pragma once
+// What a run reports: one line on the log every logging_steps, and the same numbers as one JSON
+// object per line in output_dir/metrics.jsonl.
+#include <cstdint>
+#include <fstream>
+#include <string>
+
+namespace qalign::train {
+
+struct StepMetrics {
+  int64_t step = 0;
+  double epoch = 0;      // fractional: optimizer steps / steps per epoch
+  double loss = 0;       // mean over the logged steps (each the mean over its micro-batches)
+  double grad_norm = 0;  // of the last step, before clipping
+  double lr = 0;         // the last step's learning rate
+  double samples_per_s = 0, tokens_per_s = 0, ms_per_step = 0;
+  double peak_memory_mib = 0;
+  int64_t nonfinite_steps = 0;  // steps skipped so far
+  int64_t skipped_samples = 0;  // unreadable samples skipped so far
+};
+
+// Peak resident memory of this process, MiB.
+double peak_memory_mib();
+
+class MetricsLog {
+ public:
+  // Opens output_dir/metrics.jsonl. A fresh run (resume_step < 0) empties it; a resumed one
+  // keeps the entries up to resume_step and drops any an interrupted run wrote after it.
+  MetricsLog(const std::string& output_dir, int64_t resume_step);
+  void write(const StepMetrics& m, int64_t total_steps);
+
+ private:
+  std::string path_;
+  std::ofstream out_;
+};
+
+}  // namespace qalign::train

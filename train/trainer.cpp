@@ -1,0 +1,343 @@
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "data/dataset_mix.h"
+#include "qalign/error.h"
+#include "qalign/io/atomic_file.h"
+#include "qalign/io/checkpoint.h"
+#include "qalign/io/safetensors.h"
+#include "qalign/log.h"
+#include "qalign/model/weights.h"
+#include "train/activation_checkpoint.h"
+#include "train/checkpointing.h"
+#include "train/freeze.h"
+#include "train/grad_clip.h"
+
+namespace qalign::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// data_path entries are files, or "FILE:WEIGHT" to mix (data/dataset_mix.h). Plain files are
+// concatenated in order, so an unshuffled run visits them as written.
+std::vector<data::TrainingRecord> read_records(const config::TrainConfig& c) {
+  std::vector<data::DatasetSource> sources;
+  bool weighted = false;
+  for (const auto& spec : c.data_path) {
+    sources.push_back(data::parse_dataset_source(spec));
+    weighted = weighted || sources.back().weight != 1.0;
+  }
+  if (weighted) return data::read_training_mix(sources, c.image_folder, static_cast<uint64_t>(c.seed));
+  std::vector<data::TrainingRecord> all;
+  for (const auto& s : sources) {
+    auto part = data::read_training_records(s.path, c.image_folder);
+    all.insert(all.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+  }
+  return all;
+}
+
+// HF's param groups: with and without weight decay, and (when visual_abstractor_lr is set) the
+// abstractor's own pair at that rate.
+std::vector<ParamGroup> param_groups(const MasterWeights& masters, const std::set<std::string>& no_decay,
+                                     const config::TrainConfig& c) {
+  std::vector<ParamGroup> groups(4);
+  groups[0] = {c.learning_rate, c.weight_decay, {}, {}};
+  groups[1] = {c.learning_rate, 0.0, {}, {}};
+  const double abstractor_lr = c.visual_abstractor_lr.value_or(c.learning_rate);
+  groups[2] = {abstractor_lr, c.weight_decay, {}, {}};
+  groups[3] = {abstractor_lr, 0.0, {}, {}};
+  for (size_t i = 0; i < masters.names().size(); ++i) {
+    const auto& name = masters.names()[i];
+    const bool abstractor = c.visual_abstractor_lr && name.rfind("model.visual_abstractor.", 0) == 0;
+    auto& g = groups[(abstractor ? 2 : 0) + (no_decay.count(name) ? 1 : 0)];
+    g.names.push_back(name);
+    g.params.push_back(masters.masters()[i]);
+  }
+  std::vector<ParamGroup> used;
+  for (auto& g : groups)
+    if (!g.params.empty()) used.push_back(std::move(g));
+  return used;
+}
+
+bool finite(double v) { return std::isfinite(v); }
+
+torch::Tensor cpu_generator_state() {
+  auto gen = at::globalContext().defaultGenerator(torch::kCPU);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+
+void set_cpu_generator_state(const torch::Tensor& state) {
+  auto gen = at::globalContext().defaultGenerator(torch::kCPU);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+}  // namespace
+
+Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
+    : config_(std::move(config)), options_(std::move(options)) {
+  const auto& c = config_;
+  if (c.lora_enable) fail("training config", "lora_enable", "LoRA training is not implemented in this trainer");
+  if (c.level_labels != "one_hot")
+    fail("training config", "level_labels", "only one_hot (the token loss) is implemented in this trainer");
+  if (c.eval_steps > 0)
+    log::warn("eval_steps: evaluation during training is not implemented here; run `qalign eval` on the checkpoints");
+  torch::manual_seed(static_cast<uint64_t>(c.seed));  // HF's set_seed at the start of a run
+
+  tokenizer_ = std::make_shared<const Tokenizer>(c.model_name_or_path);
+  model_ = model::load_pretrained(c.model_name_or_path, torch::kFloat32);
+  model_->train();
+  const auto trainable = apply_freezing(model_, c);
+  // Masters are taken from the float32 checkpoint values before the model is cast for compute.
+  masters_ = std::make_unique<MasterWeights>(trainable, c.bf16);
+  if (c.bf16) model_->to(torch::kBFloat16);
+  set_activation_checkpointing(model_, c.gradient_checkpointing);
+  optimizer_ = std::make_unique<AdamW>(param_groups(*masters_, no_weight_decay(model_), c),
+                                       AdamWOptions{c.adam_beta1, c.adam_beta2, c.adam_epsilon});
+
+  data::LoaderOptions lo;
+  lo.batch_size = c.per_device_train_batch_size;
+  lo.image_size = model_->config.vision.image_size;
+  lo.model_max_length = c.model_max_length;
+  lo.num_workers = c.dataloader_num_workers;
+  lo.max_skipped_fraction = c.max_skipped_sample_fraction;
+  lo.sampler.shuffle = c.dataloader_shuffle;
+  lo.sampler.group_by_modality_length = c.group_by_modality_length;
+  lo.sampler.batch_size = c.per_device_train_batch_size;
+  lo.sampler.world_size = c.gradient_accumulation_steps;  // one process: the authors' world_size · accumulation
+  lo.sampler.seed = static_cast<uint64_t>(c.seed);
+  auto records = read_records(c);
+  if (records.empty()) fail(join(c.data_path), "data_path", "no training records");
+  loader_ = std::make_unique<data::TrainLoader>(std::move(records), tokenizer_, lo);
+
+  const int64_t accumulation = c.gradient_accumulation_steps;
+  steps_per_epoch_ = (loader_->batches_per_epoch() + accumulation - 1) / accumulation;
+  const int64_t total = c.max_steps > 0 ? c.max_steps
+                                        : static_cast<int64_t>(std::ceil(c.num_train_epochs * static_cast<double>(steps_per_epoch_)));
+  state_.schedule = LrSchedule::make(c.lr_scheduler_type, c.warmup_ratio, total);
+
+  int64_t parameters = 0;
+  for (const auto& t : masters_->masters()) parameters += t.numel();
+  log::info("training ", masters_->names().size(), " parameter tensors (", parameters, " parameters) on ",
+            loader_->size(), " samples: ", total, " steps of ", c.per_device_train_batch_size, " x ", accumulation,
+            " samples, ", steps_per_epoch_, " steps per epoch, warm-up ", state_.schedule.warmup_steps, ", ",
+            c.bf16 ? "bfloat16 compute with float32 masters" : "float32");
+}
+
+Trainer::~Trainer() = default;
+
+std::optional<data::TrainBatch> Trainer::next_batch(bool may_start_epoch) {
+  auto batch = loader_->next();
+  if (batch || !may_start_epoch) return batch;
+  state_.epoch += 1;
+  state_.position = 0;
+  loader_->start_epoch(state_.epoch, 0);
+  batch = loader_->next();
+  if (!batch) fail(join(config_.data_path), "data_path", "an epoch produced no batch (every sample skipped)");
+  return batch;
+}
+
+std::pair<torch::Tensor, int64_t> Trainer::forward_loss(const data::TrainBatch& batch) {
+  std::vector<torch::Tensor> frames;
+  std::vector<int64_t> counts;
+  for (const auto& p : batch.pixels) {
+    counts.push_back(p.defined() ? p.size(0) : 0);
+    if (p.defined()) frames.push_back(p);
+  }
+  // One vision pass over every picture and frame of the micro-batch, then each sample's tokens.
+  const auto tokens = frames.empty() ? torch::Tensor() : model_->model->encode_images(torch::cat(frames));  // [N,Q+1,E]
+  std::vector<torch::Tensor> visual;
+  int64_t offset = 0;
+  for (const int64_t n : counts) {
+    visual.push_back(n ? tokens.narrow(0, offset, n).reshape({-1, tokens.size(-1)}) : torch::Tensor());
+    offset += n;
+  }
+  const auto inputs = model_->model->splice(batch.text.input_ids, visual, batch.text.attention_mask, batch.text.labels);
+  return {model_->lm_loss(inputs), inputs.attention_mask.sum().item<int64_t>()};
+}
+
+Trainer::StepResult Trainer::step() {
+  StepResult r;
+  const int64_t accumulation = config_.gradient_accumulation_steps;
+  double loss_sum = 0;
+  int64_t micro = 0;
+  std::optional<data::TrainBatch> batch;
+  for (; micro < accumulation; ++micro) {
+    auto next = next_batch(micro == 0);
+    if (!next) break;
+    batch = std::move(next);
+    state_.position = batch->end_position;
+    auto [loss, tokens] = forward_loss(*batch);
+    (loss / static_cast<double>(accumulation)).backward();
+    masters_->accumulate_grads();
+    loss_sum += loss.item<double>();
+    r.samples += static_cast<int64_t>(batch->ids.size());
+    r.tokens += tokens;
+    r.ids.insert(r.ids.end(), batch->ids.begin(), batch->ids.end());
+  }
+  r.loss = loss_sum / static_cast<double>(micro);
+  const auto norm = global_grad_norm(masters_->masters());
+  r.grad_norm = norm.item<double>();
+  r.lr = config_.learning_rate * state_.schedule.factor(state_.global_step);
+  if (!options_.dump_first_step.empty() && state_.global_step == 0) dump_step(*batch, r.loss);
+
+  if (finite(r.loss) && finite(r.grad_norm)) {
+    if (config_.max_grad_norm > 0) clip_grads(masters_->masters(), config_.max_grad_norm, norm);
+    optimizer_->step(state_.schedule.factor(state_.global_step));
+    masters_->copy_to_model();
+    r.applied = true;
+    state_.nonfinite_in_row = 0;
+    nonfinite_ids_.clear();
+  } else {
+    state_.nonfinite_in_row += 1;
+    state_.nonfinite_total += 1;
+    nonfinite_ids_.insert(nonfinite_ids_.end(), r.ids.begin(), r.ids.end());
+    log::warn("step ", state_.global_step + 1, ": non-finite ", finite(r.loss) ? "gradient" : "loss", " (loss ", r.loss,
+              ", grad norm ", r.grad_norm, "); step skipped; samples: ", join(r.ids));
+  }
+  masters_->zero_grad();
+  state_.global_step += 1;
+  state_.samples_seen += r.samples;
+  if (state_.nonfinite_in_row >= config_.max_nonfinite_steps)
+    fail("training", "max_nonfinite_steps",
+         "stopping after " + std::to_string(state_.nonfinite_in_row) + " steps in a row with a non-finite loss or gradient (steps " +
+             std::to_string(state_.global_step - state_.nonfinite_in_row + 1) + " to " + std::to_string(state_.global_step) +
+             "; samples: " + join(nonfinite_ids_) + ")");
+  return r;
+}
+
+void Trainer::dump_step(const data::TrainBatch& batch, double loss) const {
+  io::StateDict out;
+  out["input_ids"] = batch.text.input_ids;
+  out["labels"] = batch.text.labels;
+  out["attention_mask"] = batch.text.attention_mask.to(torch::kUInt8);
+  out["loss"] = torch::tensor({static_cast<float>(loss)});
+  bool same_shape = !batch.pixels.empty();
+  for (const auto& p : batch.pixels)
+    same_shape = same_shape && p.defined() && p.sizes() == batch.pixels.front().sizes();
+  if (same_shape) out["pixel_values"] = torch::stack(batch.pixels);
+  for (size_t i = 0; i < masters_->names().size(); ++i) {
+    const auto& g = masters_->masters()[i].grad();
+    if (g.defined()) out["grad." + masters_->names()[i]] = g.to(torch::kFloat32).contiguous();
+  }
+  io::save_safetensors(options_.dump_first_step, out);
+  log::info("wrote the first step's batch and gradients to ", options_.dump_first_step);
+}
+
+void Trainer::save_checkpoint() const {
+  const auto dir = (fs::path(config_.output_dir) / ("checkpoint-" + std::to_string(state_.global_step))).string();
+  CheckpointContents c;
+  c.model = model::state_dict(*model_);
+  c.model_config = model_->config.to_json();
+  c.source_model_dir = config_.model_name_or_path;
+  c.trainer_state = state_.to_json();
+  c.optimizer = optimizer_->state_dict();
+  c.rng_and_masters["rng.cpu"] = cpu_generator_state();
+  if (masters_->separate())
+    for (size_t i = 0; i < masters_->names().size(); ++i) c.rng_and_masters["master." + masters_->names()[i]] = masters_->masters()[i].detach();
+  write_checkpoint(dir, c);
+  log::info("saved ", dir);
+  rotate_checkpoints(config_.output_dir, config_.save_total_limit);
+}
+
+void Trainer::resume(const std::string& dir) {
+  const auto state_path = (fs::path(dir) / "trainer_state.json").string();
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(io::read_file(state_path));
+  } catch (const nlohmann::json::exception& e) {
+    fail(state_path, "", std::string("not valid JSON: ") + e.what());
+  }
+  const auto saved = TrainerState::from_json(j, state_path);
+  if (saved.schedule.total_steps != state_.schedule.total_steps || saved.schedule.type != state_.schedule.type ||
+      saved.schedule.warmup_steps != state_.schedule.warmup_steps)
+    log::warn(dir, " was trained with a ", saved.schedule.type, " schedule of ", saved.schedule.total_steps,
+              " steps; this config continues with ", state_.schedule.type, " over ", state_.schedule.total_steps);
+  const auto schedule = state_.schedule;
+  state_ = saved;
+  state_.schedule = schedule;
+
+  const auto weights = io::resolve_weights(dir);
+  model::load_state_dict(*model_, io::load_weights(weights), weights);
+  const auto extra_path = (fs::path(dir) / "rng_state.safetensors").string();
+  const auto extra = io::SafetensorsFile::open(extra_path)->load_all();
+  if (masters_->separate()) {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < masters_->names().size(); ++i) {
+      const auto it = extra.find("master." + masters_->names()[i]);
+      if (it == extra.end()) fail(extra_path, masters_->names()[i], "float32 master weights missing (saved without bf16?)");
+      masters_->masters()[i].copy_(it->second);
+    }
+    masters_->copy_to_model();
+  }
+  const auto opt_path = (fs::path(dir) / "optimizer.safetensors").string();
+  optimizer_->load_state_dict(io::SafetensorsFile::open(opt_path)->load_all(), opt_path);
+  const auto rng = extra.find("rng.cpu");
+  if (rng == extra.end()) fail(extra_path, "rng.cpu", "missing");
+  set_cpu_generator_state(rng->second);
+  log::info("resumed from ", dir, " at step ", state_.global_step, " (epoch ", state_.epoch, ", sample ", state_.position,
+            ")");
+}
+
+void Trainer::train() {
+  const auto& c = config_;
+  fs::create_directories(c.output_dir);
+  int64_t resumed_at = -1;
+  if (!c.resume_from_checkpoint.empty()) {
+    resume(resolve_resume_dir(c.resume_from_checkpoint, c.output_dir));
+    resumed_at = state_.global_step;
+  }
+  MetricsLog metrics(c.output_dir, resumed_at);
+  loader_->start_epoch(state_.epoch, state_.position);
+
+  using clock = std::chrono::steady_clock;
+  StepMetrics window;
+  int64_t window_steps = 0, window_finite = 0, window_samples = 0, window_tokens = 0;
+  double window_loss = 0;
+  auto window_start = clock::now();
+  while (state_.global_step < total_steps()) {
+    const auto r = step();
+    window_steps += 1;
+    window_samples += r.samples;
+    window_tokens += r.tokens;
+    if (finite(r.loss)) {
+      window_loss += r.loss;
+      window_finite += 1;
+    }
+    if (state_.global_step % c.logging_steps == 0 || state_.global_step == total_steps()) {
+      const double seconds = std::chrono::duration<double>(clock::now() - window_start).count();
+      window.step = state_.global_step;
+      window.epoch = static_cast<double>(state_.global_step) / static_cast<double>(steps_per_epoch_);
+      window.loss = window_finite ? window_loss / static_cast<double>(window_finite) : std::nan("");
+      window.grad_norm = r.grad_norm;
+      window.lr = r.lr;
+      window.samples_per_s = static_cast<double>(window_samples) / seconds;
+      window.tokens_per_s = static_cast<double>(window_tokens) / seconds;
+      window.ms_per_step = 1000.0 * seconds / static_cast<double>(window_steps);
+      window.peak_memory_mib = peak_memory_mib();
+      window.nonfinite_steps = state_.nonfinite_total;
+      window.skipped_samples = loader_->skipped_total();
+      metrics.write(window, total_steps());
+      window_steps = window_finite = window_samples = window_tokens = 0;
+      window_loss = 0;
+      window_start = clock::now();
+    }
+    if (state_.global_step % c.save_steps == 0) save_checkpoint();
+  }
+  write_model_folder(c.output_dir, model::state_dict(*model_), model_->config.to_json(), c.model_name_or_path);
+  log::info("training done: ", state_.global_step, " steps; model written to ", c.output_dir);
+}
+
+}  // namespace qalign::train

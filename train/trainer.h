@@ -1,0 +1,78 @@
+#pragma once
+// The single-process trainer: the authors' SFT step (SPEC.md §3.5, §7) on their data format.
+// Each optimizer step runs gradient_accumulation_steps micro-batches (next-token cross-entropy
+// on the answer tokens, divided by the accumulation count, as HF does), measures the global
+// gradient norm, clips it when max_grad_norm > 0, and applies AdamW at the schedule's learning
+// rate. A step whose loss or gradient is not finite is skipped (weights and moments untouched);
+// max_nonfinite_steps of them in a row stop the run.
+//
+// An epoch has ceil(batches / accumulation) steps; its last step may accumulate fewer
+// micro-batches (each still divided by the full count).
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/loader.h"
+#include "qalign/config/train_config.h"
+#include "qalign/model/owl2.h"
+#include "qalign/tokenizer.h"
+#include "train/adamw.h"
+#include "train/master_weights.h"
+#include "train/metrics_log.h"
+#include "train/trainer_state.h"
+
+namespace qalign::train {
+
+struct TrainerOptions {
+  // When set, the first optimizer step writes this safetensors file before updating: its last
+  // micro-batch (input_ids, labels, attention_mask as uint8, pixel_values [B,F,3,S,S] when all
+  // samples have the same frame count), the step's mean loss [1] and grad.<name> for every
+  // trainable parameter (float32, accumulated, before clipping). For parity checks.
+  std::string dump_first_step;
+};
+
+class Trainer {
+ public:
+  explicit Trainer(config::TrainConfig config, TrainerOptions options = {});
+  ~Trainer();
+
+  // Trains to the end (max_steps, else num_train_epochs), resuming first when the config says
+  // so; writes checkpoints, metrics.jsonl and the final model into output_dir.
+  void train();
+
+  const TrainerState& state() const { return state_; }
+  int64_t total_steps() const { return state_.schedule.total_steps; }
+  model::Owl2ForCausalLM& model() { return model_; }
+
+ private:
+  struct StepResult {
+    double loss = 0;
+    double grad_norm = 0;
+    double lr = 0;
+    bool applied = false;
+    int64_t samples = 0, tokens = 0;
+    std::vector<std::string> ids;
+  };
+  StepResult step();
+  std::optional<data::TrainBatch> next_batch(bool may_start_epoch);
+  // Forward of one micro-batch: the mean token loss and the number of real positions.
+  std::pair<torch::Tensor, int64_t> forward_loss(const data::TrainBatch& batch);
+  void dump_step(const data::TrainBatch& batch, double loss) const;
+  void save_checkpoint() const;
+  void resume(const std::string& dir);
+
+  config::TrainConfig config_;
+  TrainerOptions options_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  model::Owl2ForCausalLM model_{nullptr};
+  std::unique_ptr<MasterWeights> masters_;
+  std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<data::TrainLoader> loader_;
+  int64_t steps_per_epoch_ = 1;
+  TrainerState state_;
+  std::vector<std::string> nonfinite_ids_;  // sample ids of the current run of skipped steps
+};
+
+}  // namespace qalign::train

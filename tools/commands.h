@@ -14,6 +14,11 @@ struct Command {
 };
 
 Command add_inspect(CLI::App& app);
+Command add_data(CLI::App& app);
 Command add_score(CLI::App& app);
+Command add_init(CLI::App& app);
+Command add_train(CLI::App& app);
+Command add_eval(CLI::App& app);
+Command add_demo(CLI::App& app);
 
 }  // namespace qalign::tools

@@ -18,7 +18,12 @@ int main(int argc, char** argv) {
 
   std::vector<tools::Command> commands = {
       tools::add_inspect(app),
+      tools::add_data(app),
       tools::add_score(app),
+      tools::add_init(app),
+      tools::add_train(app),
+      tools::add_eval(app),
+      tools::add_demo(app),
   };
   try {
     app.parse(argc, argv);

@@ -1,0 +1,285 @@
+// qalign eval: score the test files of one or more datasets (SPEC.md §8.1, §11.2) and report how
+// well the scores agree with the ground truth. Per-item predictions are appended as they are
+// made, so an interrupted run picks up where it stopped.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <iomanip>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "data/dataset.h"
+#include "data/preprocess.h"
+#include "data/video.h"
+#include "qalign/compat.h"
+#include "qalign/error.h"
+#include "qalign/io/atomic_file.h"
+#include "qalign/log.h"
+#include "qalign/metrics.h"
+#include "qalign/model/weights.h"
+#include "qalign/scorer.h"
+#include "tools/commands.h"
+
+namespace qalign::tools {
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::ordered_json;
+
+struct EvalOptions {
+  std::string model, tokenizer, image_folder, out = "eval_results";
+  std::string task = "quality", prompt = "eval", dtype = "float32", device = "cpu";
+  std::vector<std::string> data;
+  int batch_size = 8;
+  bool lower_is_better = false;
+};
+
+struct Prediction {
+  std::string dataset;
+  size_t index = 0;  // record position in the dataset's file: duplicates of a path stay distinct
+  std::string image;
+  double gt_score = 0, score = 0, score01 = 0;
+};
+
+ordered_json to_json(const Prediction& p) {
+  return {{"dataset", p.dataset}, {"index", p.index},  {"image", p.image},
+          {"gt_score", p.gt_score}, {"score", p.score}, {"score01", p.score01}};
+}
+
+// The rows a previous run left. An unreadable last line is what an interrupted write leaves:
+// it is dropped (and the file rewritten without it); an unreadable line before it is an error.
+std::vector<Prediction> read_predictions(const std::string& path) {
+  std::vector<Prediction> rows;
+  if (!fs::exists(path)) return rows;
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) lines.push_back(line);
+  std::string kept;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    try {
+      const auto j = nlohmann::json::parse(lines[i]);
+      rows.push_back({j.at("dataset").get<std::string>(), j.at("index").get<size_t>(), j.at("image").get<std::string>(),
+                      j.at("gt_score").get<double>(), j.at("score").get<double>(), j.at("score01").get<double>()});
+      kept += lines[i] + "\n";
+    } catch (const nlohmann::json::exception& e) {
+      if (i + 1 < lines.size()) fail(path, "line " + std::to_string(i + 1), e.what());
+      log::warn(path, ": dropping a torn last line left by an interrupted run");
+      io::write_file_atomic(path, kept);
+    }
+  }
+  return rows;
+}
+
+std::string number(double v, int digits = 4) {
+  if (!std::isfinite(v)) return "nan";
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(digits) << v;
+  return os.str();
+}
+
+ordered_json json_number(double v) { return std::isfinite(v) ? ordered_json(v) : ordered_json(nullptr); }
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+std::string dataset_name(const std::string& file) { return fs::path(file).stem().string(); }
+
+// Items of one media type, scored together.
+struct Batch {
+  Media media = Media::kImage;
+  std::vector<const data::ScoredRecord*> records;
+  std::vector<size_t> indices;
+};
+
+struct LoadedBatch {
+  std::vector<torch::Tensor> pixels;
+  std::vector<size_t> ok;  // positions in the batch that decoded
+};
+
+LoadedBatch load_batch(const Batch& b, int64_t image_size) {
+  LoadedBatch out;
+  for (size_t k = 0; k < b.records.size(); ++k) {
+    const auto& r = *b.records[k];
+    try {
+      out.pixels.push_back(b.media == Media::kVideo ? data::load_video_tensor(r.path, image_size)
+                                                    : data::load_image_tensor(r.path, image_size).unsqueeze(0));
+      out.ok.push_back(k);
+    } catch (const Error& e) {
+      log::error("skipped: ", e.what());
+    }
+  }
+  return out;
+}
+
+std::vector<Batch> make_batches(const std::vector<data::ScoredRecord>& records, const std::vector<bool>& done,
+                                int batch_size) {
+  std::vector<Batch> batches;
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (done[i]) continue;
+    const Media media = records[i].is_video ? Media::kVideo : Media::kImage;
+    if (batches.empty() || batches.back().media != media ||
+        static_cast<int>(batches.back().records.size()) >= batch_size)
+      batches.push_back({media, {}, {}});
+    batches.back().records.push_back(&records[i]);
+    batches.back().indices.push_back(i);
+  }
+  return batches;
+}
+
+void write_reports(const std::string& out, const std::vector<std::string>& datasets,
+                   const std::map<std::string, std::vector<Prediction>>& by_dataset, bool lower_is_better) {
+  ordered_json results = ordered_json::object();
+  std::string csv = "dataset,index,image,gt_score,score,score01\n";
+  std::string md = "| dataset | n | SRCC | PLCC | KRCC | PLCC (logistic) | RMSE (logistic) |\n"
+                   "|---|---:|---:|---:|---:|---:|---:|\n";
+  std::printf("%-24s %6s %7s %7s %7s %9s %9s\n", "dataset", "n", "srcc", "plcc", "krcc", "plcc_log", "rmse_log");
+  for (const auto& name : datasets) {
+    const auto& rows = by_dataset.at(name);
+    std::vector<double> pred, gt;
+    for (const auto& p : rows) {
+      pred.push_back(p.score);
+      gt.push_back(p.gt_score);
+      csv += csv_field(p.dataset) + "," + std::to_string(p.index) + "," + csv_field(p.image) + "," +
+             data::python_float_text(p.gt_score) + "," + data::python_float_text(p.score) + "," +
+             data::python_float_text(p.score01) + "\n";
+    }
+    auto a = metrics::agreement(pred, gt);
+    // DMOS: report magnitudes as the authors do. The fitted curve already turns the sign round.
+    if (lower_is_better) {
+      a.srcc = -a.srcc;
+      a.plcc = -a.plcc;
+      a.krcc = -a.krcc;
+    }
+    results[name] = {{"n", a.n},
+                     {"srcc", json_number(a.srcc)},
+                     {"plcc", json_number(a.plcc)},
+                     {"krcc", json_number(a.krcc)},
+                     {"plcc_logistic", json_number(a.plcc_logistic)},
+                     {"rmse_logistic", json_number(a.rmse_logistic)}};
+    md += "| " + name + " | " + std::to_string(a.n) + " | " + number(a.srcc) + " | " + number(a.plcc) + " | " +
+          number(a.krcc) + " | " + number(a.plcc_logistic) + " | " + number(a.rmse_logistic) + " |\n";
+    std::printf("%-24s %6zu %7s %7s %7s %9s %9s\n", name.c_str(), a.n, number(a.srcc).c_str(), number(a.plcc).c_str(),
+                number(a.krcc).c_str(), number(a.plcc_logistic).c_str(), number(a.rmse_logistic).c_str());
+  }
+  io::write_file_atomic((fs::path(out) / "results.json").string(), results.dump(2) + "\n");
+  io::write_file_atomic((fs::path(out) / "predictions.csv").string(), csv);
+  io::write_file_atomic((fs::path(out) / "results.md").string(), md);
+}
+
+int run_eval(const EvalOptions& o) {
+  const Task task = parse_task(o.task, "--task", "task");
+  const PromptStyle style = parse_prompt_style(o.prompt, "--prompt", "prompt");
+  if (o.dtype != "float32" && o.dtype != "bfloat16") fail("--dtype", "", "expected float32 or bfloat16, got " + o.dtype);
+  if (o.device != "cpu" && o.device != "cuda") fail("--device", "", "expected cpu or cuda, got " + o.device);
+  if (o.device == "cuda" && !compat::cuda_available()) fail("--device", "", "cuda requested but no CUDA device is visible");
+  if (o.batch_size < 1) fail("--batch-size", "", "must be at least 1");
+
+  // Read every file first, so a malformed one fails before any model time is spent.
+  std::vector<std::string> datasets;
+  std::map<std::string, std::vector<data::ScoredRecord>> records;
+  for (const auto& file : o.data) {
+    const auto name = dataset_name(file);
+    if (records.count(name)) fail(file, "", "two --data files are both named \"" + name + "\"");
+    datasets.push_back(name);
+    records[name] = data::read_scored_records(file, o.image_folder);
+  }
+
+  std::error_code ec;
+  fs::create_directories(o.out, ec);
+  if (ec) fail(o.out, "", "cannot create the output folder: " + ec.message());
+  const std::string jsonl = (fs::path(o.out) / "predictions.jsonl").string();
+  std::map<std::string, std::vector<Prediction>> by_dataset;
+  std::map<std::string, std::vector<bool>> done;
+  for (const auto& name : datasets) done[name].assign(records[name].size(), false);
+  size_t resumed = 0;
+  for (auto& p : read_predictions(jsonl)) {
+    if (!records.count(p.dataset)) continue;  // a dataset this run does not ask for
+    const auto& recs = records[p.dataset];
+    if (p.index >= recs.size() || recs[p.index].image != p.image)
+      fail(jsonl, p.dataset + "[" + std::to_string(p.index) + "]",
+           "does not match the data file (" + p.image + "); the file changed since: use another --out");
+    if (done[p.dataset][p.index]) continue;
+    done[p.dataset][p.index] = true;
+    by_dataset[p.dataset].push_back(std::move(p));
+    ++resumed;
+  }
+  if (resumed) log::info("resuming: ", resumed, " items already scored in ", jsonl);
+
+  Scorer scorer(model::load_pretrained(o.model, o.dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32,
+                                       o.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU)),
+                Tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer), style);
+  std::ofstream append(jsonl, std::ios::app);
+  if (!append) fail(jsonl, "", "cannot open for appending");
+  size_t failed = 0;
+  for (const auto& name : datasets) {
+    const auto& recs = records[name];
+    const auto batches = make_batches(recs, done[name], o.batch_size);
+    log::info(name, ": ", recs.size(), " items, ", recs.size() - by_dataset[name].size(), " to score");
+    // Decoding the next batch overlaps the forward pass of this one.
+    std::future<LoadedBatch> next;
+    if (!batches.empty()) next = std::async(std::launch::async, load_batch, std::cref(batches[0]), scorer.image_size());
+    size_t scored = 0;
+    for (size_t b = 0; b < batches.size(); ++b) {
+      const LoadedBatch loaded = next.get();
+      if (b + 1 < batches.size())
+        next = std::async(std::launch::async, load_batch, std::cref(batches[b + 1]), scorer.image_size());
+      failed += batches[b].records.size() - loaded.ok.size();
+      if (loaded.ok.empty()) continue;
+      const auto s = scorer.score(loaded.pixels, task, batches[b].media);
+      for (size_t k = 0; k < loaded.ok.size(); ++k) {
+        const size_t pos = loaded.ok[k];
+        const auto& r = *batches[b].records[pos];
+        Prediction p{name, batches[b].indices[pos], r.image, r.mos, s.score5[k].item<double>(),
+                     s.score01[k].item<double>()};
+        append << to_json(p).dump() << "\n";
+        by_dataset[name].push_back(std::move(p));
+      }
+      append.flush();
+      if (!append) fail(jsonl, "", "write failed (disk full?)");
+      scored += loaded.ok.size();
+      if ((b + 1) % 10 == 0 || b + 1 == batches.size()) log::info(name, ": scored ", scored, " this run");
+    }
+    std::sort(by_dataset[name].begin(), by_dataset[name].end(),
+              [](const Prediction& a, const Prediction& b) { return a.index < b.index; });
+  }
+  write_reports(o.out, datasets, by_dataset, o.lower_is_better);
+  log::info("wrote ", (fs::path(o.out) / "results.json").string(), ", results.md, predictions.jsonl, predictions.csv");
+  if (failed) log::error(failed, " items could not be read; their datasets are reported without them (rerun to retry)");
+  return failed ? 1 : 0;
+}
+
+}  // namespace
+
+Command add_eval(CLI::App& app) {
+  auto o = std::make_shared<EvalOptions>();
+  auto* cmd = app.add_subcommand("eval", "Evaluate a model on test files: SRCC, PLCC, KRCC, logistic-fitted PLCC/RMSE");
+  cmd->add_option("--model", o->model, "Model folder (config.json + weights)")->required();
+  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer folder (default: the model folder)");
+  cmd->add_option("--data", o->data, "Test JSON files (comma-separated or repeated); each is one dataset")
+      ->required()
+      ->delimiter(',');
+  cmd->add_option("--image-folder", o->image_folder, "Folder the files' image paths are relative to");
+  cmd->add_option("--task", o->task, "quality | aesthetics")->capture_default_str();
+  cmd->add_option("--prompt", o->prompt, "eval (the evaluation scripts') | scorer (the released scorer's)")
+      ->capture_default_str();
+  cmd->add_option("--batch-size", o->batch_size, "Items per forward pass")->capture_default_str();
+  cmd->add_flag("--lower-is-better", o->lower_is_better,
+                "Ground truth is DMOS (LIVE, CSIQ): report correlation magnitudes");
+  cmd->add_option("--out", o->out, "Output folder (results.json, results.md, predictions.jsonl/.csv)")
+      ->capture_default_str();
+  cmd->add_option("--dtype", o->dtype, "float32 | bfloat16")->capture_default_str();
+  cmd->add_option("--device", o->device, "cpu | cuda")->capture_default_str();
+  return {cmd, [o] { return run_eval(*o); }};
+}
+
+}  // namespace qalign::tools

@@ -1,0 +1,51 @@
+// qalign init --config MODEL.json --tokenizer DIR --out DIR [--seed N]: a freshly initialised
+// model folder in the Hugging Face layout, for training from scratch (the demo's small model).
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+
+#include "qalign/error.h"
+#include "qalign/log.h"
+#include "qalign/model/config.h"
+#include "qalign/model/owl2.h"
+#include "qalign/model/weights.h"
+#include "qalign/tokenizer.h"
+#include "tools/commands.h"
+#include "train/checkpointing.h"
+
+namespace qalign::tools {
+
+namespace {
+
+struct InitArgs {
+  std::string config, tokenizer, out;
+  uint64_t seed = 0;
+};
+
+int run_init(const InitArgs& a) {
+  const auto config = model::ModelConfig::from_json_file(a.config);
+  const Tokenizer tokenizer(a.tokenizer);
+  if (tokenizer.vocab_size() > config.vocab_size)
+    fail(a.config, "vocab_size", std::to_string(config.vocab_size) + " is smaller than the tokenizer's " +
+                                     std::to_string(tokenizer.vocab_size()) + " pieces (" + a.tokenizer + ")");
+  torch::manual_seed(a.seed);
+  model::Owl2ForCausalLM m(config);
+  train::write_model_folder(a.out, model::state_dict(*m), config.to_json(), a.tokenizer);
+  log::info("wrote ", a.out, ": ", model::count_parameters(*m), " parameters drawn with seed ", a.seed);
+  return 0;
+}
+
+}  // namespace
+
+Command add_init(CLI::App& app) {
+  auto* cmd = app.add_subcommand("init", "A randomly initialised model folder from a config.json, to train from scratch");
+  auto a = std::make_shared<InitArgs>();
+  cmd->add_option("--config", a->config, "Model config.json (the Hugging Face mPLUG-Owl2 layout)")->required();
+  cmd->add_option("--tokenizer", a->tokenizer, "Folder with tokenizer.model (+ tokenizer_config.json)")->required();
+  cmd->add_option("--out", a->out, "Model folder to write")->required();
+  cmd->add_option("--seed", a->seed, "Seed of the initial weights")->capture_default_str();
+  return {cmd, [a]() { return run_init(*a); }};
+}
+
+}  // namespace qalign::tools

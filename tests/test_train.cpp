@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "qalign/io/safetensors.h"
@@ -279,4 +280,39 @@ TEST(TrainFreezing, FrozenPartsKeepTheirWeights) {
   }
   EXPECT_EQ(grads, 48u);  // the abstractor's parameters
   EXPECT_FALSE(torch::equal(run.after.at("model.visual_abstractor.query_embeds"), start.at("model.visual_abstractor.query_embeds")));
+}
+
+// eval_steps: the run scores eval_data_paths at steps 2 and 4, logs the agreement, keeps the best
+// model in output_dir/best, and its last evaluation equals `qalign eval` on the final model.
+TEST(TrainEval, EvaluatesDuringTrainingAndKeepsTheBest) {
+  const auto dir = scratch("eval");
+  const std::string test_file = dir + "/fixture_set.json";
+  std::ofstream(test_file) << R"([{"image": "img_wide.png", "gt_score": 3.5},
+    {"image": "img_tall.jpg", "gt_score": 1.25}, {"image": "img_big.png", "gt_score": 4.0},
+    {"image": "img_wide.png", "gt_score": 2.0}])";
+  std::string out;
+  ASSERT_EQ(train(kRecipe, "output_dir=" + dir + "/run eval_steps=2 eval_data_paths=" + test_file, &out), 0);
+
+  std::map<int64_t, double> srcc;
+  for (const auto& j : metrics(dir + "/run"))
+    if (j.contains("eval_fixture_set_srcc")) {
+      EXPECT_EQ(j["eval_fixture_set_n"], 4);
+      srcc[j["step"].get<int64_t>()] = j["eval_fixture_set_srcc"].get<double>();
+    }
+  ASSERT_EQ(srcc.size(), 2u) << out;
+  ASSERT_TRUE(srcc.count(2) && srcc.count(4));
+
+  const auto best = nlohmann::json::parse(std::ifstream(dir + "/run/best/best.json"));
+  const int64_t best_step = srcc.at(4) > srcc.at(2) ? 4 : 2;
+  EXPECT_EQ(best["step"].get<int64_t>(), best_step);
+  EXPECT_DOUBLE_EQ(best["value"].get<double>(), srcc.at(best_step));
+  EXPECT_TRUE(fs::exists(dir + "/run/best/model.safetensors"));
+
+  ASSERT_EQ(test::run_command(test::qalign_binary() + " eval --model " + dir + "/run --data " + test_file +
+                                  " --image-folder " + test::fixture("qalign-tiny/inputs") + " --out " + dir + "/eval",
+                              &out),
+            0)
+      << out;
+  const auto results = nlohmann::json::parse(std::ifstream(dir + "/eval/results.json"));
+  EXPECT_NEAR(results["fixture_set"]["srcc"].get<double>(), srcc.at(4), 1e-9);
 }

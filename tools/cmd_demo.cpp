@@ -12,9 +12,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
-#include <optional>
 #include <random>
-#include <regex>
 
 #include "data/dataset.h"
 #include "data/dataset_sft.h"
@@ -56,7 +54,6 @@ struct MakeDataArgs {
 
 struct PlotArgs {
   std::string metrics, out, dataset, metric = "srcc";
-  std::vector<std::string> eval;
 };
 
 // Uniform in [0, 1) from the top 53 bits: the same numbers on every standard library.
@@ -200,56 +197,39 @@ struct Series {
   std::vector<double> x, y;
 };
 
-// Step of an evaluation: the N of a "checkpoint-N" folder on its path, else nullopt (the final
-// model).
-std::optional<double> checkpoint_step(const std::string& path) {
-  std::optional<double> step;
-  static const std::regex re("checkpoint-([0-9]+)");
-  for (const auto& part : fs::path(path)) {
-    const std::string name = part.string();
-    if (std::smatch m; std::regex_match(name, m, re)) step = std::stod(m[1]);
-  }
-  return step;
-}
-
-Series read_loss(const std::string& path) {
+// The training loss and one evaluation metric of a run's metrics.jsonl: loss lines carry "loss",
+// evaluation lines "eval_<dataset>_<metric>" (the first dataset found unless one is named).
+std::pair<Series, Series> read_metrics(const std::string& path, std::string dataset, const std::string& metric) {
   std::ifstream in(path);
   if (!in) fail(path, "", "cannot open");
-  Series s;
+  Series loss, eval;
+  const std::string suffix = "_" + metric;
   size_t line_no = 0;
   for (std::string line; std::getline(in, line);) {
     ++line_no;
     if (line.empty()) continue;
-    try {
-      const auto j = nlohmann::json::parse(line);
-      s.x.push_back(j.at("step").get<double>());
-      s.y.push_back(j.at("loss").get<double>());
-    } catch (const nlohmann::json::exception& e) {
-      fail(path, "line " + std::to_string(line_no), e.what());
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_object() || !j.contains("step") || !j["step"].is_number())
+      fail(path, "line " + std::to_string(line_no), "not a metrics.jsonl object with a step");
+    const double step = j["step"].get<double>();
+    if (j.contains("loss") && j["loss"].is_number()) {
+      loss.x.push_back(step);
+      loss.y.push_back(j["loss"].get<double>());
+    }
+    for (const auto& [key, value] : j.items()) {
+      if (key.rfind("eval_", 0) != 0 || key.size() <= 5 + suffix.size() ||
+          key.compare(key.size() - suffix.size(), suffix.size(), suffix) != 0)
+        continue;
+      const std::string name = key.substr(5, key.size() - 5 - suffix.size());
+      if (dataset.empty()) dataset = name;
+      if (name == dataset && value.is_number()) {
+        eval.x.push_back(step);
+        eval.y.push_back(value.get<double>());
+      }
     }
   }
-  if (s.x.empty()) fail(path, "", "no logged steps");
-  return s;
-}
-
-Series read_eval(const std::vector<std::string>& paths, const std::string& dataset, const std::string& metric,
-                 double final_step) {
-  std::vector<std::pair<double, double>> points;
-  for (const auto& p : paths) {
-    const std::string file = fs::is_directory(p) ? (fs::path(p) / "results.json").string() : p;
-    const auto j = nlohmann::json::parse(io::read_file(file), nullptr, false);
-    if (j.is_discarded() || !j.is_object() || j.empty()) fail(file, "", "not a results.json of qalign eval");
-    const auto& d = dataset.empty() ? j.begin().value() : j.contains(dataset) ? j[dataset] : nlohmann::json();
-    if (!d.is_object() || !d.contains(metric)) fail(file, dataset + "." + metric, "missing");
-    if (d[metric].is_number()) points.emplace_back(checkpoint_step(p).value_or(final_step), d[metric].get<double>());
-  }
-  std::sort(points.begin(), points.end());
-  Series s;
-  for (const auto& [x, y] : points) {
-    s.x.push_back(x);
-    s.y.push_back(y);
-  }
-  return s;
+  if (loss.x.empty()) fail(path, "", "no logged steps");
+  return {loss, eval};
 }
 
 std::string tick_label(double v) {
@@ -259,9 +239,8 @@ std::string tick_label(double v) {
 }
 
 int run_plot(const PlotArgs& a) {
-  const Series loss = read_loss(a.metrics);
+  const auto [loss, eval] = read_metrics(a.metrics, a.dataset, a.metric);
   const double x_max = std::max(1.0, *std::max_element(loss.x.begin(), loss.x.end()));
-  const Series eval = read_eval(a.eval, a.dataset, a.metric, x_max);
 
   const int W = 960, H = 540, left = 80, right = 80, top = 56, bottom = 64;
   const int pw = W - left - right, ph = H - top - bottom;
@@ -331,12 +310,9 @@ Command add_demo(CLI::App& app) {
 
   auto p = std::make_shared<PlotArgs>();
   auto* plot = cmd->add_subcommand("plot", "PNG plot of the training loss and evaluation SRCC");
-  plot->add_option("--metrics", p->metrics, "The run's output_dir/metrics.jsonl")->required();
-  plot->add_option("--eval", p->eval,
-                   "qalign eval output folders or results.json files; a checkpoint-N on the path gives the step, "
-                   "else the last step");
-  plot->add_option("--dataset", p->dataset, "Dataset of results.json to plot (default: the first)");
-  plot->add_option("--metric", p->metric, "srcc | plcc | krcc | plcc_logistic")->capture_default_str();
+  plot->add_option("--metrics", p->metrics, "The run's output_dir/metrics.jsonl (loss and eval_steps evaluations)")->required();
+  plot->add_option("--dataset", p->dataset, "Evaluation dataset to plot (default: the first in the file)");
+  plot->add_option("--metric", p->metric, "srcc | plcc | krcc")->capture_default_str();
   plot->add_option("--out", p->out, "PNG file to write")->required();
 
   return {cmd, [make, plot, m, p]() { return make->parsed() ? run_make_data(*m) : run_plot(*p); }};

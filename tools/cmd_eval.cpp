@@ -6,15 +6,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <future>
 #include <iomanip>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "data/dataset.h"
-#include "data/preprocess.h"
-#include "data/video.h"
 #include "qalign/compat.h"
 #include "qalign/error.h"
 #include "qalign/io/atomic_file.h"
@@ -23,6 +20,7 @@
 #include "qalign/model/weights.h"
 #include "qalign/scorer.h"
 #include "tools/commands.h"
+#include "train/evaluation.h"
 
 namespace qalign::tools {
 
@@ -92,50 +90,6 @@ std::string csv_field(const std::string& s) {
   return q + "\"";
 }
 
-std::string dataset_name(const std::string& file) { return fs::path(file).stem().string(); }
-
-// Items of one media type, scored together.
-struct Batch {
-  Media media = Media::kImage;
-  std::vector<const data::ScoredRecord*> records;
-  std::vector<size_t> indices;
-};
-
-struct LoadedBatch {
-  std::vector<torch::Tensor> pixels;
-  std::vector<size_t> ok;  // positions in the batch that decoded
-};
-
-LoadedBatch load_batch(const Batch& b, int64_t image_size) {
-  LoadedBatch out;
-  for (size_t k = 0; k < b.records.size(); ++k) {
-    const auto& r = *b.records[k];
-    try {
-      out.pixels.push_back(b.media == Media::kVideo ? data::load_video_tensor(r.path, image_size)
-                                                    : data::load_image_tensor(r.path, image_size).unsqueeze(0));
-      out.ok.push_back(k);
-    } catch (const Error& e) {
-      log::error("skipped: ", e.what());
-    }
-  }
-  return out;
-}
-
-std::vector<Batch> make_batches(const std::vector<data::ScoredRecord>& records, const std::vector<bool>& done,
-                                int batch_size) {
-  std::vector<Batch> batches;
-  for (size_t i = 0; i < records.size(); ++i) {
-    if (done[i]) continue;
-    const Media media = records[i].is_video ? Media::kVideo : Media::kImage;
-    if (batches.empty() || batches.back().media != media ||
-        static_cast<int>(batches.back().records.size()) >= batch_size)
-      batches.push_back({media, {}, {}});
-    batches.back().records.push_back(&records[i]);
-    batches.back().indices.push_back(i);
-  }
-  return batches;
-}
-
 void write_reports(const std::string& out, const std::vector<std::string>& datasets,
                    const std::map<std::string, std::vector<Prediction>>& by_dataset, bool lower_is_better) {
   ordered_json results = ordered_json::object();
@@ -188,7 +142,7 @@ int run_eval(const EvalOptions& o) {
   std::vector<std::string> datasets;
   std::map<std::string, std::vector<data::ScoredRecord>> records;
   for (const auto& file : o.data) {
-    const auto name = dataset_name(file);
+    const auto name = train::dataset_name(file);
     if (records.count(name)) fail(file, "", "two --data files are both named \"" + name + "\"");
     datasets.push_back(name);
     records[name] = data::read_scored_records(file, o.image_folder);
@@ -223,32 +177,21 @@ int run_eval(const EvalOptions& o) {
   size_t failed = 0;
   for (const auto& name : datasets) {
     const auto& recs = records[name];
-    const auto batches = make_batches(recs, done[name], o.batch_size);
     log::info(name, ": ", recs.size(), " items, ", recs.size() - by_dataset[name].size(), " to score");
-    // Decoding the next batch overlaps the forward pass of this one.
-    std::future<LoadedBatch> next;
-    if (!batches.empty()) next = std::async(std::launch::async, load_batch, std::cref(batches[0]), scorer.image_size());
-    size_t scored = 0;
-    for (size_t b = 0; b < batches.size(); ++b) {
-      const LoadedBatch loaded = next.get();
-      if (b + 1 < batches.size())
-        next = std::async(std::launch::async, load_batch, std::cref(batches[b + 1]), scorer.image_size());
-      failed += batches[b].records.size() - loaded.ok.size();
-      if (loaded.ok.empty()) continue;
-      const auto s = scorer.score(loaded.pixels, task, batches[b].media);
-      for (size_t k = 0; k < loaded.ok.size(); ++k) {
-        const size_t pos = loaded.ok[k];
-        const auto& r = *batches[b].records[pos];
-        Prediction p{name, batches[b].indices[pos], r.image, r.mos, s.score5[k].item<double>(),
-                     s.score01[k].item<double>()};
+    size_t scored = 0, batches = 0;
+    failed += train::score_records(scorer, recs, done[name], o.batch_size, task, [&](const std::vector<train::ItemScore>& batch) {
+      for (const auto& s : batch) {
+        const auto& r = recs[s.index];
+        Prediction p{name, s.index, r.image, r.mos, s.score, s.score01};
         append << to_json(p).dump() << "\n";
         by_dataset[name].push_back(std::move(p));
       }
       append.flush();
       if (!append) fail(jsonl, "", "write failed (disk full?)");
-      scored += loaded.ok.size();
-      if ((b + 1) % 10 == 0 || b + 1 == batches.size()) log::info(name, ": scored ", scored, " this run");
-    }
+      scored += batch.size();
+      if (++batches % 10 == 0) log::info(name, ": scored ", scored, " this run");
+    });
+    log::info(name, ": scored ", scored, " this run");
     std::sort(by_dataset[name].begin(), by_dataset[name].end(),
               [](const Prediction& a, const Prediction& b) { return a.index < b.index; });
   }

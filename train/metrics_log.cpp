@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -54,6 +55,24 @@ void MetricsLog::write(const StepMetrics& m, int64_t total_steps) {
                             {"peak_memory_mib", m.peak_memory_mib},
                             {"nonfinite_steps", m.nonfinite_steps},
                             {"skipped_samples", m.skipped_samples}};
+  out_ << j.dump() << "\n";
+  out_.flush();
+}
+
+void MetricsLog::write_eval(int64_t step, double epoch, const std::map<std::string, metrics::Agreement>& results) {
+  nlohmann::json j = {{"step", step}, {"epoch", epoch}};
+  // NaN (a constant prediction) is written as null, which JSON can hold.
+  auto number = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  for (const auto& [name, a] : results) {
+    char line[256];
+    std::snprintf(line, sizeof line, "eval step %lld | %s (%zu items) | srcc %.4f | plcc %.4f | krcc %.4f",
+                  static_cast<long long>(step), name.c_str(), a.n, a.srcc, a.plcc, a.krcc);
+    log::info(line);
+    j["eval_" + name + "_n"] = a.n;
+    j["eval_" + name + "_srcc"] = number(a.srcc);
+    j["eval_" + name + "_plcc"] = number(a.plcc);
+    j["eval_" + name + "_krcc"] = number(a.krcc);
+  }
   out_ << j.dump() << "\n";
   out_.flush();
 }

@@ -3,7 +3,10 @@
 // object per line in output_dir/metrics.jsonl.
 #include <cstdint>
 #include <fstream>
+#include <map>
 #include <string>
+
+#include "qalign/metrics.h"
 
 namespace qalign::train {
 
@@ -28,6 +31,8 @@ class MetricsLog {
   // keeps the entries up to resume_step and drops any an interrupted run wrote after it.
   MetricsLog(const std::string& output_dir, int64_t resume_step);
   void write(const StepMetrics& m, int64_t total_steps);
+  // An evaluation: one line per dataset on the log; one object with eval_<dataset>_<metric> keys.
+  void write_eval(int64_t step, double epoch, const std::map<std::string, metrics::Agreement>& results);
 
  private:
   std::string path_;

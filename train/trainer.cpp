@@ -92,8 +92,6 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   if (c.lora_enable) fail("training config", "lora_enable", "LoRA training is not implemented in this trainer");
   if (c.level_labels != "one_hot")
     fail("training config", "level_labels", "only one_hot (the token loss) is implemented in this trainer");
-  if (c.eval_steps > 0)
-    log::warn("eval_steps: evaluation during training is not implemented here; run `qalign eval` on the checkpoints");
   torch::manual_seed(static_cast<uint64_t>(c.seed));  // HF's set_seed at the start of a run
 
   tokenizer_ = std::make_shared<const Tokenizer>(c.model_name_or_path);
@@ -127,6 +125,10 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   const int64_t total = c.max_steps > 0 ? c.max_steps
                                         : static_cast<int64_t>(std::ceil(c.num_train_epochs * static_cast<double>(steps_per_epoch_)));
   state_.schedule = LrSchedule::make(c.lr_scheduler_type, c.warmup_ratio, total);
+
+  if (c.eval_steps > 0)
+    evaluator_ = std::make_unique<Evaluator>(c.eval_data_paths, c.image_folder, Task::kQuality,
+                                             static_cast<int>(c.per_device_train_batch_size));
 
   int64_t parameters = 0;
   for (const auto& t : masters_->masters()) parameters += t.numel();
@@ -236,8 +238,7 @@ void Trainer::dump_step(const data::TrainBatch& batch, double loss) const {
   log::info("wrote the first step's batch and gradients to ", options_.dump_first_step);
 }
 
-void Trainer::save_checkpoint() const {
-  const auto dir = (fs::path(config_.output_dir) / ("checkpoint-" + std::to_string(state_.global_step))).string();
+CheckpointContents Trainer::checkpoint_contents() const {
   CheckpointContents c;
   c.model = model::state_dict(*model_);
   c.model_config = model_->config.to_json();
@@ -247,9 +248,33 @@ void Trainer::save_checkpoint() const {
   c.rng_and_masters["rng.cpu"] = cpu_generator_state();
   if (masters_->separate())
     for (size_t i = 0; i < masters_->names().size(); ++i) c.rng_and_masters["master." + masters_->names()[i]] = masters_->masters()[i].detach();
-  write_checkpoint(dir, c);
+  return c;
+}
+
+void Trainer::save_checkpoint() const {
+  const auto dir = (fs::path(config_.output_dir) / ("checkpoint-" + std::to_string(state_.global_step))).string();
+  write_checkpoint(dir, checkpoint_contents());
   log::info("saved ", dir);
   rotate_checkpoints(config_.output_dir, config_.save_total_limit);
+}
+
+void Trainer::evaluate(MetricsLog& metrics) {
+  const auto& c = config_;
+  Scorer scorer(model_, Tokenizer(c.model_name_or_path), PromptStyle::kEval);
+  const auto results = evaluator_->run(scorer);
+  model_->train();
+  const double epoch = static_cast<double>(state_.global_step) / static_cast<double>(steps_per_epoch_);
+  metrics.write_eval(state_.global_step, epoch, results);
+  double sum = 0;
+  for (const auto& [name, a] : results) sum += c.metric_for_best_model == "plcc" ? a.plcc : a.srcc;
+  const double mean = sum / static_cast<double>(results.size());
+  if (!std::isfinite(mean) || mean <= best_metric_) return;
+  best_metric_ = mean;
+  const auto dir = (fs::path(c.output_dir) / "best").string();
+  write_checkpoint(dir, checkpoint_contents());
+  const nlohmann::json best = {{"step", state_.global_step}, {"metric", c.metric_for_best_model}, {"value", mean}};
+  io::write_file_atomic((fs::path(dir) / "best.json").string(), best.dump(2) + "\n");
+  log::info("best ", c.metric_for_best_model, " so far (", mean, "): saved ", dir);
 }
 
 void Trainer::resume(const std::string& dir) {
@@ -298,6 +323,8 @@ void Trainer::train() {
   if (!c.resume_from_checkpoint.empty()) {
     resume(resolve_resume_dir(c.resume_from_checkpoint, c.output_dir));
     resumed_at = state_.global_step;
+    const auto best = fs::path(c.output_dir) / "best" / "best.json";
+    if (fs::exists(best)) best_metric_ = nlohmann::json::parse(io::read_file(best.string())).at("value").get<double>();
   }
   MetricsLog metrics(c.output_dir, resumed_at);
   loader_->start_epoch(state_.epoch, state_.position);
@@ -334,6 +361,8 @@ void Trainer::train() {
       window_loss = 0;
       window_start = clock::now();
     }
+    if (evaluator_ && (state_.global_step % c.eval_steps == 0 || state_.global_step == total_steps()))
+      evaluate(metrics);
     if (state_.global_step % c.save_steps == 0) save_checkpoint();
   }
   write_model_folder(c.output_dir, model::state_dict(*model_), model_->config.to_json(), c.model_name_or_path);

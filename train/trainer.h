@@ -19,6 +19,8 @@
 #include "qalign/model/owl2.h"
 #include "qalign/tokenizer.h"
 #include "train/adamw.h"
+#include "train/checkpointing.h"
+#include "train/evaluation.h"
 #include "train/master_weights.h"
 #include "train/metrics_log.h"
 #include "train/trainer_state.h"
@@ -60,7 +62,11 @@ class Trainer {
   // Forward of one micro-batch: the mean token loss and the number of real positions.
   std::pair<torch::Tensor, int64_t> forward_loss(const data::TrainBatch& batch);
   void dump_step(const data::TrainBatch& batch, double loss) const;
+  CheckpointContents checkpoint_contents() const;
   void save_checkpoint() const;
+  // Scores eval_data_paths with the model as it is, logs the agreement, and keeps the model in
+  // output_dir/best when the mean of metric_for_best_model over the datasets improves.
+  void evaluate(MetricsLog& metrics);
   void resume(const std::string& dir);
 
   config::TrainConfig config_;
@@ -72,6 +78,8 @@ class Trainer {
   std::unique_ptr<data::TrainLoader> loader_;
   int64_t steps_per_epoch_ = 1;
   TrainerState state_;
+  std::unique_ptr<Evaluator> evaluator_;
+  double best_metric_ = -1e300;  // the best mean eval metric so far (output_dir/best/best.json)
   std::vector<std::string> nonfinite_ids_;  // sample ids of the current run of skipped steps
 };
 

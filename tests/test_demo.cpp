@@ -1,0 +1,97 @@
+// The demo's commands: make-data writes a split by photograph with labels through the syllabus,
+// init writes a loadable seeded model, plot draws a run's metrics.jsonl.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <map>
+#include <set>
+
+#include "qalign/model/weights.h"
+#include "qalign/syllabus.h"
+#include "tests/support/fixtures.h"
+
+namespace qalign {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+const char* kPhotos = "/usr/share/doc/opencv-doc/examples/data/baboon.jpg";
+
+std::string run(const std::string& args, int* rc) {
+  std::string out;
+  *rc = test::run_command(test::qalign_binary() + " " + args, &out);
+  return out;
+}
+
+TEST(DemoCli, MakeDataSplitsByPhotographAndLabelsBySyllabus) {
+  if (!fs::exists(kPhotos)) GTEST_SKIP() << "opencv-doc is not installed (scripts/setup.sh installs it)";
+  test::ScratchDir tmp("qalign-demo");
+  int rc = 0;
+  const auto log = run("demo make-data --out " + tmp.path() + " --size 48 --per-image 6 --test-per-image 3 --seed 3", &rc);
+  ASSERT_EQ(rc, 0) << log;
+  const auto manifest = json::parse(std::ifstream(tmp.file("manifest.json")));
+  std::set<std::string> train_sources, test_sources;
+  std::map<std::string, double> mos;
+  for (const auto& it : manifest["items"]) {
+    (it["split"] == "train" ? train_sources : test_sources).insert(it["source"].get<std::string>());
+    EXPECT_NEAR(it["mos"].get<double>(), 5 - 4 * it["strength"].get<double>(), 1e-3);
+    mos[it["image"].get<std::string>()] = it["mos"].get<double>();
+    const cv::Mat img = cv::imread(tmp.file(it["image"].get<std::string>()));
+    EXPECT_EQ(img.cols, 48);
+    EXPECT_EQ(img.rows, 48);
+  }
+  for (const auto& s : test_sources) EXPECT_EQ(train_sources.count(s), 0u) << s << " is in both splits";
+  EXPECT_FALSE(test_sources.empty());
+
+  const Syllabus syllabus({1.0, 5.0}, OutOfRange::kClamp, "test");
+  const auto train = json::parse(std::ifstream(tmp.file("train.json")));
+  EXPECT_EQ(train.size(), 6 * train_sources.size());
+  for (const auto& r : train) {
+    const std::string answer = r["conversations"][1]["value"];
+    const std::string word = level_word(syllabus.level(mos.at(r["image"].get<std::string>())).value());
+    EXPECT_NE(answer.find(word), std::string::npos) << answer;
+  }
+  const auto test_set = json::parse(std::ifstream(tmp.file("test.json")));
+  EXPECT_EQ(test_set.size(), 3 * test_sources.size());
+  EXPECT_TRUE(fs::exists(tmp.file("tokenizer/tokenizer.model")));
+
+  const auto init_log = run("init --config " + test::source_dir() + "/configs/demo_model.json --tokenizer " +
+                                tmp.file("tokenizer") + " --out " + tmp.file("init") + " --seed 5",
+                            &rc);
+  ASSERT_EQ(rc, 0) << init_log;
+  const auto a = model::load_pretrained(tmp.file("init"));
+  run("init --config " + test::source_dir() + "/configs/demo_model.json --tokenizer " + tmp.file("tokenizer") +
+          " --out " + tmp.file("init2") + " --seed 5",
+      &rc);
+  const auto b = model::load_pretrained(tmp.file("init2"));
+  for (const auto& [name, t] : model::state_dict(*a)) EXPECT_TRUE(torch::equal(t, model::state_dict(*b).at(name))) << name;
+}
+
+TEST(DemoCli, PlotDrawsLossAndEvaluationFromMetrics) {
+  test::ScratchDir tmp("qalign-plot");
+  std::ofstream(tmp.file("metrics.jsonl")) << R"({"step": 5, "epoch": 0.1, "loss": 2.5}
+{"step": 10, "epoch": 0.2, "loss": 1.5}
+{"step": 10, "epoch": 0.2, "eval_test_n": 8, "eval_test_srcc": 0.4}
+{"step": 20, "epoch": 0.4, "loss": 0.5}
+{"step": 20, "epoch": 0.4, "eval_test_n": 8, "eval_test_srcc": 0.9}
+)";
+  int rc = 0;
+  const auto log = run("demo plot --metrics " + tmp.file("metrics.jsonl") + " --out " + tmp.file("plot.png"), &rc);
+  ASSERT_EQ(rc, 0) << log;
+  EXPECT_NE(log.find("3 logged steps, 2 evaluations"), std::string::npos) << log;
+  const cv::Mat img = cv::imread(tmp.file("plot.png"));
+  ASSERT_FALSE(img.empty());
+  EXPECT_EQ(img.cols, 960);
+
+  std::ofstream(tmp.file("bad.jsonl")) << "{\"epoch\": 1}\n";
+  const auto bad = run("demo plot --metrics " + tmp.file("bad.jsonl") + " --out " + tmp.file("bad.png"), &rc);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(bad.find("bad.jsonl"), std::string::npos) << bad;
+}
+
+}  // namespace
+}  // namespace qalign

@@ -1,0 +1,46 @@
+#pragma once
+// Scoring the records of test files (SPEC.md §11.2) with a Scorer, as `qalign eval` and the
+// trainer's periodic evaluation both do: items batched by media type, the next batch decoded on
+// a worker thread while the model runs, unreadable items logged and skipped.
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+#include "qalign/metrics.h"
+#include "qalign/prompts.h"
+#include "qalign/scorer.h"
+
+namespace qalign::train {
+
+struct ItemScore {
+  size_t index = 0;  // position in the records
+  double score = 0, score01 = 0;
+};
+
+// Scores every record whose `done` flag is false (all when `done` is empty), calling `on_batch`
+// after each batch with its scores in record order. Returns the number of unreadable items.
+size_t score_records(Scorer& scorer, const std::vector<data::ScoredRecord>& records, const std::vector<bool>& done,
+                     int batch_size, Task task, const std::function<void(const std::vector<ItemScore>&)>& on_batch);
+
+// The dataset name of a test file: its file name without the extension.
+std::string dataset_name(const std::string& file);
+
+// Evaluation during training: the test files are read once; each run scores them with the
+// model as it is now and returns the agreement per dataset.
+class Evaluator {
+ public:
+  Evaluator(const std::vector<std::string>& files, const std::string& image_folder, Task task, int batch_size);
+  std::map<std::string, metrics::Agreement> run(Scorer& scorer) const;
+  const std::vector<std::string>& datasets() const { return names_; }
+
+ private:
+  std::vector<std::string> names_;
+  std::vector<std::vector<data::ScoredRecord>> records_;
+  Task task_;
+  int batch_size_;
+};
+
+}  // namespace qalign::train

@@ -193,6 +193,23 @@ json read_json_array(const std::string& file) {
   return array;
 }
 
+// Five probabilities that sum to one (within the rounding a JSON writer leaves).
+std::vector<double> read_level_probs(const json& value, const std::string& source, size_t index) {
+  const std::string field = record_field(index, "level_probs");
+  if (!value.is_array() || value.size() != 5) fail(source, field, "expected a list of 5 probabilities (excellent … bad)");
+  std::vector<double> probs;
+  double sum = 0;
+  for (const auto& v : value) {
+    if (!v.is_number() || v.is_boolean()) fail(source, field, "expected numbers, got " + v.dump());
+    const double p = v.get<double>();
+    if (!std::isfinite(p) || p < 0 || p > 1) fail(source, field, "each probability must be in [0, 1], got " + v.dump());
+    probs.push_back(p);
+    sum += p;
+  }
+  if (std::abs(sum - 1) > 1e-6) fail(source, field, "the probabilities sum to " + std::to_string(sum) + ", not 1");
+  return probs;
+}
+
 std::vector<TrainingRecord> parse_training_records(const json& array, const std::string& source,
                                                    const std::string& image_folder) {
   std::vector<TrainingRecord> records;
@@ -206,6 +223,7 @@ std::vector<TrainingRecord> parse_training_records(const json& array, const std:
     r.conversations = read_conversations(rec, source, i);
     if (const auto gt = optional_score(rec, "gt_score", source, i)) r.gt_score = gt->value;
     r.mos = r.gt_score;
+    if (rec.contains("level_probs")) r.level_probs = read_level_probs(rec["level_probs"], source, i);
     // Training ids are free-form; only one that ends in "->number" carries a MOS.
     if (const auto text = mos_text_of_id(r.id); !r.mos && text) r.mos = try_parse_number(*text);
     // The placeholder and the image field must agree: without an image upstream tokenises

@@ -22,6 +22,9 @@ struct TrainingRecord {
   std::optional<double> gt_score;   // the record's gt_score (number or numeric string)
   // gt_score, or the MOS after "->" in the id when that parses; what the syllabus labels.
   std::optional<double> mos;
+  // "level_probs" (excellent … bad, as `make-sft --soft-labels` and DeQA-Score write them): the
+  // sample's soft target; empty when the record has none.
+  std::vector<double> level_probs;
 
   bool has_image() const { return !images.empty(); }
   // A single path that names a video container (decoded at 1 fps instead of read as a picture).

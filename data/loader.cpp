@@ -128,6 +128,7 @@ std::optional<TrainBatch> TrainLoader::next() {
     batch.ids.push_back(id_of(index));
     texts.push_back(std::move(sample.text));
     batch.pixels.push_back(sample.pixels);
+    batch.level_probs.push_back(records_[static_cast<size_t>(index)].level_probs);
   }
   if (texts.empty()) return std::nullopt;
   batch.text = collate_supervised(texts, tokenizer_->pad_id(), options_.model_max_length);

@@ -3,12 +3,15 @@
 // bit-exact resume, checkpoint layout and rotation, and the non-finite step guard.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 
 #include "qalign/io/safetensors.h"
+#include "qalign/tokenizer.h"
 #include "qalign/model/weights.h"
 #include "tests/support/fixtures.h"
 
@@ -315,4 +318,59 @@ TEST(TrainEval, EvaluatesDuringTrainingAndKeepsTheBest) {
       << out;
   const auto results = nlohmann::json::parse(std::ifstream(dir + "/eval/results.json"));
   EXPECT_NEAR(results["fixture_set"]["srcc"].get<double>(), srcc.at(4), 1e-9);
+}
+
+// level_labels: soft adds soft_label_weight · KL(p ‖ q) to the token loss; q is recomputed here
+// from the dumped batch through the model's own forward, with the KL in double precision.
+TEST(TrainSoftLabels, LossIsTokenLossPlusWeightedKlOnTheLevelLogits) {
+  const auto dir = scratch("soft");
+  auto records = nlohmann::json::parse(std::ifstream(test::fixture("qalign-tiny/inputs/train.json")));
+  const std::vector<std::vector<double>> targets = {{0.1, 0.6, 0.3, 0.0, 0.0}, {0.0, 0.05, 0.25, 0.5, 0.2}};
+  for (size_t i = 0; i < records.size(); ++i) records[i]["level_probs"] = targets[i];
+  const std::string soft_json = dir + "/soft.json";
+  std::ofstream(soft_json) << records.dump();
+
+  std::string out;
+  ASSERT_EQ(train(kGoldenRecipe, "output_dir=" + dir + "/hard --dump-first-step " + dir + "/hard.safetensors", &out), 0);
+  ASSERT_EQ(train(kGoldenRecipe, "output_dir=" + dir + "/soft data_path=" + soft_json +
+                                     " level_labels=soft soft_label_weight=0.5 --dump-first-step " + dir + "/soft.safetensors",
+                  &out),
+            0);
+  const auto hard = load(dir + "/hard.safetensors"), soft = load(dir + "/soft.safetensors");
+  ASSERT_TRUE(torch::equal(hard.at("input_ids"), soft.at("input_ids")));
+
+  auto m = model::load_pretrained(test::fixture("qalign-tiny/model"));
+  m->eval();
+  torch::NoGradGuard no_grad;
+  const auto pixels = soft.at("pixel_values");  // [B,1,3,S,S]
+  const auto tokens = m->model->encode_images(pixels.flatten(0, 1));
+  std::vector<torch::Tensor> visual;
+  for (int64_t b = 0; b < pixels.size(0); ++b) visual.push_back(tokens[b]);
+  const auto in = m->model->splice(soft.at("input_ids"), visual, soft.at("attention_mask").to(torch::kBool),
+                                   soft.at("labels"));
+  const auto hidden = m->model(in);
+  const auto level_ids = Tokenizer(test::fixture("qalign-tiny/model")).level_token_ids();
+  double kl = 0;
+  for (int64_t b = 0; b < in.labels.size(0); ++b) {
+    int64_t t = 1;
+    while (std::find(level_ids.begin(), level_ids.end(), in.labels[b][t].item<int64_t>()) == level_ids.end()) ++t;
+    const auto logits = m->logits(hidden[b][t - 1]).to(torch::kFloat64);
+    std::vector<double> z;
+    for (auto id : level_ids) z.push_back(logits[id].item<double>());
+    const double zmax = *std::max_element(z.begin(), z.end());
+    double norm = 0;
+    for (double v : z) norm += std::exp(v - zmax);
+    for (size_t k = 0; k < z.size(); ++k) {
+      const double p = targets[static_cast<size_t>(b)][k];
+      if (p > 0) kl += p * (std::log(p) - (z[k] - zmax - std::log(norm)));
+    }
+  }
+  kl /= static_cast<double>(in.labels.size(0));
+  const double got = soft.at("loss").item<double>() - hard.at("loss").item<double>();
+  EXPECT_GT(kl, 0.1);
+  EXPECT_NEAR(got, 0.5 * kl, 1e-5 * soft.at("loss").item<double>());
+
+  // Without level_probs a soft run names the record it cannot train.
+  EXPECT_NE(train(kGoldenRecipe, "output_dir=" + dir + "/missing level_labels=soft", &out), 0);
+  EXPECT_NE(out.find("level_probs"), std::string::npos) << out;
 }

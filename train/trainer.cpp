@@ -16,6 +16,7 @@
 #include "train/checkpointing.h"
 #include "train/freeze.h"
 #include "train/grad_clip.h"
+#include "train/soft_label_loss.h"
 
 namespace qalign::train {
 
@@ -90,11 +91,10 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
     : config_(std::move(config)), options_(std::move(options)) {
   const auto& c = config_;
   if (c.lora_enable) fail("training config", "lora_enable", "LoRA training is not implemented in this trainer");
-  if (c.level_labels != "one_hot")
-    fail("training config", "level_labels", "only one_hot (the token loss) is implemented in this trainer");
   torch::manual_seed(static_cast<uint64_t>(c.seed));  // HF's set_seed at the start of a run
 
   tokenizer_ = std::make_shared<const Tokenizer>(c.model_name_or_path);
+  if (c.level_labels == "soft") level_ids_ = tokenizer_->level_token_ids();
   model_ = model::load_pretrained(c.model_name_or_path, torch::kFloat32);
   model_->train();
   const auto trainable = apply_freezing(model_, c);
@@ -167,7 +167,11 @@ std::pair<torch::Tensor, int64_t> Trainer::forward_loss(const data::TrainBatch& 
     offset += n;
   }
   const auto inputs = model_->model->splice(batch.text.input_ids, visual, batch.text.attention_mask, batch.text.labels);
-  return {model_->lm_loss(inputs), inputs.attention_mask.sum().item<int64_t>()};
+  const int64_t positions = inputs.attention_mask.sum().item<int64_t>();
+  if (config_.level_labels != "soft") return {model_->lm_loss(inputs), positions};
+  const auto hidden = model_->model(inputs);
+  const auto kl = soft_level_kl(model_, hidden, inputs.labels, level_ids_, batch.level_probs, batch.ids);
+  return {model_->token_loss(hidden, inputs.labels) + config_.soft_label_weight * kl, positions};
 }
 
 Trainer::StepResult Trainer::step() {

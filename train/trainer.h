@@ -78,6 +78,7 @@ class Trainer {
   std::unique_ptr<data::TrainLoader> loader_;
   int64_t steps_per_epoch_ = 1;
   TrainerState state_;
+  std::vector<int64_t> level_ids_;  // the five level words' ids, for soft targets
   std::unique_ptr<Evaluator> evaluator_;
   double best_metric_ = -1e300;  // the best mean eval metric so far (output_dir/best/best.json)
   std::vector<std::string> nonfinite_ids_;  // sample ids of the current run of skipped steps

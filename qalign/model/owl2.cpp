@@ -106,10 +106,9 @@ torch::Tensor Owl2ForCausalLMImpl::last_logits(const MultimodalInputs& in) {
   return lm_head(h.gather(1, idx).squeeze(1));  // [B,V]
 }
 
-torch::Tensor Owl2ForCausalLMImpl::lm_loss(const MultimodalInputs& in) {
-  const auto h = model(in);
+torch::Tensor Owl2ForCausalLMImpl::token_loss(const torch::Tensor& h, const torch::Tensor& labels) {
   const auto logits = lm_head(h.narrow(1, 0, h.size(1) - 1)).to(torch::kFloat32);
-  const auto target = in.labels.narrow(1, 1, in.labels.size(1) - 1);
+  const auto target = labels.narrow(1, 1, labels.size(1) - 1);
   return torch::nn::functional::cross_entropy(
       logits.reshape({-1, logits.size(-1)}), target.reshape({-1}),
       torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnoreIndex));

@@ -62,7 +62,9 @@ class Owl2ForCausalLMImpl : public torch::nn::Module {
   // Hidden states at each sample's last real position -> [B,V]; the only logits scoring needs.
   torch::Tensor last_logits(const MultimodalInputs& in);
   // Mean next-token cross-entropy over supervised labels (logits[t] predicts labels[t+1]).
-  torch::Tensor lm_loss(const MultimodalInputs& in);
+  torch::Tensor lm_loss(const MultimodalInputs& in) { return token_loss(model(in), in.labels); }
+  // The same loss from the decoder's hidden states [B,L,E] and the spliced labels [B,L].
+  torch::Tensor token_loss(const torch::Tensor& hidden, const torch::Tensor& labels);
 
   ModelConfig config;
   Owl2Model model{nullptr};

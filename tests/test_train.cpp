@@ -14,22 +14,14 @@
 #include "qalign/tokenizer.h"
 #include "qalign/model/weights.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/tiny_golden.h"
 
 using namespace qalign;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Golden {
-  std::shared_ptr<io::SafetensorsFile> tensors = io::SafetensorsFile::open(test::fixture("qalign-tiny/golden.safetensors"));
-  nlohmann::json json = nlohmann::json::parse(std::ifstream(test::fixture("qalign-tiny/golden.json")));
-  torch::Tensor get(const std::string& name) const { return tensors->get(name); }
-};
-
-const Golden& golden() {
-  static const Golden g;
-  return g;
-}
+const test::TinyGolden& golden() { return test::tiny_golden(); }
 
 io::StateDict load(const std::string& path) { return io::SafetensorsFile::open(path)->load_all(); }
 

@@ -415,3 +415,25 @@ TEST(LoraScore, ScoreCommandAppliesTheFolder) {
     EXPECT_NEAR(row["probs"][kLevelWords[k]].get<double>(), want[k].item<double>(), 1e-5) << kLevelWords[k];
   EXPECT_NEAR(row["score01"].get<double>(), golden().get("merged.score_scorer").item<double>(), 1e-5);
 }
+
+// tune_visual_abstractor false (the authors' l1_koniq_lora): the adapters alone train, and the
+// folder's non_lora_trainables.bin is empty.
+TEST(LoraTrain, AdaptersAloneWithoutTheAbstractor) {
+  test::ScratchDir dir("lora_only");
+  std::string out;
+  ASSERT_EQ(run_train("tests/fixtures/train/tiny_golden.yaml",
+                      "output_dir=" + dir.file("run") + " lora_enable=true lora_r=4 lora_alpha=8 tune_visual_abstractor=false" +
+                          " --dump-first-step " + dir.file("step.safetensors"),
+                      &out),
+            0);
+  size_t grads = 0;
+  for (const auto& [name, t] : load(dir.file("step.safetensors")))
+    if (name.rfind("grad.", 0) == 0) {
+      EXPECT_TRUE(model::is_lora_parameter(name)) << name;
+      ++grads;
+    }
+  EXPECT_EQ(grads, 8u);
+  const auto f = io::read_lora_folder(dir.file("run"));
+  EXPECT_EQ(f.adapters.size(), 8u);
+  EXPECT_TRUE(f.non_lora_trainables.empty());
+}

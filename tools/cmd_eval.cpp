@@ -15,6 +15,7 @@
 #include "qalign/compat.h"
 #include "qalign/error.h"
 #include "qalign/io/atomic_file.h"
+#include "qalign/io/lora_folder.h"
 #include "qalign/log.h"
 #include "qalign/metrics.h"
 #include "qalign/model/weights.h"
@@ -30,7 +31,7 @@ namespace fs = std::filesystem;
 using nlohmann::ordered_json;
 
 struct EvalOptions {
-  std::string model, tokenizer, image_folder, out = "eval_results";
+  std::string model, lora, tokenizer, image_folder, out = "eval_results";
   std::string task = "quality", prompt = "eval", dtype = "float32", device = "cpu";
   std::vector<std::string> data;
   int batch_size = 8;
@@ -169,7 +170,7 @@ int run_eval(const EvalOptions& o) {
   }
   if (resumed) log::info("resuming: ", resumed, " items already scored in ", jsonl);
 
-  Scorer scorer(model::load_pretrained(o.model, o.dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32,
+  Scorer scorer(io::load_pretrained_with_lora(o.model, o.lora, o.dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32,
                                        o.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU)),
                 Tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer), style);
   std::ofstream append(jsonl, std::ios::app);
@@ -207,6 +208,7 @@ Command add_eval(CLI::App& app) {
   auto o = std::make_shared<EvalOptions>();
   auto* cmd = app.add_subcommand("eval", "Evaluate a model on test files: SRCC, PLCC, KRCC, logistic-fitted PLCC/RMSE");
   cmd->add_option("--model", o->model, "Model folder (config.json + weights)")->required();
+  cmd->add_option("--lora", o->lora, "LoRA folder (PEFT or the authors' layout) applied to --model and merged");
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer folder (default: the model folder)");
   cmd->add_option("--data", o->data, "Test JSON files (comma-separated or repeated); each is one dataset")
       ->required()

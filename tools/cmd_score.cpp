@@ -13,6 +13,7 @@
 #include "qalign/compat.h"
 #include "qalign/error.h"
 #include "qalign/log.h"
+#include "qalign/io/lora_folder.h"
 #include "qalign/model/weights.h"
 #include "qalign/scorer.h"
 #include "tools/commands.h"
@@ -22,7 +23,7 @@ namespace qalign::tools {
 namespace {
 
 struct ScoreOptions {
-  std::string model, tokenizer, task = "quality", dtype = "float32", device = "cpu", prompt = "scorer";
+  std::string model, lora, tokenizer, task = "quality", dtype = "float32", device = "cpu", prompt = "scorer";
   int batch_size = 8;
   bool json = false;
   std::vector<std::string> inputs;
@@ -88,7 +89,7 @@ int run_score(const ScoreOptions& o) {
   const auto dtype = o.dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32;
   const torch::Device device = o.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
 
-  Scorer scorer(model::load_pretrained(o.model, dtype, device), Tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer),
+  Scorer scorer(io::load_pretrained_with_lora(o.model, o.lora, dtype, device), Tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer),
                 style);
   const auto inputs = data::expand_inputs(o.inputs);
   if (inputs.empty()) fail("INPUT", "", "no images or videos to score");
@@ -134,6 +135,7 @@ Command add_score(CLI::App& app) {
   auto o = std::make_shared<ScoreOptions>();
   auto* cmd = app.add_subcommand("score", "Score images and videos (quality or aesthetics, 1-5 and 0-1)");
   cmd->add_option("--model", o->model, "Model folder (config.json + weights)")->required();
+  cmd->add_option("--lora", o->lora, "LoRA folder (PEFT or the authors' layout) applied to --model and merged");
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer folder (default: the model folder)");
   cmd->add_option("--task", o->task, "quality | aesthetics")->capture_default_str();
   cmd->add_option("--prompt", o->prompt, "scorer (the released scorer's prompt) | eval (the evaluation scripts')")

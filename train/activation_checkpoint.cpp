@@ -9,10 +9,28 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// The block's forward, carried to backward through the context.
+at::Generator device_generator(const torch::Device& device) { return at::globalContext().defaultGenerator(device); }
+
+torch::Tensor generator_state(const torch::Device& device) {
+  auto gen = device_generator(device);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+
+void set_generator_state(const torch::Device& device, const torch::Tensor& state) {
+  auto gen = device_generator(device);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
+
+// The block's forward, carried to backward through the context, with the generator state it
+// started from: a block that draws random numbers (LoRA dropout) must draw the same ones when
+// recomputed, as torch.utils.checkpoint's preserve_rng_state ensures.
 struct Recompute : torch::CustomClassHolder {
-  explicit Recompute(model::BlockForward fn) : f(std::move(fn)) {}
+  Recompute(model::BlockForward fn, torch::Device dev) : f(std::move(fn)), device(dev), rng(generator_state(dev)) {}
   model::BlockForward f;
+  torch::Device device;
+  torch::Tensor rng;
 };
 
 // Inputs: the block's input h and its trainable parameters, so that backward can hand their
@@ -33,7 +51,10 @@ class Checkpoint : public torch::autograd::Function<Checkpoint> {
     const auto saved = ctx->get_saved_variables();
     torch::AutoGradMode grad_on(true);
     const auto h = saved[0].detach().requires_grad_(saved[0].requires_grad());
+    const auto resume_rng = generator_state(fn->device);
+    set_generator_state(fn->device, fn->rng);
     const auto out = fn->f(h);
+    set_generator_state(fn->device, resume_rng);
     variable_list wrt;
     if (h.requires_grad()) wrt.push_back(h);
     wrt.insert(wrt.end(), saved.begin() + 1, saved.end());
@@ -54,7 +75,7 @@ torch::Tensor checkpointed(torch::nn::Module& block, const model::BlockForward& 
   for (const auto& p : block.parameters())
     if (p.requires_grad()) params.push_back(p);
   if (!torch::GradMode::is_enabled() || (!h.requires_grad() && params.empty())) return f(h);
-  return Checkpoint::apply(c10::make_intrusive<Recompute>(f), h, torch::TensorList(params));
+  return Checkpoint::apply(c10::make_intrusive<Recompute>(f, h.device()), h, torch::TensorList(params));
 }
 
 void set_activation_checkpointing(model::Owl2ForCausalLM& m, bool on) {

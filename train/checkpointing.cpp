@@ -41,11 +41,11 @@ int64_t checkpoint_step(const std::string& name) {
 }  // namespace
 
 void write_model_folder(const std::string& dir, const io::StateDict& weights, const nlohmann::json& model_config,
-                        const std::string& source_model_dir) {
+                        const std::string& source_model_dir, uint64_t max_shard_bytes) {
   fs::create_directories(dir);
   io::StateDict contiguous;
   for (const auto& [name, t] : weights) contiguous[name] = t.detach().to(torch::kCPU).contiguous();
-  io::save_weights(dir, contiguous, io::WeightFormat::Safetensors);
+  io::save_weights(dir, contiguous, io::WeightFormat::Safetensors, max_shard_bytes);
   io::write_file_atomic((fs::path(dir) / "config.json").string(), model_config.dump(2) + "\n");
   for (const char* name : kModelSideFiles) {
     const fs::path from = fs::path(source_model_dir) / name;
@@ -58,7 +58,8 @@ void write_checkpoint(const std::string& dir, const CheckpointContents& c) {
   const fs::path parent = final_dir.parent_path();
   const fs::path tmp = parent / ("." + final_dir.filename().string() + ".tmp");
   fs::remove_all(tmp);
-  write_model_folder(tmp.string(), c.model, c.model_config, c.source_model_dir);
+  if (c.write_model) c.write_model(tmp.string());
+  else write_model_folder(tmp.string(), c.model, c.model_config, c.source_model_dir);
   io::save_safetensors((tmp / "optimizer.safetensors").string(), c.optimizer);
   io::save_safetensors((tmp / "rng_state.safetensors").string(), c.rng_and_masters);
   io::write_file_atomic((tmp / "trainer_state.json").string(), c.trainer_state.dump(2) + "\n");

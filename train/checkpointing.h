@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -25,12 +26,16 @@ struct CheckpointContents {
   nlohmann::json trainer_state;       // TrainerState::to_json
   io::StateDict optimizer;            // AdamW::state_dict
   io::StateDict rng_and_masters;      // "rng.cpu" and "master.<name>"
+  // When set, writes the model part into the folder instead of the full model (LoRA runs write
+  // their adapter folder, lora_training.h).
+  std::function<void(const std::string& dir)> write_model;
 };
 
 // The HF model folder part alone (the final model of a run): weights, config.json and the
 // tokenizer/preprocessor files found in source_model_dir.
+// Weights go in shards of at most max_shard_bytes (with an index) when they do not fit in one file.
 void write_model_folder(const std::string& dir, const io::StateDict& weights, const nlohmann::json& model_config,
-                        const std::string& source_model_dir);
+                        const std::string& source_model_dir, uint64_t max_shard_bytes = 5ull << 30);
 
 // Writes `dir` (…/checkpoint-<step>) whole, replacing an older folder of that name.
 void write_checkpoint(const std::string& dir, const CheckpointContents& c);

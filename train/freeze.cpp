@@ -1,6 +1,7 @@
 #include "train/freeze.h"
 
 #include "qalign/error.h"
+#include "qalign/model/lora.h"
 
 namespace qalign::train {
 
@@ -16,7 +17,10 @@ std::vector<std::pair<std::string, torch::Tensor>> apply_freezing(model::Owl2For
   for (auto& p : m->named_parameters()) {
     const auto& name = p.key();
     bool on = true;
-    if (starts_with(name, "model.vision_model.")) on = !c.freeze_vision_model;
+    // With LoRA the authors train the adapters and, with tune_visual_abstractor, the abstractor;
+    // the vision tower stays frozen whatever freeze_vision_model says.
+    if (c.lora_enable) on = model::is_lora_parameter(name) || (c.tune_visual_abstractor && starts_with(name, "model.visual_abstractor."));
+    else if (starts_with(name, "model.vision_model.")) on = !c.freeze_vision_model;
     else if (starts_with(name, "model.visual_abstractor.")) on = c.tune_visual_abstractor;
     else on = c.tune_language_model;
     p.value().set_requires_grad(on);

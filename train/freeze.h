@@ -3,6 +3,8 @@
 // trainable, then freeze the ViT with freeze_vision_model. tune_visual_abstractor: false freezes
 // the abstractor (in the authors' full fine-tuning path the flag can only add, and every script
 // passes true); tune_language_model: false freezes the LLM (embeddings, layers, norm, lm_head).
+// With lora_enable only the adapters (model/lora.h) and, with tune_visual_abstractor, the
+// abstractor train.
 #include <torch/torch.h>
 
 #include <set>

@@ -9,6 +9,7 @@
 #include "qalign/error.h"
 #include "qalign/io/atomic_file.h"
 #include "qalign/io/checkpoint.h"
+#include "qalign/io/lora_folder.h"
 #include "qalign/io/safetensors.h"
 #include "qalign/log.h"
 #include "qalign/model/weights.h"
@@ -16,6 +17,7 @@
 #include "train/checkpointing.h"
 #include "train/freeze.h"
 #include "train/grad_clip.h"
+#include "train/lora_training.h"
 #include "train/soft_label_loss.h"
 
 namespace qalign::train {
@@ -90,12 +92,12 @@ std::string join(const std::vector<std::string>& v) {
 Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
     : config_(std::move(config)), options_(std::move(options)) {
   const auto& c = config_;
-  if (c.lora_enable) fail("training config", "lora_enable", "LoRA training is not implemented in this trainer");
   torch::manual_seed(static_cast<uint64_t>(c.seed));  // HF's set_seed at the start of a run
 
   tokenizer_ = std::make_shared<const Tokenizer>(c.model_name_or_path);
   if (c.level_labels == "soft") level_ids_ = tokenizer_->level_token_ids();
   model_ = model::load_pretrained(c.model_name_or_path, torch::kFloat32);
+  if (c.lora_enable) attach_run_adapters(model_, c);
   model_->train();
   const auto trainable = apply_freezing(model_, c);
   // Masters are taken from the float32 checkpoint values before the model is cast for compute.
@@ -249,6 +251,8 @@ CheckpointContents Trainer::checkpoint_contents() const {
   c.source_model_dir = config_.model_name_or_path;
   c.trainer_state = state_.to_json();
   c.optimizer = optimizer_->state_dict();
+  if (config_.lora_enable)
+    c.write_model = [this](const std::string& d) { write_lora_output(d, model_, masters_->names(), config_); };
   c.rng_and_masters["rng.cpu"] = cpu_generator_state();
   if (masters_->separate())
     for (size_t i = 0; i < masters_->names().size(); ++i) c.rng_and_masters["master." + masters_->names()[i]] = masters_->masters()[i].detach();
@@ -298,8 +302,12 @@ void Trainer::resume(const std::string& dir) {
   state_ = saved;
   state_.schedule = schedule;
 
-  const auto weights = io::resolve_weights(dir);
-  model::load_state_dict(*model_, io::load_weights(weights), weights);
+  if (config_.lora_enable) {
+    io::load_lora_weights(model_, io::read_lora_folder(dir), dir);
+  } else {
+    const auto weights = io::resolve_weights(dir);
+    model::load_state_dict(*model_, io::load_weights(weights), weights);
+  }
   const auto extra_path = (fs::path(dir) / "rng_state.safetensors").string();
   const auto extra = io::SafetensorsFile::open(extra_path)->load_all();
   if (masters_->separate()) {
@@ -369,7 +377,8 @@ void Trainer::train() {
       evaluate(metrics);
     if (state_.global_step % c.save_steps == 0) save_checkpoint();
   }
-  write_model_folder(c.output_dir, model::state_dict(*model_), model_->config.to_json(), c.model_name_or_path);
+  if (c.lora_enable) write_lora_output(c.output_dir, model_, masters_->names(), c);
+  else write_model_folder(c.output_dir, model::state_dict(*model_), model_->config.to_json(), c.model_name_or_path);
   log::info("training done: ", state_.global_step, " steps; model written to ", c.output_dir);
 }
 

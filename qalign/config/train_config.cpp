@@ -74,6 +74,8 @@ const std::vector<Field> kFields = {
     {"lora_r", &TrainConfig::lora_r, kPositive},
     {"lora_alpha", &TrainConfig::lora_alpha, kPositive},
     {"lora_dropout", &TrainConfig::lora_dropout, kBeta},
+    {"lora_target_modules", &TrainConfig::lora_target_modules},
+    {"lora_weights", &TrainConfig::lora_weights},
     {"level_labels", &TrainConfig::level_labels, {}, {"one_hot", "soft"}},
     {"soft_label_weight", &TrainConfig::soft_label_weight, kNonNegative},
     {"bf16", &TrainConfig::bf16},

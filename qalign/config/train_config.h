@@ -48,6 +48,13 @@ struct TrainConfig {
   int64_t lora_r = 128;
   int64_t lora_alpha = 256;
   double lora_dropout = 0.05;
+  // Adapted projections: q, k, v, o, gate, up, down or module-name suffixes (model/lora.h);
+  // empty = the authors' q_proj + v_proj.multiway.1.
+  std::vector<std::string> lora_target_modules;
+  // A LoRA folder (ours or the authors') whose adapters and abstractor weights the run starts
+  // from instead of fresh adapters; its r, alpha and targets replace lora_r, lora_alpha and
+  // lora_target_modules.
+  std::string lora_weights;
 
   // Labels: the level word as one token (Q-Align) or soft level probabilities (DeQA-Score).
   std::string level_labels = "one_hot";  // one_hot | soft

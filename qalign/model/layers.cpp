@@ -1,5 +1,7 @@
 #include "qalign/model/layers.h"
 
+#include "qalign/model/lora.h"
+
 namespace qalign::model {
 
 namespace {
@@ -19,6 +21,11 @@ torch::Tensor normal_parameter(torch::nn::Module& m, const std::string& name, c1
 LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias, const torch::TensorOptions& opts) {
   weight = normal_parameter(*this, "weight", {out, in}, opts);
   if (with_bias) bias = register_parameter("bias", torch::zeros({out}, opts));
+}
+
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  const auto y = torch::linear(x, weight, bias);
+  return lora ? y + lora->delta(x, is_training()) : y;
 }
 
 LayerNormImpl::LayerNormImpl(int64_t dim, double eps_, const torch::TensorOptions& opts) : eps(eps_) {

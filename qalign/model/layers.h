@@ -17,11 +17,15 @@ using BlockRunner = std::function<torch::Tensor(torch::nn::Module& block, const 
 // Parameters are drawn N(0, init_std) (HF's initializer_range) unless on the meta device.
 constexpr double kInitStd = 0.02;
 
+struct LoraAdapter;  // qalign/model/lora.h
+
 class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in, int64_t out, bool bias, const torch::TensorOptions& opts);
-  torch::Tensor forward(const torch::Tensor& x) { return torch::linear(x, weight, bias); }  // [..., in] -> [..., out]
+  // [..., in] -> [..., out]; plus the low-rank term when an adapter is attached (lora.h).
+  torch::Tensor forward(const torch::Tensor& x);
   torch::Tensor weight, bias;
+  std::shared_ptr<LoraAdapter> lora;
 };
 TORCH_MODULE(Linear);
 

@@ -1,0 +1,100 @@
+// qalign export: a model folder (optionally with a LoRA folder merged in) -> the authors' Hugging
+// Face layout (config.json, model.safetensors or shards + model.safetensors.index.json, tokenizer
+// and preprocessor files), in the dtype asked for, loadable by their Python code.
+#include <cctype>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "qalign/error.h"
+#include "qalign/io/atomic_file.h"
+#include "qalign/io/lora_folder.h"
+#include "qalign/log.h"
+#include "qalign/model/weights.h"
+#include "tools/commands.h"
+#include "train/checkpointing.h"
+
+namespace qalign::tools {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct ExportOptions {
+  std::string checkpoint, lora, out, dtype = "bfloat16", max_shard_size = "5GB";
+  bool merge_lora = false;
+};
+
+// "5GB", "500MB", "10KB", "2GiB" or a byte count, as transformers' convert_file_size_to_int
+// reads them (GB = 10^9, GiB = 2^30).
+uint64_t parse_size(const std::string& text) {
+  size_t digits = 0;
+  while (digits < text.size() && (std::isdigit(static_cast<unsigned char>(text[digits])) || text[digits] == '.')) ++digits;
+  const std::string unit = text.substr(digits);
+  static const std::map<std::string, double> units = {{"", 1},     {"B", 1},     {"KB", 1e3},         {"MB", 1e6},
+                                                       {"GB", 1e9}, {"KiB", 1024}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}};
+  const auto it = units.find(unit);
+  if (digits == 0 || it == units.end()) fail("--max-shard-size", text, "expected a size such as 5GB, 500MB or 2GiB");
+  const double bytes = std::stod(text.substr(0, digits)) * it->second;
+  if (bytes < 1) fail("--max-shard-size", text, "must be positive");
+  return static_cast<uint64_t>(bytes);
+}
+
+torch::Dtype parse_dtype(const std::string& name) {
+  if (name == "bfloat16") return torch::kBFloat16;
+  if (name == "float16") return torch::kFloat16;
+  if (name == "float32") return torch::kFloat32;
+  fail("--dtype", name, "expected bfloat16, float16 or float32");
+}
+
+int run_export(const ExportOptions& o) {
+  const auto dtype = parse_dtype(o.dtype);
+  const uint64_t shard_bytes = parse_size(o.max_shard_size);
+  std::string lora_dir = o.lora;
+  // A LoRA training output as --checkpoint: its adapter_config.json names the base model.
+  std::string base = o.checkpoint;
+  if (lora_dir.empty() && fs::exists(fs::path(o.checkpoint) / "adapter_config.json")) {
+    lora_dir = o.checkpoint;
+    base = io::read_lora_folder(o.checkpoint).base_model;
+    if (!fs::exists(fs::path(base) / "config.json"))
+      fail((fs::path(o.checkpoint) / "adapter_config.json").string(), "base_model_name_or_path",
+           "'" + base + "' is not a model folder here; pass the base as --checkpoint and this folder as --lora");
+  }
+  if (!lora_dir.empty() && !o.merge_lora)
+    fail("--lora", lora_dir, "a Hugging Face model folder holds plain weights: add --merge-lora to fold the adapters in");
+  if (fs::exists(o.out) && fs::exists(base) && fs::equivalent(o.out, base)) fail("--out", o.out, "is the source folder");
+
+  auto m = io::load_pretrained_with_lora(base, lora_dir, torch::kFloat32);
+  io::StateDict weights;
+  for (const auto& [name, t] : model::state_dict(*m)) weights[name] = t.to(dtype);
+
+  // The source's own config.json (every field the authors' code reads), with the new dtype.
+  const auto config_path = (fs::path(base) / "config.json").string();
+  nlohmann::json config;
+  try {
+    config = nlohmann::json::parse(io::read_file(config_path));
+  } catch (const nlohmann::json::exception& e) {
+    fail(config_path, "", std::string("not valid JSON: ") + e.what());
+  }
+  config["torch_dtype"] = o.dtype;
+  train::write_model_folder(o.out, weights, config, base, shard_bytes);
+  log::info("exported ", base, lora_dir.empty() ? "" : " + " + lora_dir + " (merged)", " to ", o.out, " as ", o.dtype);
+  return 0;
+}
+
+}  // namespace
+
+Command add_export(CLI::App& app) {
+  auto o = std::make_shared<ExportOptions>();
+  auto* cmd = app.add_subcommand("export", "Write a model (optionally with LoRA merged) in the authors' Hugging Face layout");
+  cmd->add_option("--checkpoint", o->checkpoint, "Model folder, or a LoRA training output (its base is read from it)")
+      ->required();
+  cmd->add_option("--lora", o->lora, "LoRA folder to apply to --checkpoint (needs --merge-lora)");
+  cmd->add_flag("--merge-lora", o->merge_lora, "Fold the LoRA adapters into the weights (W += B·A·alpha/r)");
+  cmd->add_option("--out", o->out, "Output folder")->required();
+  cmd->add_option("--dtype", o->dtype, "bfloat16 | float16 | float32")->capture_default_str();
+  cmd->add_option("--max-shard-size", o->max_shard_size, "Largest weights file, e.g. 5GB, 500MB")->capture_default_str();
+  return {cmd, [o] { return run_export(*o); }};
+}
+
+}  // namespace qalign::tools

@@ -20,5 +20,6 @@ Command add_init(CLI::App& app);
 Command add_train(CLI::App& app);
 Command add_eval(CLI::App& app);
 Command add_demo(CLI::App& app);
+Command add_launch(CLI::App& app);
 
 }  // namespace qalign::tools

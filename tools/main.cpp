@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
       tools::add_train(app),
       tools::add_eval(app),
       tools::add_demo(app),
+      tools::add_launch(app),
   };
   try {
     app.parse(argc, argv);

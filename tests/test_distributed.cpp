@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -107,7 +108,11 @@ int free_port() {
   return next++;
 }
 
-std::string in_repo(const std::string& cmd) { return "cd '" + test::source_dir() + "' && " + cmd; }
+// One thread per process: OpenMP threads spinning on cores that other processes (the other
+// worker, a compiler) hold slow a run tenfold.
+std::string in_repo(const std::string& cmd) {
+  return "cd '" + test::source_dir() + "' && export OMP_NUM_THREADS=1 && " + cmd;
+}
 
 std::string train_cmd(const std::string& args) {
   return "'" + test::qalign_binary() + "' train --config " + kRecipe + " " + kCommon + args;
@@ -133,16 +138,36 @@ std::vector<double> losses(const std::string& dir) {
 
 io::StateDict weights(const std::string& dir) { return io::SafetensorsFile::open(dir + "/model.safetensors")->load_all(); }
 
-// max over tensors of max |a - b| / max |b|.
-double max_relative_diff(const io::StateDict& a, const io::StateDict& b) {
-  double worst = 0;
+// Attention key biases get an exactly zero gradient (softmax ignores a shift shared by all keys),
+// so what they receive is rounding noise, which AdamW scales up to steps of ±lr: any change of
+// summation order moves them by ~1e-4 of their size in 20 steps. Measured: one process with 1
+// and with 2 threads differs there by 5e-4 relative, elsewhere by 2e-7.
+bool noise_only(const std::string& name) {
+  const auto ends_with = [&](const std::string& suffix) {
+    return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  return ends_with("key.bias") || ends_with("query_key_value.bias");
+}
+
+struct WeightDiff {
+  double max_relative = 0;  // max over tensors (but noise_only ones) of max |a - b| / max |b|
+  double global = 0;        // |a - b| / |b| over all weights, noise_only ones included
+};
+
+WeightDiff weight_diff(const io::StateDict& a, const io::StateDict& b) {
+  WeightDiff d;
   EXPECT_EQ(a.size(), b.size());
+  double num = 0, den = 0;
   for (const auto& [name, t] : b) {
     const auto x = a.at(name).to(torch::kFloat64), y = t.to(torch::kFloat64);
+    num += (x - y).square().sum().item<double>();
+    den += y.square().sum().item<double>();
+    if (noise_only(name)) continue;
     const double scale = std::max(y.abs().max().item<double>(), 1e-12);
-    worst = std::max(worst, (x - y).abs().max().item<double>() / scale);
+    d.max_relative = std::max(d.max_relative, (x - y).abs().max().item<double>() / scale);
   }
-  return worst;
+  d.global = std::sqrt(num / den);
+  return d;
 }
 
 // 2 processes x batch 1 against 1 process x batch 2, 20 steps each.
@@ -160,21 +185,28 @@ void expect_equal_to_one_process(const std::string& extra) {
     worst_loss = std::max(worst_loss, std::abs(l1[i] - l2[i]) / std::abs(l1[i]));
     EXPECT_NEAR(l2[i], l1[i], 1e-5 * std::abs(l1[i])) << "step " << i + 1;
   }
-  const double worst_weight = max_relative_diff(weights(two.path()), weights(one.path()));
-  EXPECT_LE(worst_weight, 1e-5);
-  std::cout << "max relative loss difference " << worst_loss << ", max relative weight difference " << worst_weight
-            << "\n";
+  const auto w = weight_diff(weights(two.path()), weights(one.path()));
+  EXPECT_LE(w.max_relative, 1e-5);
+  EXPECT_LE(w.global, 1e-5);
+  std::cout << "max relative loss difference " << worst_loss << ", max relative weight difference " << w.max_relative
+            << " (all weights: " << w.global << ")\n";
 }
 
-TEST(DataParallel, TwoProcessesEqualOneWithTheGlobalBatch) { expect_equal_to_one_process("zero_stage=0"); }
+TEST(DataParallel, TwoProcessesEqualOneWithTheGlobalBatch) {
+  expect_equal_to_one_process("zero_stage=0 gradient_accumulation_steps=1");
+}
 TEST(DataParallel, TwoProcessesEqualOneWithAccumulation) {
   expect_equal_to_one_process("zero_stage=0 gradient_accumulation_steps=2");
 }
-TEST(Zero1, TwoProcessesEqualOneWithTheGlobalBatch) { expect_equal_to_one_process("zero_stage=1"); }
+TEST(Zero1, TwoProcessesEqualOneWithTheGlobalBatch) {
+  expect_equal_to_one_process("zero_stage=1 gradient_accumulation_steps=1");
+}
 TEST(Zero1, TwoProcessesEqualOneWithAccumulation) {
   expect_equal_to_one_process("zero_stage=1 gradient_accumulation_steps=2");
 }
-TEST(Zero2, TwoProcessesEqualOneWithTheGlobalBatch) { expect_equal_to_one_process("zero_stage=2"); }
+TEST(Zero2, TwoProcessesEqualOneWithTheGlobalBatch) {
+  expect_equal_to_one_process("zero_stage=2 gradient_accumulation_steps=1");
+}
 TEST(Zero2, TwoProcessesEqualOneWithAccumulation) {
   expect_equal_to_one_process("zero_stage=2 gradient_accumulation_steps=2");
 }

@@ -1,8 +1,11 @@
 // Data-parallel training on c10d (Gloo, two CPU processes): the launcher environment, the
 // distributed sampler, 2 processes x batch B against 1 process x batch 2B step for step, a
 // killed worker, and SIGTERM leaving a checkpoint that resumes bitwise.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -103,9 +106,19 @@ const std::string kRecipe = "tests/fixtures/train/tiny_recipe.yaml";
 const std::string kCommon =
     "group_by_modality_length=false gradient_checkpointing=false dataloader_num_workers=1 save_steps=1000 ";
 
+// A port no one listens on now: the kernel's pick for a socket bound to port 0 (tests run in
+// parallel, so fixed ports would clash).
 int free_port() {
-  static int next = 20000 + static_cast<int>(getpid() % 20000);
-  return next++;
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    throw std::runtime_error("no free port");
+  close(fd);
+  return ntohs(addr.sin_port);
 }
 
 // One thread per process: OpenMP threads spinning on cores that other processes (the other
@@ -118,9 +131,9 @@ std::string train_cmd(const std::string& args) {
   return "'" + test::qalign_binary() + "' train --config " + kRecipe + " " + kCommon + args;
 }
 
-std::string launch_cmd(int nproc, const std::string& args) {
+std::string launch_cmd(int nproc, const std::string& args, const std::string& launcher_args = "") {
   return "'" + test::qalign_binary() + "' launch --nproc-per-node " + std::to_string(nproc) + " --master-port " +
-         std::to_string(free_port()) + " -- " + train_cmd(args);
+         std::to_string(free_port()) + " " + launcher_args + " -- " + train_cmd(args);
 }
 
 int run(const std::string& cmd, std::string* out) {
@@ -230,6 +243,19 @@ TEST(Zero2, ResumedRunContinuesBitwise) {
   for (size_t i = 0; i < lb.size(); ++i) EXPECT_EQ(lb[i], la[i + 4]) << "step " << i + 5;
 }
 
+// The NCCL backend is built and linked; without a GPU, asking for it is a clear error.
+TEST(ProcessGroupBackend, NcclWithoutGpuIsAClearError) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "a GPU is present: scripts/device_check_nccl.sh runs NCCL";
+  test::ScratchDir dir("qalign_nccl");
+  std::string out;
+  const int rc = test::run_command(
+      in_repo("RANK=0 WORLD_SIZE=1 MASTER_PORT=" + std::to_string(free_port()) + " " +
+              train_cmd("max_steps=1 ddp_backend=nccl output_dir=" + dir.path())),
+      &out);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("nccl needs CUDA"), std::string::npos) << out;
+}
+
 // A launcher started in the background: its pid, output file and exit-code file.
 struct Background {
   std::string log, rc;
@@ -302,6 +328,28 @@ TEST(DataParallelFailure, KilledWorkerStopsTheLauncherNamingIt) {
   const auto log = read_all(b.log);
   EXPECT_NE(log.find("rank 1 failed"), std::string::npos) << log;
   std::cout << "launcher exited " << seconds << " s after the kill\n";
+}
+
+TEST(DataParallelFailure, HungWorkerStopsTheOthersAfterTheTimeout) {
+  test::ScratchDir dir("qalign_dphang");
+  const auto run_dir = dir.file("run");
+  const auto b = start(launch_cmd(2, "max_steps=100000 per_device_train_batch_size=1 zero_stage=0 ddp_timeout=5 output_dir=" + run_dir,
+                                  "--grace 3"),
+                       dir);
+  ASSERT_TRUE(wait_for([&] { return losses(run_dir).size() >= 2; }, 60)) << read_all(b.log);
+  const int victim = worker_pid(b.pid, 1);
+  ASSERT_GT(victim, 0);
+  const auto stopped = std::chrono::steady_clock::now();
+  kill(victim, SIGSTOP);  // alive but silent, as a hung rank is
+  ASSERT_TRUE(wait_for([&] { return fs::exists(b.rc) && !read_all(b.rc).empty(); }, 50)) << read_all(b.log);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped).count();
+  EXPECT_GE(seconds, 4);  // rank 0 waited for the timeout, not less
+  EXPECT_LT(seconds, 30);
+  EXPECT_NE(std::stoi(read_all(b.rc)), 0);
+  const auto log = read_all(b.log);
+  EXPECT_NE(log.find("rank 0 failed"), std::string::npos) << log;
+  EXPECT_NE(log.find("ddp_timeout (5 s)"), std::string::npos) << log;
+  std::cout << "launcher exited " << seconds << " s after rank 1 stopped\n";
 }
 
 TEST(DataParallelFailure, SigtermLeavesACheckpointThatResumesBitwise) {

@@ -109,12 +109,17 @@ ProcessGroup::ProcessGroup(const LaunchEnv& env, const std::string& backend, std
 }
 
 void ProcessGroup::wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what) {
+  const auto lost = [&](const char* why) {
+    fail("distributed", what,
+         "rank " + std::to_string(env_.rank) + ": a peer died, hung past ddp_timeout (" +
+             std::to_string(timeout_.count() / 1000) + " s) or broke the connection: " + why);
+  };
   try {
     work->wait(timeout_);
   } catch (const c10::Error& e) {
-    fail("distributed", what,
-         "rank " + std::to_string(env_.rank) + ": a peer died, hung past ddp_timeout (" +
-             std::to_string(timeout_.count() / 1000) + " s) or broke the connection: " + e.what_without_backtrace());
+    lost(e.what_without_backtrace());
+  } catch (const std::exception& e) {  // Gloo's own IoException, rethrown by the work as is
+    lost(e.what());
   }
 }
 

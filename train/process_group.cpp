@@ -82,8 +82,8 @@ LaunchEnv read_launch_env(const std::function<const char*(const char*)>& getenv)
 
 ProcessGroup::ProcessGroup(const LaunchEnv& env, const std::string& backend, std::chrono::milliseconds timeout)
     : env_(env), timeout_(timeout) {
-  backend_name_ = backend == "auto" ? (torch::cuda::is_available() ? "nccl" : "gloo") : backend;
-  if (backend_name_ == "nccl" && !torch::cuda::is_available())
+  const std::string name = backend == "auto" ? (torch::cuda::is_available() ? "nccl" : "gloo") : backend;
+  if (name == "nccl" && !torch::cuda::is_available())
     fail("training config", "ddp_backend", "nccl needs CUDA, and no GPU is available here; use gloo");
   c10d::TCPStoreOptions so;
   so.port = static_cast<uint16_t>(env.master_port);
@@ -93,7 +93,7 @@ ProcessGroup::ProcessGroup(const LaunchEnv& env, const std::string& backend, std
   try {
     auto tcp = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
     store_ = c10::make_intrusive<c10d::PrefixStore>("qalign", tcp);
-    if (backend_name_ == "nccl") {
+    if (name == "nccl") {
       device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
       backend_ = make_nccl_backend(store_, env.rank, env.world_size, env.local_rank, timeout);
     } else {
@@ -105,7 +105,7 @@ ProcessGroup::ProcessGroup(const LaunchEnv& env, const std::string& backend, std
              env.master_addr + ":" + std::to_string(env.master_port) + ": " + e.what_without_backtrace());
   }
   log::info("rank ", env.rank, " of ", env.world_size, " (local ", env.local_rank, " of ", env.local_world_size, ", ",
-            env.launcher, ") joined ", env.master_addr, ":", env.master_port, " with ", backend_name_);
+            env.launcher, ") joined ", env.master_addr, ":", env.master_port, " with ", name);
 }
 
 void ProcessGroup::wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what) {

@@ -38,8 +38,6 @@ class ProcessGroup {
 
   int rank() const { return env_.rank; }
   int size() const { return env_.world_size; }
-  const LaunchEnv& env() const { return env_; }
-  const std::string& backend_name() const { return backend_name_; }
   // Where tensors must be for the backend: the local GPU for nccl, else the CPU.
   torch::Device device() const { return device_; }
   c10d::Backend& backend() { return *backend_; }
@@ -54,7 +52,6 @@ class ProcessGroup {
 
  private:
   LaunchEnv env_;
-  std::string backend_name_;
   torch::Device device_{torch::kCPU};
   std::chrono::milliseconds timeout_;
   c10::intrusive_ptr<c10d::Store> store_;

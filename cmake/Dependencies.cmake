@@ -28,6 +28,12 @@ find_package(CLI11 REQUIRED)
 find_package(GTest REQUIRED)
 find_package(Threads REQUIRED)
 find_package(OpenCV COMPONENTS core imgcodecs imgproc videoio)
+# c10d's ProcessGroupGloo.hpp includes gloo's headers, which the wheel lacks; the code is in
+# libtorch_cpu.so, so only the headers are used (never link Debian's libgloo).
+find_path(GLOO_INCLUDE_DIR gloo/config.h)
+if(NOT GLOO_INCLUDE_DIR)
+  message(FATAL_ERROR "No gloo headers (gloo/config.h): run scripts/setup.sh (Debian package libgloo-dev)")
+endif()
 
 set(QALIGN_SPM_PREFIX "${PROJECT_SOURCE_DIR}/.deps/sentencepiece" CACHE PATH "Static SentencePiece")
 if(NOT EXISTS "${QALIGN_SPM_PREFIX}/lib/libsentencepiece_train.a")

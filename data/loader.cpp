@@ -24,7 +24,10 @@ TrainLoader::TrainLoader(std::vector<TrainingRecord> records, std::shared_ptr<co
 
 TrainLoader::~TrainLoader() { stop_workers(); }
 
-int64_t TrainLoader::batches_per_epoch() const { return (size() + options_.batch_size - 1) / options_.batch_size; }
+int64_t TrainLoader::batches_per_epoch() const {
+  const int64_t global = (size() + options_.batch_size - 1) / options_.batch_size;
+  return (global + options_.sampler.ranks - 1) / options_.sampler.ranks;
+}
 
 std::string TrainLoader::id_of(int64_t index) const {
   const auto& id = records_[index].id;
@@ -82,7 +85,8 @@ void TrainLoader::stop_workers() {
 
 void TrainLoader::start_epoch(int64_t epoch, int64_t position) {
   stop_workers();
-  order_ = epoch_order(lengths_, options_.sampler, epoch);
+  order_ = rank_share(epoch_order(lengths_, options_.sampler, epoch), options_.batch_size, options_.sampler.rank,
+                      options_.sampler.ranks);
   if (position < 0 || position > static_cast<int64_t>(order_.size()))
     throw Error("TrainLoader: position " + std::to_string(position) + " is outside the epoch's " +
                 std::to_string(order_.size()) + " samples");

@@ -53,7 +53,8 @@ class TrainLoader {
   TrainLoader& operator=(const TrainLoader&) = delete;
 
   int64_t size() const { return static_cast<int64_t>(records_.size()); }
-  // Batches in an epoch when nothing is skipped: ceil(size / batch_size).
+  // Batches in an epoch when nothing is skipped: ceil(size / batch_size), shared among the
+  // sampler's ranks (rank 0's count, the largest).
   int64_t batches_per_epoch() const;
 
   // Begins `epoch` at `position` of its order (0, or a TrainBatch::end_position to resume).

@@ -134,4 +134,12 @@ std::vector<int64_t> epoch_order(const std::vector<int64_t>& modality_lengths, c
   return randperm(n, gen);
 }
 
+std::vector<int64_t> rank_share(const std::vector<int64_t>& order, int64_t batch_size, int64_t rank, int64_t ranks) {
+  std::vector<int64_t> out;
+  const auto n = static_cast<int64_t>(order.size());
+  for (int64_t begin = rank * batch_size; begin < n; begin += ranks * batch_size)
+    out.insert(out.end(), order.begin() + begin, order.begin() + std::min(n, begin + batch_size));
+  return out;
+}
+
 }  // namespace qalign::data

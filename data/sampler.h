@@ -21,6 +21,8 @@ struct SamplerOptions {
   // Processes · gradient accumulation steps: the authors pass world_size · accumulation here.
   int64_t world_size = 1;
   uint64_t seed = 42;
+  // Data-parallel processes and this one's rank (world_size above also counts accumulation).
+  int64_t rank = 0, ranks = 1;
 };
 
 // LazySupervisedDataset.modality_lengths: the whitespace word count of the conversation, negative
@@ -30,5 +32,11 @@ int64_t modality_length(const std::vector<std::string>& turn_values, bool has_me
 // Sample indices for `epoch`, a permutation of 0..lengths.size()-1.
 std::vector<int64_t> epoch_order(const std::vector<int64_t>& modality_lengths, const SamplerOptions& o,
                                  int64_t epoch);
+
+// The part of an epoch's global `order` that `rank` of `ranks` processes trains on: the order is
+// cut into batches of batch_size and batch j goes to rank j % ranks (accelerate's sharding), so
+// the ranks' k-th batches together are the k-th batch of one process with ranks · batch_size,
+// and no sample goes to two ranks. The last round may leave some ranks short or empty.
+std::vector<int64_t> rank_share(const std::vector<int64_t>& order, int64_t batch_size, int64_t rank, int64_t ranks);
 
 }  // namespace qalign::data

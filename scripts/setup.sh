@@ -13,7 +13,7 @@ SECONDS=0
 
 # --- Debian packages -------------------------------------------------------------------
 APT_PKGS=(build-essential cmake pkg-config python3-venv libyaml-cpp-dev libopencv-dev
-          nlohmann-json3-dev libcli11-dev libgtest-dev
+          nlohmann-json3-dev libcli11-dev libgtest-dev libgloo-dev
           opencv-doc)  # opencv-doc: the photographs and clips of the demo and tests
 missing=()
 for p in "${APT_PKGS[@]}"; do

@@ -21,5 +21,6 @@ Command add_train(CLI::App& app);
 Command add_eval(CLI::App& app);
 Command add_demo(CLI::App& app);
 Command add_export(CLI::App& app);
+Command add_launch(CLI::App& app);
 
 }  // namespace qalign::tools

@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
       tools::add_eval(app),
       tools::add_demo(app),
       tools::add_export(app),
+      tools::add_launch(app),
   };
   try {
     app.parse(argc, argv);

@@ -60,7 +60,8 @@ void write_checkpoint(const std::string& dir, const CheckpointContents& c) {
   fs::remove_all(tmp);
   if (c.write_model) c.write_model(tmp.string());
   else write_model_folder(tmp.string(), c.model, c.model_config, c.source_model_dir);
-  io::save_safetensors((tmp / "optimizer.safetensors").string(), c.optimizer);
+  if (c.optimizer) io::save_safetensors((tmp / "optimizer.safetensors").string(), *c.optimizer);
+  for (const auto& f : c.extra_files) fs::rename(f, tmp / fs::path(f).filename());
   io::save_safetensors((tmp / "rng_state.safetensors").string(), c.rng_and_masters);
   io::write_file_atomic((tmp / "trainer_state.json").string(), c.trainer_state.dump(2) + "\n");
   sync_folder(tmp);

@@ -4,6 +4,7 @@
 // code and by `qalign score`, plus the trainer's state:
 //   trainer_state.json         step, epoch, data position, schedule, counters
 //   optimizer.safetensors      AdamW moments and step counts by parameter name
+//   optimizer.rank<r>-of-<W>.safetensors   instead, with ZeRO: each rank's shard of them
 //   rng_state.safetensors      the CPU generator; float32 masters when the model is not float32
 // A checkpoint is written into a temporary folder that is renamed into place when complete, so
 // an interrupted save never leaves a checkpoint-<step> that looks whole.
@@ -11,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,11 +26,12 @@ struct CheckpointContents {
   nlohmann::json model_config;        // ModelConfig::to_json
   std::string source_model_dir;       // tokenizer and preprocessor files are copied from here
   nlohmann::json trainer_state;       // TrainerState::to_json
-  io::StateDict optimizer;            // AdamW::state_dict
+  std::optional<io::StateDict> optimizer;  // AdamW::state_dict; unset with ZeRO (shards in extra_files)
   io::StateDict rng_and_masters;      // "rng.cpu" and "master.<name>"
   // When set, writes the model part into the folder instead of the full model (LoRA runs write
   // their adapter folder, lora_training.h).
   std::function<void(const std::string& dir)> write_model;
+  std::vector<std::string> extra_files;  // moved in before the folder is renamed into place
 };
 
 // The HF model folder part alone (the final model of a run): weights, config.json and the

@@ -17,18 +17,20 @@ MasterWeights::MasterWeights(const std::vector<std::pair<std::string, torch::Ten
 }
 
 void MasterWeights::accumulate_grads() {
+  for (size_t i = 0; i < model_.size(); ++i) accumulate_grad(i);
+}
+
+void MasterWeights::accumulate_grad(size_t i) {
   if (!separate_) return;
   torch::NoGradGuard no_grad;
-  for (size_t i = 0; i < model_.size(); ++i) {
-    auto g = model_[i].grad();
-    if (!g.defined()) continue;
-    auto& mg = masters_[i].mutable_grad();
-    if (mg.defined())
-      mg.add_(g.to(torch::kFloat32));
-    else
-      mg = g.to(torch::kFloat32).clone();
-    model_[i].mutable_grad() = torch::Tensor();
-  }
+  auto g = model_[i].grad();
+  if (!g.defined()) return;
+  auto& mg = masters_[i].mutable_grad();
+  if (mg.defined())
+    mg.add_(g.to(torch::kFloat32));
+  else
+    mg = g.to(torch::kFloat32).clone();
+  model_[i].mutable_grad() = torch::Tensor();
 }
 
 void MasterWeights::copy_to_model() {

@@ -23,6 +23,8 @@ class MasterWeights {
 
   // Adds the model's gradients into the masters' and clears the model's (no-op when not separate).
   void accumulate_grads();
+  // The same for parameter i alone.
+  void accumulate_grad(size_t i);
   // Rounds the masters into the model's parameters (no-op when not separate).
   void copy_to_model();
   void zero_grad();

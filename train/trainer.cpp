@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -19,6 +20,7 @@
 #include "train/grad_clip.h"
 #include "train/lora_training.h"
 #include "train/soft_label_loss.h"
+#include "train/stop_signal.h"
 
 namespace qalign::train {
 
@@ -46,20 +48,20 @@ std::vector<data::TrainingRecord> read_records(const config::TrainConfig& c) {
 
 // HF's param groups: with and without weight decay, and (when visual_abstractor_lr is set) the
 // abstractor's own pair at that rate.
-std::vector<ParamGroup> param_groups(const MasterWeights& masters, const std::set<std::string>& no_decay,
-                                     const config::TrainConfig& c) {
+std::vector<ParamGroup> param_groups(const std::vector<std::string>& names, const std::vector<torch::Tensor>& params,
+                                     const std::set<std::string>& no_decay, const config::TrainConfig& c) {
   std::vector<ParamGroup> groups(4);
   groups[0] = {c.learning_rate, c.weight_decay, {}, {}};
   groups[1] = {c.learning_rate, 0.0, {}, {}};
   const double abstractor_lr = c.visual_abstractor_lr.value_or(c.learning_rate);
   groups[2] = {abstractor_lr, c.weight_decay, {}, {}};
   groups[3] = {abstractor_lr, 0.0, {}, {}};
-  for (size_t i = 0; i < masters.names().size(); ++i) {
-    const auto& name = masters.names()[i];
+  for (size_t i = 0; i < names.size(); ++i) {
+    const auto& name = names[i];
     const bool abstractor = c.visual_abstractor_lr && name.rfind("model.visual_abstractor.", 0) == 0;
     auto& g = groups[(abstractor ? 2 : 0) + (no_decay.count(name) ? 1 : 0)];
     g.names.push_back(name);
-    g.params.push_back(masters.masters()[i]);
+    g.params.push_back(params[i]);
   }
   std::vector<ParamGroup> used;
   for (auto& g : groups)
@@ -103,8 +105,25 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   // Masters are taken from the float32 checkpoint values before the model is cast for compute.
   masters_ = std::make_unique<MasterWeights>(trainable, c.bf16);
   if (c.bf16) model_->to(torch::kBFloat16);
+  const auto env = read_launch_env([](const char* name) { return std::getenv(name); });
+  // torchrun-style variables ask for a process group even for one process (an NCCL check).
+  if (env.world_size > 1 || env.launcher == "torchrun") {
+    group_ = std::make_unique<ProcessGroup>(env, c.ddp_backend, std::chrono::seconds(c.ddp_timeout));
+    {
+      torch::NoGradGuard no_grad;
+      for (auto master : masters_->masters()) group_->broadcast(master);
+    }
+    masters_->copy_to_model();
+    std::vector<torch::Tensor> hooked;
+    for (const auto& named : trainable) hooked.push_back(named.second);
+    grad_sync_ = std::make_unique<GradSync>(*group_, hooked, masters_->masters(),
+                                            [this](size_t i) { masters_->accumulate_grad(i); }, c.zero_stage > 0,
+                                            c.zero_stage == 2);
+    if (c.zero_stage > 0) zero_ = std::make_unique<ZeroShards>(*group_, *grad_sync_, masters_->names(), masters_->masters());
+  }
   set_activation_checkpointing(model_, c.gradient_checkpointing);
-  optimizer_ = std::make_unique<AdamW>(param_groups(*masters_, no_weight_decay(model_), c),
+  optimizer_ = std::make_unique<AdamW>(param_groups(zero_ ? zero_->names() : masters_->names(),
+                                                    zero_ ? zero_->slices() : masters_->masters(), no_weight_decay(model_), c),
                                        AdamWOptions{c.adam_beta1, c.adam_beta2, c.adam_epsilon});
 
   data::LoaderOptions lo;
@@ -116,7 +135,9 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   lo.sampler.shuffle = c.dataloader_shuffle;
   lo.sampler.group_by_modality_length = c.group_by_modality_length;
   lo.sampler.batch_size = c.per_device_train_batch_size;
-  lo.sampler.world_size = c.gradient_accumulation_steps;  // one process: the authors' world_size · accumulation
+  lo.sampler.world_size = c.gradient_accumulation_steps * env.world_size;  // the authors' world_size · accumulation
+  lo.sampler.rank = env.rank;
+  lo.sampler.ranks = env.world_size;
   lo.sampler.seed = static_cast<uint64_t>(c.seed);
   auto records = read_records(c);
   if (records.empty()) fail(join(c.data_path), "data_path", "no training records");
@@ -135,22 +156,53 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   int64_t parameters = 0;
   for (const auto& t : masters_->masters()) parameters += t.numel();
   log::info("training ", masters_->names().size(), " parameter tensors (", parameters, " parameters) on ",
-            loader_->size(), " samples: ", total, " steps of ", c.per_device_train_batch_size, " x ", accumulation,
-            " samples, ", steps_per_epoch_, " steps per epoch, warm-up ", state_.schedule.warmup_steps, ", ",
+            loader_->size(), " samples: ", total, " steps of ", env.world_size, " x ", c.per_device_train_batch_size, " x ",
+            accumulation, " samples, ", steps_per_epoch_, " steps per epoch, warm-up ", state_.schedule.warmup_steps, ", ",
             c.bf16 ? "bfloat16 compute with float32 masters" : "float32");
 }
 
 Trainer::~Trainer() = default;
 
-std::optional<data::TrainBatch> Trainer::next_batch(bool may_start_epoch) {
-  auto batch = loader_->next();
-  if (batch || !may_start_epoch) return batch;
-  state_.epoch += 1;
-  state_.position = 0;
-  loader_->start_epoch(state_.epoch, 0);
-  batch = loader_->next();
-  if (!batch) fail(join(config_.data_path), "data_path", "an epoch produced no batch (every sample skipped)");
-  return batch;
+std::vector<Trainer::MicroBatch> Trainer::step_batches() {
+  std::vector<MicroBatch> out;
+  const auto fetch = [&] {
+    out.clear();
+    while (static_cast<int64_t>(out.size()) < config_.gradient_accumulation_steps) {
+      auto batch = loader_->next();
+      if (!batch) break;
+      out.push_back({std::move(batch), 1.0});
+    }
+  };
+  // Row 0: whether this rank has micro-batch k; row 1: its answer tokens (the loss's targets).
+  const auto exchange = [&] {
+    auto counts = torch::zeros({2, config_.gradient_accumulation_steps}, torch::kInt64);
+    for (size_t k = 0; k < out.size(); ++k) {
+      const auto& labels = out[k].batch->text.labels;
+      counts[0][k] = 1;
+      counts[1][k] = labels.narrow(1, 1, labels.size(1) - 1).ne(kIgnoreIndex).sum();
+    }
+    auto local = counts.clone();
+    if (group_) group_->allreduce_sum(counts);
+    return std::pair{local, counts};
+  };
+  fetch();
+  auto [local, global] = exchange();
+  if (global[0].sum().item<int64_t>() == 0) {
+    state_.epoch += 1;
+    state_.position = 0;
+    loader_->start_epoch(state_.epoch, 0);
+    fetch();
+    std::tie(local, global) = exchange();
+    if (global[0].sum().item<int64_t>() == 0)
+      fail(join(config_.data_path), "data_path", "an epoch produced no batch (every sample skipped)");
+  }
+  if (!group_) return out;
+  out.resize(static_cast<size_t>(global[0].gt(0).sum().item<int64_t>()));
+  for (size_t k = 0; k < out.size(); ++k) {
+    const auto mine = local[1][k].item<double>(), all = global[1][k].item<double>();
+    out[k].share = all > 0 ? mine * group_->size() / all : 1.0;
+  }
+  return out;
 }
 
 std::pair<torch::Tensor, int64_t> Trainer::forward_loss(const data::TrainBatch& batch) {
@@ -180,30 +232,51 @@ Trainer::StepResult Trainer::step() {
   StepResult r;
   const int64_t accumulation = config_.gradient_accumulation_steps;
   double loss_sum = 0;
-  int64_t micro = 0;
-  std::optional<data::TrainBatch> batch;
-  for (; micro < accumulation; ++micro) {
-    auto next = next_batch(micro == 0);
-    if (!next) break;
-    batch = std::move(next);
+  auto micro_batches = step_batches();
+  const data::TrainBatch* batch = nullptr;
+  for (size_t micro = 0; micro < micro_batches.size(); ++micro) {
+    if (grad_sync_ && micro + 1 == micro_batches.size()) grad_sync_->arm();
+    const auto& [next, share] = micro_batches[micro];
+    if (!next) continue;
+    batch = &*next;
     state_.position = batch->end_position;
-    auto [loss, tokens] = forward_loss(*batch);
-    (loss / static_cast<double>(accumulation)).backward();
-    masters_->accumulate_grads();
-    loss_sum += loss.item<double>();
     r.samples += static_cast<int64_t>(batch->ids.size());
-    r.tokens += tokens;
     r.ids.insert(r.ids.end(), batch->ids.begin(), batch->ids.end());
+    if (share == 0) continue;  // no answer token here, while other ranks have some
+    auto [loss, tokens] = forward_loss(*batch);
+    auto scaled = loss / static_cast<double>(accumulation);
+    if (group_) scaled = scaled * share;
+    scaled.backward();
+    masters_->accumulate_grads();
+    loss_sum += group_ ? loss.item<double>() * share : loss.item<double>();
+    r.tokens += tokens;
+  }
+  const auto micro = static_cast<int64_t>(micro_batches.size());
+  if (group_) {
+    grad_sync_->finish();
+    auto totals = torch::tensor({loss_sum / group_->size(), static_cast<double>(r.samples), static_cast<double>(r.tokens),
+                                 stop_requested() ? 1.0 : 0.0},
+                                torch::kFloat64);
+    group_->allreduce_sum(totals);
+    loss_sum = totals[0].item<double>();
+    r.samples = static_cast<int64_t>(totals[1].item<double>());
+    r.tokens = static_cast<int64_t>(totals[2].item<double>());
+    r.stop = totals[3].item<double>() > 0;
+  } else {
+    r.stop = stop_requested();
   }
   r.loss = loss_sum / static_cast<double>(micro);
-  const auto norm = global_grad_norm(masters_->masters());
+  if (zero_) zero_->attach_grads();
+  const auto norm = zero_ ? zero_->grad_norm() : global_grad_norm(masters_->masters());
   r.grad_norm = norm.item<double>();
   r.lr = config_.learning_rate * state_.schedule.factor(state_.global_step);
-  if (!options_.dump_first_step.empty() && state_.global_step == 0) dump_step(*batch, r.loss);
+  if (!options_.dump_first_step.empty() && state_.global_step == 0 && batch) dump_step(*batch, r.loss);
 
   if (finite(r.loss) && finite(r.grad_norm)) {
-    if (config_.max_grad_norm > 0) clip_grads(masters_->masters(), config_.max_grad_norm, norm);
+    if (config_.max_grad_norm > 0)
+      clip_grads(zero_ ? zero_->slices() : masters_->masters(), config_.max_grad_norm, norm);
     optimizer_->step(state_.schedule.factor(state_.global_step));
+    if (zero_) zero_->all_gather();
     masters_->copy_to_model();
     r.applied = true;
     state_.nonfinite_in_row = 0;
@@ -244,42 +317,68 @@ void Trainer::dump_step(const data::TrainBatch& batch, double loss) const {
   log::info("wrote the first step's batch and gradients to ", options_.dump_first_step);
 }
 
-CheckpointContents Trainer::checkpoint_contents() const {
+void Trainer::write_checkpoint_folder(const std::string& dir) const {
   CheckpointContents c;
   c.model = model::state_dict(*model_);
   c.model_config = model_->config.to_json();
   c.source_model_dir = config_.model_name_or_path;
   c.trainer_state = state_.to_json();
-  c.optimizer = optimizer_->state_dict();
   if (config_.lora_enable)
     c.write_model = [this](const std::string& d) { write_lora_output(d, model_, masters_->names(), config_); };
+  if (zero_) {  // each rank's shard, staged next to the folder rank 0 is about to write
+    fs::create_directories(dir + ".shards");
+    io::save_safetensors(optimizer_file(dir + ".shards", rank()), optimizer_->state_dict());
+    group_->barrier();
+    for (int r = 0; r < group_->size(); ++r) c.extra_files.push_back(optimizer_file(dir + ".shards", r));
+  } else {
+    c.optimizer = optimizer_->state_dict();
+  }
   c.rng_and_masters["rng.cpu"] = cpu_generator_state();
+  if (group_) {  // each rank's place in its share of the epoch
+    auto positions = torch::zeros({group_->size()}, torch::kInt64);
+    positions[rank()] = state_.position;
+    group_->allreduce_sum(positions);
+    c.rng_and_masters["data_position"] = positions;
+  }
   if (masters_->separate())
     for (size_t i = 0; i < masters_->names().size(); ++i) c.rng_and_masters["master." + masters_->names()[i]] = masters_->masters()[i].detach();
-  return c;
+  if (rank() == 0) {
+    write_checkpoint(dir, c);
+    if (zero_) fs::remove_all(dir + ".shards");
+  }
+  if (group_) group_->barrier();  // the checkpoint is complete before any rank goes on
 }
 
 void Trainer::save_checkpoint() const {
   const auto dir = (fs::path(config_.output_dir) / ("checkpoint-" + std::to_string(state_.global_step))).string();
-  write_checkpoint(dir, checkpoint_contents());
+  write_checkpoint_folder(dir);
+  if (rank() != 0) return;
   log::info("saved ", dir);
   rotate_checkpoints(config_.output_dir, config_.save_total_limit);
 }
 
-void Trainer::evaluate(MetricsLog& metrics) {
+std::string Trainer::optimizer_file(const std::string& dir, int rank) const {
+  const auto name = zero_ ? "optimizer.rank" + std::to_string(rank) + "-of-" + std::to_string(group_->size()) + ".safetensors"
+                          : std::string("optimizer.safetensors");
+  return (fs::path(dir) / name).string();
+}
+
+void Trainer::evaluate(MetricsLog* metrics) {
   const auto& c = config_;
+  // Every rank scores the whole set (their weights are equal), so all agree on the best.
   Scorer scorer(model_, Tokenizer(c.model_name_or_path), PromptStyle::kEval);
   const auto results = evaluator_->run(scorer);
   model_->train();
   const double epoch = static_cast<double>(state_.global_step) / static_cast<double>(steps_per_epoch_);
-  metrics.write_eval(state_.global_step, epoch, results);
+  if (metrics) metrics->write_eval(state_.global_step, epoch, results);
   double sum = 0;
   for (const auto& [name, a] : results) sum += c.metric_for_best_model == "plcc" ? a.plcc : a.srcc;
   const double mean = sum / static_cast<double>(results.size());
   if (!std::isfinite(mean) || mean <= best_metric_) return;
   best_metric_ = mean;
   const auto dir = (fs::path(c.output_dir) / "best").string();
-  write_checkpoint(dir, checkpoint_contents());
+  write_checkpoint_folder(dir);
+  if (rank() != 0) return;
   const nlohmann::json best = {{"step", state_.global_step}, {"metric", c.metric_for_best_model}, {"value", mean}};
   io::write_file_atomic((fs::path(dir) / "best.json").string(), best.dump(2) + "\n");
   log::info("best ", c.metric_for_best_model, " so far (", mean, "): saved ", dir);
@@ -319,11 +418,20 @@ void Trainer::resume(const std::string& dir) {
     }
     masters_->copy_to_model();
   }
-  const auto opt_path = (fs::path(dir) / "optimizer.safetensors").string();
+  const auto opt_path = optimizer_file(dir, rank());
+  if (!fs::exists(opt_path))
+    fail(opt_path, "", zero_ ? "no optimizer shard for this rank: resume ZeRO with the world size and zero_stage it was saved with"
+                             : "missing (a ZeRO checkpoint resumes only with the world size and zero_stage it was saved with)");
   optimizer_->load_state_dict(io::SafetensorsFile::open(opt_path)->load_all(), opt_path);
   const auto rng = extra.find("rng.cpu");
   if (rng == extra.end()) fail(extra_path, "rng.cpu", "missing");
   set_cpu_generator_state(rng->second);
+  if (group_) {
+    const auto positions = extra.find("data_position");
+    if (positions == extra.end() || positions->second.numel() != group_->size())
+      fail(extra_path, "data_position", "saved by a run with another number of processes; resume with the same world size");
+    state_.position = positions->second[rank()].item<int64_t>();
+  }
   log::info("resumed from ", dir, " at step ", state_.global_step, " (epoch ", state_.epoch, ", sample ", state_.position,
             ")");
 }
@@ -338,7 +446,9 @@ void Trainer::train() {
     const auto best = fs::path(c.output_dir) / "best" / "best.json";
     if (fs::exists(best)) best_metric_ = nlohmann::json::parse(io::read_file(best.string())).at("value").get<double>();
   }
-  MetricsLog metrics(c.output_dir, resumed_at);
+  install_stop_handler();
+  std::optional<MetricsLog> metrics;  // rank 0 reports for all
+  if (rank() == 0) metrics.emplace(c.output_dir, resumed_at);
   loader_->start_epoch(state_.epoch, state_.position);
 
   using clock = std::chrono::steady_clock;
@@ -368,18 +478,27 @@ void Trainer::train() {
       window.peak_memory_mib = peak_memory_mib();
       window.nonfinite_steps = state_.nonfinite_total;
       window.skipped_samples = loader_->skipped_total();
-      metrics.write(window, total_steps());
+      if (metrics) metrics->write(window, total_steps());
       window_steps = window_finite = window_samples = window_tokens = 0;
       window_loss = 0;
       window_start = clock::now();
     }
     if (evaluator_ && (state_.global_step % c.eval_steps == 0 || state_.global_step == total_steps()))
-      evaluate(metrics);
-    if (state_.global_step % c.save_steps == 0) save_checkpoint();
+      evaluate(metrics ? &*metrics : nullptr);
+    if (state_.global_step % c.save_steps == 0 || r.stop) save_checkpoint();
+    if (r.stop) {
+      log::warn("stopped by SIGTERM after step ", state_.global_step,
+                "; continue with resume_from_checkpoint=latest and the same number of processes");
+      return;
+    }
   }
-  if (c.lora_enable) write_lora_output(c.output_dir, model_, masters_->names(), c);
-  else write_model_folder(c.output_dir, model::state_dict(*model_), model_->config.to_json(), c.model_name_or_path);
-  log::info("training done: ", state_.global_step, " steps; model written to ", c.output_dir);
+  if (rank() == 0) {
+    if (c.lora_enable) write_lora_output(c.output_dir, model_, masters_->names(), c);
+    else write_model_folder(c.output_dir, model::state_dict(*model_), model_->config.to_json(), c.model_name_or_path);
+    log::info("training done: ", state_.global_step, " steps; model written to ", c.output_dir);
+  }
+  if (group_) log::info("rank ", rank(), ": peak memory ", peak_memory_mib(), " MiB");
+  if (group_) group_->barrier();
 }
 
 }  // namespace qalign::train

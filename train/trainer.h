@@ -8,6 +8,14 @@
 //
 // An epoch has ceil(batches / accumulation) steps; its last step may accumulate fewer
 // micro-batches (each still divided by the full count).
+//
+// Started by a launcher (train/process_group.h: torchrun, qalign launch, or SLURM and Open MPI
+// with a world size above 1), it trains data
+// parallel: rank 0's weights are broadcast, each rank takes its share of the epoch's order
+// (data::rank_share), and the last micro-step's backward averages the gradients
+// (train/grad_sync.h). Each rank's loss is weighted by its share of the micro-step's answer
+// tokens, exchanged once at the start of the step, so N ranks with batch B compute what one
+// process computes with batch N·B, epoch tails included.
 #include <torch/torch.h>
 
 #include <memory>
@@ -21,9 +29,12 @@
 #include "train/adamw.h"
 #include "train/checkpointing.h"
 #include "train/evaluation.h"
+#include "train/grad_sync.h"
 #include "train/master_weights.h"
 #include "train/metrics_log.h"
+#include "train/process_group.h"
 #include "train/trainer_state.h"
+#include "train/zero.h"
 
 namespace qalign::train {
 
@@ -41,7 +52,8 @@ class Trainer {
   ~Trainer();
 
   // Trains to the end (max_steps, else num_train_epochs), resuming first when the config says
-  // so; writes checkpoints, metrics.jsonl and the final model into output_dir.
+  // so; writes checkpoints, metrics.jsonl and the final model into output_dir. SIGTERM to any
+  // rank makes every rank save a checkpoint after the current step and return.
   void train();
 
   const TrainerState& state() const { return state_; }
@@ -54,27 +66,41 @@ class Trainer {
     double grad_norm = 0;
     double lr = 0;
     bool applied = false;
+    bool stop = false;  // SIGTERM reached this or another rank: checkpoint and stop
     int64_t samples = 0, tokens = 0;
     std::vector<std::string> ids;
   };
+  // One micro-batch of this rank, or none in an epoch's last round; `share` scales its loss.
+  struct MicroBatch {
+    std::optional<data::TrainBatch> batch;
+    double share = 1;
+  };
   StepResult step();
-  std::optional<data::TrainBatch> next_batch(bool may_start_epoch);
+  // The micro-batches of the next optimizer step, starting an epoch when every rank's is done.
+  std::vector<MicroBatch> step_batches();
+  int rank() const { return group_ ? group_->rank() : 0; }
   // Forward of one micro-batch: the mean token loss and the number of real positions.
   std::pair<torch::Tensor, int64_t> forward_loss(const data::TrainBatch& batch);
   void dump_step(const data::TrainBatch& batch, double loss) const;
-  CheckpointContents checkpoint_contents() const;
+  // Writes checkpoint folder `dir` (rank 0 writes; with ZeRO every rank adds its shard).
+  void write_checkpoint_folder(const std::string& dir) const;
   void save_checkpoint() const;
   // Scores eval_data_paths with the model as it is, logs the agreement, and keeps the model in
   // output_dir/best when the mean of metric_for_best_model over the datasets improves.
-  void evaluate(MetricsLog& metrics);
+  void evaluate(MetricsLog* metrics);  // metrics: rank 0's log, null elsewhere
+  // optimizer.safetensors, or `rank`'s shard file with ZeRO, in checkpoint folder `dir`.
+  std::string optimizer_file(const std::string& dir, int rank) const;
   void resume(const std::string& dir);
 
   config::TrainConfig config_;
   TrainerOptions options_;
+  std::unique_ptr<ProcessGroup> group_;  // set when launched with a world size above 1
   std::shared_ptr<const Tokenizer> tokenizer_;
   model::Owl2ForCausalLM model_{nullptr};
   std::unique_ptr<MasterWeights> masters_;
   std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<GradSync> grad_sync_;
+  std::unique_ptr<ZeroShards> zero_;  // zero_stage 1 or 2 with several processes
   std::unique_ptr<data::TrainLoader> loader_;
   int64_t steps_per_epoch_ = 1;
   TrainerState state_;

@@ -82,6 +82,8 @@ const std::vector<Field> kFields = {
     {"tf32", &TrainConfig::tf32},
     {"gradient_checkpointing", &TrainConfig::gradient_checkpointing},
     {"zero_stage", &TrainConfig::zero_stage, kZeroStage},
+    {"ddp_backend", &TrainConfig::ddp_backend, {}, {"auto", "gloo", "nccl"}},
+    {"ddp_timeout", &TrainConfig::ddp_timeout, kPositive},
     {"dataloader_num_workers", &TrainConfig::dataloader_num_workers, kNonNegative},
     {"group_by_modality_length", &TrainConfig::group_by_modality_length},
     {"dataloader_shuffle", &TrainConfig::dataloader_shuffle},

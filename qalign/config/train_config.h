@@ -66,6 +66,10 @@ struct TrainConfig {
   bool gradient_checkpointing = true;
   // Sharding of optimizer state (1) and gradients (2); the authors' ZeRO-3 gives the same numbers.
   int64_t zero_stage = 2;
+  // c10d backend of a multi-process run: auto = nccl on CUDA, gloo on CPU (HF's ddp_backend).
+  std::string ddp_backend = "auto";
+  // Seconds a collective may wait for the other ranks before the run stops (HF's ddp_timeout).
+  int64_t ddp_timeout = 1800;
 
   // Data loading.
   int64_t dataloader_num_workers = 4;

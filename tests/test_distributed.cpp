@@ -1,0 +1,384 @@
+// Data-parallel training on c10d (Gloo, two CPU processes): the launcher environment, the
+// distributed sampler, 2 processes x batch B against 1 process x batch 2B step for step, a
+// killed worker, and SIGTERM leaving a checkpoint that resumes bitwise.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "data/sampler.h"
+#include "qalign/error.h"
+#include "qalign/io/safetensors.h"
+#include "tests/support/fixtures.h"
+#include "train/process_group.h"
+
+using namespace qalign;
+namespace fs = std::filesystem;
+
+namespace {
+
+train::LaunchEnv env_of(const std::map<std::string, std::string>& vars) {
+  return train::read_launch_env([&](const char* name) -> const char* {
+    const auto it = vars.find(name);
+    return it == vars.end() ? nullptr : it->second.c_str();
+  });
+}
+
+TEST(LaunchEnv, Torchrun) {
+  const auto e = env_of({{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "2"},
+                         {"MASTER_ADDR", "node7"}, {"MASTER_PORT", "1234"}});
+  EXPECT_EQ(e.launcher, "torchrun");
+  EXPECT_EQ(e.rank, 3);
+  EXPECT_EQ(e.world_size, 8);
+  EXPECT_EQ(e.local_rank, 1);
+  EXPECT_EQ(e.local_world_size, 2);
+  EXPECT_EQ(e.master_addr, "node7");
+  EXPECT_EQ(e.master_port, 1234);
+}
+
+TEST(LaunchEnv, Slurm) {
+  const auto e = env_of({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"},
+                         {"SLURM_TASKS_PER_NODE", "4(x2)"}, {"SLURM_JOB_NODELIST", "gpu[03-04,09],login1"}});
+  EXPECT_EQ(e.launcher, "slurm");
+  EXPECT_EQ(e.rank, 5);
+  EXPECT_EQ(e.world_size, 8);
+  EXPECT_EQ(e.local_rank, 1);
+  EXPECT_EQ(e.local_world_size, 4);
+  EXPECT_EQ(e.master_addr, "gpu03");
+  EXPECT_EQ(e.master_port, 29500);
+  EXPECT_EQ(train::first_slurm_host("a1,b2"), "a1");
+  EXPECT_EQ(train::first_slurm_host("solo"), "solo");
+  EXPECT_EQ(train::first_slurm_host("n[7,9]"), "n7");
+}
+
+TEST(LaunchEnv, OpenMpiAndNone) {
+  const auto e = env_of({{"OMPI_COMM_WORLD_RANK", "2"}, {"OMPI_COMM_WORLD_SIZE", "4"},
+                         {"OMPI_COMM_WORLD_LOCAL_RANK", "0"}, {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"},
+                         {"MASTER_ADDR", "10.0.0.1"}});
+  EXPECT_EQ(e.launcher, "mpi");
+  EXPECT_EQ(e.rank, 2);
+  EXPECT_EQ(e.world_size, 4);
+  EXPECT_EQ(e.local_world_size, 2);
+  EXPECT_EQ(e.master_addr, "10.0.0.1");
+  const auto none = env_of({});
+  EXPECT_EQ(none.launcher, "none");
+  EXPECT_EQ(none.world_size, 1);
+}
+
+TEST(LaunchEnv, MalformedValuesAreErrors) {
+  EXPECT_THROW(env_of({{"RANK", "x"}, {"WORLD_SIZE", "2"}}), Error);
+  EXPECT_THROW(env_of({{"RANK", "2"}, {"WORLD_SIZE", "2"}}), Error);
+}
+
+TEST(DistributedSampler, RanksSplitTheGlobalBatchesWithoutOverlap) {
+  std::vector<int64_t> order(11);
+  for (int64_t i = 0; i < 11; ++i) order[i] = 100 + (i * 7) % 11;
+  const int64_t batch = 2, ranks = 3;
+  std::vector<std::vector<int64_t>> shares;
+  for (int64_t r = 0; r < ranks; ++r) shares.push_back(data::rank_share(order, batch, r, ranks));
+  // Round k of the ranks together is the k-th batch of one process with batch ranks · batch.
+  std::vector<int64_t> joined;
+  for (size_t k = 0; k * batch < shares[0].size(); ++k)
+    for (const auto& s : shares)
+      for (size_t i = k * batch; i < std::min(s.size(), (k + 1) * batch); ++i) joined.push_back(s[i]);
+  EXPECT_EQ(joined, order);
+  EXPECT_EQ(shares[0].size(), 4u);
+  EXPECT_EQ(shares[2].size(), 3u);
+}
+
+// --- runs ---------------------------------------------------------------------------------
+
+const std::string kRecipe = "tests/fixtures/train/tiny_recipe.yaml";
+// Shuffled, without length grouping (whose chunks depend on the batch size), with clipping,
+// weight decay, cosine warm-up; five samples, so epochs end in a partial batch.
+const std::string kCommon =
+    "group_by_modality_length=false gradient_checkpointing=false dataloader_num_workers=1 save_steps=1000 ";
+
+// A port no one listens on now: the kernel's pick for a socket bound to port 0 (tests run in
+// parallel, so fixed ports would clash).
+int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    throw std::runtime_error("no free port");
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// One thread per process: OpenMP threads spinning on cores that other processes (the other
+// worker, a compiler) hold slow a run tenfold.
+std::string in_repo(const std::string& cmd) {
+  return "cd '" + test::source_dir() + "' && export OMP_NUM_THREADS=1 && " + cmd;
+}
+
+std::string train_cmd(const std::string& args) {
+  return "'" + test::qalign_binary() + "' train --config " + kRecipe + " " + kCommon + args;
+}
+
+std::string launch_cmd(int nproc, const std::string& args, const std::string& launcher_args = "") {
+  return "'" + test::qalign_binary() + "' launch --nproc-per-node " + std::to_string(nproc) + " --master-port " +
+         std::to_string(free_port()) + " " + launcher_args + " -- " + train_cmd(args);
+}
+
+int run(const std::string& cmd, std::string* out) {
+  const int rc = test::run_command(in_repo(cmd), out);
+  if (rc != 0) std::cerr << *out;
+  return rc;
+}
+
+std::vector<double> losses(const std::string& dir) {
+  std::vector<double> out;
+  std::ifstream in(dir + "/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+  return out;
+}
+
+io::StateDict weights(const std::string& dir) { return io::SafetensorsFile::open(dir + "/model.safetensors")->load_all(); }
+
+// Attention key biases get an exactly zero gradient (softmax ignores a shift shared by all keys),
+// so what they receive is rounding noise, which AdamW scales up to steps of ±lr: any change of
+// summation order moves them by ~1e-4 of their size in 20 steps. Measured: one process with 1
+// and with 2 threads differs there by 5e-4 relative, elsewhere by 2e-7.
+bool noise_only(const std::string& name) {
+  const auto ends_with = [&](const std::string& suffix) {
+    return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  return ends_with("key.bias") || ends_with("query_key_value.bias");
+}
+
+struct WeightDiff {
+  double max_relative = 0;  // max over tensors (but noise_only ones) of max |a - b| / max |b|
+  double global = 0;        // |a - b| / |b| over all weights, noise_only ones included
+};
+
+WeightDiff weight_diff(const io::StateDict& a, const io::StateDict& b) {
+  WeightDiff d;
+  EXPECT_EQ(a.size(), b.size());
+  double num = 0, den = 0;
+  for (const auto& [name, t] : b) {
+    const auto x = a.at(name).to(torch::kFloat64), y = t.to(torch::kFloat64);
+    num += (x - y).square().sum().item<double>();
+    den += y.square().sum().item<double>();
+    if (noise_only(name)) continue;
+    const double scale = std::max(y.abs().max().item<double>(), 1e-12);
+    d.max_relative = std::max(d.max_relative, (x - y).abs().max().item<double>() / scale);
+  }
+  d.global = std::sqrt(num / den);
+  return d;
+}
+
+// 2 processes x batch 1 against 1 process x batch 2, 20 steps each.
+void expect_equal_to_one_process(const std::string& extra) {
+  test::ScratchDir one("qalign_dp1"), two("qalign_dp2");
+  std::string out;
+  ASSERT_EQ(run(train_cmd("max_steps=20 per_device_train_batch_size=2 output_dir=" + one.path() + " " + extra), &out), 0);
+  ASSERT_EQ(run(launch_cmd(2, "max_steps=20 per_device_train_batch_size=1 output_dir=" + two.path() + " " + extra), &out), 0);
+  EXPECT_NE(out.find("[rank 1]"), std::string::npos) << out;
+  const auto l1 = losses(one.path()), l2 = losses(two.path());
+  ASSERT_EQ(l1.size(), 20u);
+  ASSERT_EQ(l2.size(), 20u);
+  double worst_loss = 0;
+  for (size_t i = 0; i < l1.size(); ++i) {
+    worst_loss = std::max(worst_loss, std::abs(l1[i] - l2[i]) / std::abs(l1[i]));
+    EXPECT_NEAR(l2[i], l1[i], 1e-5 * std::abs(l1[i])) << "step " << i + 1;
+  }
+  const auto w = weight_diff(weights(two.path()), weights(one.path()));
+  EXPECT_LE(w.max_relative, 1e-5);
+  EXPECT_LE(w.global, 1e-5);
+  std::cout << "max relative loss difference " << worst_loss << ", max relative weight difference " << w.max_relative
+            << " (all weights: " << w.global << ")\n";
+}
+
+TEST(DataParallel, TwoProcessesEqualOneWithTheGlobalBatch) {
+  expect_equal_to_one_process("zero_stage=0 gradient_accumulation_steps=1");
+}
+TEST(DataParallel, TwoProcessesEqualOneWithAccumulation) {
+  expect_equal_to_one_process("zero_stage=0 gradient_accumulation_steps=2");
+}
+TEST(Zero1, TwoProcessesEqualOneWithTheGlobalBatch) {
+  expect_equal_to_one_process("zero_stage=1 gradient_accumulation_steps=1");
+}
+TEST(Zero1, TwoProcessesEqualOneWithAccumulation) {
+  expect_equal_to_one_process("zero_stage=1 gradient_accumulation_steps=2");
+}
+TEST(Zero2, TwoProcessesEqualOneWithTheGlobalBatch) {
+  expect_equal_to_one_process("zero_stage=2 gradient_accumulation_steps=1");
+}
+// With activation checkpointing too: gradients then become ready inside the re-run blocks.
+TEST(Zero2, TwoProcessesEqualOneWithAccumulation) {
+  expect_equal_to_one_process("zero_stage=2 gradient_accumulation_steps=2 gradient_checkpointing=true");
+}
+
+TEST(Zero2, ResumedRunContinuesBitwise) {
+  test::ScratchDir dir("qalign_zero2resume");
+  const auto full = dir.file("full"), resumed = dir.file("resumed");
+  const std::string args = "per_device_train_batch_size=1 zero_stage=2 max_steps=8 save_steps=4 ";
+  std::string out;
+  ASSERT_EQ(run(launch_cmd(2, args + "output_dir=" + full), &out), 0);
+  const auto checkpoint = full + "/checkpoint-4";
+  // Each rank's optimizer shard is in the checkpoint, and no whole optimizer state.
+  EXPECT_TRUE(fs::exists(checkpoint + "/optimizer.rank0-of-2.safetensors"));
+  EXPECT_TRUE(fs::exists(checkpoint + "/optimizer.rank1-of-2.safetensors"));
+  EXPECT_FALSE(fs::exists(checkpoint + "/optimizer.safetensors"));
+  ASSERT_EQ(run(launch_cmd(2, args + "output_dir=" + resumed + " resume_from_checkpoint=" + checkpoint), &out), 0);
+  const auto a = weights(full), b = weights(resumed);
+  for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, b.at(name))) << name;
+  const auto la = losses(full), lb = losses(resumed);
+  ASSERT_EQ(lb.size(), 4u);
+  for (size_t i = 0; i < lb.size(); ++i) EXPECT_EQ(lb[i], la[i + 4]) << "step " << i + 5;
+}
+
+// The NCCL backend is built and linked; without a GPU, asking for it is a clear error.
+TEST(ProcessGroupBackend, NcclWithoutGpuIsAClearError) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "a GPU is present: scripts/device_check_nccl.sh runs NCCL";
+  test::ScratchDir dir("qalign_nccl");
+  std::string out;
+  const int rc = test::run_command(
+      in_repo("RANK=0 WORLD_SIZE=1 MASTER_PORT=" + std::to_string(free_port()) + " " +
+              train_cmd("max_steps=1 ddp_backend=nccl output_dir=" + dir.path())),
+      &out);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("nccl needs CUDA"), std::string::npos) << out;
+}
+
+// A launcher started in the background: its pid, output file and exit-code file.
+struct Background {
+  std::string log, rc;
+  int pid = 0;
+};
+
+Background start(const std::string& cmd, const test::ScratchDir& dir) {
+  Background b{dir.file("launch.log"), dir.file("launch.rc")};
+  std::string out;
+  // The subshell writes the launcher's exit code when it ends; its pid is the launcher's parent.
+  const auto wrapped = in_repo("( " + cmd + " > '" + b.log + "' 2>&1; echo $? > '" + b.rc + "' ) > /dev/null 2>&1 & echo $!");
+  EXPECT_EQ(test::run_command(wrapped, &out), 0);
+  b.pid = std::stoi(out);
+  return b;
+}
+
+// The pid of the worker with RANK=rank among the descendants of `root`.
+int worker_pid(int root, int rank) {
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const auto name = entry.path().filename().string();
+    if (!std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+    std::ifstream env(entry.path() / "environ");
+    std::string all((std::istreambuf_iterator<char>(env)), std::istreambuf_iterator<char>());
+    if (all.find(std::string("RANK=") + std::to_string(rank) + '\0') == std::string::npos ||
+        all.find("LOCAL_WORLD_SIZE=2") == std::string::npos)
+      continue;
+    // Walk up the parents to `root`.
+    for (int pid = std::stoi(name); pid > 1;) {
+      std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+      std::string s((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+      const auto close = s.rfind(')');
+      if (close == std::string::npos) break;
+      int ppid = 0;
+      std::sscanf(s.c_str() + close + 2, "%*c %d", &ppid);
+      if (ppid == root) return std::stoi(name);
+      pid = ppid;
+    }
+  }
+  return 0;
+}
+
+// Waits until `done` holds, at most `seconds`.
+template <typename F> bool wait_for(F done, double seconds) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < until) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return done();
+}
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+TEST(DataParallelFailure, KilledWorkerStopsTheLauncherNamingIt) {
+  test::ScratchDir dir("qalign_dpkill");
+  const auto run_dir = dir.file("run");
+  const auto b = start(launch_cmd(2, "max_steps=100000 per_device_train_batch_size=1 zero_stage=0 output_dir=" + run_dir), dir);
+  ASSERT_TRUE(wait_for([&] { return losses(run_dir).size() >= 2; }, 60)) << read_all(b.log);
+  const int victim = worker_pid(b.pid, 1);
+  ASSERT_GT(victim, 0);
+  const auto killed = std::chrono::steady_clock::now();
+  kill(victim, SIGKILL);
+  ASSERT_TRUE(wait_for([&] { return fs::exists(b.rc) && !read_all(b.rc).empty(); }, 60)) << read_all(b.log);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+  EXPECT_LT(seconds, 60);
+  EXPECT_NE(std::stoi(read_all(b.rc)), 0);
+  const auto log = read_all(b.log);
+  EXPECT_NE(log.find("rank 1 failed"), std::string::npos) << log;
+  std::cout << "launcher exited " << seconds << " s after the kill\n";
+}
+
+TEST(DataParallelFailure, HungWorkerStopsTheOthersAfterTheTimeout) {
+  test::ScratchDir dir("qalign_dphang");
+  const auto run_dir = dir.file("run");
+  const auto b = start(launch_cmd(2, "max_steps=100000 per_device_train_batch_size=1 zero_stage=0 ddp_timeout=5 output_dir=" + run_dir,
+                                  "--grace 3"),
+                       dir);
+  ASSERT_TRUE(wait_for([&] { return losses(run_dir).size() >= 2; }, 60)) << read_all(b.log);
+  const int victim = worker_pid(b.pid, 1);
+  ASSERT_GT(victim, 0);
+  const auto stopped = std::chrono::steady_clock::now();
+  kill(victim, SIGSTOP);  // alive but silent, as a hung rank is
+  ASSERT_TRUE(wait_for([&] { return fs::exists(b.rc) && !read_all(b.rc).empty(); }, 50)) << read_all(b.log);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped).count();
+  EXPECT_GE(seconds, 4);  // rank 0 waited for the timeout, not less
+  EXPECT_LT(seconds, 30);
+  EXPECT_NE(std::stoi(read_all(b.rc)), 0);
+  const auto log = read_all(b.log);
+  EXPECT_NE(log.find("rank 0 failed"), std::string::npos) << log;
+  EXPECT_NE(log.find("ddp_timeout (5 s)"), std::string::npos) << log;
+  std::cout << "launcher exited " << seconds << " s after rank 1 stopped\n";
+}
+
+TEST(DataParallelFailure, SigtermLeavesACheckpointThatResumesBitwise) {
+  test::ScratchDir dir("qalign_dpterm");
+  const auto full = dir.file("full"), cut = dir.file("cut");
+  const std::string args = "per_device_train_batch_size=1 zero_stage=0 max_steps=12 ";
+  std::string out;
+  ASSERT_EQ(run(launch_cmd(2, args + "output_dir=" + full), &out), 0);
+
+  const auto b = start(launch_cmd(2, args + "output_dir=" + cut), dir);
+  ASSERT_TRUE(wait_for([&] { return losses(cut).size() >= 3; }, 60)) << read_all(b.log);
+  const int worker = worker_pid(b.pid, 1);
+  ASSERT_GT(worker, 0);
+  kill(worker, SIGTERM);
+  ASSERT_TRUE(wait_for([&] { return fs::exists(b.rc) && !read_all(b.rc).empty(); }, 60)) << read_all(b.log);
+  ASSERT_EQ(std::stoi(read_all(b.rc)), 0) << read_all(b.log);
+  const auto stopped = losses(cut).size();
+  ASSERT_LT(stopped, 12u) << "the run ended before SIGTERM arrived";
+  const auto checkpoint = cut + "/checkpoint-" + std::to_string(stopped);
+  ASSERT_TRUE(fs::exists(checkpoint + "/optimizer.safetensors")) << read_all(b.log);
+
+  ASSERT_EQ(run(launch_cmd(2, args + "output_dir=" + cut + " resume_from_checkpoint=latest"), &out), 0);
+  EXPECT_NE(out.find("resumed from"), std::string::npos) << out;
+  const auto a = weights(full), c = weights(cut);
+  for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, c.at(name))) << name;
+  const auto la = losses(full), lc = losses(cut);
+  ASSERT_EQ(la.size(), lc.size());
+  for (size_t i = 0; i < la.size(); ++i) EXPECT_EQ(la[i], lc[i]) << "step " << i + 1;
+}
+
+}  // namespace

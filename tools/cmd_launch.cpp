@@ -1,0 +1,229 @@
+// qalign launch --nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P]
+// -- COMMAND...: torchrun's job for qalign. Starts N workers of COMMAND ("qalign" meaning this
+// executable) with RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT,
+// prints their lines prefixed by the rank, and when one fails stops the others (SIGTERM, then
+// SIGKILL after a grace period) and exits with its code, naming it and showing its last lines.
+// SIGTERM or SIGINT to the launcher is passed on to every worker.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <deque>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "qalign/error.h"
+#include "qalign/log.h"
+#include "tools/commands.h"
+
+namespace qalign::tools {
+
+namespace {
+
+volatile std::sig_atomic_t g_signal = 0;
+void on_signal(int sig) { g_signal = sig; }
+
+struct LaunchArgs {
+  int nproc = 1, nnodes = 1, node_rank = 0, master_port = 29500, grace_s = 30, tail = 20;
+  std::string master_addr = "127.0.0.1";
+  std::vector<std::string> command;
+};
+
+struct Worker {
+  int rank = 0;
+  pid_t pid = -1;
+  int fds[2] = {-1, -1};        // stdout, stderr (read ends)
+  std::string partial[2];       // an unfinished line of each
+  std::deque<std::string> last;  // the last lines, for the failure report
+  bool running = true;
+  int code = 0;
+};
+
+std::string self_executable() {
+  std::vector<char> buf(4096);
+  const auto n = readlink("/proc/self/exe", buf.data(), buf.size() - 1);
+  if (n <= 0) fail("/proc/self/exe", "", "cannot find the qalign executable");
+  return std::string(buf.data(), static_cast<size_t>(n));
+}
+
+void spawn(Worker& w, const LaunchArgs& a, const std::string& exe) {
+  int out[2], err[2];
+  if (pipe(out) != 0 || pipe(err) != 0) fail("launch", "", std::string("pipe: ") + std::strerror(errno));
+  w.pid = fork();
+  if (w.pid < 0) fail("launch", "", std::string("fork: ") + std::strerror(errno));
+  if (w.pid == 0) {
+    dup2(out[1], STDOUT_FILENO);
+    dup2(err[1], STDERR_FILENO);
+    close(out[0]), close(out[1]), close(err[0]), close(err[1]);
+    const int local = w.rank - a.node_rank * a.nproc;
+    setenv("RANK", std::to_string(w.rank).c_str(), 1);
+    setenv("WORLD_SIZE", std::to_string(a.nproc * a.nnodes).c_str(), 1);
+    setenv("LOCAL_RANK", std::to_string(local).c_str(), 1);
+    setenv("LOCAL_WORLD_SIZE", std::to_string(a.nproc).c_str(), 1);
+    setenv("GROUP_RANK", std::to_string(a.node_rank).c_str(), 1);
+    setenv("MASTER_ADDR", a.master_addr.c_str(), 1);
+    setenv("MASTER_PORT", std::to_string(a.master_port).c_str(), 1);
+    // torchrun's default: workers sharing a node do not each start a thread per core.
+    if (a.nproc > 1) setenv("OMP_NUM_THREADS", "1", 0);
+    std::vector<std::string> argv = a.command;
+    if (argv[0] == "qalign") argv[0] = exe;
+    std::vector<char*> cargv;
+    for (auto& s : argv) cargv.push_back(s.data());
+    cargv.push_back(nullptr);
+    execvp(cargv[0], cargv.data());
+    std::fprintf(stderr, "cannot run %s: %s\n", cargv[0], std::strerror(errno));
+    _exit(127);
+  }
+  close(out[1]), close(err[1]);
+  w.fds[0] = out[0];
+  w.fds[1] = err[0];
+}
+
+// Forwards complete lines of stream `s` (0 stdout, 1 stderr), prefixed; false at end of file.
+bool pump(Worker& w, int s, const LaunchArgs& a) {
+  char buf[65536];
+  const auto n = read(w.fds[s], buf, sizeof buf);
+  if (n <= 0) {
+    if (!w.partial[s].empty()) w.partial[s] += '\n';
+  } else {
+    w.partial[s].append(buf, static_cast<size_t>(n));
+  }
+  size_t start = 0;
+  for (size_t nl; (nl = w.partial[s].find('\n', start)) != std::string::npos; start = nl + 1) {
+    const auto line = w.partial[s].substr(start, nl - start);
+    (s == 0 ? std::cout : std::cerr) << "[rank " << w.rank << "] " << line << '\n' << std::flush;
+    w.last.push_back(line);
+    if (static_cast<int>(w.last.size()) > a.tail) w.last.pop_front();
+  }
+  w.partial[s].erase(0, start);
+  if (n <= 0) {
+    close(w.fds[s]);
+    w.fds[s] = -1;
+  }
+  return n > 0;
+}
+
+int exit_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
+
+std::string describe(int status) {
+  return WIFEXITED(status) ? "exited with code " + std::to_string(WEXITSTATUS(status))
+                           : "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" +
+                                 strsignal(WTERMSIG(status)) + ")";
+}
+
+int run_launch(const LaunchArgs& a) {
+  if (a.command.empty()) fail("command line", "--", "no worker command given (qalign launch ... -- qalign train ...)");
+  if (a.node_rank >= a.nnodes) fail("command line", "--node-rank", "must be below --nnodes");
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGINT, on_signal);
+  const auto exe = self_executable();
+  std::vector<Worker> workers(static_cast<size_t>(a.nproc));
+  for (int i = 0; i < a.nproc; ++i) {
+    workers[i].rank = a.node_rank * a.nproc + i;
+    spawn(workers[i], a, exe);
+  }
+  log::info("launched ", a.nproc, " workers (ranks ", workers.front().rank, "..", workers.back().rank, " of ",
+            a.nproc * a.nnodes, "), rendezvous ", a.master_addr, ":", a.master_port);
+
+  using clock = std::chrono::steady_clock;
+  const Worker* failed = nullptr;
+  int failed_status = 0;
+  std::optional<clock::time_point> kill_at;  // set once the workers have been told to stop
+  int forwarded = 0;
+  const auto stop_all = [&](int sig) {
+    for (auto& w : workers)
+      if (w.running) kill(w.pid, sig);
+  };
+  for (;;) {
+    if (g_signal && forwarded != g_signal) {
+      forwarded = g_signal;
+      log::warn("launcher got signal ", forwarded, "; passing it to the workers");
+      stop_all(forwarded);
+      if (!kill_at) kill_at = clock::now() + std::chrono::seconds(a.grace_s);
+    }
+    std::vector<pollfd> fds;
+    std::vector<std::pair<Worker*, int>> owners;
+    for (auto& w : workers)
+      for (int s = 0; s < 2; ++s)
+        if (w.fds[s] >= 0) {
+          fds.push_back({w.fds[s], POLLIN, 0});
+          owners.emplace_back(&w, s);
+        }
+    if (!fds.empty() && poll(fds.data(), fds.size(), 100) > 0) {
+      for (size_t i = 0; i < fds.size(); ++i)
+        if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) pump(*owners[i].first, owners[i].second, a);
+    } else if (fds.empty()) {
+      usleep(100 * 1000);
+    }
+    bool any_running = false;
+    // Of the workers found failed in one sweep, one killed by a signal is likelier the cause
+    // than one that exited on losing it.
+    Worker* first = nullptr;
+    int first_status = 0;
+    for (auto& w : workers) {
+      if (!w.running) continue;
+      int status = 0;
+      if (waitpid(w.pid, &status, WNOHANG) != w.pid) {
+        any_running = true;
+        continue;
+      }
+      w.running = false;
+      w.code = exit_code(status);
+      if (w.code != 0 && !failed && (!first || (WIFSIGNALED(status) && !WIFSIGNALED(first_status)))) {
+        first = &w;
+        first_status = status;
+      }
+    }
+    if (first) {
+      failed = first;
+      failed_status = first_status;
+      log::error("rank ", first->rank, " (pid ", first->pid, ") ", describe(first_status), "; stopping the other workers");
+      stop_all(SIGTERM);
+      kill_at = clock::now() + std::chrono::seconds(a.grace_s);
+    }
+    if (kill_at && clock::now() > *kill_at) {
+      stop_all(SIGKILL);
+      kill_at.reset();
+    }
+    if (!any_running) break;
+  }
+  for (auto& w : workers)
+    for (int s = 0; s < 2; ++s)
+      while (w.fds[s] >= 0 && pump(w, s, a)) {
+      }
+  if (failed) {
+    std::string tail;
+    for (const auto& line : failed->last) tail += "\n  " + line;
+    log::error("rank ", failed->rank, " failed: it ", describe(failed_status), ". Its last lines:", tail);
+    return failed->code;
+  }
+  if (g_signal) return 128 + g_signal;
+  return 0;
+}
+
+}  // namespace
+
+Command add_launch(CLI::App& app) {
+  auto* cmd = app.add_subcommand("launch", "Run a command as the workers of a data-parallel job (like torchrun)");
+  auto a = std::make_shared<LaunchArgs>();
+  cmd->add_option("--nproc-per-node", a->nproc, "Workers on this node")->check(CLI::PositiveNumber);
+  cmd->add_option("--nnodes", a->nnodes, "Nodes in the job")->check(CLI::PositiveNumber);
+  cmd->add_option("--node-rank", a->node_rank, "This node's index")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--master-addr", a->master_addr, "Host of rank 0 (its c10d TCPStore)");
+  cmd->add_option("--master-port", a->master_port, "Port of rank 0's TCPStore")->check(CLI::Range(1, 65535));
+  cmd->add_option("--grace", a->grace_s, "Seconds the other workers get to stop after one fails, before SIGKILL")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("command", a->command, "The worker command, after --, e.g. -- qalign train --config X")->required();
+  cmd->footer("Example: qalign launch --nproc-per-node 8 -- qalign train --config configs/onealign.yaml");
+  return {cmd, [a]() { return run_launch(*a); }};
+}
+
+}  // namespace qalign::tools

@@ -9,6 +9,7 @@
 
 #include "qalign/error.h"
 #include "qalign/io/atomic_file.h"
+#include "qalign/io/json_file.h"
 #include "qalign/tokenizer.h"
 
 namespace qalign::data {
@@ -182,13 +183,7 @@ std::string python_float_text(double value) {
 }
 
 json read_json_array(const std::string& file) {
-  const std::string text = io::read_file(file);
-  json array;
-  try {
-    array = json::parse(text);
-  } catch (const json::parse_error& e) {
-    fail(file, "", std::string("not valid JSON: ") + e.what());
-  }
+  const json array = io::read_json_file(file);
   if (!array.is_array()) fail(file, "", std::string("expected a JSON array of records, got ") + array.type_name());
   return array;
 }

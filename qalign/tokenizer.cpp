@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "qalign/error.h"
+#include "qalign/io/json_file.h"
 
 namespace qalign {
 namespace {
@@ -36,14 +37,6 @@ std::string read_bytes(const std::string& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-json read_json(const std::string& path) {
-  try {
-    return json::parse(read_bytes(path));
-  } catch (const json::exception& e) {
-    fail(path, "", std::string("not valid JSON: ") + e.what());
-  }
 }
 
 // A special-token entry is written either as "<s>" or as an AddedToken dict {"content": "<s>",
@@ -91,7 +84,7 @@ bool read_bool(const json& j, const std::string& key, bool fallback, const std::
 }
 
 void read_config(const std::string& file, TokenizerSettings* s) {
-  const json j = read_json(file);
+  const json j = io::read_json_file(file);
   if (!j.is_object()) fail(file, "", "expected a JSON object");
   s->add_bos = read_bool(j, "add_bos_token", s->add_bos, file);
   s->add_eos = read_bool(j, "add_eos_token", s->add_eos, file);
@@ -144,7 +137,7 @@ Tokenizer::Tokenizer(const std::string& path)
     const std::string map = (fs::path(path) / "special_tokens_map.json").string();
     if (fs::exists(config)) read_config(config, &settings);
     if (fs::exists(map)) {
-      const json j = read_json(map);
+      const json j = io::read_json_file(map);
       if (!j.is_object()) fail(map, "", "expected a JSON object");
       read_special_tokens(j, map, &settings);
     }

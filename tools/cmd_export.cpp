@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "qalign/error.h"
-#include "qalign/io/atomic_file.h"
+#include "qalign/io/json_file.h"
 #include "qalign/io/lora_folder.h"
 #include "qalign/log.h"
 #include "qalign/model/weights.h"
@@ -70,12 +70,7 @@ int run_export(const ExportOptions& o) {
 
   // The source's own config.json (every field the authors' code reads), with the new dtype.
   const auto config_path = (fs::path(base) / "config.json").string();
-  nlohmann::json config;
-  try {
-    config = nlohmann::json::parse(io::read_file(config_path));
-  } catch (const nlohmann::json::exception& e) {
-    fail(config_path, "", std::string("not valid JSON: ") + e.what());
-  }
+  nlohmann::json config = io::read_json_file(config_path);
   config["torch_dtype"] = o.dtype;
   train::write_model_folder(o.out, weights, config, base, shard_bytes);
   log::info("exported ", base, lora_dir.empty() ? "" : " + " + lora_dir + " (merged)", " to ", o.out, " as ", o.dtype);

@@ -71,8 +71,9 @@ size_t score_records(Scorer& scorer, const std::vector<data::ScoredRecord>& reco
 
 std::string dataset_name(const std::string& file) { return std::filesystem::path(file).stem().string(); }
 
-Evaluator::Evaluator(const std::vector<std::string>& files, const std::string& image_folder, Task task, int batch_size)
-    : task_(task), batch_size_(batch_size) {
+Evaluator::Evaluator(const std::vector<std::string>& files, const std::string& image_folder, Task task, int batch_size,
+                     Scorer scorer)
+    : task_(task), batch_size_(batch_size), scorer_(std::move(scorer)) {
   for (const auto& file : files) {
     const auto name = dataset_name(file);
     for (const auto& n : names_)
@@ -82,11 +83,13 @@ Evaluator::Evaluator(const std::vector<std::string>& files, const std::string& i
   }
 }
 
-std::map<std::string, metrics::Agreement> Evaluator::run(Scorer& scorer) const {
+std::map<std::string, metrics::Agreement> Evaluator::run() {
+  auto model = scorer_.model();
+  model->eval();
   std::map<std::string, metrics::Agreement> out;
   for (size_t d = 0; d < names_.size(); ++d) {
     std::vector<double> pred, gt;
-    score_records(scorer, records_[d], {}, batch_size_, task_, [&](const std::vector<ItemScore>& batch) {
+    score_records(scorer_, records_[d], {}, batch_size_, task_, [&](const std::vector<ItemScore>& batch) {
       for (const auto& s : batch) {
         pred.push_back(s.score);
         gt.push_back(records_[d][s.index].mos);
@@ -94,6 +97,7 @@ std::map<std::string, metrics::Agreement> Evaluator::run(Scorer& scorer) const {
     });
     out[names_[d]] = metrics::agreement(pred, gt);
   }
+  model->train();
   return out;
 }
 

@@ -28,12 +28,14 @@ size_t score_records(Scorer& scorer, const std::vector<data::ScoredRecord>& reco
 // The dataset name of a test file: its file name without the extension.
 std::string dataset_name(const std::string& file);
 
-// Evaluation during training: the test files are read once; each run scores them with the
-// model as it is now and returns the agreement per dataset.
+// Evaluation during training: the test files and the tokenizer are read once; each run scores
+// the files with the model as it is now (in eval mode, put back in train mode after) and returns
+// the agreement per dataset.
 class Evaluator {
  public:
-  Evaluator(const std::vector<std::string>& files, const std::string& image_folder, Task task, int batch_size);
-  std::map<std::string, metrics::Agreement> run(Scorer& scorer) const;
+  Evaluator(const std::vector<std::string>& files, const std::string& image_folder, Task task, int batch_size,
+            Scorer scorer);
+  std::map<std::string, metrics::Agreement> run();
   const std::vector<std::string>& datasets() const { return names_; }
 
  private:
@@ -41,6 +43,7 @@ class Evaluator {
   std::vector<std::vector<data::ScoredRecord>> records_;
   Task task_;
   int batch_size_;
+  Scorer scorer_;
 };
 
 }  // namespace qalign::train

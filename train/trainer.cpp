@@ -10,6 +10,7 @@
 #include "qalign/error.h"
 #include "qalign/io/atomic_file.h"
 #include "qalign/io/checkpoint.h"
+#include "qalign/io/json_file.h"
 #include "qalign/io/lora_folder.h"
 #include "qalign/io/safetensors.h"
 #include "qalign/log.h"
@@ -149,9 +150,12 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
                                         : static_cast<int64_t>(std::ceil(c.num_train_epochs * static_cast<double>(steps_per_epoch_)));
   state_.schedule = LrSchedule::make(c.lr_scheduler_type, c.warmup_ratio, total);
 
-  if (c.eval_steps > 0)
+  if (c.eval_steps > 0) {
     evaluator_ = std::make_unique<Evaluator>(c.eval_data_paths, c.image_folder, Task::kQuality,
-                                             static_cast<int>(c.per_device_train_batch_size));
+                                             static_cast<int>(c.per_device_train_batch_size),
+                                             Scorer(model_, Tokenizer(c.model_name_or_path), PromptStyle::kEval));
+    model_->train();  // the Scorer switched it to eval mode
+  }
 
   int64_t parameters = 0;
   for (const auto& t : masters_->masters()) parameters += t.numel();
@@ -366,9 +370,7 @@ std::string Trainer::optimizer_file(const std::string& dir, int rank) const {
 void Trainer::evaluate(MetricsLog* metrics) {
   const auto& c = config_;
   // Every rank scores the whole set (their weights are equal), so all agree on the best.
-  Scorer scorer(model_, Tokenizer(c.model_name_or_path), PromptStyle::kEval);
-  const auto results = evaluator_->run(scorer);
-  model_->train();
+  const auto results = evaluator_->run();
   const double epoch = static_cast<double>(state_.global_step) / static_cast<double>(steps_per_epoch_);
   if (metrics) metrics->write_eval(state_.global_step, epoch, results);
   double sum = 0;
@@ -386,13 +388,7 @@ void Trainer::evaluate(MetricsLog* metrics) {
 
 void Trainer::resume(const std::string& dir) {
   const auto state_path = (fs::path(dir) / "trainer_state.json").string();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(io::read_file(state_path));
-  } catch (const nlohmann::json::exception& e) {
-    fail(state_path, "", std::string("not valid JSON: ") + e.what());
-  }
-  const auto saved = TrainerState::from_json(j, state_path);
+  const auto saved = TrainerState::from_json(io::read_json_file(state_path), state_path);
   if (saved.schedule.total_steps != state_.schedule.total_steps || saved.schedule.type != state_.schedule.type ||
       saved.schedule.warmup_steps != state_.schedule.warmup_steps)
     log::warn(dir, " was trained with a ", saved.schedule.type, " schedule of ", saved.schedule.total_steps,
@@ -444,7 +440,7 @@ void Trainer::train() {
     resume(resolve_resume_dir(c.resume_from_checkpoint, c.output_dir));
     resumed_at = state_.global_step;
     const auto best = fs::path(c.output_dir) / "best" / "best.json";
-    if (fs::exists(best)) best_metric_ = nlohmann::json::parse(io::read_file(best.string())).at("value").get<double>();
+    if (fs::exists(best)) best_metric_ = io::read_json_file(best.string()).value("value", best_metric_);
   }
   install_stop_handler();
   std::optional<MetricsLog> metrics;  // rank 0 reports for all

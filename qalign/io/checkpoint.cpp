@@ -8,6 +8,7 @@
 
 #include "qalign/error.h"
 #include "qalign/io/atomic_file.h"
+#include "qalign/io/json_file.h"
 #include "qalign/io/safetensors.h"
 #include "qalign/io/torch_bin.h"
 
@@ -23,12 +24,7 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 // shard file -> tensor names it must hold, from an index's weight_map.
 std::map<std::string, std::vector<std::string>> read_index(const std::string& index_path) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_file(index_path));
-  } catch (const nlohmann::json::exception& e) {
-    fail(index_path, "", std::string("not valid JSON: ") + e.what());
-  }
+  const nlohmann::json j = read_json_file(index_path);
   if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
     fail(index_path, "weight_map", "missing (expected an object mapping tensor names to shard files)");
   std::map<std::string, std::vector<std::string>> shards;

@@ -5,6 +5,7 @@
 
 #include "qalign/error.h"
 #include "qalign/io/atomic_file.h"
+#include "qalign/io/json_file.h"
 #include "qalign/io/safetensors.h"
 #include "qalign/io/torch_bin.h"
 #include "qalign/log.h"
@@ -22,14 +23,6 @@ bool starts_with(const std::string& s, const std::string& prefix) { return s.com
 
 StateDict load_any(const std::string& path) {
   return fs::path(path).extension() == ".safetensors" ? SafetensorsFile::open(path)->load_all() : load_torch_bin(path);
-}
-
-nlohmann::json read_json(const std::string& path) {
-  try {
-    return nlohmann::json::parse(read_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, "", std::string("not valid JSON: ") + e.what());
-  }
 }
 
 model::LoraConfig parse_adapter_config(const nlohmann::json& j, const std::string& path) {
@@ -77,7 +70,7 @@ LoraFolder read_lora_folder(const std::string& dir) {
   LoraFolder f;
   const auto config_path = (fs::path(dir) / "adapter_config.json").string();
   if (!fs::exists(config_path)) fail(dir, "adapter_config.json", "not a LoRA folder (no adapter_config.json)");
-  const auto j = read_json(config_path);
+  const auto j = read_json_file(config_path);
   f.config = parse_adapter_config(j, config_path);
   f.base_model = j.value("base_model_name_or_path", "");
 

@@ -1,6 +1,7 @@
 #include "data/loader.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "data/preprocess.h"
 #include "data/video.h"
@@ -133,6 +134,7 @@ std::optional<TrainBatch> TrainLoader::next() {
     texts.push_back(std::move(sample.text));
     batch.pixels.push_back(sample.pixels);
     batch.level_probs.push_back(records_[static_cast<size_t>(index)].level_probs);
+    batch.mos.push_back(records_[static_cast<size_t>(index)].mos.value_or(std::nan("")));
   }
   if (texts.empty()) return std::nullopt;
   batch.text = collate_supervised(texts, tokenizer_->pad_id(), options_.model_max_length);

@@ -41,6 +41,7 @@ struct TrainBatch {
   SupervisedBatch text;                // input_ids, labels, attention_mask [B,L]
   std::vector<torch::Tensor> pixels;   // per sample [F,3,S,S] float32; undefined for text only
   std::vector<std::vector<double>> level_probs;  // per sample, the record's soft target (may be empty)
+  std::vector<double> mos;                        // per sample, the record's MOS; NaN when it has none
   int64_t end_position = 0;            // order position after this batch's last sample
 };
 

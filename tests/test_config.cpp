@@ -204,11 +204,17 @@ TEST(TrainConfig, AuthorsDefaults) {
   EXPECT_EQ(c.dataloader_num_workers, 4);
   EXPECT_EQ(c.logging_steps, 1);
   EXPECT_EQ(c.level_labels, "one_hot");
+  EXPECT_EQ(c.answer_format, "levels");
 }
 
 TEST(TrainConfig, EveryShippedConfigLoads) {
   int n = 0;
-  for (const auto& entry : fs::directory_iterator(test::source_dir() + "/configs")) {
+  std::vector<fs::directory_entry> entries;
+  for (const auto& e : fs::directory_iterator(test::source_dir() + "/configs")) entries.push_back(e);
+  for (const auto& folder : fs::directory_iterator(test::source_dir() + "/experiments"))
+    if (folder.is_directory())
+      for (const auto& e : fs::directory_iterator(folder.path())) entries.push_back(e);
+  for (const auto& entry : entries) {
     if (entry.path().extension() != ".yaml") continue;
     SCOPED_TRACE(entry.path().string());
     EXPECT_NO_THROW(config::load_train_config(entry.path().string()));
@@ -228,7 +234,10 @@ TEST(TrainConfig, ScriptValues) {
   };
   for (const Row& r : {Row{"l1_koniq.yaml", "train_koniq.json", 3, 8, 111},
                        Row{"iqa_mix.yaml", "train_koniq_spaq_kadid.json", 3, 16, 188},
-                       Row{"onealign.yaml", "train_all.json", 2, 32, 1100}}) {
+                       Row{"onealign.yaml", "train_all.json", 2, 32, 1100},
+                       Row{"../experiments/iqa-single/l1_spaq.yaml", "train_spaq.json", 3, 8, 140},
+                       Row{"../experiments/iaa-ava/l1_ava.yaml", "train_ava.json", 2, 16, 1800},
+                       Row{"../experiments/vqa-lsvq/l1_lsvq.yaml", "train_lsvq.json", 2, 8, 438}}) {
     SCOPED_TRACE(r.file);
     const TrainConfig c = config::load_train_config(config_yaml(r.file));
     ASSERT_EQ(c.data_path.size(), 1u);
@@ -437,6 +446,10 @@ std::vector<Malformed> malformed_cases() {
        std::string(kTrainBase) + "lr_scheduler_type: cosin\n",
        {"bad_choice.yaml:4: lr_scheduler_type: expected one of cosine, linear, constant, got "
         "'cosin'"}},
+      {"bad_answer_format",
+       Input::Yaml,
+       std::string(kTrainBase) + "answer_format: score\n",
+       {"bad_answer_format.yaml:4: answer_format: expected one of levels, number, regression, got 'score'"}},
       {"out_of_range",
        Input::Yaml,
        std::string(kTrainBase) + "warmup_ratio: 1.5\n",

@@ -55,6 +55,16 @@ TEST(DemoCli, MakeDataSplitsByPhotographAndLabelsBySyllabus) {
     const std::string word = level_word(syllabus.level(mos.at(r["image"].get<std::string>())).value());
     EXPECT_NE(answer.find(word), std::string::npos) << answer;
   }
+  // The ablation's numeric answers: the same conversations, the MOS of the id written with two decimals.
+  const auto numbers = json::parse(std::ifstream(tmp.file("train_numbers.json")));
+  ASSERT_EQ(numbers.size(), train.size());
+  for (size_t i = 0; i < numbers.size(); ++i) {
+    EXPECT_EQ(numbers[i]["conversations"][0], train[i]["conversations"][0]);
+    char text[16];
+    std::snprintf(text, sizeof text, "%.2f", mos.at(numbers[i]["image"].get<std::string>()));
+    EXPECT_EQ(numbers[i]["conversations"][1]["value"].get<std::string>(),
+              std::string("The quality of the image is ") + text + ".");
+  }
   const auto test_set = json::parse(std::ifstream(tmp.file("test.json")));
   EXPECT_EQ(test_set.size(), 3 * test_sources.size());
   EXPECT_TRUE(fs::exists(tmp.file("tokenizer/tokenizer.model")));
@@ -69,6 +79,31 @@ TEST(DemoCli, MakeDataSplitsByPhotographAndLabelsBySyllabus) {
       &rc);
   const auto b = model::load_pretrained(tmp.file("init2"));
   for (const auto& [name, t] : model::state_dict(*a)) EXPECT_TRUE(torch::equal(t, model::state_dict(*b).at(name))) << name;
+
+  // Each part is drawn at its config's initializer_range; biases zero, norms one.
+  auto config = json::parse(std::ifstream(test::source_dir() + "/configs/demo_model.json"));
+  config["visual_config"]["visual_model"]["initializer_range"] = 0.2;
+  config["initializer_range"] = 0.05;
+  std::ofstream(tmp.file("ranges.json")) << config.dump();
+  ASSERT_EQ(test::run_command(test::qalign_binary() + " init --config " + tmp.file("ranges.json") + " --tokenizer " +
+                                  tmp.file("tokenizer") + " --out " + tmp.file("init3"),
+                              nullptr),
+            0);
+  const auto c = model::state_dict(*model::load_pretrained(tmp.file("init3")));
+  auto std_of = [&](const std::string& name) { return c.at(name).std().item<double>(); };
+  EXPECT_NEAR(std_of("model.vision_model.encoder.layers.0.mlp.fc1.weight"), 0.2, 0.01);
+  EXPECT_NEAR(std_of("model.visual_abstractor.encoder.layers.0.crossattention.attention.query.weight"), 0.02, 0.002);
+  EXPECT_NEAR(std_of("model.layers.0.mlp.gate_proj.weight"), 0.05, 0.003);
+  EXPECT_EQ(c.at("model.vision_model.encoder.layers.0.mlp.fc1.bias").abs().max().item<double>(), 0.0);
+  EXPECT_TRUE(torch::equal(c.at("model.norm.weight"), torch::ones_like(c.at("model.norm.weight"))));
+  config["visual_config"]["visual_model"]["initializer_range"] = "wide";
+  std::ofstream(tmp.file("bad.json")) << config.dump();
+  std::string out;
+  EXPECT_NE(test::run_command(test::qalign_binary() + " init --config " + tmp.file("bad.json") + " --tokenizer " +
+                                  tmp.file("tokenizer") + " --out " + tmp.file("init4"),
+                              &out),
+            0);
+  EXPECT_NE(out.find("visual_config.visual_model.initializer_range"), std::string::npos) << out;
 }
 
 TEST(DemoCli, PlotDrawsLossAndEvaluationFromMetrics) {

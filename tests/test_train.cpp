@@ -366,3 +366,75 @@ TEST(TrainSoftLabels, LossIsTokenLossPlusWeightedKlOnTheLevelLogits) {
   EXPECT_NE(train(kGoldenRecipe, "output_dir=" + dir + "/missing level_labels=soft", &out), 0);
   EXPECT_NE(out.find("level_probs"), std::string::npos) << out;
 }
+
+// answer_format: regression (the ablation's third arm) fits a zero-initialised score head on the
+// hidden state that predicts the level word to the records' MOS by squared error. With the head
+// at zero the first loss is mean(MOS²), the bias gradient -2·mean(MOS) and the weight gradient
+// -2·mean(MOS·h), h recomputed here through the model's own forward.
+TEST(TrainAblation, RegressionHeadLossAndGradients) {
+  const auto dir = scratch("regression");
+  auto records = nlohmann::json::parse(std::ifstream(test::fixture("qalign-tiny/inputs/train.json")));
+  const std::vector<double> mos = {3.5, 1.75};
+  for (size_t i = 0; i < records.size(); ++i) records[i]["gt_score"] = mos[i];
+  const std::string data = dir + "/scored.json";
+  std::ofstream(data) << records.dump();
+
+  std::string out;
+  ASSERT_EQ(train(kGoldenRecipe, "output_dir=" + dir + "/run data_path=" + data +
+                                     " answer_format=regression --dump-first-step " + dir + "/step.safetensors",
+                  &out),
+            0);
+  const auto step = load(dir + "/step.safetensors");
+  EXPECT_NEAR(step.at("loss").item<double>(), (3.5 * 3.5 + 1.75 * 1.75) / 2, 1e-5);
+  EXPECT_NEAR(step.at("grad.score_head.bias").item<double>(), -(3.5 + 1.75), 1e-5);
+  EXPECT_EQ(step.count("grad.lm_head.weight"), 0u) << "no token loss: the output layer takes no part";
+  EXPECT_EQ(max_abs(step.at("grad.model.norm.weight")), 0.0) << "only the head learns while it is zero";
+
+  auto m = model::load_pretrained(test::fixture("qalign-tiny/model"));
+  m->eval();
+  torch::NoGradGuard no_grad;
+  const auto pixels = step.at("pixel_values");
+  const auto tokens = m->model->encode_images(pixels.flatten(0, 1));
+  std::vector<torch::Tensor> visual;
+  for (int64_t b = 0; b < pixels.size(0); ++b) visual.push_back(tokens[b]);
+  const auto in = m->model->splice(step.at("input_ids"), visual, step.at("attention_mask").to(torch::kBool),
+                                   step.at("labels"));
+  const auto hidden = m->model(in);
+  const auto level_ids = Tokenizer(test::fixture("qalign-tiny/model")).level_token_ids();
+  auto expected = torch::zeros({hidden.size(-1)}, torch::kFloat64);
+  for (int64_t b = 0; b < in.labels.size(0); ++b) {
+    int64_t t = 1;
+    while (std::find(level_ids.begin(), level_ids.end(), in.labels[b][t].item<int64_t>()) == level_ids.end()) ++t;
+    expected += -2.0 * mos[static_cast<size_t>(b)] * hidden[b][t - 1].to(torch::kFloat64) / 2.0;
+  }
+  EXPECT_LT(max_diff(step.at("grad.score_head.weight").flatten(), expected), 1e-5 * max_abs(expected));
+
+  // The written model carries its head, and the regression readout scores with it.
+  const auto trained = model::load_pretrained(dir + "/run");
+  ASSERT_TRUE(trained->score_head);
+  EXPECT_NE(trained->score_head->bias.item<double>(), 0.0);
+  const std::string test_file = dir + "/test.json";
+  std::ofstream(test_file) << R"([{"image": "img_wide.png", "gt_score": 3.5}, {"image": "img_big.png", "gt_score": 1.75}])";
+  ASSERT_EQ(test::run_command(test::qalign_binary() + " eval --readout regression --model " + dir + "/run --data " +
+                                  test_file + " --image-folder " + test::fixture("qalign-tiny/inputs") + " --out " + dir +
+                                  "/eval",
+                              &out),
+            0)
+      << out;
+  std::ifstream predictions(dir + "/eval/predictions.jsonl");
+  std::string line;
+  ASSERT_TRUE(std::getline(predictions, line));
+  const auto first = nlohmann::json::parse(line);
+  EXPECT_NEAR(first["score01"].get<double>(), (first["score"].get<double>() - 1) / 4, 1e-6);
+
+  // Records without a MOS cannot be regressed: the run names the field.
+  EXPECT_NE(train(kGoldenRecipe, "output_dir=" + dir + "/nomos answer_format=regression", &out), 0);
+  EXPECT_NE(out.find("gt_score"), std::string::npos) << out;
+  // A model without a head has no regression readout.
+  EXPECT_NE(test::run_command(test::qalign_binary() + " eval --readout regression --model " +
+                                  test::fixture("qalign-tiny/model") + " --data " + test_file + " --image-folder " +
+                                  test::fixture("qalign-tiny/inputs") + " --out " + dir + "/eval2",
+                              &out),
+            0);
+  EXPECT_NE(out.find("score_head"), std::string::npos) << out;
+}

@@ -56,6 +56,29 @@ TEST(AdamW, MatchesTorchOptimAdamWBitForBit) {
   EXPECT_EQ(state.at("step.p").item<int64_t>(), 3);
 }
 
+// The fused kernel takes the same three steps up to rounding, with weight decay, a schedule
+// factor and a parameter that has no gradient in one step.
+TEST(AdamW, FusedEqualsTheSingleTensorPath) {
+  auto a = start_param(), b = start_param();
+  auto a2 = torch::tensor({0.25f, -4.0f}).requires_grad_(true), b2 = a2.detach().clone().requires_grad_(true);
+  train::AdamW plain({group(a, 0.01, 0.1), {0.02, 0.0, {"a2"}, {a2}}}, {0.8, 0.99, 1e-6});
+  train::AdamW fused({group(b, 0.01, 0.1), {0.02, 0.0, {"a2"}, {b2}}}, {0.8, 0.99, 1e-6, true});
+  for (size_t s = 0; s < kGrads.size(); ++s) {
+    a.mutable_grad() = torch::tensor(kGrads[s]);
+    b.mutable_grad() = torch::tensor(kGrads[s]);
+    a2.mutable_grad() = s == 1 ? torch::Tensor() : torch::tensor({0.5f, -1.5f});
+    b2.mutable_grad() = s == 1 ? torch::Tensor() : torch::tensor({0.5f, -1.5f});
+    plain.step(0.75);
+    fused.step(0.75);
+  }
+  EXPECT_TRUE(torch::allclose(a, b, 1e-6, 0)) << a << b;
+  EXPECT_TRUE(torch::allclose(a2, b2, 1e-6, 0)) << a2 << b2;
+  const auto sp = plain.state_dict(), sf = fused.state_dict();
+  for (const auto& [name, t] : sp) EXPECT_TRUE(torch::allclose(t.to(torch::kFloat64), sf.at(name).to(torch::kFloat64), 1e-6, 0)) << name;
+  EXPECT_EQ(sf.at("step.a2").item<int64_t>(), 2);
+  EXPECT_FALSE(torch::equal(a, start_param())) << "the parameters moved";
+}
+
 TEST(AdamW, FirstStepByHand) {
   // m̂ = g and v̂ = g² after one step, so p' = p(1 - lr·wd) - lr·g / (|g| + eps).
   auto p = torch::tensor({2.0f}).requires_grad_(true);

@@ -21,6 +21,7 @@
 #include "qalign/error.h"
 #include "qalign/io/atomic_file.h"
 #include "qalign/log.h"
+#include "qalign/prompts.h"
 #include "qalign/syllabus.h"
 #include "qalign/tokenizer_train.h"
 #include "tools/commands.h"
@@ -168,6 +169,16 @@ int run_make_data(const MakeDataArgs& a) {
   sft.seed = a.seed;
   const auto sft_out = data::make_sft_records(train_records, labeler, sft, "demo train set");
   io::write_file_atomic((out / "train.json").string(), sft_out.records.dump(1) + "\n");
+  // The ablation's other answer (experiments/ablation-levels-vs-scores): the same conversations
+  // with the MOS written as a number in place of the level word.
+  auto numbers = sft_out.records;
+  for (auto& rec : numbers) {
+    const double mos = std::stod(rec["id"].get<std::string>().substr(rec["id"].get<std::string>().rfind("->") + 2));
+    char text[16];
+    std::snprintf(text, sizeof text, "%.2f", mos);
+    rec["conversations"][1]["value"] = training_answer(Task::kQuality, Media::kImage, text);
+  }
+  io::write_file_atomic((out / "train_numbers.json").string(), numbers.dump(1) + "\n");
 
   ordered_json test_json = ordered_json::array();
   for (const auto& v : test) test_json.push_back({{"image", v.image}, {"gt_score", v.mos}});

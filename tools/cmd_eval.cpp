@@ -32,7 +32,7 @@ using nlohmann::ordered_json;
 
 struct EvalOptions {
   std::string model, lora, tokenizer, image_folder, out = "eval_results";
-  std::string task = "quality", prompt = "eval", dtype = "float32", device = "cpu";
+  std::string task = "quality", prompt = "eval", readout = "levels", dtype = "float32", device = "cpu";
   std::vector<std::string> data;
   int batch_size = 8;
   bool lower_is_better = false;
@@ -172,7 +172,7 @@ int run_eval(const EvalOptions& o) {
 
   Scorer scorer(io::load_pretrained_with_lora(o.model, o.lora, o.dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32,
                                        o.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU)),
-                Tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer), style);
+                Tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer), style, parse_readout(o.readout, "--readout"));
   std::ofstream append(jsonl, std::ios::app);
   if (!append) fail(jsonl, "", "cannot open for appending");
   size_t failed = 0;
@@ -218,6 +218,9 @@ Command add_eval(CLI::App& app) {
   cmd->add_option("--prompt", o->prompt, "eval (the evaluation scripts') | scorer (the released scorer's)")
       ->capture_default_str();
   cmd->add_option("--batch-size", o->batch_size, "Items per forward pass")->capture_default_str();
+  cmd->add_option("--readout", o->readout,
+                  "levels (Q-Align) | number (decode a numeric answer) | regression (the score_head); the ablation's")
+      ->capture_default_str();
   cmd->add_flag("--lower-is-better", o->lower_is_better,
                 "Ground truth is DMOS (LIVE, CSIQ): report correlation magnitudes");
   cmd->add_option("--out", o->out, "Output folder (results.json, results.md, predictions.jsonl/.csv)")

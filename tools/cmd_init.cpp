@@ -8,6 +8,7 @@
 #include "qalign/error.h"
 #include "qalign/log.h"
 #include "qalign/model/config.h"
+#include "qalign/model/init_weights.h"
 #include "qalign/model/owl2.h"
 #include "qalign/model/weights.h"
 #include "qalign/tokenizer.h"
@@ -29,8 +30,8 @@ int run_init(const InitArgs& a) {
   if (tokenizer.vocab_size() > config.vocab_size)
     fail(a.config, "vocab_size", std::to_string(config.vocab_size) + " is smaller than the tokenizer's " +
                                      std::to_string(tokenizer.vocab_size()) + " pieces (" + a.tokenizer + ")");
-  torch::manual_seed(a.seed);
   model::Owl2ForCausalLM m(config);
+  model::initialize_weights(*m, model::init_ranges_from_config_file(a.config), a.seed);
   train::write_model_folder(a.out, model::state_dict(*m), config.to_json(), a.tokenizer);
   log::info("wrote ", a.out, ": ", model::count_parameters(*m), " parameters drawn with seed ", a.seed);
   return 0;

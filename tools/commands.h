@@ -22,5 +22,6 @@ Command add_eval(CLI::App& app);
 Command add_demo(CLI::App& app);
 Command add_export(CLI::App& app);
 Command add_launch(CLI::App& app);
+Command add_bench(CLI::App& app);
 
 }  // namespace qalign::tools

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
       tools::add_demo(app),
       tools::add_export(app),
       tools::add_launch(app),
+      tools::add_bench(app),
   };
   try {
     app.parse(argc, argv);

@@ -22,6 +22,10 @@ void AdamW::step(double lr_scale) {
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     const auto& group = groups_[gi];
     const double lr = group.lr * lr_scale;  // LambdaLR: base_lr * lambda(step)
+    if (options_.fused) {
+      fused_step(gi, lr);
+      continue;
+    }
     for (size_t i = 0; i < group.params.size(); ++i) {
       auto param = group.params[i];
       const auto grad = param.grad();
@@ -44,6 +48,30 @@ void AdamW::step(double lr_scale) {
       param.addcdiv_(m.exp_avg, denom, -step_size);
     }
   }
+}
+
+void AdamW::fused_step(size_t gi, double lr) {
+  const auto& group = groups_[gi];
+  std::vector<torch::Tensor> params, grads, avgs, sqs, steps;
+  for (size_t i = 0; i < group.params.size(); ++i) {
+    const auto& param = group.params[i];
+    if (!param.grad().defined()) continue;
+    auto& m = state_[gi][i];
+    if (m.step == 0) {
+      m.exp_avg = torch::zeros_like(param, torch::MemoryFormat::Preserve);
+      m.exp_avg_sq = torch::zeros_like(param, torch::MemoryFormat::Preserve);
+    }
+    m.step += 1;
+    params.push_back(param);
+    grads.push_back(param.grad());
+    avgs.push_back(m.exp_avg);
+    sqs.push_back(m.exp_avg_sq);
+    // The kernel reads the step already counted, as torch increments state_steps before calling it.
+    steps.push_back(torch::full({}, static_cast<double>(m.step), torch::TensorOptions().dtype(torch::kFloat32).device(param.device())));
+  }
+  if (params.empty()) return;
+  at::_fused_adamw_(params, grads, avgs, sqs, {}, steps, lr, options_.beta1, options_.beta2, group.weight_decay,
+                    options_.eps, /*amsgrad=*/false, /*maximize=*/false);
 }
 
 io::StateDict AdamW::state_dict() const {

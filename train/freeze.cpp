@@ -19,7 +19,9 @@ std::vector<std::pair<std::string, torch::Tensor>> apply_freezing(model::Owl2For
     bool on = true;
     // With LoRA the authors train the adapters and, with tune_visual_abstractor, the abstractor;
     // the vision tower stays frozen whatever freeze_vision_model says.
-    if (c.lora_enable) on = model::is_lora_parameter(name) || (c.tune_visual_abstractor && starts_with(name, "model.visual_abstractor."));
+    // A regression head is new weights on every setting.
+    if (starts_with(name, "score_head.")) on = true;
+    else if (c.lora_enable) on = model::is_lora_parameter(name) || (c.tune_visual_abstractor && starts_with(name, "model.visual_abstractor."));
     else if (starts_with(name, "model.vision_model.")) on = !c.freeze_vision_model;
     else if (starts_with(name, "model.visual_abstractor.")) on = c.tune_visual_abstractor;
     else on = c.tune_language_model;

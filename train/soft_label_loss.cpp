@@ -1,8 +1,7 @@
 #include "train/soft_label_loss.h"
 
-#include <algorithm>
-
 #include "qalign/error.h"
+#include "train/level_position.h"
 
 namespace qalign::train {
 
@@ -10,18 +9,10 @@ torch::Tensor soft_level_kl(model::Owl2ForCausalLM& m, const torch::Tensor& hidd
                             const std::vector<int64_t>& level_ids, const std::vector<std::vector<double>>& targets,
                             const std::vector<std::string>& ids) {
   const int64_t B = labels.size(0), L = labels.size(1);
-  const auto labels_cpu = labels.to(torch::kCPU).contiguous();
-  const auto* lab = labels_cpu.data_ptr<int64_t>();
-  std::vector<int64_t> positions;  // where the level word is predicted: one before it
-  for (int64_t b = 0; b < B; ++b) {
-    int64_t found = -1;
-    for (int64_t t = 1; t < L && found < 0; ++t)
-      if (std::find(level_ids.begin(), level_ids.end(), lab[b * L + t]) != level_ids.end()) found = t - 1;
-    if (found < 0) fail(ids[static_cast<size_t>(b)], "level_probs", "its answer has no level word to put the soft target on");
+  const auto positions = level_word_positions(labels, level_ids, ids, "level_probs");
+  for (int64_t b = 0; b < B; ++b)
     if (targets[static_cast<size_t>(b)].size() != level_ids.size())
       fail(ids[static_cast<size_t>(b)], "level_probs", "missing: level_labels is soft, so every record needs one");
-    positions.push_back(b * L + found);
-  }
   const auto device = hidden.device();
   const auto at = hidden.reshape({B * L, hidden.size(-1)})
                       .index_select(0, torch::tensor(positions, torch::kInt64).to(device));  // [B,E]

@@ -20,6 +20,7 @@
 #include "train/freeze.h"
 #include "train/grad_clip.h"
 #include "train/lora_training.h"
+#include "train/regression_loss.h"
 #include "train/soft_label_loss.h"
 #include "train/stop_signal.h"
 
@@ -98,8 +99,9 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   torch::manual_seed(static_cast<uint64_t>(c.seed));  // HF's set_seed at the start of a run
 
   tokenizer_ = std::make_shared<const Tokenizer>(c.model_name_or_path);
-  if (c.level_labels == "soft") level_ids_ = tokenizer_->level_token_ids();
+  if (c.level_labels == "soft" || c.answer_format == "regression") level_ids_ = tokenizer_->level_token_ids();
   model_ = model::load_pretrained(c.model_name_or_path, torch::kFloat32);
+  if (c.answer_format == "regression") model_->attach_score_head();
   if (c.lora_enable) attach_run_adapters(model_, c);
   model_->train();
   const auto trainable = apply_freezing(model_, c);
@@ -125,7 +127,7 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   set_activation_checkpointing(model_, c.gradient_checkpointing);
   optimizer_ = std::make_unique<AdamW>(param_groups(zero_ ? zero_->names() : masters_->names(),
                                                     zero_ ? zero_->slices() : masters_->masters(), no_weight_decay(model_), c),
-                                       AdamWOptions{c.adam_beta1, c.adam_beta2, c.adam_epsilon});
+                                       AdamWOptions{c.adam_beta1, c.adam_beta2, c.adam_epsilon, c.optim == "adamw_torch_fused"});
 
   data::LoaderOptions lo;
   lo.batch_size = c.per_device_train_batch_size;
@@ -153,7 +155,8 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   if (c.eval_steps > 0) {
     evaluator_ = std::make_unique<Evaluator>(c.eval_data_paths, c.image_folder, Task::kQuality,
                                              static_cast<int>(c.per_device_train_batch_size),
-                                             Scorer(model_, Tokenizer(c.model_name_or_path), PromptStyle::kEval));
+                                             Scorer(model_, Tokenizer(c.model_name_or_path), PromptStyle::kEval,
+                                                    parse_readout(c.answer_format, "answer_format")));
     model_->train();  // the Scorer switched it to eval mode
   }
 
@@ -226,6 +229,8 @@ std::pair<torch::Tensor, int64_t> Trainer::forward_loss(const data::TrainBatch& 
   }
   const auto inputs = model_->model->splice(batch.text.input_ids, visual, batch.text.attention_mask, batch.text.labels);
   const int64_t positions = inputs.attention_mask.sum().item<int64_t>();
+  if (config_.answer_format == "regression")
+    return {score_head_mse(model_, model_->model(inputs), inputs.labels, level_ids_, batch.mos, batch.ids), positions};
   if (config_.level_labels != "soft") return {model_->lm_loss(inputs), positions};
   const auto hidden = model_->model(inputs);
   const auto kl = soft_level_kl(model_, hidden, inputs.labels, level_ids_, batch.level_probs, batch.ids);

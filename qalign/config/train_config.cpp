@@ -77,6 +77,8 @@ const std::vector<Field> kFields = {
     {"lora_target_modules", &TrainConfig::lora_target_modules},
     {"lora_weights", &TrainConfig::lora_weights},
     {"level_labels", &TrainConfig::level_labels, {}, {"one_hot", "soft"}},
+    {"answer_format", &TrainConfig::answer_format, {}, {"levels", "number", "regression"}},
+    {"optim", &TrainConfig::optim, {}, {"adamw_torch", "adamw_torch_fused"}},
     {"soft_label_weight", &TrainConfig::soft_label_weight, kNonNegative},
     {"bf16", &TrainConfig::bf16},
     {"tf32", &TrainConfig::tf32},

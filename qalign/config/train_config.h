@@ -59,6 +59,14 @@ struct TrainConfig {
   // Labels: the level word as one token (Q-Align) or soft level probabilities (DeQA-Score).
   std::string level_labels = "one_hot";  // one_hot | soft
   double soft_label_weight = 1.0;        // weight of the soft-label loss term
+  // What the model is taught to answer, for the levels-versus-scores ablation: "levels" (the
+  // authors' level words), "number" (the data's answers write the MOS as a number; scored by
+  // greedy decoding) or "regression" (a linear head on the hidden state that predicts the level
+  // word, trained by squared error on the record's MOS; no token loss).
+  std::string answer_format = "levels";
+  // HF's optim flag: "adamw_torch" (the authors', torch.optim.AdamW step for step) or
+  // "adamw_torch_fused" (the fused kernel: faster, equal up to rounding).
+  std::string optim = "adamw_torch";
 
   // Precision, memory, parallelism.
   bool bf16 = true;

@@ -302,6 +302,10 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& s
   require_value(top, "attention_bias", false, "the attention projections have no bias");
   top.allow(kIgnoredModelKeys);
   top.allow(kGenericHfKeys);
+  if (const json* head = top.get("score_head"); head != nullptr) {
+    if (!head->is_boolean()) top.fail("score_head", "expected true or false, got " + describe(*head));
+    c.score_head = head->get<bool>();
+  }
 
   if (const json* visual = top.get("visual_config"); visual != nullptr && !visual->is_null()) {
     Section vc(*visual, source, "visual_config");
@@ -350,6 +354,7 @@ nlohmann::json ModelConfig::to_json() const {
   j["image_aspect_ratio"] = "pad";
   j["visual_config"] = {{"visual_model", write(kVisionFields, vision)},
                         {"visual_abstractor", write(kAbstractorFields, abstractor)}};
+  if (score_head) j["score_head"] = true;
   return j;
 }
 

@@ -47,6 +47,9 @@ struct ModelConfig {
   int64_t eos_token_id = 2;
   int64_t pad_token_id = 0;
   std::string torch_dtype = "bfloat16";
+  // Ours, not the authors': a linear head from the last hidden state to one score ("score_head"
+  // in config.json and the weights), for the levels-versus-regression ablation.
+  bool score_head = false;
   VisionConfig vision;
   AbstractorConfig abstractor;
 

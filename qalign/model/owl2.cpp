@@ -98,20 +98,33 @@ torch::Tensor Owl2ModelImpl::forward(const MultimodalInputs& in, std::vector<tor
 Owl2ForCausalLMImpl::Owl2ForCausalLMImpl(const ModelConfig& c, const torch::TensorOptions& opts) : config(c) {
   model = register_module("model", Owl2Model(c, opts));
   lm_head = register_module("lm_head", Linear(c.hidden_size, c.vocab_size, false, opts));
+  if (c.score_head) score_head = register_module("score_head", Linear(c.hidden_size, 1, true, opts));
 }
 
-torch::Tensor Owl2ForCausalLMImpl::last_logits(const MultimodalInputs& in) {
+void Owl2ForCausalLMImpl::attach_score_head() {
+  if (score_head) return;
+  config.score_head = true;
+  const auto& w = lm_head->weight;
+  score_head = register_module("score_head", Linear(config.hidden_size, 1, true, w.options()));
+  torch::NoGradGuard no_grad;
+  score_head->weight.zero_();
+}
+
+torch::Tensor Owl2ForCausalLMImpl::last_hidden(const MultimodalInputs& in) {
   const auto h = model(in);  // [B,L,E]
   const auto idx = in.last_index.to(h.device()).view({-1, 1, 1}).expand({-1, 1, h.size(2)});
-  return lm_head(h.gather(1, idx).squeeze(1));  // [B,V]
+  return h.gather(1, idx).squeeze(1);
 }
 
 torch::Tensor Owl2ForCausalLMImpl::token_loss(const torch::Tensor& h, const torch::Tensor& labels) {
-  const auto logits = lm_head(h.narrow(1, 0, h.size(1) - 1)).to(torch::kFloat32);
-  const auto target = labels.narrow(1, 1, labels.size(1) - 1);
-  return torch::nn::functional::cross_entropy(
-      logits.reshape({-1, logits.size(-1)}), target.reshape({-1}),
-      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnoreIndex));
+  // The output layer and its softmax run only where a label is supervised: the same mean as
+  // cross-entropy over every position with ignore_index, without the vocabulary-wide work on the
+  // prompt and image positions (most of the sequence).
+  const auto target = labels.narrow(1, 1, labels.size(1) - 1).reshape({-1});
+  const auto rows = torch::nonzero(target != kIgnoreIndex).squeeze(1);
+  const auto hidden = h.narrow(1, 0, h.size(1) - 1).reshape({-1, h.size(-1)});
+  const auto logits = lm_head(hidden.index_select(0, rows)).to(torch::kFloat32);
+  return torch::nn::functional::cross_entropy(logits, target.index_select(0, rows));
 }
 
 int64_t count_parameters(torch::nn::Module& m) {

@@ -59,8 +59,13 @@ class Owl2ForCausalLMImpl : public torch::nn::Module {
   explicit Owl2ForCausalLMImpl(const ModelConfig& c, const torch::TensorOptions& opts = {});
   // hidden [..., E] -> logits [..., V]
   torch::Tensor logits(const torch::Tensor& hidden) { return lm_head(hidden); }
+  // Decoder output at each sample's last real position -> [B,E].
+  torch::Tensor last_hidden(const MultimodalInputs& in);
   // Hidden states at each sample's last real position -> [B,V]; the only logits scoring needs.
-  torch::Tensor last_logits(const MultimodalInputs& in);
+  torch::Tensor last_logits(const MultimodalInputs& in) { return lm_head(last_hidden(in)); }
+  // Adds the regression head (config.score_head) to a model that has none, zero: it starts by
+  // predicting 0, and the first step's gradients reach the head alone.
+  void attach_score_head();
   // Mean next-token cross-entropy over supervised labels (logits[t] predicts labels[t+1]).
   torch::Tensor lm_loss(const MultimodalInputs& in) { return token_loss(model(in), in.labels); }
   // The same loss from the decoder's hidden states [B,L,E] and the spliced labels [B,L].
@@ -69,6 +74,7 @@ class Owl2ForCausalLMImpl : public torch::nn::Module {
   ModelConfig config;
   Owl2Model model{nullptr};
   Linear lm_head{nullptr};
+  Linear score_head{nullptr};  // [E] -> [1], only when config.score_head
 };
 TORCH_MODULE(Owl2ForCausalLM);
 

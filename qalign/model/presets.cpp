@@ -1,0 +1,67 @@
+#include "qalign/model/presets.h"
+
+#include <regex>
+
+#include "qalign/error.h"
+
+namespace qalign::model {
+
+namespace {
+
+ModelConfig tiny() {
+  ModelConfig c;
+  c.vocab_size = 576;
+  c.hidden_size = 64;
+  c.intermediate_size = 128;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 4;
+  c.max_position_embeddings = 256;
+  c.rms_norm_eps = 1e-5;
+  c.torch_dtype = "float32";
+  c.vision = {32, 64, 2, 4, 3, 56, 14, 1e-6, "quick_gelu"};
+  c.abstractor = {8, 32, 2, 4, 88, 32, 4, 1e-6};
+  return c;
+}
+
+ModelConfig small() {
+  ModelConfig c;
+  c.vocab_size = 32000;
+  c.hidden_size = 512;
+  c.intermediate_size = 1376;
+  c.num_hidden_layers = 4;
+  c.num_attention_heads = 8;
+  c.num_key_value_heads = 8;
+  c.rms_norm_eps = 1e-6;
+  c.torch_dtype = "float32";
+  c.vision = {256, 1024, 4, 4, 3, 224, 14, 1e-6, "quick_gelu"};
+  c.abstractor = {32, 256, 2, 4, 704, 256, 16, 1e-6};
+  return c;
+}
+
+}  // namespace
+
+const std::vector<std::string>& preset_names() {
+  static const std::vector<std::string> names = {"tiny", "small", "owl2-7b", "owl2-7b-<N>l"};
+  return names;
+}
+
+ModelConfig preset_config(const std::string& name, const std::string& field) {
+  if (name == "tiny") return tiny();
+  if (name == "small") return small();
+  if (name == "owl2-7b") return ModelConfig::owl2_7b();
+  static const std::regex layers("owl2-7b-([1-9][0-9]*)l");
+  std::smatch m;
+  if (std::regex_match(name, m, layers)) {
+    auto c = ModelConfig::owl2_7b();
+    const int64_t n = std::stoll(m[1].str());
+    c.num_hidden_layers = std::min<int64_t>(n, 32);
+    c.vision.num_hidden_layers = std::min<int64_t>(n, 24);
+    return c;
+  }
+  std::string known;
+  for (const auto& n : preset_names()) known += (known.empty() ? "" : ", ") + n;
+  fail(field, "", "unknown preset \"" + name + "\"; expected one of " + known);
+}
+
+}  // namespace qalign::model

@@ -1,0 +1,44 @@
+// bench score: images/s and latency per batch of the scoring path (prompt, vision tower, one
+// language-model forward, level softmax) with random weights of a preset and random pixels.
+#include "qalign/model/flops.h"
+#include "qalign/model/presets.h"
+#include "qalign/prompts.h"
+#include "qalign/scorer.h"
+#include "tools/bench.h"
+
+namespace qalign::tools::bench {
+
+nlohmann::ordered_json score(const Common& c, const std::vector<int>& batch_sizes) {
+  const auto device = parse_device(c.device);
+  const auto dtype = parse_dtype(c.dtype);
+  const auto config = model::preset_config(c.preset);
+  Tokenizer tokenizer(c.tokenizer.empty() ? default_tokenizer(c.preset) : c.tokenizer);
+  const auto prompt_tokens =
+      static_cast<int64_t>(tokenizer.tokenizer_image_token(inference_prompt(PromptStyle::kScorer, Task::kQuality, Media::kImage)).size()) - 1;
+
+  torch::manual_seed(0);
+  model::Owl2ForCausalLM m(config, torch::TensorOptions().device(device));
+  m->to(dtype);
+  Scorer scorer(m, std::move(tokenizer));
+  const double per_image = model::forward_flops(config, 1, prompt_tokens, 1).total();
+  const double peak = matmul_peak(device, dtype, c.warmup, c.repeats);
+  const int64_t S = config.vision.image_size;
+
+  nlohmann::ordered_json rows = nlohmann::ordered_json::array();
+  for (int b : batch_sizes) {
+    std::vector<torch::Tensor> pixels;
+    for (int i = 0; i < b; ++i) pixels.push_back(torch::randn({1, 3, S, S}, torch::TensorOptions().device(device).dtype(dtype)));
+    const double s = median_seconds([&] { scorer.score(pixels, Task::kQuality, Media::kImage); }, c.warmup, c.repeats, device);
+    rows.push_back({{"batch_size", b},
+                    {"batch_ms", s * 1e3},
+                    {"images_per_s", b / s},
+                    {"ms_per_image", s * 1e3 / b},
+                    {"achieved_flops", per_image * b / s},
+                    {"mfu", per_image * b / s / peak}});
+  }
+  return {{"bench", "score"},       {"preset", c.preset}, {"device", device_name(device)},
+          {"dtype", c.dtype},       {"flops_per_image", per_image},
+          {"peak_flops", peak},     {"batches", rows}};
+}
+
+}  // namespace qalign::tools::bench

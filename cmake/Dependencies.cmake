@@ -22,20 +22,52 @@ find_package(Torch REQUIRED)
 separate_arguments(_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
 add_compile_options(${_torch_flags})
 
-find_package(yaml-cpp REQUIRED)
-find_package(nlohmann_json 3 REQUIRED)
-find_package(CLI11 REQUIRED)
-find_package(GTest REQUIRED)
 find_package(Threads REQUIRED)
-find_package(OpenCV COMPONENTS core imgcodecs imgproc videoio)
-# c10d's ProcessGroupGloo.hpp includes gloo's headers, which the wheel lacks; the code is in
-# libtorch_cpu.so, so only the headers are used (never link Debian's libgloo).
-find_path(GLOO_INCLUDE_DIR gloo/config.h)
-if(NOT GLOO_INCLUDE_DIR)
-  message(FATAL_ERROR "No gloo headers (gloo/config.h): run scripts/setup.sh (Debian package libgloo-dev)")
+if(QALIGN_DEPS_BUNDLE)
+  # A machine with nothing but LibTorch (the GPU machine): every other dependency comes from the
+  # bundle, and only from it, so a missing piece fails here rather than resolving elsewhere.
+  set(_b "${QALIGN_DEPS_BUNDLE}")
+  foreach(f include/yaml-cpp/yaml.h include/nlohmann/json.hpp include/CLI/CLI.hpp include/gtest/gtest.h
+            include/gloo/config.h lib/libyaml-cpp.a lib/libgtest.a lib/libgtest_main.a lib/libsentencepiece.a
+            lib/libsentencepiece_train.a include/sentencepiece_processor.h)
+    if(NOT EXISTS "${_b}/${f}")
+      message(FATAL_ERROR "QALIGN_DEPS_BUNDLE=${_b} lacks ${f}: rebuild it with scripts/device_bundle.sh")
+    endif()
+  endforeach()
+  add_library(yaml-cpp STATIC IMPORTED GLOBAL)
+  set_target_properties(yaml-cpp PROPERTIES IMPORTED_LOCATION "${_b}/lib/libyaml-cpp.a"
+                                            INTERFACE_INCLUDE_DIRECTORIES "${_b}/include")
+  foreach(t nlohmann_json::nlohmann_json CLI11::CLI11)
+    add_library(${t} INTERFACE IMPORTED GLOBAL)
+    set_target_properties(${t} PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${_b}/include")
+  endforeach()
+  add_library(GTest::gtest STATIC IMPORTED GLOBAL)
+  set_target_properties(GTest::gtest PROPERTIES IMPORTED_LOCATION "${_b}/lib/libgtest.a"
+                                                INTERFACE_INCLUDE_DIRECTORIES "${_b}/include"
+                                                INTERFACE_LINK_LIBRARIES Threads::Threads)
+  add_library(GTest::gtest_main STATIC IMPORTED GLOBAL)
+  set_target_properties(GTest::gtest_main PROPERTIES IMPORTED_LOCATION "${_b}/lib/libgtest_main.a"
+                                                     INTERFACE_LINK_LIBRARIES GTest::gtest)
+  set(GLOO_INCLUDE_DIR "${_b}/include")
+  set(_spm_default "${_b}")
+else()
+  set(_spm_default "${PROJECT_SOURCE_DIR}/.deps/sentencepiece")
+  find_package(yaml-cpp REQUIRED)
+  find_package(nlohmann_json 3 REQUIRED)
+  find_package(CLI11 REQUIRED)
+  find_package(GTest REQUIRED)
+  # c10d's ProcessGroupGloo.hpp includes gloo's headers, which the wheel lacks; the code is in
+  # libtorch_cpu.so, so only the headers are used (never link Debian's libgloo).
+  find_path(GLOO_INCLUDE_DIR gloo/config.h)
+  if(NOT GLOO_INCLUDE_DIR)
+    message(FATAL_ERROR "No gloo headers (gloo/config.h): run scripts/setup.sh (Debian package libgloo-dev)")
+  endif()
+endif()
+if(QALIGN_WITH_OPENCV)
+  find_package(OpenCV REQUIRED COMPONENTS core imgcodecs imgproc videoio)
 endif()
 
-set(QALIGN_SPM_PREFIX "${PROJECT_SOURCE_DIR}/.deps/sentencepiece" CACHE PATH "Static SentencePiece")
+set(QALIGN_SPM_PREFIX "${_spm_default}" CACHE PATH "Static SentencePiece")
 if(NOT EXISTS "${QALIGN_SPM_PREFIX}/lib/libsentencepiece_train.a")
   message(FATAL_ERROR "No static SentencePiece in ${QALIGN_SPM_PREFIX}: run scripts/setup.sh")
 endif()

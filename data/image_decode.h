@@ -12,8 +12,4 @@ namespace qalign::data {
 // Missing, empty, truncated, corrupt or oversized files throw qalign::Error naming the path.
 Image decode_image(const std::string& path);
 
-// True for a video container, judged by extension (avi, mp4, mkv, mov, webm, ...) or, failing
-// that, by the file's leading bytes.
-bool is_video_path(const std::string& path);
-
 }  // namespace qalign::data

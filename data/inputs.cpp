@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "data/image_decode.h"
+#include "data/media_type.h"
 #include "qalign/error.h"
 
 namespace qalign::data {

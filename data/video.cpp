@@ -13,9 +13,6 @@ namespace qalign::data {
 
 namespace {
 
-// Python's int(fps * i).
-int64_t second_start(double fps, int64_t i) { return static_cast<int64_t>(fps * static_cast<double>(i)); }
-
 Image bgr_to_image(const cv::Mat& bgr) {
   Image img(bgr.cols, bgr.rows);
   cv::Mat rgb(bgr.rows, bgr.cols, CV_8UC3, img.rgb.data());
@@ -24,13 +21,6 @@ Image bgr_to_image(const cv::Mat& bgr) {
 }
 
 }  // namespace
-
-std::vector<int64_t> one_per_second_indices(double fps, int64_t frame_count) {
-  std::vector<int64_t> idx;
-  const auto n = static_cast<int64_t>(static_cast<double>(frame_count) / fps);
-  for (int64_t i = 0; i < n; ++i) idx.push_back(second_start(fps, i));
-  return idx;
-}
 
 SampledVideo sample_video(const std::string& path) {
   std::error_code ec;

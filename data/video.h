@@ -11,6 +11,8 @@
 
 namespace qalign::data {
 
+// Python's int(fps * i): the frame where second i starts.
+int64_t second_start(double fps, int64_t i);
 // [int(fps * i) for i in range(int(frame_count / fps))]: the first frame of each whole second.
 std::vector<int64_t> one_per_second_indices(double fps, int64_t frame_count);
 

@@ -1,6 +1,7 @@
 // The model against the authors' own forward pass on the tiny random-weight fixture: every stage
 // of every inference case, fed the golden pixel values and ids (preprocessing and tokenisation
-// have their own tests). Tolerances from tests/fixtures/qalign-tiny/MANIFEST.md.
+// have their own tests). Tolerances from tests/fixtures/qalign-tiny/MANIFEST.md. With
+// QALIGN_TEST_DEVICE=cuda the model runs on the GPU and the same tolerances apply.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -34,12 +35,21 @@ struct CaseRun {
   torch::Tensor logits_last;
 };
 
-// Runs one golden case through `m`: images are one block per sample, a video one block of frames.
+// The fixture model in `sub` on the test device.
+model::Owl2ForCausalLM tiny(const std::string& sub, torch::ScalarType dtype = torch::kFloat32) {
+  auto m = model::load_pretrained(test::fixture("qalign-tiny/" + sub), dtype);
+  m->to(test::test_device());
+  return m;
+}
+
+// Runs one golden case through `m` (on its device; results come back to the CPU): images are one
+// block per sample, a video one block of frames.
 CaseRun run_case(model::Owl2ForCausalLM& m, const std::string& c) {
   torch::NoGradGuard no_grad;
   CaseRun r;
-  const auto pixels = golden().get(c + ".pixel_values");
-  const auto ids = golden().get(c + ".input_ids");
+  const auto device = m->lm_head->weight.device();
+  const auto pixels = golden().get(c + ".pixel_values").to(device);
+  const auto ids = golden().get(c + ".input_ids").to(device);
   r.vision = m->model->vision_model(pixels.to(m->model->embed_tokens->weight.scalar_type()));
   r.abstractor = m->model->visual_abstractor(r.vision);
   std::vector<torch::Tensor> visual;
@@ -52,6 +62,13 @@ CaseRun run_case(model::Owl2ForCausalLM& m, const std::string& c) {
   r.hidden.clear();
   m->model->forward(r.inputs, &r.hidden);
   r.logits_last = m->last_logits(r.inputs);
+  const auto cpu = torch::Device(torch::kCPU);
+  r.vision = r.vision.to(cpu);
+  r.abstractor = r.abstractor.to(cpu);
+  r.inputs.embeds = r.inputs.embeds.to(cpu);
+  r.inputs.modality = r.inputs.modality.to(cpu);
+  for (auto& h : r.hidden) h = h.to(cpu);
+  r.logits_last = r.logits_last.to(cpu);
   return r;
 }
 
@@ -83,7 +100,7 @@ void expect_case_matches(model::Owl2ForCausalLM& m, const std::string& c) {
 class ModelParity : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ModelParity, EveryCaseEveryStage) {
-  auto m = model::load_pretrained(test::fixture("qalign-tiny/" + GetParam()));
+  auto m = tiny(GetParam());
   for (const auto& c : cases()) expect_case_matches(m, c);
 }
 
@@ -94,18 +111,19 @@ INSTANTIATE_TEST_SUITE_P(WeightForms, ModelParity,
 TEST(ModelParity, WeightsFromTorchBin) {
   auto m = model::load_pretrained(test::fixture("qalign-tiny/model"));
   model::load_state_dict(*m, io::load_weights(test::fixture("qalign-tiny/model/pytorch_model.bin")), "pytorch_model.bin");
+  m->to(test::test_device());
   for (const auto& c : cases()) expect_case_matches(m, c);
 }
 
 TEST(ModelParity, FullLogitsOfFirstCase) {
-  auto m = model::load_pretrained(test::fixture("qalign-tiny/model"));
+  auto m = tiny("model");
   const auto r = run_case(m, "image.img_wide");
   torch::NoGradGuard g;
-  EXPECT_LE(max_diff(m->logits(r.hidden.back()), golden().get("image.img_wide.logits")), 1e-3);
+  EXPECT_LE(max_diff(m->logits(r.hidden.back().to(m->lm_head->weight.device())).cpu(), golden().get("image.img_wide.logits")), 1e-3);
 }
 
 TEST(ModelParity, BatchEqualsSingleRuns) {
-  auto m = model::load_pretrained(test::fixture("qalign-tiny/model"));
+  auto m = tiny("model");
   const auto batch = run_case(m, "batch2");
   const auto wide = run_case(m, "image.img_wide");
   const auto tall = run_case(m, "image.img_tall");
@@ -114,8 +132,8 @@ TEST(ModelParity, BatchEqualsSingleRuns) {
 }
 
 TEST(ModelParity, BFloat16AgreesWithFloat32) {
-  auto m32 = model::load_pretrained(test::fixture("qalign-tiny/model"));
-  auto m16 = model::load_pretrained(test::fixture("qalign-tiny/model"), torch::kBFloat16);
+  auto m32 = tiny("model");
+  auto m16 = tiny("model", torch::kBFloat16);
   for (const auto& c : {"image.img_wide", "video"}) {
     const auto a = score_from_logits(run_case(m32, c).logits_last, level_ids());
     const auto b = score_from_logits(run_case(m16, c).logits_last, level_ids());

@@ -10,6 +10,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "data/image_decode.h"
+#include "data/media_type.h"
 #include "data/pil_resize.h"
 #include "data/preprocess.h"
 #include "qalign/error.h"

@@ -92,16 +92,20 @@ Command add_bench(CLI::App& app) {
   score->add_option("--batch-sizes", a->batch_sizes, "Batch sizes to time")->delimiter(',')->capture_default_str();
   score->add_flag("--json", a->json, "One JSON object instead of the table");
 
+#ifdef QALIGN_WITH_OPENCV
   auto* data = cmd->add_subcommand("data", "JPEG decode + preprocess images/s per thread, and a plain OpenCV loop");
   data->add_option("--threads", a->threads, "Worker counts to time")->delimiter(',')->capture_default_str();
   data->add_option("--images-per-thread", a->images_per_thread, "1024x768 decodes per worker (an eighth for 4000x3000)")
       ->capture_default_str();
   data->add_flag("--json", a->json, "One JSON object instead of the table");
+#endif
 
-  return {cmd, [a, train, score, data]() {
+  return {cmd, [=]() {
             if (*train) print(bench::train_step(a->common, a->batch_size), a->json);
             if (*score) print(bench::score(a->common, a->batch_sizes), a->json);
+#ifdef QALIGN_WITH_OPENCV
             if (*data) print(bench::data(a->threads, a->images_per_thread), a->json);
+#endif
             return 0;
           }};
 }

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/image_decode.h"
+#include "data/media_type.h"
 #include "data/inputs.h"
 #include "data/preprocess.h"
 #include "data/video.h"

@@ -23,7 +23,9 @@ int main(int argc, char** argv) {
       tools::add_init(app),
       tools::add_train(app),
       tools::add_eval(app),
+#ifdef QALIGN_WITH_OPENCV
       tools::add_demo(app),
+#endif
       tools::add_export(app),
       tools::add_launch(app),
       tools::add_bench(app),

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <stdexcept>
 #include <stdlib.h>
+#include <string>
 #include <sys/wait.h>
 
 namespace qalign::test {
@@ -19,6 +20,11 @@ std::string shared(const std::string& rel) {
 }
 
 std::string qalign_binary() { return QALIGN_BINARY; }
+
+torch::Device test_device() {
+  const char* d = std::getenv("QALIGN_TEST_DEVICE");
+  return d != nullptr && std::string(d) == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+}
 
 int run_command(const std::string& cmd, std::string* output) {
   const std::string full = cmd + " 2>&1";

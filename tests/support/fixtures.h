@@ -1,6 +1,8 @@
 #pragma once
 // Paths to the fixtures the tests read: tests/fixtures in the repository (always there) and
 // ../shared (large label files; tests that need it skip when it is absent).
+#include <torch/torch.h>
+
 #include <string>
 
 namespace qalign::test {
@@ -14,6 +16,8 @@ std::string shared(const std::string& rel);
 std::string qalign_binary();
 // Runs a shell command, returns its exit code and combined output.
 int run_command(const std::string& cmd, std::string* output);
+// Where device-aware tests run: QALIGN_TEST_DEVICE=cuda (the GPU check), else the CPU.
+torch::Device test_device();
 
 // A fresh folder under /tmp for one test process (tests run as parallel processes, so a fixed
 // name would be shared), removed with everything in it when the object goes.

@@ -9,10 +9,12 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "qalign/io/safetensors.h"
 #include "qalign/tokenizer.h"
 #include "qalign/model/weights.h"
+#include "train/checkpointing.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/tiny_golden.h"
 
@@ -40,7 +42,7 @@ std::string scratch(const std::string& name) {
 }
 
 // Runs `qalign train` from the repository root (the recipes' paths are relative to it).
-int train(const std::string& recipe, const std::string& args, std::string* output) {
+int run_train(const std::string& recipe, const std::string& args, std::string* output) {
   const auto cmd = "cd '" + test::source_dir() + "' && '" + test::qalign_binary() + "' train --config " + recipe + " " + args;
   const int rc = test::run_command(cmd, output);
   if (rc != 0) std::cerr << *output;
@@ -65,7 +67,7 @@ struct GoldenRun {
 GoldenRun run_golden_step(const std::string& name, const std::string& extra) {
   const auto dir = scratch(name);
   std::string out;
-  EXPECT_EQ(train(kGoldenRecipe, "output_dir=" + dir + " " + extra + " --dump-first-step " + dir + "/step.safetensors", &out), 0);
+  EXPECT_EQ(run_train(kGoldenRecipe, "output_dir=" + dir + " " + extra + " --dump-first-step " + dir + "/step.safetensors", &out), 0);
   return {load(dir + "/step.safetensors"), load(dir + "/checkpoint-1/model.safetensors")};
 }
 
@@ -150,11 +152,11 @@ namespace {
 void expect_bitwise_resume(const std::string& tag, const std::string& extra) {
   const auto a = scratch(tag + "_a"), b = scratch(tag + "_b");
   std::string out;
-  ASSERT_EQ(train(kRecipe, "output_dir=" + a + " " + extra, &out), 0);
+  ASSERT_EQ(run_train(kRecipe, "output_dir=" + a + " " + extra, &out), 0);
   const auto state = nlohmann::json::parse(std::ifstream(a + "/checkpoint-2/trainer_state.json"));
   EXPECT_EQ(state["epoch"], 0);
   EXPECT_EQ(state["position"], 4);  // of 5 samples
-  ASSERT_EQ(train(kRecipe, "output_dir=" + b + " resume_from_checkpoint=" + a + "/checkpoint-2 " + extra, &out), 0);
+  ASSERT_EQ(run_train(kRecipe, "output_dir=" + b + " resume_from_checkpoint=" + a + "/checkpoint-2 " + extra, &out), 0);
   EXPECT_NE(out.find("resumed from"), std::string::npos) << out;
 
   const auto ma = metrics(a), mb = metrics(b);
@@ -190,7 +192,7 @@ TEST(TrainResume, ResumedBf16RunIsBitwiseIdentical) { expect_bitwise_resume("res
 TEST(TrainCheckpoints, HuggingFaceLayoutAndRotation) {
   const auto dir = scratch("rotation");
   std::string out;
-  ASSERT_EQ(train(kRecipe, "output_dir=" + dir + " max_steps=3 save_steps=1 save_total_limit=2 gradient_checkpointing=false", &out), 0);
+  ASSERT_EQ(run_train(kRecipe, "output_dir=" + dir + " max_steps=3 save_steps=1 save_total_limit=2 gradient_checkpointing=false", &out), 0);
   EXPECT_FALSE(fs::exists(dir + "/checkpoint-1"));
   ASSERT_TRUE(fs::exists(dir + "/checkpoint-2"));
   ASSERT_TRUE(fs::exists(dir + "/checkpoint-3"));
@@ -234,7 +236,7 @@ TEST(TrainGuard, NonFiniteStepIsSkipped) {
   const auto dir = scratch("nonfinite");
   const auto data = write_records(dir, {"good", "noanswer", "good"});
   std::string out;
-  ASSERT_EQ(train(kGoldenRecipe, "output_dir=" + dir + "/run data_path=" + data + " per_device_train_batch_size=1 max_steps=3", &out), 0);
+  ASSERT_EQ(run_train(kGoldenRecipe, "output_dir=" + dir + "/run data_path=" + data + " per_device_train_batch_size=1 max_steps=3", &out), 0);
   EXPECT_NE(out.find("step 2: non-finite loss"), std::string::npos) << out;
   EXPECT_NE(out.find("noanswer1"), std::string::npos) << out;
   const auto lines = metrics(dir + "/run");
@@ -252,7 +254,7 @@ TEST(TrainGuard, StopsAfterTooManyNonFiniteStepsInARow) {
   const auto dir = scratch("nonfinite_stop");
   const auto data = write_records(dir, {"good", "noanswer", "noanswer", "good"});
   std::string out;
-  EXPECT_NE(train(kGoldenRecipe, "output_dir=" + dir + "/run data_path=" + data +
+  EXPECT_NE(run_train(kGoldenRecipe, "output_dir=" + dir + "/run data_path=" + data +
                                      " per_device_train_batch_size=1 max_steps=4 max_nonfinite_steps=2",
                   &out),
             0);
@@ -286,7 +288,7 @@ TEST(TrainEval, EvaluatesDuringTrainingAndKeepsTheBest) {
     {"image": "img_tall.jpg", "gt_score": 1.25}, {"image": "img_big.png", "gt_score": 4.0},
     {"image": "img_wide.png", "gt_score": 2.0}])";
   std::string out;
-  ASSERT_EQ(train(kRecipe, "output_dir=" + dir + "/run eval_steps=2 eval_data_paths=" + test_file, &out), 0);
+  ASSERT_EQ(run_train(kRecipe, "output_dir=" + dir + "/run eval_steps=2 eval_data_paths=" + test_file, &out), 0);
 
   std::map<int64_t, double> srcc;
   for (const auto& j : metrics(dir + "/run"))
@@ -323,8 +325,8 @@ TEST(TrainSoftLabels, LossIsTokenLossPlusWeightedKlOnTheLevelLogits) {
   std::ofstream(soft_json) << records.dump();
 
   std::string out;
-  ASSERT_EQ(train(kGoldenRecipe, "output_dir=" + dir + "/hard --dump-first-step " + dir + "/hard.safetensors", &out), 0);
-  ASSERT_EQ(train(kGoldenRecipe, "output_dir=" + dir + "/soft data_path=" + soft_json +
+  ASSERT_EQ(run_train(kGoldenRecipe, "output_dir=" + dir + "/hard --dump-first-step " + dir + "/hard.safetensors", &out), 0);
+  ASSERT_EQ(run_train(kGoldenRecipe, "output_dir=" + dir + "/soft data_path=" + soft_json +
                                      " level_labels=soft soft_label_weight=0.5 --dump-first-step " + dir + "/soft.safetensors",
                   &out),
             0);
@@ -363,7 +365,7 @@ TEST(TrainSoftLabels, LossIsTokenLossPlusWeightedKlOnTheLevelLogits) {
   EXPECT_NEAR(got, 0.5 * kl, 1e-5 * soft.at("loss").item<double>());
 
   // Without level_probs a soft run names the record it cannot train.
-  EXPECT_NE(train(kGoldenRecipe, "output_dir=" + dir + "/missing level_labels=soft", &out), 0);
+  EXPECT_NE(run_train(kGoldenRecipe, "output_dir=" + dir + "/missing level_labels=soft", &out), 0);
   EXPECT_NE(out.find("level_probs"), std::string::npos) << out;
 }
 
@@ -380,7 +382,7 @@ TEST(TrainAblation, RegressionHeadLossAndGradients) {
   std::ofstream(data) << records.dump();
 
   std::string out;
-  ASSERT_EQ(train(kGoldenRecipe, "output_dir=" + dir + "/run data_path=" + data +
+  ASSERT_EQ(run_train(kGoldenRecipe, "output_dir=" + dir + "/run data_path=" + data +
                                      " answer_format=regression --dump-first-step " + dir + "/step.safetensors",
                   &out),
             0);
@@ -428,7 +430,7 @@ TEST(TrainAblation, RegressionHeadLossAndGradients) {
   EXPECT_NEAR(first["score01"].get<double>(), (first["score"].get<double>() - 1) / 4, 1e-6);
 
   // Records without a MOS cannot be regressed: the run names the field.
-  EXPECT_NE(train(kGoldenRecipe, "output_dir=" + dir + "/nomos answer_format=regression", &out), 0);
+  EXPECT_NE(run_train(kGoldenRecipe, "output_dir=" + dir + "/nomos answer_format=regression", &out), 0);
   EXPECT_NE(out.find("gt_score"), std::string::npos) << out;
   // A model without a head has no regression readout.
   EXPECT_NE(test::run_command(test::qalign_binary() + " eval --readout regression --model " +
@@ -437,4 +439,55 @@ TEST(TrainAblation, RegressionHeadLossAndGradients) {
                               &out),
             0);
   EXPECT_NE(out.find("score_head"), std::string::npos) << out;
+}
+
+// SIGKILL at random moments of a run that saves a checkpoint every step, 20 times in a row, each
+// restart resuming from `latest`: every restart finds an intact checkpoint (output_dir/latest
+// names one that passes validation), resumes from it and makes progress; a final uninterrupted
+// run finishes. Damage to the newest checkpoint is reported and the one before it used.
+TEST(TrainCrashSafety, KilledAtRandomMomentsResumesFromAnIntactCheckpoint) {
+  const auto dir = scratch("sigkill");
+  const std::string run = dir + "/run";
+  std::mt19937 rng(20261126);
+  const std::string base = "output_dir=" + run + " max_steps=100000 save_steps=1 save_total_limit=3";
+  int64_t last_step = -1;
+  int resumed = 0;
+  for (int i = 0; i < 20; ++i) {
+    SCOPED_TRACE("kill " + std::to_string(i));
+    const bool has_latest = fs::exists(run + "/latest");
+    const double seconds = 0.8 + static_cast<double>(rng() % 1600) / 1000.0;
+    std::string out;
+    const auto cmd = "cd '" + test::source_dir() + "' && timeout -s KILL " + std::to_string(seconds) + " '" +
+                     test::qalign_binary() + "' train --config " + kRecipe + " " + base +
+                     (has_latest ? " resume_from_checkpoint=latest" : "");
+    const int rc = test::run_command(cmd, &out);
+    ASSERT_EQ(rc, 137) << "the run ended by itself instead of being killed:\n" << out;
+    // A kill during start-up comes before the resume; the next restart tries again.
+    if (has_latest && out.find("resumed from") != std::string::npos) ++resumed;
+    if (!fs::exists(run + "/latest")) continue;
+    std::ifstream pointer(run + "/latest");
+    std::string named;
+    std::getline(pointer, named);
+    const auto newest = run + "/" + named;
+    EXPECT_FALSE(train::checkpoint_problem(newest).has_value()) << newest << ": " << *train::checkpoint_problem(newest);
+    EXPECT_EQ(train::resolve_resume_dir("latest", run), newest);
+    const int64_t step = std::stoll(named.substr(std::string("checkpoint-").size()));
+    EXPECT_GE(step, last_step) << "a restart lost saved progress";
+    last_step = step;
+  }
+  EXPECT_GE(resumed, 10);
+  EXPECT_GT(last_step, 0);
+
+  // The newest checkpoint damaged (its optimizer state truncated): reported, the one before used.
+  const auto all = train::list_checkpoints(run);
+  ASSERT_GE(all.size(), 2u);
+  fs::resize_file(all.back().second + "/optimizer.safetensors", 100);
+  EXPECT_EQ(train::resolve_resume_dir("latest", run), all[all.size() - 2].second);
+  std::string out;
+  ASSERT_EQ(run_train(kRecipe, "output_dir=" + run + " max_steps=" + std::to_string(all.back().first + 2) +
+                               " save_steps=1 resume_from_checkpoint=latest",
+                  &out),
+            0);
+  EXPECT_NE(out.find("cannot resume from " + all.back().second), std::string::npos) << out;
+  EXPECT_NE(out.find("resumed from " + all[all.size() - 2].second), std::string::npos) << out;
 }

@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 
 #include "qalign/error.h"
 #include "qalign/io/atomic_file.h"
 #include "qalign/io/checkpoint.h"
+#include "qalign/io/json_file.h"
 #include "qalign/io/safetensors.h"
 #include "qalign/log.h"
 
@@ -97,15 +99,60 @@ void rotate_checkpoints(const std::string& output_dir, int64_t limit) {
   }
 }
 
-std::string resolve_resume_dir(const std::string& spec, const std::string& output_dir) {
-  if (spec == "latest" || spec == "true" || spec == "True") {
-    const auto all = list_checkpoints(output_dir);
-    if (all.empty()) fail(output_dir, "resume_from_checkpoint", "no checkpoint-<step> folder to resume from");
-    return all.back().second;
+void write_latest_pointer(const std::string& output_dir, const std::string& checkpoint_dir) {
+  io::write_file_atomic((fs::path(output_dir) / "latest").string(), fs::path(checkpoint_dir).filename().string() + "\n");
+}
+
+std::optional<std::string> checkpoint_problem(const std::string& dir) {
+  const fs::path d(dir);
+  if (!fs::exists(d / "trainer_state.json")) return "not a training checkpoint (no trainer_state.json in it)";
+  try {
+    io::read_json_file((d / "trainer_state.json").string());
+    std::vector<std::string> tensors = {(d / "rng_state.safetensors").string()};
+    if (fs::exists(d / "adapter_config.json")) {
+      tensors.push_back((d / "adapter_model.safetensors").string());
+    } else {
+      const auto weights = io::resolve_weights(dir);
+      if (fs::path(weights).extension() == ".safetensors") tensors.push_back(weights);
+    }
+    bool optimizer = false;
+    for (const auto& e : fs::directory_iterator(d)) {
+      const auto name = e.path().filename().string();
+      if (name.rfind("optimizer", 0) == 0 && e.path().extension() == ".safetensors") {
+        optimizer = true;
+        tensors.push_back(e.path().string());
+      }
+    }
+    if (!optimizer) return "no optimizer state in it";
+    for (const auto& t : tensors) io::SafetensorsFile::open(t);  // the header, and its sizes against the file's
+  } catch (const Error& e) {
+    return std::string(e.what());
   }
-  if (!fs::exists(fs::path(spec) / "trainer_state.json"))
-    fail(spec, "resume_from_checkpoint", "not a training checkpoint (no trainer_state.json in it)");
-  return spec;
+  return std::nullopt;
+}
+
+std::string resolve_resume_dir(const std::string& spec, const std::string& output_dir) {
+  if (spec != "latest" && spec != "true" && spec != "True") {
+    if (const auto problem = checkpoint_problem(spec)) fail(spec, "resume_from_checkpoint", *problem);
+    return spec;
+  }
+  std::vector<std::string> candidates;
+  std::ifstream pointer(fs::path(output_dir) / "latest");
+  std::string named;
+  if (pointer && std::getline(pointer, named) && !named.empty() && fs::is_directory(fs::path(output_dir) / named))
+    candidates.push_back((fs::path(output_dir) / named).string());
+  const auto all = list_checkpoints(output_dir);
+  for (auto it = all.rbegin(); it != all.rend(); ++it)
+    if (candidates.empty() || it->second != candidates.front()) candidates.push_back(it->second);
+  if (candidates.empty()) fail(output_dir, "resume_from_checkpoint", "no checkpoint-<step> folder to resume from");
+  std::string problems;
+  for (const auto& c : candidates) {
+    const auto problem = checkpoint_problem(c);
+    if (!problem) return c;
+    log::warn("cannot resume from ", c, ": ", *problem, "; trying the one before it");
+    problems += "\n  " + c + ": " + *problem;
+  }
+  fail(output_dir, "resume_from_checkpoint", "no intact checkpoint to resume from:" + problems);
 }
 
 }  // namespace qalign::train

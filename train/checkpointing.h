@@ -7,7 +7,8 @@
 //   optimizer.rank<r>-of-<W>.safetensors   instead, with ZeRO: each rank's shard of them
 //   rng_state.safetensors      the CPU generator; float32 masters when the model is not float32
 // A checkpoint is written into a temporary folder that is renamed into place when complete, so
-// an interrupted save never leaves a checkpoint-<step> that looks whole.
+// an interrupted save never leaves a checkpoint-<step> that looks whole; output_dir/latest, a
+// one-line file naming the newest complete checkpoint, is replaced (atomically) last.
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -49,8 +50,16 @@ std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string&
 // Deletes the oldest checkpoints until at most `limit` remain (limit 0 keeps them all).
 void rotate_checkpoints(const std::string& output_dir, int64_t limit);
 
-// resume_from_checkpoint's value as a folder: "latest" (or "true", HF's spelling) is the newest
-// checkpoint in output_dir; anything else must be a folder holding trainer_state.json.
+// Points output_dir/latest at `checkpoint_dir` (a folder inside output_dir).
+void write_latest_pointer(const std::string& output_dir, const std::string& checkpoint_dir);
+
+// Why `dir` cannot be resumed from (a missing or unreadable trainer_state.json, weights, optimizer
+// or RNG file, a safetensors header that does not match its file), or nullopt when it is intact.
+std::optional<std::string> checkpoint_problem(const std::string& dir);
+
+// resume_from_checkpoint's value as a folder. "latest" (or "true", HF's spelling): the checkpoint
+// output_dir/latest names, else the newest; one that fails checkpoint_problem is reported and the
+// next older one tried. Anything else must be an intact checkpoint folder.
 std::string resolve_resume_dir(const std::string& spec, const std::string& output_dir);
 
 }  // namespace qalign::train

@@ -354,6 +354,7 @@ void Trainer::write_checkpoint_folder(const std::string& dir) const {
   if (rank() == 0) {
     write_checkpoint(dir, c);
     if (zero_) fs::remove_all(dir + ".shards");
+    if (fs::path(dir).filename().string().rfind("checkpoint-", 0) == 0) write_latest_pointer(config_.output_dir, dir);
   }
   if (group_) group_->barrier();  // the checkpoint is complete before any rank goes on
 }

@@ -59,6 +59,28 @@ std::vector<nlohmann::json> metrics(const std::string& output_dir) {
   return out;
 }
 
+// A dumped first step's batch through the fixture model's own forward (eval mode, no grad): the
+// spliced inputs and the decoder's output [B,L,E].
+std::pair<model::MultimodalInputs, torch::Tensor> replay(model::Owl2ForCausalLM& m, const io::StateDict& step) {
+  m->eval();
+  torch::NoGradGuard no_grad;
+  const auto pixels = step.at("pixel_values");  // [B,1,3,S,S]
+  const auto tokens = m->model->encode_images(pixels.flatten(0, 1));
+  std::vector<torch::Tensor> visual;
+  for (int64_t b = 0; b < pixels.size(0); ++b) visual.push_back(tokens[b]);
+  auto in = m->model->splice(step.at("input_ids"), visual, step.at("attention_mask").to(torch::kBool), step.at("labels"));
+  auto hidden = m->model(in);
+  return {std::move(in), std::move(hidden)};
+}
+
+// The position whose output predicts sample b's level word, found here by scanning its labels.
+int64_t level_position(const model::MultimodalInputs& in, int64_t b) {
+  static const auto level_ids = Tokenizer(test::fixture("qalign-tiny/model")).level_token_ids();
+  int64_t t = 1;
+  while (std::find(level_ids.begin(), level_ids.end(), in.labels[b][t].item<int64_t>()) == level_ids.end()) ++t;
+  return t - 1;
+}
+
 // The first step through `qalign train`, dumped, plus the model it wrote.
 struct GoldenRun {
   io::StateDict dump, after;
@@ -334,21 +356,12 @@ TEST(TrainSoftLabels, LossIsTokenLossPlusWeightedKlOnTheLevelLogits) {
   ASSERT_TRUE(torch::equal(hard.at("input_ids"), soft.at("input_ids")));
 
   auto m = model::load_pretrained(test::fixture("qalign-tiny/model"));
-  m->eval();
-  torch::NoGradGuard no_grad;
-  const auto pixels = soft.at("pixel_values");  // [B,1,3,S,S]
-  const auto tokens = m->model->encode_images(pixels.flatten(0, 1));
-  std::vector<torch::Tensor> visual;
-  for (int64_t b = 0; b < pixels.size(0); ++b) visual.push_back(tokens[b]);
-  const auto in = m->model->splice(soft.at("input_ids"), visual, soft.at("attention_mask").to(torch::kBool),
-                                   soft.at("labels"));
-  const auto hidden = m->model(in);
+  const auto [in, hidden] = replay(m, soft);
   const auto level_ids = Tokenizer(test::fixture("qalign-tiny/model")).level_token_ids();
+  torch::NoGradGuard no_grad;
   double kl = 0;
   for (int64_t b = 0; b < in.labels.size(0); ++b) {
-    int64_t t = 1;
-    while (std::find(level_ids.begin(), level_ids.end(), in.labels[b][t].item<int64_t>()) == level_ids.end()) ++t;
-    const auto logits = m->logits(hidden[b][t - 1]).to(torch::kFloat64);
+    const auto logits = m->logits(hidden[b][level_position(in, b)]).to(torch::kFloat64);
     std::vector<double> z;
     for (auto id : level_ids) z.push_back(logits[id].item<double>());
     const double zmax = *std::max_element(z.begin(), z.end());
@@ -393,22 +406,10 @@ TEST(TrainAblation, RegressionHeadLossAndGradients) {
   EXPECT_EQ(max_abs(step.at("grad.model.norm.weight")), 0.0) << "only the head learns while it is zero";
 
   auto m = model::load_pretrained(test::fixture("qalign-tiny/model"));
-  m->eval();
-  torch::NoGradGuard no_grad;
-  const auto pixels = step.at("pixel_values");
-  const auto tokens = m->model->encode_images(pixels.flatten(0, 1));
-  std::vector<torch::Tensor> visual;
-  for (int64_t b = 0; b < pixels.size(0); ++b) visual.push_back(tokens[b]);
-  const auto in = m->model->splice(step.at("input_ids"), visual, step.at("attention_mask").to(torch::kBool),
-                                   step.at("labels"));
-  const auto hidden = m->model(in);
-  const auto level_ids = Tokenizer(test::fixture("qalign-tiny/model")).level_token_ids();
+  const auto [in, hidden] = replay(m, step);
   auto expected = torch::zeros({hidden.size(-1)}, torch::kFloat64);
-  for (int64_t b = 0; b < in.labels.size(0); ++b) {
-    int64_t t = 1;
-    while (std::find(level_ids.begin(), level_ids.end(), in.labels[b][t].item<int64_t>()) == level_ids.end()) ++t;
-    expected += -2.0 * mos[static_cast<size_t>(b)] * hidden[b][t - 1].to(torch::kFloat64) / 2.0;
-  }
+  for (int64_t b = 0; b < in.labels.size(0); ++b)
+    expected += -2.0 * mos[static_cast<size_t>(b)] * hidden[b][level_position(in, b)].to(torch::kFloat64) / 2.0;
   EXPECT_LT(max_diff(step.at("grad.score_head.weight").flatten(), expected), 1e-5 * max_abs(expected));
 
   // The written model carries its head, and the regression readout scores with it.

@@ -2,10 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
-#include <filesystem>
-#include <fstream>
 
-#include "data/image_decode.h"
 #include "data/media_type.h"
 #include "qalign/error.h"
 
@@ -21,29 +18,59 @@ bool is_media_path(const std::string& path) {
   return std::find(image_ext.begin(), image_ext.end(), ext) != image_ext.end() || is_video_path(path);
 }
 
-std::vector<std::string> expand_inputs(const std::vector<std::string>& args) {
-  std::vector<std::string> out;
-  for (const auto& a : args) {
-    if (!a.empty() && a[0] == '@') {
-      const std::string list = a.substr(1);
-      std::ifstream in(list);
-      if (!in) fail(list, "", "cannot open the input list");
+InputStream::InputStream(std::vector<std::string> args) : args_(std::move(args)) {}
+
+void InputStream::open_folder(const fs::path& dir) {
+  Folder f;
+  std::error_code ec;
+  // An unreadable folder is skipped like `find` does, rather than ending a run of millions.
+  for (fs::directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end; !ec && it != end;
+       it.increment(ec))
+    f.entries.push_back(it->path());
+  std::sort(f.entries.begin(), f.entries.end(),
+            [](const fs::path& a, const fs::path& b) { return a.filename().native() < b.filename().native(); });
+  walk_.push_back(std::move(f));
+}
+
+std::optional<std::string> InputStream::next() {
+  for (;;) {
+    if (list_.is_open()) {
       std::string line;
-      while (std::getline(in, line)) {
+      if (std::getline(list_, line)) {
         if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (!line.empty()) out.push_back(line);
+        if (!line.empty()) return line;
+        continue;
       }
+      if (list_.bad()) fail(list_name_, "", "reading the input list failed");
+      list_.close();
+    }
+    while (!walk_.empty()) {
+      Folder& f = walk_.back();
+      if (f.at == f.entries.size()) {
+        walk_.pop_back();
+        continue;
+      }
+      const fs::path p = f.entries[f.at++];
+      std::error_code ec;
+      // Linked folders are not entered: a link back up the tree would never end.
+      if (fs::is_directory(fs::symlink_status(p, ec))) {
+        open_folder(p);
+      } else if (fs::is_regular_file(p, ec) && is_media_path(p.string())) {
+        return p.string();
+      }
+    }
+    if (arg_ == args_.size()) return std::nullopt;
+    const std::string& a = args_[arg_++];
+    if (!a.empty() && a[0] == '@') {
+      list_name_ = a.substr(1);
+      list_.open(list_name_);
+      if (!list_) fail(list_name_, "", "cannot open the input list");
     } else if (fs::is_directory(a)) {
-      std::vector<std::string> found;
-      for (const auto& e : fs::recursive_directory_iterator(a, fs::directory_options::skip_permission_denied))
-        if (e.is_regular_file() && is_media_path(e.path().string())) found.push_back(e.path().string());
-      std::sort(found.begin(), found.end());
-      out.insert(out.end(), found.begin(), found.end());
+      open_folder(a);
     } else {
-      out.push_back(a);  // a missing file is reported when it is scored
+      return a;  // a missing file is reported when it is scored
     }
   }
-  return out;
 }
 
 }  // namespace qalign::data

@@ -1,5 +1,6 @@
-// qalign init --config MODEL.json --tokenizer DIR --out DIR [--seed N]: a freshly initialised
-// model folder in the Hugging Face layout, for training from scratch (the demo's small model).
+// qalign init (--config MODEL.json | --preset NAME) --tokenizer DIR --out DIR [--seed N]: a freshly
+// initialised model folder in the Hugging Face layout, for training from scratch (the demo's small
+// model) or for timing a preset's whole scoring pipeline.
 #include <torch/torch.h>
 
 #include <memory>
@@ -10,6 +11,7 @@
 #include "qalign/model/config.h"
 #include "qalign/model/init_weights.h"
 #include "qalign/model/owl2.h"
+#include "qalign/model/presets.h"
 #include "qalign/model/weights.h"
 #include "qalign/tokenizer.h"
 #include "tools/commands.h"
@@ -20,18 +22,20 @@ namespace qalign::tools {
 namespace {
 
 struct InitArgs {
-  std::string config, tokenizer, out;
+  std::string config, preset, tokenizer, out;
   uint64_t seed = 0;
 };
 
 int run_init(const InitArgs& a) {
-  const auto config = model::ModelConfig::from_json_file(a.config);
+  if (a.config.empty() && a.preset.empty()) fail("--config", "", "give a config.json, or --preset NAME");
+  const auto config = a.preset.empty() ? model::ModelConfig::from_json_file(a.config) : model::preset_config(a.preset, "--preset");
+  const std::string source = a.preset.empty() ? a.config : "--preset " + a.preset;
   const Tokenizer tokenizer(a.tokenizer);
   if (tokenizer.vocab_size() > config.vocab_size)
-    fail(a.config, "vocab_size", std::to_string(config.vocab_size) + " is smaller than the tokenizer's " +
+    fail(source, "vocab_size", std::to_string(config.vocab_size) + " is smaller than the tokenizer's " +
                                      std::to_string(tokenizer.vocab_size()) + " pieces (" + a.tokenizer + ")");
   model::Owl2ForCausalLM m(config);
-  model::initialize_weights(*m, model::init_ranges_from_config_file(a.config), a.seed);
+  model::initialize_weights(*m, a.preset.empty() ? model::init_ranges_from_config_file(a.config) : model::InitRanges{}, a.seed);
   train::write_model_folder(a.out, model::state_dict(*m), config.to_json(), a.tokenizer);
   log::info("wrote ", a.out, ": ", model::count_parameters(*m), " parameters drawn with seed ", a.seed);
   return 0;
@@ -42,7 +46,9 @@ int run_init(const InitArgs& a) {
 Command add_init(CLI::App& app) {
   auto* cmd = app.add_subcommand("init", "A randomly initialised model folder from a config.json, to train from scratch");
   auto a = std::make_shared<InitArgs>();
-  cmd->add_option("--config", a->config, "Model config.json (the Hugging Face mPLUG-Owl2 layout)")->required();
+  auto* config = cmd->add_option("--config", a->config, "Model config.json (the Hugging Face mPLUG-Owl2 layout)");
+  auto* preset = cmd->add_option("--preset", a->preset, "A built-in size instead: tiny, small, owl2-7b, owl2-7b-<N>l");
+  config->excludes(preset);
   cmd->add_option("--tokenizer", a->tokenizer, "Folder with tokenizer.model (+ tokenizer_config.json)")->required();
   cmd->add_option("--out", a->out, "Model folder to write")->required();
   cmd->add_option("--seed", a->seed, "Seed of the initial weights")->capture_default_str();

@@ -11,7 +11,10 @@ namespace qalign::io {
 namespace {
 
 struct Value;
-using Ptr = std::shared_ptr<Value>;
+// Values are owned by the Unpickler's arena, not by each other: a hostile pickle can build cycles
+// (a list appended to itself through the memo), which reference counting would leak, and nesting
+// deep enough that a recursive destructor would overflow the stack.
+using Ptr = Value*;
 
 // The few Python objects a state dict pickle builds.
 struct Value {
@@ -25,12 +28,6 @@ struct Value {
   torch::Dtype dtype = torch::kFloat32;     // StorageType, Storage
   torch::Tensor tensor;                     // Storage (flat), Tensor
 };
-
-Ptr make(Value::Kind k) {
-  auto v = std::make_shared<Value>();
-  v->kind = k;
-  return v;
-}
 
 const std::map<std::string, torch::Dtype>& storage_types() {
   static const std::map<std::string, torch::Dtype> m = {
@@ -178,6 +175,11 @@ class Unpickler {
     fail(source_, "data.pkl", what + " at byte " + std::to_string(pos()));
   }
   size_t pos() const { return static_cast<size_t>(p_ - start_); }
+  Ptr make(Value::Kind k) {
+    arena_.push_back(std::make_unique<Value>());
+    arena_.back()->kind = k;
+    return arena_.back().get();
+  }
   const uint8_t* take(size_t n) {
     if (static_cast<size_t>(end_ - p_) < n) bad("pickle is truncated");
     const uint8_t* r = p_;
@@ -330,6 +332,7 @@ class Unpickler {
   const uint8_t* const start_ = p_;
   const std::string& source_;
   const StorageLoader& loader_;
+  std::vector<std::unique_ptr<Value>> arena_;
   std::vector<Ptr> stack_;
   std::vector<size_t> marks_;
   std::map<uint64_t, Ptr> memo_;

@@ -7,8 +7,10 @@
 #include <fstream>
 #include <functional>
 
+#include "data/dataset.h"
 #include "qalign/error.h"
 #include "qalign/io/pickle.h"
+#include "qalign/model/config.h"
 #include "tests/support/fixtures.h"
 
 using namespace qalign;
@@ -37,6 +39,14 @@ void expect_clean_error(const std::function<void()>& read, const std::vector<std
   }
 }
 
+std::string nested(const std::string& open, const std::string& close, size_t depth) {
+  std::string s;
+  s.reserve(depth * (open.size() + close.size()));
+  for (size_t i = 0; i < depth; ++i) s += open;
+  for (size_t i = 0; i < depth; ++i) s += close;
+  return s;
+}
+
 }  // namespace
 
 // A list appended to itself through the memo: a reference cycle that leaked every Value in it.
@@ -49,4 +59,29 @@ TEST(FuzzRegressions, PickleListAppendedToItself) {
 TEST(FuzzRegressions, PickleNestedAMillionDeep) {
   const std::string pickle = ")" + std::string(1000000, '\x85') + ".";
   expect_clean_error([&] { unpickle(pickle, "deep.pkl"); }, {"deep.pkl", "not a dict of tensors"});
+}
+
+// A number too large for a double escaped as nlohmann's out_of_range, not a qalign::Error.
+TEST(FuzzRegressions, ModelConfigNumberOverflow) {
+  const auto path = test::fixture("fuzz/model_config_number_overflow.json");
+  expect_clean_error([&] { model::ModelConfig::from_json_file(path); }, {path, "invalid JSON", "number overflow"});
+}
+
+// Deep nesting inside a value whose error message prints it: dump() recursed off the stack.
+TEST(FuzzRegressions, JsonNestedTooDeep) {
+  test::ScratchDir dir("qalign-fuzz-regressions");
+  const std::string deep = nested("[", "]", 1000000);
+  const auto config = dir.file("config.json");
+  std::ofstream(config) << R"({"model_type": "mplug_owl2", "vocab_size": )" << deep << "}";
+  expect_clean_error([&] { model::ModelConfig::from_json_file(config); }, {config, "nested more than 64 levels"});
+
+  const auto labels = dir.file("labels.json");
+  std::ofstream(labels) << R"([{"conversations": [{"from": "human", "value": "x"}, {"from": "gpt", "value": "y"}],)"
+                        << R"( "level_probs": [0, 0, 0, 0, )" << deep << "]}]";
+  expect_clean_error([&] { data::read_training_records(labels); }, {labels, "nested more than 64 levels"});
+
+  // The limit leaves room for any real file: 64 levels still parse.
+  const auto shallow = dir.file("shallow.json");
+  std::ofstream(shallow) << nested("[", "]", 64);
+  EXPECT_NO_THROW(data::read_json_array(shallow));
 }

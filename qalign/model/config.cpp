@@ -9,6 +9,7 @@
 
 #include "qalign/config/keys.h"
 #include "qalign/error.h"
+#include "qalign/io/json_file.h"
 
 namespace qalign::model {
 
@@ -277,9 +278,10 @@ ModelConfig ModelConfig::from_json_file(const std::string& path) {
   text << in.rdbuf();
   json j;
   try {
-    j = json::parse(text.str());
-  } catch (const json::parse_error& e) {
-    // nlohmann's text starts with "[json.exception.parse_error.101] "; the rest names line/column.
+    j = io::parse_json(text.str(), path);
+  } catch (const json::exception& e) {
+    // nlohmann's text starts with "[json.exception.parse_error.101] " (or out_of_range.406 for a
+    // number too large for a double); the rest names line/column or the number.
     std::string what = e.what();
     const size_t bracket = what.find("] ");
     fail(path, "",

@@ -35,7 +35,8 @@ std::vector<uint8_t> read_bytes(const std::string& path) {
 void check_size(const std::string& path, int64_t width, int64_t height) {
   if (width <= 0 || height <= 0)
     fail(path, "", "image has no pixels (" + std::to_string(width) + "x" + std::to_string(height) + ")");
-  if (width * height > kMaxImagePixels)
+  // Divided rather than multiplied: a PNG header's two 32-bit sides overflow int64 when multiplied.
+  if (width > kMaxImagePixels / height)
     fail(path, "", "image is " + std::to_string(width) + "x" + std::to_string(height) +
                        " pixels, over the " + std::to_string(kMaxImagePixels) +
                        "-pixel limit (PIL refuses such images as decompression bombs)");

@@ -8,6 +8,7 @@
 #include <functional>
 
 #include "data/dataset.h"
+#include "data/image_decode.h"
 #include "qalign/error.h"
 #include "qalign/io/pickle.h"
 #include "qalign/model/config.h"
@@ -84,4 +85,11 @@ TEST(FuzzRegressions, JsonNestedTooDeep) {
   const auto shallow = dir.file("shallow.json");
   std::ofstream(shallow) << nested("[", "]", 64);
   EXPECT_NO_THROW(data::read_json_array(shallow));
+}
+
+// A PNG header of 3372236800 x 4126145535: width * height overflowed int64 (UBSan) and, wrapped,
+// fell under the pixel limit, so the size check passed.
+TEST(FuzzRegressions, ImagePngSidesOverflow) {
+  const auto path = test::fixture("fuzz/image_png_sides_overflow.png");
+  expect_clean_error([&] { data::decode_image(path); }, {path, "3372236800x4126145535", "-pixel limit"});
 }

@@ -11,6 +11,7 @@
 #include "data/image_decode.h"
 #include "qalign/error.h"
 #include "qalign/io/pickle.h"
+#include "qalign/io/torch_bin.h"
 #include "qalign/model/config.h"
 #include "tests/support/fixtures.h"
 
@@ -87,9 +88,24 @@ TEST(FuzzRegressions, JsonNestedTooDeep) {
   EXPECT_NO_THROW(data::read_json_array(shallow));
 }
 
+// miniz accepts the archive, then PyTorchStreamReader's init() rejects it (a leak inside
+// LibTorch, suppressed in fuzz/lsan.supp); the rejection itself must be a clean error.
+TEST(FuzzRegressions, TorchBinRejectedAfterZipOpens) {
+  const auto path = test::fixture("fuzz/torch_bin_rejected_by_init.bin");
+  expect_clean_error([&] { io::load_torch_bin(path); }, {path});
+}
+
 // A PNG header of 3372236800 x 4126145535: width * height overflowed int64 (UBSan) and, wrapped,
 // fell under the pixel limit, so the size check passed.
 TEST(FuzzRegressions, ImagePngSidesOverflow) {
   const auto path = test::fixture("fuzz/image_png_sides_overflow.png");
   expect_clean_error([&] { data::decode_image(path); }, {path, "3372236800x4126145535", "-pixel limit"});
+}
+
+// Not a fuzzer finding but its neighbour: a storage of 2^62 floats over an empty record. The
+// byte count wrapped to 0 and matched; only LibTorch's own view check then stopped it.
+TEST(FuzzRegressions, TorchBinStorageNumelOverflow) {
+  const auto path = test::fixture("fuzz/torch_bin_numel_overflow.bin");
+  expect_clean_error([&] { io::load_torch_bin(path); },
+                     {path, "data/0", "storage holds 0 bytes, expected 4611686018427387904 x 4"});
 }

@@ -29,9 +29,13 @@ StateDict load_torch_bin(const std::string& path) {
       const std::string rec = "data/" + key;
       if (!reader->hasRecord(rec)) fail(path, rec, "storage record missing from the archive");
       auto [data, n] = reader->getRecord(rec);
-      const size_t need = static_cast<size_t>(numel) * c10::elementSize(dtype);
-      if (n != need)
-        fail(path, rec, "storage holds " + std::to_string(n) + " bytes, expected " + std::to_string(need));
+      // Divided rather than multiplied: a numel near 2^62 times the element size wraps to a
+      // small number, which an empty record would then match.
+      const size_t element = c10::elementSize(dtype), count = static_cast<size_t>(numel);
+      if (n % element != 0 || n / element != count)
+        fail(path, rec, "storage holds " + std::to_string(n) + " bytes, expected " +
+                            (count <= SIZE_MAX / element ? std::to_string(count * element)
+                                                         : std::to_string(count) + " x " + std::to_string(element)));
       auto holder = std::make_shared<at::DataPtr>(std::move(data));
       return torch::from_blob(holder->get(), {numel}, [holder](void*) {}, torch::TensorOptions().dtype(dtype));
     };

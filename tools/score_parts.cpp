@@ -150,15 +150,7 @@ PartWriter::~PartWriter() {
 
 void PartWriter::append_chunk(const std::string& rows) {
   const std::string lines = rows + "\n";
-  const char* p = lines.data();
-  size_t left = lines.size();
-  while (left > 0) {
-    const ssize_t n = ::write(fd_, p, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail(path_, "", std::string("write failed: ") + std::strerror(errno));
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
+  io::write_all(fd_, lines.data(), lines.size(), path_);
   if (now_s() - last_sync_ >= 1.0) {
     ::fdatasync(fd_);
     last_sync_ = now_s();

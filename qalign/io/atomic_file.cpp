@@ -24,16 +24,18 @@ AtomicWriter::~AtomicWriter() {
   if (!committed_) ::unlink(tmp_.c_str());
 }
 
-void AtomicWriter::write(const void* data, size_t size) {
+void write_all(int fd, const void* data, size_t size, const std::string& path) {
   const char* p = static_cast<const char*>(data);
   while (size > 0) {
-    const ssize_t n = ::write(fd_, p, size);
+    const ssize_t n = ::write(fd, p, size);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail(path_, "", std::string("write failed: ") + std::strerror(errno));
+    if (n <= 0) fail(path, "", std::string("write failed: ") + std::strerror(errno));
     p += n;
     size -= static_cast<size_t>(n);
   }
 }
+
+void AtomicWriter::write(const void* data, size_t size) { write_all(fd_, data, size, path_); }
 
 void AtomicWriter::commit() {
   if (::fsync(fd_) != 0) fail(path_, "", std::string("fsync failed: ") + std::strerror(errno));

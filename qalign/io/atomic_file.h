@@ -25,6 +25,8 @@ class AtomicWriter {
 };
 
 void write_file_atomic(const std::string& path, const std::string& contents);
+// write(2) until all of `data` is out, retrying after signals; a failure throws naming `path`.
+void write_all(int fd, const void* data, size_t size, const std::string& path);
 std::string read_file(const std::string& path);
 
 }  // namespace qalign::io

@@ -106,6 +106,24 @@ TEST(DemoCli, MakeDataSplitsByPhotographAndLabelsBySyllabus) {
   EXPECT_NE(out.find("visual_config.visual_model.initializer_range"), std::string::npos) << out;
 }
 
+TEST(DemoCli, InitFromAPresetWritesThatSize) {
+  test::ScratchDir tmp("qalign-init-preset");
+  int rc = 0;
+  const auto tokenizer = test::fixture("qalign-tiny/model");
+  const auto log = run("init --preset tiny --tokenizer " + tokenizer + " --out " + tmp.file("m"), &rc);
+  ASSERT_EQ(rc, 0) << log;
+  const auto m = model::load_pretrained(tmp.file("m"));
+  EXPECT_EQ(m->config.hidden_size, 64);
+  EXPECT_EQ(m->config.vision.image_size, 56);
+  EXPECT_NE(run("init --preset tiny --config x.json --tokenizer " + tokenizer + " --out " + tmp.file("n"), &rc).find("excludes"),
+            std::string::npos);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(run("init --preset huge --tokenizer " + tokenizer + " --out " + tmp.file("n"), &rc).find("unknown preset \"huge\""),
+            std::string::npos);
+  EXPECT_NE(run("init --tokenizer " + tokenizer + " --out " + tmp.file("n"), &rc).find("give a config.json, or --preset NAME"),
+            std::string::npos);
+}
+
 TEST(DemoCli, PlotDrawsLossAndEvaluationFromMetrics) {
   test::ScratchDir tmp("qalign-plot");
   std::ofstream(tmp.file("metrics.jsonl")) << R"({"step": 5, "epoch": 0.1, "loss": 2.5}

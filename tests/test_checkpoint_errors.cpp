@@ -20,13 +20,10 @@ using namespace qalign;
 
 namespace {
 
+// Removed with the process's statics at exit.
 fs::path dir() {
-  static const fs::path d = [] {
-    auto p = fs::temp_directory_path() / ("qalign_bad_ckpt_" + std::to_string(::getpid()));
-    fs::create_directories(p);
-    return p;
-  }();
-  return d;
+  static const test::ScratchDir d("qalign-bad-ckpt");
+  return d.path();
 }
 
 std::string write(const std::string& name, const std::string& bytes) {

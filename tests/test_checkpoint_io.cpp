@@ -32,7 +32,8 @@ void expect_same(const io::StateDict& a, const io::StateDict& b) {
 }
 
 fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("qalign_test_" + name + "_" + std::to_string(::getpid()));
+  static const test::ScratchDir root("qalign-checkpoint-io");  // removed at exit
+  fs::path d = fs::path(root.path()) / name;
   fs::remove_all(d);
   fs::create_directories(d);
   return d;

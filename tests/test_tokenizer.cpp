@@ -42,8 +42,8 @@ void remove_folder(const fs::path& d) {
 }
 
 fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() /
-               ("qalign_test_tokenizer_" + name + "_" + std::to_string(::getpid()));
+  static const test::ScratchDir root("qalign-tokenizer");  // removed at exit
+  fs::path d = fs::path(root.path()) / name;
   remove_folder(d);
   fs::create_directories(d);
   return d;

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <string>
 
+#include <torch/torch.h>
+
 namespace qalign::fuzz {
 
 struct ScratchDir {
@@ -33,6 +35,20 @@ inline std::string write_input(const uint8_t* data, size_t size, const std::stri
   out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
   if (!out) std::abort();
   return path;
+}
+
+// Reads every byte of every tensor (through its strided view), so that a tensor pointing outside
+// its data shows up as an ASan read error rather than passing unread.
+template <class Named>
+void read_every_byte(const Named& tensors) {
+  uint8_t sum = 0;
+  for (const auto& [name, tensor] : tensors) {
+    const auto bytes = tensor.contiguous();
+    const auto* p = static_cast<const uint8_t*>(bytes.data_ptr());
+    for (size_t i = 0, n = bytes.numel() * bytes.element_size(); i < n; ++i) sum ^= p[i];
+  }
+  volatile uint8_t sink = sum;
+  (void)sink;
 }
 
 }  // namespace qalign::fuzz

@@ -1,6 +1,7 @@
 // The restricted unpickler alone, on the bare data.pkl bytes: inside a .bin the zip's CRC turns
 // away nearly every mutated pickle before it is parsed. Every storage is a 64-byte record, and a
 // numel that does not fill it is refused, as load_torch_bin refuses it.
+#include "fuzz/fuzz_input.h"
 #include "qalign/error.h"
 #include "qalign/io/pickle.h"
 
@@ -18,14 +19,7 @@ torch::Tensor load_storage(const std::string& key, torch::Dtype dtype, int64_t n
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
-    uint8_t sum = 0;
-    for (const auto& [name, tensor] : qalign::io::unpickle_state_dict(data, size, "fuzz", load_storage)) {
-      const auto bytes = tensor.contiguous();
-      const auto* p = static_cast<const uint8_t*>(bytes.data_ptr());
-      for (size_t i = 0, n = bytes.numel() * bytes.element_size(); i < n; ++i) sum ^= p[i];
-    }
-    volatile uint8_t sink = sum;
-    (void)sink;
+    qalign::fuzz::read_every_byte(qalign::io::unpickle_state_dict(data, size, "fuzz", load_storage));
   } catch (const qalign::Error&) {
   }
   return 0;

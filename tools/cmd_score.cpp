@@ -239,8 +239,11 @@ int run_score(const ScoreOptions& o) {
     std::printf("%-40s %-5s %6s %6s  %-9s %s\n", "input", "media", "score", "0..1", "level", "p(excellent good fair poor bad)");
 
   const DoneSet* done_set = done ? &*done : nullptr;
-  Progress progress(rank == 0 && (format || ::isatty(2)));
-  ShareCounter counter(o.inputs, rank, world, done_set, &progress);
+  const bool show_progress = rank == 0 && (format || ::isatty(2));
+  Progress progress(show_progress);
+  // Only a shown bar needs the total: the other ranks would read every input a second time for nothing.
+  std::optional<ShareCounter> counter;
+  if (show_progress) counter.emplace(o.inputs, rank, world, done_set, &progress);
   Share share(o.inputs, rank, world, done_set);
   data::OrderedPrefetch<Job, Decoded> prefetch([&] { return share.next(); },
                                                  [&](Job& j) { return decode(j, image_size); }, o.workers,

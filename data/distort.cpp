@@ -23,7 +23,9 @@ Image from_mat(const cv::Mat& m) {
   return out;
 }
 
-int jpeg_quality(double s) { return static_cast<int>(std::lround(2 + 93 * (1 - s) * (1 - s))); }
+// Geometric from 95 to 2: blocking grows with the ratio of quality settings, not their difference
+// (95 and 60 look alike; 8 and 4 do not).
+int jpeg_quality(double s) { return static_cast<int>(std::lround(95 * std::pow(2.0 / 95, s))); }
 
 std::vector<uint8_t> encode(const Image& img, const std::string& ext, const std::vector<int>& params) {
   cv::Mat bgr;
@@ -128,6 +130,27 @@ Image distort(const Image& img, Distortion d, double strength, uint64_t seed) {
 }
 
 double distortion_mos(double strength) { return 5 - 4 * std::clamp(strength, 0.0, 1.0); }
+
+Image normalise_reference(const Image& img, double contrast) {
+  if (img.width <= 0 || img.height <= 0) fail("normalise_reference", "", "empty picture");
+  cv::Mat f;
+  as_mat(img).convertTo(f, CV_32FC3);
+  const cv::Scalar mean = cv::mean(f);
+  const double grey = (mean[0] + mean[1] + mean[2]) / 3;
+  std::vector<cv::Mat> ch;
+  cv::split(f, ch);
+  for (int c = 0; c < 3; ++c) ch[c] += grey - mean[c];
+  cv::merge(ch, f);
+  cv::Mat luma;
+  cv::cvtColor(f, luma, cv::COLOR_RGB2GRAY);
+  cv::Scalar m, sd;
+  cv::meanStdDev(luma, m, sd);
+  const double gain = sd[0] > 1e-6 ? contrast / sd[0] : 1.0;
+  f = (f - cv::Scalar::all(m[0])) * gain + cv::Scalar::all(m[0]);
+  cv::Mat u8;
+  f.convertTo(u8, CV_8UC3);  // rounds and saturates
+  return from_mat(u8);
+}
 
 Image resize_short_side(const Image& img, int short_side) {
   if (short_side < 1) fail("resize", "short_side", "must be at least 1");

@@ -14,7 +14,7 @@ namespace qalign::data {
 enum class Distortion {
   kBlur,        // Gaussian blur, sigma = 4 s pixels
   kNoise,       // white Gaussian noise per channel, sigma = 40 s (of 255), seeded
-  kJpeg,        // JPEG at quality round(2 + 93 (1 - s)^2): 95 … 2
+  kJpeg,        // JPEG at quality round(95 (2/95)^s): 95, 44, 20, 9, 4, 2 at s = 0, 0.2, … 1
   kContrast,    // pixels pulled toward the mean grey by a factor 1 - 0.85 s
   kColorShift,  // a colour cast of 70 s (of 255) along a seeded hue direction, brightness kept
   kDownscale,   // shrunk by 1 + 7 s (area), then enlarged back bilinearly
@@ -33,6 +33,12 @@ Image distort(const Image& img, Distortion d, double strength, uint64_t seed = 0
 // The opinion score such a picture gets: 5 - 4 s, on the scale [1, 5] of five-level ratings,
 // for every type (the parameter curves above carry the per-type calibration).
 double distortion_mos(double strength);
+
+// The common baseline a quality set's references start from: balanced to neutral grey (each
+// channel's mean moved to the mean brightness) and stretched about that mean to an RMS
+// brightness contrast of `contrast` (of 255), clipped to 8 bits. Contrast and colour-cast damage
+// applied after it then reads the same on every photograph, whatever its own exposure and light.
+Image normalise_reference(const Image& img, double contrast = 56);
 
 // Resized (area when shrinking, bicubic when enlarging) so the shorter side is `short_side`.
 Image resize_short_side(const Image& img, int short_side);

@@ -15,7 +15,7 @@ Q=build/tools/qalign
 echo "[demo] setup and build: ${SECONDS} s"
 
 rm -rf "$OUT"
-$Q demo make-data --out "$OUT/data" --size 64 --per-image 96
+$Q demo make-data --out "$OUT/data" --size 64 --per-image 240 --test-per-image 50 --scene 128
 $Q init --config configs/demo_model.json --tokenizer "$OUT/data/tokenizer" --out "$OUT/init"
 $Q train --config configs/demo.yaml model_name_or_path="$OUT/init" data_path="$OUT/data/train.json" \
   image_folder="$OUT/data" output_dir="$OUT/train" eval_data_paths="$OUT/data/test.json"

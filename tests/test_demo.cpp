@@ -44,6 +44,9 @@ TEST(DemoCli, MakeDataSplitsByPhotographAndLabelsBySyllabus) {
     EXPECT_EQ(img.cols, 48);
     EXPECT_EQ(img.rows, 48);
   }
+  std::set<std::string> types;
+  for (const auto& it : manifest["items"]) types.insert(it["distortion"].get<std::string>());
+  EXPECT_EQ(types, (std::set<std::string>{"blur", "noise", "jpeg", "contrast", "color_shift"}));
   for (const auto& s : test_sources) EXPECT_EQ(train_sources.count(s), 0u) << s << " is in both splits";
   EXPECT_FALSE(test_sources.empty());
 
@@ -68,6 +71,11 @@ TEST(DemoCli, MakeDataSplitsByPhotographAndLabelsBySyllabus) {
   const auto test_set = json::parse(std::ifstream(tmp.file("test.json")));
   EXPECT_EQ(test_set.size(), 3 * test_sources.size());
   EXPECT_TRUE(fs::exists(tmp.file("tokenizer/tokenizer.model")));
+
+  const auto bad = run("demo make-data --out " + tmp.file("bad") + " --size 48 --distortions blur,sharpen", &rc);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(bad.find("--distortions"), std::string::npos) << bad;
+  EXPECT_NE(bad.find("sharpen"), std::string::npos) << bad;
 
   const auto init_log = run("init --config " + test::source_dir() + "/configs/demo_model.json --tokenizer " +
                                 tmp.file("tokenizer") + " --out " + tmp.file("init") + " --seed 5",

@@ -132,6 +132,18 @@ TEST(Distort, JpegPictureIsTheDecodeOfTheWrittenFile) {
   EXPECT_LT(rms_difference(read, expected), 1.0);  // libjpeg settings may differ by a level
 }
 
+TEST(Distort, NormalisedReferenceIsNeutralAtTheCommonContrast) {
+  // A warm, flat version of the photograph: its own light and exposure must not survive.
+  const auto warm = distort(distort(photo(), Distortion::kContrast, 0.5), Distortion::kColorShift, 0.8, 5);
+  for (const Image* img : {&photo(), &warm}) {
+    const auto ref = normalise_reference(*img, 50);
+    EXPECT_NEAR(luma_std(ref), 50, 2.5);  // clipping at 0 and 255 takes a little
+    const double grey = (mean_channel(ref, 0) + mean_channel(ref, 1) + mean_channel(ref, 2)) / 3;
+    for (int c = 0; c < 3; ++c) EXPECT_NEAR(mean_channel(ref, c), grey, 2.0) << "channel " << c;
+  }
+  EXPECT_THROW(normalise_reference(Image()), Error);
+}
+
 TEST(Distort, MosIsFiveMinusFourTimesStrength) {
   EXPECT_DOUBLE_EQ(distortion_mos(0.0), 5.0);
   EXPECT_DOUBLE_EQ(distortion_mos(0.5), 3.0);

@@ -1,6 +1,6 @@
 // qalign demo make-data | plot: the README's training demo. make-data turns the photographs two
 // Debian packages ship into a synthetic-distortion quality set in the authors' formats (graded
-// blur, noise, JPEG, contrast, colour cast, downscaling; the MOS a fixed function of the
+// blur, noise, JPEG, contrast and colour cast by default; the MOS a fixed function of the
 // strength), split by source photograph so the test pictures are never trained on, plus a
 // tokenizer learned from the prompts. plot draws the training loss and held-out SRCC.
 #include <algorithm>
@@ -48,7 +48,8 @@ const std::vector<std::pair<std::string, std::vector<std::string>>> kPhotoSource
 struct MakeDataArgs {
   std::string out;
   uint64_t seed = 0;
-  int per_image = 48, test_per_image = 24, size = 224;
+  int per_image = 48, test_per_image = 24, size = 224, scene = 0;
+  std::string distortions = "blur,noise,jpeg,contrast,color_shift";
   double test_fraction = 0.25;
   int64_t vocab_size = 512;
 };
@@ -86,13 +87,40 @@ data::Image random_crop(const data::Image& img, int size, std::mt19937_64& rng) 
   return out;
 }
 
+// Mean squared difference of neighbouring grey levels: how much fine detail a picture has.
+double detail(const data::Image& img) {
+  double e = 0;
+  const auto grey = [&](int x, int y) {
+    const uint8_t* p = img.pixel(x, y);
+    return 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
+  };
+  for (int y = 0; y + 1 < img.height; ++y)
+    for (int x = 0; x + 1 < img.width; ++x)
+      e += std::pow(grey(x + 1, y) - grey(x, y), 2) + std::pow(grey(x, y + 1) - grey(x, y), 2);
+  return e;
+}
+
+// The most detailed of a few random windows: on a patch of clear sky, blur, blocking and lost
+// resolution leave nothing to see, and a label the picture cannot show only teaches guessing.
+data::Image detailed_crop(const data::Image& img, int size, std::mt19937_64& rng) {
+  data::Image best = random_crop(img, size, rng);
+  double best_detail = detail(best);
+  for (int k = 1; k < 4; ++k) {
+    auto c = random_crop(img, size, rng);
+    if (const double e = detail(c); e > best_detail) best = std::move(c), best_detail = e;
+  }
+  return best;
+}
+
 // K variants of one photograph: the types in turn, each type's strengths spread over [0, 1] by
 // stratified sampling, so every photograph covers the whole range of every type. Each variant is
 // its own square crop, as large as the model's input: the model sees the distortion pixel for
-// pixel (a resize would smooth noise and blocking away) and many views of each scene.
+// pixel (a resize would smooth noise and blocking away) and many views of each scene. Each crop
+// is normalised (normalise_reference) before the damage, so a flat or tinted photograph does not
+// read as contrast or colour-cast damage it never had.
 std::vector<Variant> write_variants(const data::Image& scene, const std::string& stem, int count, int size,
-                                    const fs::path& images_dir, std::mt19937_64& rng) {
-  const auto& types = data::all_distortions();
+                                    const std::vector<data::Distortion>& types, const fs::path& images_dir,
+                                    std::mt19937_64& rng) {
   std::vector<Variant> out;
   for (int k = 0; k < count; ++k) {
     const int t = k % static_cast<int>(types.size());
@@ -100,7 +128,7 @@ std::vector<Variant> write_variants(const data::Image& scene, const std::string&
     const int j = k / static_cast<int>(types.size());
     const double s = round3((j + uniform01(rng)) / per_type);
     const uint64_t noise_seed = rng();
-    const auto photo = random_crop(scene, size, rng);
+    const auto photo = data::normalise_reference(detailed_crop(scene, size, rng));
     const auto d = types[t];
     char name[256];
     std::snprintf(name, sizeof name, "%s_%03d_%s.%s", stem.c_str(), k, data::distortion_name(d).c_str(),
@@ -125,6 +153,13 @@ data::ScoredRecord scored_record(const Variant& v) {
 int run_make_data(const MakeDataArgs& a) {
   if (a.per_image < 1 || a.test_per_image < 1) fail("--per-image", "", "must be at least 1");
   if (a.size < 32) fail("--size", "", "must be at least 32");
+  if (a.scene != 0 && a.scene < a.size) fail("--scene", "", "must be at least --size");
+  std::vector<data::Distortion> types;
+  for (size_t at = 0; at <= a.distortions.size();) {
+    const size_t end = std::min(a.distortions.find(',', at), a.distortions.size());
+    types.push_back(data::parse_distortion(a.distortions.substr(at, end - at), "--distortions", ""));
+    at = end + 1;
+  }
   std::vector<std::pair<std::string, std::string>> photos;  // (stem, path)
   std::string searched;
   for (const auto& [dir, names] : kPhotoSources) {
@@ -151,9 +186,10 @@ int run_make_data(const MakeDataArgs& a) {
                            {"test_photos", ordered_json::array()}};
   for (size_t i = 0; i < photos.size(); ++i) {
     const bool is_test = i < n_test;
-    // Scaled so the crops keep most of the scene (short side 8/7 of the crop: 256 for 224).
-    const auto scene = data::resize_short_side(data::decode_image(photos[i].second), (a.size * 8 + 6) / 7);
-    auto v = write_variants(scene, photos[i].first, is_test ? a.test_per_image : a.per_image, a.size, images, rng);
+    // By default scaled so the crops keep most of the scene (short side 8/7 of the crop: 256 for 224).
+    const int side = a.scene > 0 ? a.scene : (a.size * 8 + 6) / 7;
+    const auto scene = data::resize_short_side(data::decode_image(photos[i].second), side);
+    auto v = write_variants(scene, photos[i].first, is_test ? a.test_per_image : a.per_image, a.size, types, images, rng);
     auto& split = is_test ? test : train;
     split.insert(split.end(), v.begin(), v.end());
     manifest[is_test ? "test_photos" : "train_photos"].push_back(photos[i].second);
@@ -316,6 +352,10 @@ Command add_demo(CLI::App& app) {
   make->add_option("--test-fraction", m->test_fraction, "Share of the photographs held out for testing")
       ->capture_default_str();
   make->add_option("--size", m->size, "Side of the square pictures written: the model's image_size")
+      ->capture_default_str();
+  make->add_option("--scene", m->scene, "Short side the photographs are scaled to before cropping (0: 8/7 of --size)")
+      ->capture_default_str();
+  make->add_option("--distortions", m->distortions, "Comma-separated types: blur, noise, jpeg, contrast, color_shift, downscale")
       ->capture_default_str();
   make->add_option("--vocab-size", m->vocab_size, "Pieces of the prompt tokenizer")->capture_default_str();
 

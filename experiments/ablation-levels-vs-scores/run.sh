@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The levels-versus-scores ablation on the demo's synthetic-distortion set: one initial model,
-# one budget (configs/demo.yaml: 300 steps of 16), three answers — (a) the five level words,
+# one budget (configs/demo.yaml: 1000 steps of 16), three answers — (a) the five level words,
 # (b) the MOS written as a number, (c) a regression head on the hidden state — each evaluated on
 # the held-out photographs. Writes results.md here. Needs a built qalign (README: build).
 set -euo pipefail
@@ -9,7 +9,7 @@ Q=${QALIGN:-build/tools/qalign}
 OUT=${QALIGN_ABLATION_OUT:-runs/ablation}
 HERE=experiments/ablation-levels-vs-scores
 rm -rf "$OUT"
-$Q demo make-data --out "$OUT/data" --size 64 --per-image 96
+$Q demo make-data --out "$OUT/data" --size 64 --per-image 240 --test-per-image 50 --scene 128
 $Q init --config configs/demo_model.json --tokenizer "$OUT/data/tokenizer" --out "$OUT/init"
 declare -A DATA=([levels]=train.json [number]=train_numbers.json [regression]=train.json)
 for v in levels number regression; do

@@ -9,9 +9,11 @@ cd "$(dirname "$0")/.."
 OUT=${QALIGN_DEMO_OUT:-runs/demo}
 SECONDS=0
 scripts/setup.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)" --target qalign
-Q=build/tools/qalign
+# Its own build at -O1: a third quicker to compile than the -O3 of build/, which the 15-minute
+# budget needs; the training arithmetic is LibTorch's, compiled already, so it runs as fast.
+cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O1 -DNDEBUG" >/dev/null
+cmake --build build-demo -j"$(nproc)" --target qalign
+Q=build-demo/tools/qalign
 echo "[demo] setup and build: ${SECONDS} s"
 
 rm -rf "$OUT"

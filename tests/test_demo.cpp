@@ -76,6 +76,9 @@ TEST(DemoCli, MakeDataSplitsByPhotographAndLabelsBySyllabus) {
   EXPECT_NE(rc, 0);
   EXPECT_NE(bad.find("--distortions"), std::string::npos) << bad;
   EXPECT_NE(bad.find("sharpen"), std::string::npos) << bad;
+  const auto small = run("demo make-data --out " + tmp.file("bad") + " --size 48 --scene 40", &rc);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(small.find("--scene"), std::string::npos) << small;
 
   const auto init_log = run("init --config " + test::source_dir() + "/configs/demo_model.json --tokenizer " +
                                 tmp.file("tokenizer") + " --out " + tmp.file("init") + " --seed 5",

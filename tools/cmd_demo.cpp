@@ -49,7 +49,7 @@ struct MakeDataArgs {
   std::string out;
   uint64_t seed = 0;
   int per_image = 48, test_per_image = 24, size = 224, scene = 0;
-  std::string distortions = "blur,noise,jpeg,contrast,color_shift";
+  std::vector<std::string> distortions = {"blur", "noise", "jpeg", "contrast", "color_shift"};
   double test_fraction = 0.25;
   int64_t vocab_size = 512;
 };
@@ -155,11 +155,9 @@ int run_make_data(const MakeDataArgs& a) {
   if (a.size < 32) fail("--size", "", "must be at least 32");
   if (a.scene != 0 && a.scene < a.size) fail("--scene", "", "must be at least --size");
   std::vector<data::Distortion> types;
-  for (size_t at = 0; at <= a.distortions.size();) {
-    const size_t end = std::min(a.distortions.find(',', at), a.distortions.size());
-    types.push_back(data::parse_distortion(a.distortions.substr(at, end - at), "--distortions", ""));
-    at = end + 1;
-  }
+  for (const auto& word : a.distortions) types.push_back(data::parse_distortion(word, "--distortions", ""));
+  // By default scaled so the crops keep most of the scene (short side 8/7 of the crop: 256 for 224).
+  const int scene_side = a.scene > 0 ? a.scene : (a.size * 8 + 6) / 7;
   std::vector<std::pair<std::string, std::string>> photos;  // (stem, path)
   std::string searched;
   for (const auto& [dir, names] : kPhotoSources) {
@@ -186,9 +184,7 @@ int run_make_data(const MakeDataArgs& a) {
                            {"test_photos", ordered_json::array()}};
   for (size_t i = 0; i < photos.size(); ++i) {
     const bool is_test = i < n_test;
-    // By default scaled so the crops keep most of the scene (short side 8/7 of the crop: 256 for 224).
-    const int side = a.scene > 0 ? a.scene : (a.size * 8 + 6) / 7;
-    const auto scene = data::resize_short_side(data::decode_image(photos[i].second), side);
+    const auto scene = data::resize_short_side(data::decode_image(photos[i].second), scene_side);
     auto v = write_variants(scene, photos[i].first, is_test ? a.test_per_image : a.per_image, a.size, types, images, rng);
     auto& split = is_test ? test : train;
     split.insert(split.end(), v.begin(), v.end());
@@ -356,6 +352,7 @@ Command add_demo(CLI::App& app) {
   make->add_option("--scene", m->scene, "Short side the photographs are scaled to before cropping (0: 8/7 of --size)")
       ->capture_default_str();
   make->add_option("--distortions", m->distortions, "Comma-separated types: blur, noise, jpeg, contrast, color_shift, downscale")
+      ->delimiter(',')
       ->capture_default_str();
   make->add_option("--vocab-size", m->vocab_size, "Pieces of the prompt tokenizer")->capture_default_str();
 

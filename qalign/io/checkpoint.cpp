@@ -1,5 +1,6 @@
 #include "qalign/io/checkpoint.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -73,6 +74,39 @@ StateDict load_weights(const std::string& path) {
       if (!out.emplace(n, t).second) fail(shard_path.string(), n, "tensor also appears in another shard");
   }
   return out;
+}
+
+void for_each_weight(const std::string& path,
+                     const std::function<void(const std::string&, const torch::Tensor&, int64_t)>& f) {
+  const std::string file = resolve_weights(path);
+  std::vector<std::string> files{file};
+  if (ends_with(file, ".json")) {
+    files.clear();
+    for (const auto& [shard, names] : read_index(file)) {
+      const fs::path shard_path = fs::path(file).parent_path() / shard;
+      if (!fs::exists(shard_path)) fail(file, names.front(), "its shard " + shard_path.string() + " is missing");
+      files.push_back(shard_path.string());
+    }
+  }
+  constexpr int64_t kPieceBytes = 16 << 20;
+  for (const auto& one : files) {
+    if (!ends_with(one, ".safetensors")) {
+      for (const auto& [name, t] : load_torch_bin(one)) f(name, t.reshape({-1}), 0);
+      continue;
+    }
+    const auto st = SafetensorsFile::open(one);
+    for (const auto& info : st->tensors()) {
+      const auto flat = st->get(info.name).reshape({-1});
+      const int64_t size = std::max<int64_t>(flat.element_size(), 1);
+      const int64_t step = std::max<int64_t>(kPieceBytes / size, 1);
+      for (int64_t at = 0; at < flat.numel(); at += step) {
+        const int64_t n = std::min(step, flat.numel() - at);
+        f(info.name, flat.narrow(0, at, n), at);
+        st->release(info.name, static_cast<uint64_t>(at * size), static_cast<uint64_t>((at + n) * size));
+      }
+      if (flat.numel() == 0) f(info.name, flat, 0);
+    }
+  }
 }
 
 std::vector<TensorSummary> list_weights(const std::string& path) {

@@ -1,7 +1,10 @@
 #pragma once
 // Hugging Face checkpoint layouts: one weights file, or shards listed by an index
 // (model.safetensors.index.json / pytorch_model.bin.index.json).
+#include <torch/torch.h>
+
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -16,6 +19,13 @@ std::string resolve_weights(const std::string& path);
 
 // Name -> tensor for a folder, an index file or a weights file (.safetensors or .bin).
 StateDict load_weights(const std::string& path);
+
+// Calls f(name, part, offset) for every tensor of the same, one file at a time: `part` holds
+// elements [offset, offset + part.numel()) of the flattened tensor. Safetensors tensors come in
+// pieces of at most 16 MiB whose pages are released once f returns, so reading adds one piece of
+// resident memory, not the file; a .bin file is read whole and its tensors come in one piece.
+void for_each_weight(const std::string& path,
+                     const std::function<void(const std::string& name, const torch::Tensor& part, int64_t offset)>& f);
 
 struct TensorSummary {
   std::string name, dtype;  // dtype in safetensors spelling

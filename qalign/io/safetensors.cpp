@@ -159,6 +159,19 @@ torch::Tensor SafetensorsFile::get(const std::string& name) const {
   return torch::from_blob(ptr, t.shape, [keep](void*) {}, opts);
 }
 
+void SafetensorsFile::release(const std::string& name, uint64_t begin, uint64_t end) const {
+  const auto it = index_.find(name);
+  if (it == index_.end()) return;
+  const TensorInfo& t = tensors_[it->second];
+  end = std::min(end, t.end - t.begin);
+  if (begin >= end) return;
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  // Whole pages inside the range only: bytes next to it stay mapped.
+  const auto first = (reinterpret_cast<uintptr_t>(data_ + t.begin + begin) + page - 1) / page * page;
+  const auto last = reinterpret_cast<uintptr_t>(data_ + t.begin + end) / page * page;
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
 StateDict SafetensorsFile::load_all() const {
   StateDict out;
   for (const auto& t : tensors_) out[t.name] = get(t.name);
@@ -167,8 +180,9 @@ StateDict SafetensorsFile::load_all() const {
 
 void save_safetensors(const std::string& path, const StateDict& tensors,
                       const std::map<std::string, std::string>& metadata) {
+  // Tensors on a device come to the host one at a time, as they are written.
   std::vector<std::pair<std::string, torch::Tensor>> order;
-  for (const auto& [name, t] : tensors) order.emplace_back(name, t.detach().to(torch::kCPU).contiguous());
+  for (const auto& [name, t] : tensors) order.emplace_back(name, t.detach());
   std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
     const size_t ea = a.second.element_size(), eb = b.second.element_size();
     return ea != eb ? ea > eb : a.first < b.first;
@@ -191,7 +205,10 @@ void save_safetensors(const std::string& path, const StateDict& tensors,
   AtomicWriter w(path);
   w.write(len, 8);
   w.write(header.data(), header.size());
-  for (const auto& [name, t] : order) w.write(t.data_ptr(), t.numel() * t.element_size());
+  for (const auto& [name, t] : order) {
+    const auto host = t.to(torch::kCPU).contiguous();
+    w.write(host.data_ptr(), host.numel() * host.element_size());
+  }
   w.commit();
 }
 

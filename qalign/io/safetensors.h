@@ -33,6 +33,10 @@ class SafetensorsFile {
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   bool contains(const std::string& name) const { return index_.count(name) > 0; }
   torch::Tensor get(const std::string& name) const;
+  // Gives the mapped pages of bytes [begin, end) of tensor `name` back to the kernel (a later get
+  // reads them again from the file): streaming a large file through memory then costs a piece of
+  // it, not the file.
+  void release(const std::string& name, uint64_t begin, uint64_t end) const;
   StateDict load_all() const;
 
  private:

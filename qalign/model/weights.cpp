@@ -1,6 +1,7 @@
 #include "qalign/model/weights.h"
 
 #include <filesystem>
+#include <map>
 
 #include "qalign/error.h"
 #include "qalign/io/checkpoint.h"
@@ -37,23 +38,35 @@ io::StateDict state_dict(const torch::nn::Module& m) {
   return sd;
 }
 
-void load_state_dict(torch::nn::Module& m, const io::StateDict& sd, const std::string& source) {
-  auto target = state_dict(m);
+namespace {
+
+// Every model tensor present in `have` with its shape, and nothing else (recomputed buffers aside).
+void check_coverage(const io::StateDict& target, const std::map<std::string, std::vector<int64_t>>& have,
+                    const std::string& source) {
   std::vector<std::string> missing, unexpected;
   for (const auto& [name, t] : target)
-    if (!sd.count(name)) missing.push_back(name);
-  for (const auto& [name, t] : sd)
+    if (!have.count(name)) missing.push_back(name);
+  for (const auto& [name, shape] : have)
     if (!target.count(name) && !recomputed_buffer(name)) unexpected.push_back(name);
   if (!missing.empty()) fail(source, missing.front(), "missing from the checkpoint: " + first_names(missing));
   if (!unexpected.empty())
     fail(source, unexpected.front(), "not a parameter of this model (wrong config.json?): " + first_names(unexpected));
-  torch::NoGradGuard no_grad;
-  for (auto& [name, dst] : target) {
-    const auto& src = sd.at(name);
-    if (src.sizes() != dst.sizes())
-      fail(source, name, "shape " + shape_text(src.sizes()) + " but the model expects " + shape_text(dst.sizes()));
-    dst.copy_(src);
+  for (const auto& [name, dst] : target) {
+    const auto& shape = have.at(name);
+    if (c10::IntArrayRef(shape) != dst.sizes())
+      fail(source, name, "shape " + shape_text(shape) + " but the model expects " + shape_text(dst.sizes()));
   }
+}
+
+}  // namespace
+
+void load_state_dict(torch::nn::Module& m, const io::StateDict& sd, const std::string& source) {
+  auto target = state_dict(m);
+  std::map<std::string, std::vector<int64_t>> have;
+  for (const auto& [name, t] : sd) have[name] = t.sizes().vec();
+  check_coverage(target, have, source);
+  torch::NoGradGuard no_grad;
+  for (auto& [name, dst] : target) dst.copy_(sd.at(name));
 }
 
 Owl2ForCausalLM load_pretrained(const std::string& dir, torch::Dtype dtype, torch::Device device) {
@@ -61,7 +74,16 @@ Owl2ForCausalLM load_pretrained(const std::string& dir, torch::Dtype dtype, torc
   const auto config = ModelConfig::from_json_file(config_path);
   Owl2ForCausalLM model(config, torch::TensorOptions().dtype(dtype).device(device));
   const auto weights = io::resolve_weights(dir);
-  load_state_dict(*model, io::load_weights(weights), weights);
+  auto target = state_dict(*model);
+  std::map<std::string, std::vector<int64_t>> have;
+  for (const auto& t : io::list_weights(weights)) have[t.name] = t.shape;
+  check_coverage(target, have, weights);
+  // Tensor by tensor, straight into the model's dtype and device: no second copy of the model.
+  torch::NoGradGuard no_grad;
+  io::for_each_weight(weights, [&](const std::string& name, const torch::Tensor& part, int64_t offset) {
+    const auto it = target.find(name);
+    if (it != target.end()) it->second.view({-1}).narrow(0, offset, part.numel()).copy_(part);
+  });
   model->eval();
   log::debug("loaded ", weights, ": ", count_parameters(*model), " parameters");
   return model;

@@ -1,0 +1,76 @@
+#include "train/device.h"
+
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <sys/resource.h>
+
+#include <fstream>
+#include <string>
+
+#include "qalign/error.h"
+
+namespace qalign::train {
+
+torch::Device training_device(const std::string& setting, int local_rank) {
+  if (setting == "cpu") return torch::kCPU;
+  const int64_t gpus = torch::cuda::is_available() ? static_cast<int64_t>(torch::cuda::device_count()) : 0;
+  if (gpus == 0) {
+    if (setting == "cuda") fail("training config", "device", "cuda asked for, but no GPU is available here; use cpu or auto");
+    return torch::kCPU;
+  }
+  if (local_rank >= gpus)
+    fail("launcher", "LOCAL_RANK",
+         std::to_string(local_rank) + " but this machine has " + std::to_string(gpus) +
+             " GPUs: start at most one process per GPU (or set device: cpu)");
+  const auto index = static_cast<c10::DeviceIndex>(local_rank);
+  c10::cuda::set_device(index);
+  return {torch::kCUDA, index};
+}
+
+DeviceMemory device_memory(torch::Device device) {
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    const auto all = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    return {static_cast<double>(stats.allocated_bytes[all].peak), static_cast<double>(stats.reserved_bytes[all].peak)};
+  }
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  const double rss = static_cast<double>(usage.ru_maxrss) * 1024.0;  // KiB on Linux
+  return {rss, rss};
+}
+
+namespace {
+
+int64_t status_kib(const char* key) {
+  std::ifstream in("/proc/self/status");
+  const std::string prefix = std::string(key) + ":";
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(prefix, 0) == 0) return std::stoll(line.substr(prefix.size()));
+  return 0;
+}
+
+}  // namespace
+
+int64_t resident_bytes() { return status_kib("VmRSS") * 1024; }
+int64_t peak_resident_bytes() { return status_kib("VmHWM") * 1024; }
+
+bool reset_peak_resident() {
+  std::ofstream out("/proc/self/clear_refs");
+  out << "5";  // the kernel's command to reset the peak resident set
+  out.close();
+  return !out.fail();
+}
+
+torch::Tensor generator_state(torch::Device device) {
+  auto gen = at::globalContext().defaultGenerator(device);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+
+void set_generator_state(torch::Device device, const torch::Tensor& state) {
+  auto gen = at::globalContext().defaultGenerator(device);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
+
+}  // namespace qalign::train

@@ -1,0 +1,31 @@
+#pragma once
+// Where a rank trains, and what that device tells about itself: memory, generator state.
+#include <torch/torch.h>
+
+#include <string>
+
+namespace qalign::train {
+
+// `setting` is the config's device key: cpu; cuda (cuda:local_rank, an error naming the key
+// when no GPU is present or naming LOCAL_RANK when it is beyond the GPUs); auto (cuda when
+// present, else cpu). A CUDA device also becomes the process's current device.
+torch::Device training_device(const std::string& setting, int local_rank);
+
+// Peak bytes since the start: allocated and reserved by the CUDA caching allocator on a GPU; on
+// the CPU both are the peak resident set of the process.
+struct DeviceMemory {
+  double peak_allocated = 0, peak_reserved = 0;
+};
+DeviceMemory device_memory(torch::Device device);
+
+// This process's resident set now and at its peak (VmRSS, VmHWM), in bytes; reset_peak_resident
+// restarts the peak from now (false where the kernel refuses), so a load can be measured alone.
+int64_t resident_bytes();
+int64_t peak_resident_bytes();
+bool reset_peak_resident();
+
+// The default generator's state on `device` (CPU or one GPU), and its restoration.
+torch::Tensor generator_state(torch::Device device);
+void set_generator_state(torch::Device device, const torch::Tensor& state);
+
+}  // namespace qalign::train

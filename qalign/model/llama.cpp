@@ -59,8 +59,9 @@ torch::Tensor LlamaDecoderLayerImpl::forward(const torch::Tensor& h0, const Deco
   return h + mlp(post_attention_layernorm->forward(h, ctx.route));
 }
 
-std::optional<torch::Tensor> causal_padding_mask(const torch::Tensor& attention_mask) {
-  if (!attention_mask.defined() || attention_mask.all().item<bool>()) return std::nullopt;
+std::optional<torch::Tensor> causal_padding_mask(const torch::Tensor& attention_mask, std::optional<bool> padded) {
+  if (!attention_mask.defined()) return std::nullopt;
+  if (padded ? !*padded : attention_mask.all().item<bool>()) return std::nullopt;
   const int64_t L = attention_mask.size(1);
   const auto causal = torch::ones({L, L}, attention_mask.options().dtype(torch::kBool)).tril();
   return causal.unsqueeze(0).unsqueeze(0) & attention_mask.to(torch::kBool).view({-1, 1, 1, L});

@@ -57,6 +57,8 @@ class LlamaDecoderLayerImpl : public torch::nn::Module {
 TORCH_MODULE(LlamaDecoderLayer);
 
 // Causal mask with key padding: [B,1,L,L], or none when nothing is padded.
-std::optional<torch::Tensor> causal_padding_mask(const torch::Tensor& attention_mask);  // [B,L] bool
+// `padded`: whether the mask masks anything, when the caller knows (else it is read from the mask).
+std::optional<torch::Tensor> causal_padding_mask(const torch::Tensor& attention_mask,
+                                                 std::optional<bool> padded = std::nullopt);  // [B,L] bool
 
 }  // namespace qalign::model

@@ -23,10 +23,15 @@ MultimodalInputs Owl2ModelImpl::splice(const torch::Tensor& input_ids, const std
   const int64_t B = input_ids.size(0), T = input_ids.size(1), E = config.hidden_size;
   if (static_cast<int64_t>(visual.size()) != B)
     throw Error("splice: " + std::to_string(visual.size()) + " visual blocks for " + std::to_string(B) + " samples");
+  // The layout is worked out on the host (ids, mask and labels given there cost no device
+  // synchronisation); the results then go to the model's device without waiting.
+  const auto device = embed_tokens->weight.device();
   const auto ids_cpu = input_ids.to(torch::kCPU).contiguous();
-  const auto text = embed_tokens(input_ids.clamp_min(0));  // placeholders embedded as id 0, then replaced
-  const auto mask = attention_mask.defined() ? attention_mask.to(torch::kBool)
-                                             : torch::ones({B, T}, input_ids.options().dtype(torch::kBool));
+  const auto host = ids_cpu.options();
+  const auto text = embed_tokens(input_ids.clamp_min(0).to(device, /*non_blocking=*/true));  // placeholders as id 0, then replaced
+  const auto mask = attention_mask.defined() ? attention_mask.to(torch::kCPU).to(torch::kBool)
+                                             : torch::ones({B, T}, host.dtype(torch::kBool));
+  const auto host_labels = labels.defined() ? labels.to(torch::kCPU) : labels;
 
   std::vector<torch::Tensor> embeds(B), masks(B), labs(B), mods(B);
   int64_t L = 0;
@@ -37,20 +42,19 @@ MultimodalInputs Owl2ModelImpl::splice(const torch::Tensor& input_ids, const std
       if (row[t] == kImageTokenIndex) places.push_back(t);
     if (places.size() > 1) throw Error("splice: sample " + std::to_string(b) + " has " + std::to_string(places.size()) +
                                        " image placeholders; one per sample is supported");
-    const auto lab = labels.defined() ? labels[b] : torch::Tensor();
+    const auto lab = labels.defined() ? host_labels[b] : torch::Tensor();
     if (places.empty()) {
       if (visual[b].defined() && visual[b].numel() > 0)
         throw Error("splice: sample " + std::to_string(b) + " has visual tokens but no <|image|> placeholder");
       embeds[b] = text[b];
-      mods[b] = torch::zeros({T}, input_ids.options());
+      mods[b] = torch::zeros({T}, host);
       masks[b] = mask[b];
       if (lab.defined()) labs[b] = lab;
     } else {
       const int64_t p = places[0], V = visual[b].size(0);
       const auto vis = visual[b].to(text.scalar_type());
       embeds[b] = torch::cat({text[b].narrow(0, 0, p), vis, text[b].narrow(0, p + 1, T - p - 1)});
-      mods[b] = torch::cat({torch::zeros({p}, input_ids.options()), torch::ones({V}, input_ids.options()),
-                            torch::zeros({T - p - 1}, input_ids.options())});
+      mods[b] = torch::cat({torch::zeros({p}, host), torch::ones({V}, host), torch::zeros({T - p - 1}, host)});
       masks[b] = torch::cat({torch::ones({V - 1}, mask.options()), mask[b]});
       if (lab.defined())
         labs[b] = torch::cat({lab.narrow(0, 0, p), torch::full({V}, kIgnoreIndex, lab.options()),
@@ -60,20 +64,26 @@ MultimodalInputs Owl2ModelImpl::splice(const torch::Tensor& input_ids, const std
   }
   MultimodalInputs out;
   out.embeds = torch::zeros({B, L, E}, text.options());
-  out.modality = torch::zeros({B, L}, input_ids.options());
-  out.attention_mask = torch::zeros({B, L}, mask.options());
-  if (labels.defined()) out.labels = torch::full({B, L}, kIgnoreIndex, labels.options());
+  auto modality = torch::zeros({B, L}, host);
+  auto attention = torch::zeros({B, L}, mask.options());
+  torch::Tensor supervised;
+  if (labels.defined()) supervised = torch::full({B, L}, kIgnoreIndex, host_labels.options());
   std::vector<int64_t> last(B);
   for (int64_t b = 0; b < B; ++b) {
     const int64_t n = embeds[b].size(0);
     out.embeds[b].narrow(0, 0, n).copy_(embeds[b]);
-    out.modality[b].narrow(0, 0, n).copy_(mods[b]);
-    out.attention_mask[b].narrow(0, 0, n).copy_(masks[b]);
-    if (labels.defined()) out.labels[b].narrow(0, 0, n).copy_(labs[b]);
-    const auto real = torch::nonzero(masks[b].to(torch::kCPU)).flatten();
+    modality[b].narrow(0, 0, n).copy_(mods[b]);
+    attention[b].narrow(0, 0, n).copy_(masks[b]);
+    if (labels.defined()) supervised[b].narrow(0, 0, n).copy_(labs[b]);
+    const auto real = torch::nonzero(masks[b]).flatten();
     last[b] = real.numel() ? real[-1].item<int64_t>() : n - 1;
   }
-  out.last_index = torch::tensor(last, input_ids.options());
+  out.padded = !attention.all().item<bool>();
+  const auto to_model = [&](const torch::Tensor& t) { return t.to(device, /*non_blocking=*/true); };
+  out.modality = to_model(modality);
+  out.attention_mask = to_model(attention);
+  if (labels.defined()) out.labels = to_model(supervised);
+  out.last_index = to_model(torch::tensor(last, host));
   return out;
 }
 
@@ -81,7 +91,7 @@ torch::Tensor Owl2ModelImpl::forward(const MultimodalInputs& in, std::vector<tor
   DecoderContext ctx{ModalityRoute::from_indicators(in.modality),
                      Rotary::make(in.embeds.size(1), config.head_dim(), config.rope_theta,
                                   in.embeds.scalar_type(), in.embeds.device()),
-                     causal_padding_mask(in.attention_mask)};
+                     causal_padding_mask(in.attention_mask, in.padded)};
   auto h = in.embeds;
   for (const auto& layer : *layers) {
     if (hidden_states) hidden_states->push_back(h);

@@ -5,6 +5,7 @@
 // embed_tokens, layers, norm}, lm_head.
 #include <torch/torch.h>
 
+#include <optional>
 #include <vector>
 
 #include "qalign/model/abstractor.h"
@@ -24,6 +25,9 @@ struct MultimodalInputs {
   torch::Tensor attention_mask;  // [B,L] bool
   torch::Tensor labels;          // [B,L] int64, -100 where not supervised; undefined when not training
   torch::Tensor last_index;      // [B] int64: each sample's last real position
+  // Whether attention_mask masks any position, known on the host (splice sets it), so the
+  // forward needs no device synchronisation to choose between the causal kernel and a mask.
+  std::optional<bool> padded;
 };
 
 class Owl2ModelImpl : public torch::nn::Module {

@@ -142,4 +142,10 @@ std::vector<int64_t> rank_share(const std::vector<int64_t>& order, int64_t batch
   return out;
 }
 
+int64_t rank_position(int64_t taken, int64_t batch_size, int64_t rank, int64_t ranks) {
+  int64_t position = 0;
+  for (int64_t j = rank; j * batch_size < taken; j += ranks) position += std::min(taken - j * batch_size, batch_size);
+  return position;
+}
+
 }  // namespace qalign::data

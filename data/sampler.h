@@ -39,4 +39,9 @@ std::vector<int64_t> epoch_order(const std::vector<int64_t>& modality_lengths, c
 // and no sample goes to two ranks. The last round may leave some ranks short or empty.
 std::vector<int64_t> rank_share(const std::vector<int64_t>& order, int64_t batch_size, int64_t rank, int64_t ranks);
 
+// How many samples of its rank_share `rank` of `ranks` has taken once all ranks together have
+// taken the first `taken` of the order: where it resumes a checkpoint written by any number of
+// processes.
+int64_t rank_position(int64_t taken, int64_t batch_size, int64_t rank, int64_t ranks);
+
 }  // namespace qalign::data

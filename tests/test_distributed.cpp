@@ -1,5 +1,6 @@
-// Data-parallel training on c10d (Gloo, two CPU processes): the launcher environment, the
-// distributed sampler, 2 processes x batch B against 1 process x batch 2B step for step, a
+// Data-parallel training on c10d (Gloo, CPU processes): the launcher environment, the
+// distributed sampler, N processes x batch B against 1 process x batch N·B step for step (ZeRO
+// stages 0-2, with the memory each rank reports), checkpoints resharded from N to M processes, a
 // killed worker, and SIGTERM leaving a checkpoint that resumes bitwise.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -102,9 +103,11 @@ TEST(DistributedSampler, RanksSplitTheGlobalBatchesWithoutOverlap) {
 
 const std::string kRecipe = "tests/fixtures/train/tiny_recipe.yaml";
 // Shuffled, without length grouping (whose chunks depend on the batch size), with clipping,
-// weight decay, cosine warm-up; five samples, so epochs end in a partial batch.
+// weight decay, cosine warm-up; five samples, so epochs end in a partial batch. Buckets of 0.1 MB
+// cut the tiny model (243k parameters) into ten, so ZeRO's chunks split parameters.
 const std::string kCommon =
-    "group_by_modality_length=false gradient_checkpointing=false dataloader_num_workers=1 save_steps=1000 ";
+    "group_by_modality_length=false gradient_checkpointing=false dataloader_num_workers=1 save_steps=1000 "
+    "ddp_bucket_cap_mb=0.1 ";
 
 // A port no one listens on now: the kernel's pick for a socket bound to port 0 (tests run in
 // parallel, so fixed ports would clash).
@@ -183,13 +186,58 @@ WeightDiff weight_diff(const io::StateDict& a, const io::StateDict& b) {
   return d;
 }
 
-// 2 processes x batch 1 against 1 process x batch 2, 20 steps each.
-void expect_equal_to_one_process(const std::string& extra) {
+// The trainable parameter count a run logs ("... (P parameters) ...").
+int64_t logged_parameters(const std::string& log) {
+  const auto end = log.find(" parameters) on ");
+  const auto begin = log.rfind('(', end);
+  if (end == std::string::npos || begin == std::string::npos) return 0;
+  return std::stoll(log.substr(begin + 1, end - begin - 1));
+}
+
+// The per-rank memory report of a run's first metrics line.
+nlohmann::json memory_report(const std::string& dir) {
+  std::ifstream in(dir + "/metrics.jsonl");
+  std::string line;
+  std::getline(in, line);
+  return nlohmann::json::parse(line).value("memory_report", nlohmann::json());
+}
+
+// What the ranks of a ZeRO run hold, counted from their tensors: float32 masters and AdamW's two
+// moments for 1/N of the P parameters each, 12·P/N bytes; at stage 2 no rank holds a float32
+// buffer of the whole gradient (4·P), only its 1/N shard and two buckets in transit.
+void expect_sharded_memory(const nlohmann::json& report, int n, int64_t parameters, int stage) {
+  ASSERT_TRUE(report.is_array()) << report;
+  ASSERT_EQ(report.size(), static_cast<size_t>(n)) << report;
+  const double shard = 12.0 * static_cast<double>(parameters) / n;
+  for (const auto& r : report) {
+    SCOPED_TRACE(r.dump());
+    const double held = r["masters"].get<double>() + r["optimizer"].get<double>();
+    EXPECT_NEAR(held, shard, 0.01 * shard);
+    const double gradients = r["gradients"].get<double>(), full = 4.0 * static_cast<double>(parameters);
+    if (stage == 2) {
+      EXPECT_LT(gradients, full);
+      EXPECT_LE(gradients, full / n + 2 * 2 * 0.1 * (1 << 20) + 1024);  // shard + two 0.1 MB buckets sent and received
+    }
+    EXPECT_GE(gradients, full / n);
+    EXPECT_GT(r["parameters"].get<double>(), 0);
+    EXPECT_GT(r["peak_allocated"].get<double>(), 0);
+  }
+}
+
+// n processes x batch 1 against 1 process x batch n, 20 steps each.
+void expect_equal_to_one_process(const std::string& extra, int n = 2, int stage = 0) {
   test::ScratchDir one("qalign_dp1"), two("qalign_dp2");
   std::string out;
-  ASSERT_EQ(run(train_cmd("max_steps=20 per_device_train_batch_size=2 output_dir=" + one.path() + " " + extra), &out), 0);
-  ASSERT_EQ(run(launch_cmd(2, "max_steps=20 per_device_train_batch_size=1 output_dir=" + two.path() + " " + extra), &out), 0);
-  EXPECT_NE(out.find("[rank 1]"), std::string::npos) << out;
+  ASSERT_EQ(run(train_cmd("max_steps=20 per_device_train_batch_size=" + std::to_string(n) + " output_dir=" + one.path() +
+                          " zero_stage=" + std::to_string(stage) + " " + extra),
+                &out),
+            0);
+  ASSERT_EQ(run(launch_cmd(n, "max_steps=20 per_device_train_batch_size=1 output_dir=" + two.path() +
+                                  " zero_stage=" + std::to_string(stage) + " " + extra),
+                &out),
+            0);
+  EXPECT_NE(out.find("[rank " + std::to_string(n - 1) + "]"), std::string::npos) << out;
+  if (stage > 0) expect_sharded_memory(memory_report(two.path()), n, logged_parameters(out), stage);
   const auto l1 = losses(one.path()), l2 = losses(two.path());
   ASSERT_EQ(l1.size(), 20u);
   ASSERT_EQ(l2.size(), 20u);
@@ -205,24 +253,54 @@ void expect_equal_to_one_process(const std::string& extra) {
             << " (all weights: " << w.global << ")\n";
 }
 
-TEST(DataParallel, TwoProcessesEqualOneWithTheGlobalBatch) {
-  expect_equal_to_one_process("zero_stage=0 gradient_accumulation_steps=1");
+TEST(DataParallel, TwoProcessesEqualOneWithTheGlobalBatch) { expect_equal_to_one_process("gradient_accumulation_steps=1"); }
+TEST(DataParallel, TwoProcessesEqualOneWithAccumulation) { expect_equal_to_one_process("gradient_accumulation_steps=2"); }
+TEST(DataParallel, FourProcessesEqualOneWithAccumulation) {
+  expect_equal_to_one_process("gradient_accumulation_steps=2", 4);
 }
-TEST(DataParallel, TwoProcessesEqualOneWithAccumulation) {
-  expect_equal_to_one_process("zero_stage=0 gradient_accumulation_steps=2");
-}
-TEST(Zero1, TwoProcessesEqualOneWithTheGlobalBatch) {
-  expect_equal_to_one_process("zero_stage=1 gradient_accumulation_steps=1");
-}
-TEST(Zero1, TwoProcessesEqualOneWithAccumulation) {
-  expect_equal_to_one_process("zero_stage=1 gradient_accumulation_steps=2");
-}
-TEST(Zero2, TwoProcessesEqualOneWithTheGlobalBatch) {
-  expect_equal_to_one_process("zero_stage=2 gradient_accumulation_steps=1");
-}
+TEST(Zero1, TwoProcessesEqualOneWithTheGlobalBatch) { expect_equal_to_one_process("gradient_accumulation_steps=1", 2, 1); }
+TEST(Zero1, TwoProcessesEqualOneWithAccumulation) { expect_equal_to_one_process("gradient_accumulation_steps=2", 2, 1); }
+TEST(Zero1, FourProcessesEqualOneWithAccumulation) { expect_equal_to_one_process("gradient_accumulation_steps=2", 4, 1); }
+TEST(Zero2, TwoProcessesEqualOneWithTheGlobalBatch) { expect_equal_to_one_process("gradient_accumulation_steps=1", 2, 2); }
 // With activation checkpointing too: gradients then become ready inside the re-run blocks.
 TEST(Zero2, TwoProcessesEqualOneWithAccumulation) {
-  expect_equal_to_one_process("zero_stage=2 gradient_accumulation_steps=2 gradient_checkpointing=true");
+  expect_equal_to_one_process("gradient_accumulation_steps=2 gradient_checkpointing=true", 2, 2);
+}
+TEST(Zero2, FourProcessesEqualOneWithAccumulation) { expect_equal_to_one_process("gradient_accumulation_steps=2", 4, 2); }
+
+// A stage-2 checkpoint of 2 processes x batch 2 resumed on 1 x 4 and on 4 x 1: the optimizer
+// shards are cut anew and each rank's place in the epoch follows from the samples taken. Step 4
+// is an epoch's tail (5 samples), which one rank of the four trains alone.
+TEST(Zero2, CheckpointResumesOnAnotherNumberOfProcesses) {
+  test::ScratchDir dir("qalign_zero2reshard");
+  const std::string args = "zero_stage=2 gradient_accumulation_steps=1 max_steps=6 save_steps=3 ";
+  const auto full = dir.file("full"), checkpoint = full + "/checkpoint-3";
+  std::string out;
+  ASSERT_EQ(run(launch_cmd(2, args + "per_device_train_batch_size=2 output_dir=" + full), &out), 0);
+  ASSERT_TRUE(fs::exists(checkpoint + "/optimizer.rank1-of-2.safetensors"));
+  const auto one = dir.file("one"), four = dir.file("four");
+  ASSERT_EQ(run(train_cmd(args + "per_device_train_batch_size=4 output_dir=" + one + " resume_from_checkpoint=" + checkpoint), &out), 0);
+  EXPECT_NE(out.find("resharded"), std::string::npos) << out;
+  ASSERT_EQ(run(launch_cmd(4, args + "per_device_train_batch_size=1 output_dir=" + four + " resume_from_checkpoint=" + checkpoint),
+                &out),
+            0);
+  const auto reference = losses(full);
+  ASSERT_EQ(reference.size(), 6u);
+  for (const auto& resumed : {one, four}) {
+    SCOPED_TRACE(resumed);
+    const auto l = losses(resumed);
+    ASSERT_EQ(l.size(), 3u);
+    for (size_t i = 0; i < 3; ++i) EXPECT_NEAR(l[i], reference[i + 3], 1e-5 * std::abs(reference[i + 3])) << "step " << i + 4;
+    const auto w = weight_diff(weights(resumed), weights(full));
+    EXPECT_LE(w.max_relative, 1e-5);
+    EXPECT_LE(w.global, 1e-5);
+  }
+  // Shards that do not cover the model: an error naming the missing file, nothing written.
+  fs::remove(checkpoint + "/optimizer.rank1-of-2.safetensors");
+  const auto refused = dir.file("refused");
+  EXPECT_NE(run(train_cmd(args + "per_device_train_batch_size=4 output_dir=" + refused + " resume_from_checkpoint=" + checkpoint), &out), 0);
+  EXPECT_NE(out.find("optimizer.rank1-of-2.safetensors"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(refused + "/model.safetensors"));
 }
 
 TEST(Zero2, ResumedRunContinuesBitwise) {
@@ -255,6 +333,48 @@ TEST(ProcessGroupBackend, NcclWithoutGpuIsAClearError) {
       &out);
   EXPECT_NE(rc, 0);
   EXPECT_NE(out.find("nccl needs CUDA"), std::string::npos) << out;
+}
+
+// Evaluation during training splits the set across the ranks (2 items each, one a video) and
+// gathers every score, so its metrics are those of `qalign eval` on the same weights in one
+// process (up to the rounding of other batch compositions: no two items are alike, so no ties).
+TEST(DataParallelEval, RanksShareTheSetAndAgreeWithOneProcess) {
+  test::ScratchDir dir("qalign_dpeval");
+  const auto set = dir.file("fixture_set.json");
+  std::ofstream(set) << R"([{"image": "img_wide.png", "gt_score": 3.5}, {"image": "img_tall.jpg", "gt_score": 1.25},
+    {"image": "img_big.png", "gt_score": 4.0}, {"image": "video.avi", "gt_score": 2.0}])";
+  std::string out;
+  ASSERT_EQ(run(launch_cmd(2, "zero_stage=2 max_steps=2 save_steps=2 per_device_train_batch_size=1 eval_steps=2 "
+                              "per_device_eval_batch_size=2 eval_data_paths=" + set + " output_dir=" + dir.file("run")),
+                &out),
+            0);
+  nlohmann::json logged;
+  std::ifstream in(dir.file("run/metrics.jsonl"));
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.contains("eval_fixture_set_srcc")) logged = j;
+  }
+  ASSERT_FALSE(logged.is_null()) << out;
+  EXPECT_EQ(logged["eval_fixture_set_n"], 4);
+  ASSERT_EQ(run("'" + test::qalign_binary() + "' eval --model " + dir.file("run/checkpoint-2") + " --data " + set +
+                    " --image-folder tests/fixtures/qalign-tiny/inputs --out " + dir.file("eval"),
+                &out),
+            0);
+  const auto results = nlohmann::json::parse(std::ifstream(dir.file("eval/results.json")));
+  EXPECT_EQ(results["fixture_set"]["n"], 4);
+  EXPECT_NEAR(logged["eval_fixture_set_srcc"].get<double>(), results["fixture_set"]["srcc"].get<double>(), 1e-9);
+  EXPECT_NEAR(logged["eval_fixture_set_plcc"].get<double>(), results["fixture_set"]["plcc"].get<double>(), 1e-5);
+}
+
+// device: cuda on a machine without a GPU names the key, and the run writes nothing.
+TEST(TrainDevice, CudaWithoutGpuIsAClearError) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "a GPU is present: scripts/device_check.sh trains on it";
+  test::ScratchDir dir("qalign_nocuda");
+  std::string out;
+  const int rc = test::run_command(in_repo(train_cmd("max_steps=1 device=cuda output_dir=" + dir.file("run"))), &out);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("device: cuda asked for, but no GPU is available here"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(dir.file("run")));
 }
 
 // A launcher started in the background: its pid, output file and exit-code file.

@@ -74,6 +74,15 @@ void AdamW::fused_step(size_t gi, double lr) {
                     options_.eps, /*amsgrad=*/false, /*maximize=*/false);
 }
 
+int64_t AdamW::state_bytes() const {
+  int64_t total = 0;
+  for (const auto& group : state_)
+    for (const auto& m : group)
+      if (m.step > 0)
+        total += (m.exp_avg.numel() * m.exp_avg.element_size()) + (m.exp_avg_sq.numel() * m.exp_avg_sq.element_size());
+  return total;
+}
+
 io::StateDict AdamW::state_dict() const {
   io::StateDict sd;
   for (size_t gi = 0; gi < groups_.size(); ++gi)

@@ -42,6 +42,8 @@ class AdamW {
   void step(double lr_scale);
 
   const std::vector<ParamGroup>& groups() const { return groups_; }
+  // Bytes of the moments held now.
+  int64_t state_bytes() const;
 
   // exp_avg.<name>, exp_avg_sq.<name> (float32) and step.<name> (int64 [1]) for each parameter
   // that has taken a step.

@@ -45,9 +45,7 @@ int64_t checkpoint_step(const std::string& name) {
 void write_model_folder(const std::string& dir, const io::StateDict& weights, const nlohmann::json& model_config,
                         const std::string& source_model_dir, uint64_t max_shard_bytes) {
   fs::create_directories(dir);
-  io::StateDict contiguous;
-  for (const auto& [name, t] : weights) contiguous[name] = t.detach().to(torch::kCPU).contiguous();
-  io::save_weights(dir, contiguous, io::WeightFormat::Safetensors, max_shard_bytes);
+  io::save_weights(dir, weights, io::WeightFormat::Safetensors, max_shard_bytes);
   io::write_file_atomic((fs::path(dir) / "config.json").string(), model_config.dump(2) + "\n");
   for (const char* name : kModelSideFiles) {
     const fs::path from = fs::path(source_model_dir) / name;

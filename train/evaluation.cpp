@@ -83,18 +83,33 @@ Evaluator::Evaluator(const std::vector<std::string>& files, const std::string& i
   }
 }
 
-std::map<std::string, metrics::Agreement> Evaluator::run() {
+std::map<std::string, metrics::Agreement> Evaluator::run(ProcessGroup* group) {
   auto model = scorer_.model();
   model->eval();
+  const int ranks = group ? group->size() : 1, rank = group ? group->rank() : 0;
   std::map<std::string, metrics::Agreement> out;
   for (size_t d = 0; d < names_.size(); ++d) {
-    std::vector<double> pred, gt;
-    score_records(scorer_, records_[d], {}, batch_size_, task_, [&](const std::vector<ItemScore>& batch) {
+    const auto& records = records_[d];
+    const auto n = static_cast<int64_t>(records.size());
+    std::vector<bool> others(records.size());
+    for (size_t i = 0; i < records.size(); ++i) others[i] = static_cast<int>(i % static_cast<size_t>(ranks)) != rank;
+    // Row 0: each item's score; row 1: 1 where it was scored (unreadable items stay 0).
+    auto table = torch::zeros({2, n}, torch::kFloat64);
+    auto at = table.accessor<double, 2>();
+    score_records(scorer_, records, others, batch_size_, task_, [&](const std::vector<ItemScore>& batch) {
       for (const auto& s : batch) {
-        pred.push_back(s.score);
-        gt.push_back(records_[d][s.index].mos);
+        at[0][static_cast<int64_t>(s.index)] = s.score;
+        at[1][static_cast<int64_t>(s.index)] = 1;
       }
     });
+    if (group) group->allreduce_sum(table);
+    at = table.accessor<double, 2>();
+    std::vector<double> pred, gt;
+    for (int64_t i = 0; i < n; ++i)
+      if (at[1][i] > 0) {
+        pred.push_back(at[0][i]);
+        gt.push_back(records[static_cast<size_t>(i)].mos);
+      }
     out[names_[d]] = metrics::agreement(pred, gt);
   }
   model->train();

@@ -12,6 +12,7 @@
 #include "qalign/metrics.h"
 #include "qalign/prompts.h"
 #include "qalign/scorer.h"
+#include "train/process_group.h"
 
 namespace qalign::train {
 
@@ -30,12 +31,13 @@ std::string dataset_name(const std::string& file);
 
 // Evaluation during training: the test files and the tokenizer are read once; each run scores
 // the files with the model as it is now (in eval mode, put back in train mode after) and returns
-// the agreement per dataset.
+// the agreement per dataset. With a process group, rank r of W scores items r, r+W, ... and the
+// scores are summed across ranks into every rank, so each gets the one-process metrics.
 class Evaluator {
  public:
   Evaluator(const std::vector<std::string>& files, const std::string& image_folder, Task task, int batch_size,
             Scorer scorer);
-  std::map<std::string, metrics::Agreement> run();
+  std::map<std::string, metrics::Agreement> run(ProcessGroup* group = nullptr);
   const std::vector<std::string>& datasets() const { return names_; }
 
  private:

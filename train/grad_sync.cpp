@@ -6,13 +6,8 @@
 namespace qalign::train {
 
 GradSync::GradSync(ProcessGroup& group, std::vector<torch::Tensor> hooked, std::vector<torch::Tensor> targets,
-                   std::function<void(size_t)> gather, bool scatter, bool release, int64_t bucket_bytes)
-    : group_(group),
-      hooked_(std::move(hooked)),
-      targets_(std::move(targets)),
-      gather_(std::move(gather)),
-      scatter_(scatter),
-      release_(release) {
+                   std::function<void(size_t)> gather, int64_t bucket_bytes)
+    : group_(group), hooked_(std::move(hooked)), targets_(std::move(targets)), gather_(std::move(gather)) {
   const size_t n = hooked_.size();
   bucket_of_.resize(n);
   slot_of_.resize(n);
@@ -34,9 +29,7 @@ GradSync::GradSync(ProcessGroup& group, std::vector<torch::Tensor> hooked, std::
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(group_.device());
   for (auto& b : buckets_) {
     b.numel = b.offsets.back() + targets_[b.params.back()].numel();
-    b.padded = scatter_ ? (b.numel + group_.size() - 1) / group_.size() * group_.size() : b.numel;
-    if (!release_) b.flat = torch::zeros({b.padded}, f32);
-    if (scatter_) b.chunk = torch::zeros({b.padded / group_.size()}, f32);
+    b.flat = torch::zeros({b.numel}, f32);
   }
   for (size_t k = 0; k < n; ++k) {
     auto acc = torch::autograd::impl::grad_accumulator(hooked_[k]);
@@ -51,6 +44,12 @@ GradSync::GradSync(ProcessGroup& group, std::vector<torch::Tensor> hooked, std::
 
 GradSync::~GradSync() = default;
 
+int64_t GradSync::buffer_bytes() const {
+  int64_t total = 0;
+  for (const auto& b : buckets_) total += b.flat.numel() * 4;
+  return total;
+}
+
 void GradSync::arm() {
   std::lock_guard<std::mutex> lock(mutex_);
   armed_ = true;
@@ -59,7 +58,6 @@ void GradSync::arm() {
   for (auto& b : buckets_) {
     b.pending = b.params.size();
     b.work.reset();
-    if (release_) b.flat = torch::zeros({b.padded}, b.chunk.options());
   }
 }
 
@@ -73,7 +71,6 @@ void GradSync::copy_in(size_t k) {
     slice.copy_(g.reshape({-1}));
   else
     slice.zero_();
-  if (release_) targets_[k].mutable_grad() = torch::Tensor();
   copied_[k] = true;
   b.pending -= 1;
 }
@@ -87,13 +84,8 @@ void GradSync::ready(size_t k) {
 
 void GradSync::launch_ready_buckets() {
   while (next_bucket_ < buckets_.size() && buckets_[next_bucket_].pending == 0) {
-    auto& b = buckets_[next_bucket_];
-    if (scatter_) {
-      b.work = group_.backend()._reduce_scatter_base(b.chunk, b.flat);
-    } else {
-      std::vector<torch::Tensor> ts{b.flat};
-      b.work = group_.backend().allreduce(ts);
-    }
+    std::vector<torch::Tensor> ts{buckets_[next_bucket_].flat};
+    buckets_[next_bucket_].work = group_.backend().allreduce(ts);
     next_bucket_ += 1;
   }
 }
@@ -107,12 +99,7 @@ void GradSync::finish() {
   torch::NoGradGuard no_grad;
   const double world = group_.size();
   for (auto& b : buckets_) {
-    group_.wait(b.work, scatter_ ? "gradient reduce-scatter" : "gradient all-reduce");
-    if (scatter_) {
-      b.chunk.div_(world);
-      if (release_) b.flat = torch::Tensor();
-      continue;
-    }
+    group_.wait(b.work, "gradient all-reduce");
     b.flat.div_(world);
     for (size_t s = 0; s < b.params.size(); ++s) {
       auto& t = targets_[b.params[s]];

@@ -4,12 +4,7 @@
 // during an armed backward each bucket is all-reduced as soon as the last of its gradients has
 // been accumulated, so communication overlaps the rest of the backward pass. Buckets launch in
 // index order on every rank, the order the backend pairs collectives by. Unarmed backwards (the
-// accumulation micro-steps) communicate nothing.
-//
-// With `scatter` (ZeRO, train/zero.h) a bucket is padded to a multiple of the world size and
-// reduce-scattered instead: rank r keeps only the r-th chunk of each bucket, averaged. With
-// `release` as well (ZeRO-2) a parameter's full gradient is dropped once copied into its bucket,
-// and a bucket's buffer once reduced, so only the chunks outlive the backward.
+// accumulation micro-steps) communicate nothing. ZeRO's sharded version is train/zero.h.
 #include <torch/torch.h>
 
 #include <functional>
@@ -27,8 +22,7 @@ class GradSync {
   // gradient is in targets[i].grad() once `gather(i)` has run (gather moves a bfloat16 gradient
   // into its float32 master; it may do nothing). Averaged gradients are written to targets[i].
   GradSync(ProcessGroup& group, std::vector<torch::Tensor> hooked, std::vector<torch::Tensor> targets,
-           std::function<void(size_t)> gather, bool scatter = false, bool release = false,
-           int64_t bucket_bytes = 25 << 20);
+           std::function<void(size_t)> gather, int64_t bucket_bytes = 25 << 20);
   ~GradSync();
   GradSync(const GradSync&) = delete;
   GradSync& operator=(const GradSync&) = delete;
@@ -39,18 +33,18 @@ class GradSync {
   // all on this rank, count as zeros), waits for all of them and writes the averages back.
   void finish();
 
-  // The layout: bucket b holds parameters params[i] at offsets[i] of a buffer of `padded`
-  // elements (numel rounded up to the world size with scatter); `chunk` is this rank's part,
-  // holding the averaged gradient after finish() with scatter.
+  // The layout: bucket b holds parameters params[i] at offsets[i] of a buffer of numel elements.
   struct Bucket {
     std::vector<size_t> params;
     std::vector<int64_t> offsets;
-    int64_t numel = 0, padded = 0;
-    torch::Tensor flat, chunk;
+    int64_t numel = 0;
+    torch::Tensor flat;
     size_t pending = 0;
     c10::intrusive_ptr<c10d::Work> work;
   };
   const std::vector<Bucket>& buckets() const { return buckets_; }
+  // Bytes of the float32 bucket buffers.
+  int64_t buffer_bytes() const;
 
  private:
   void ready(size_t param);
@@ -60,7 +54,6 @@ class GradSync {
   ProcessGroup& group_;
   std::vector<torch::Tensor> hooked_, targets_;
   std::function<void(size_t)> gather_;
-  bool scatter_, release_;
   std::vector<Bucket> buckets_;
   std::vector<size_t> bucket_of_, slot_of_;
   std::vector<bool> copied_;

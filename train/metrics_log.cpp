@@ -44,7 +44,7 @@ void MetricsLog::write(const StepMetrics& m, int64_t total_steps) {
   if (m.nonfinite_steps > 0) text += " | " + std::to_string(m.nonfinite_steps) + " non-finite steps skipped";
   if (m.skipped_samples > 0) text += " | " + std::to_string(m.skipped_samples) + " unreadable samples skipped";
   log::info(text);
-  const nlohmann::json j = {{"step", m.step},
+  nlohmann::json j = {{"step", m.step},
                             {"epoch", m.epoch},
                             {"loss", m.loss},
                             {"grad_norm", m.grad_norm},
@@ -55,6 +55,8 @@ void MetricsLog::write(const StepMetrics& m, int64_t total_steps) {
                             {"peak_memory_mib", m.peak_memory_mib},
                             {"nonfinite_steps", m.nonfinite_steps},
                             {"skipped_samples", m.skipped_samples}};
+  if (!m.memory.is_null()) j["memory"] = m.memory;
+  if (!m.memory_report.is_null() && !m.memory_report.empty()) j["memory_report"] = m.memory_report;
   out_ << j.dump() << "\n";
   out_.flush();
 }

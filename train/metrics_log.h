@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "qalign/metrics.h"
@@ -20,6 +21,12 @@ struct StepMetrics {
   double peak_memory_mib = 0;
   int64_t nonfinite_steps = 0;  // steps skipped so far
   int64_t skipped_samples = 0;  // unreadable samples skipped so far
+  // Per rank: {"rank", "device", "peak_allocated", "peak_reserved"} in bytes (the CUDA caching
+  // allocator's peaks; the peak resident set on the CPU).
+  nlohmann::json memory;
+  // Once, on the first line of a run: per rank, the bytes of "parameters", "gradients",
+  // "masters" and "optimizer" state counted from the tensors after the run's first step.
+  nlohmann::json memory_report;
 };
 
 // Peak resident memory of this process, MiB.

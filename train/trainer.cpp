@@ -19,7 +19,9 @@
 #include "train/checkpointing.h"
 #include "train/freeze.h"
 #include "train/grad_clip.h"
+#include "train/device.h"
 #include "train/lora_training.h"
+#include "train/optimizer_shards.h"
 #include "train/regression_loss.h"
 #include "train/soft_label_loss.h"
 #include "train/stop_signal.h"
@@ -73,16 +75,20 @@ std::vector<ParamGroup> param_groups(const std::vector<std::string>& names, cons
 
 bool finite(double v) { return std::isfinite(v); }
 
-torch::Tensor cpu_generator_state() {
-  auto gen = at::globalContext().defaultGenerator(torch::kCPU);
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  return gen.get_state();
+// The pixels on `device`, from page-locked memory so the copy does not wait. The text stays on
+// the host: splice lays it out there and sends the result without a device synchronisation.
+std::vector<torch::Tensor> pixels_on(const std::vector<torch::Tensor>& pixels, torch::Device device) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : pixels)
+    out.push_back(!p.defined() || device.is_cpu() ? p : p.pin_memory().to(device, /*non_blocking=*/true));
+  return out;
 }
 
-void set_cpu_generator_state(const torch::Tensor& state) {
-  auto gen = at::globalContext().defaultGenerator(torch::kCPU);
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  gen.set_state(state);
+int64_t bytes_of(const std::vector<torch::Tensor>& ts) {
+  int64_t total = 0;
+  for (const auto& t : ts)
+    if (t.defined()) total += t.numel() * static_cast<int64_t>(t.element_size());
+  return total;
 }
 
 std::string join(const std::vector<std::string>& v) {
@@ -100,29 +106,52 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
 
   tokenizer_ = std::make_shared<const Tokenizer>(c.model_name_or_path);
   if (c.level_labels == "soft" || c.answer_format == "regression") level_ids_ = tokenizer_->level_token_ids();
-  model_ = model::load_pretrained(c.model_name_or_path, torch::kFloat32);
+  const auto env = read_launch_env([](const char* name) { return std::getenv(name); });
+  device_ = training_device(c.device, env.local_rank);
+  at::globalContext().setAllowTF32CuBLAS(c.tf32);
+  at::globalContext().setAllowTF32CuDNN(c.tf32);
+  // Straight into the compute dtype on the device; float32 masters are then taken from those
+  // values, as DeepSpeed takes them from the bf16 module.
+  const int64_t resident = resident_bytes();
+  const bool measured = reset_peak_resident();
+  model_ = model::load_pretrained(c.model_name_or_path, c.bf16 ? torch::kBFloat16 : torch::kFloat32, device_);
+  if (measured)
+    log::info("loaded ", c.model_name_or_path, " onto ", device_.str(), ": resident memory +",
+              (peak_resident_bytes() - resident) >> 20, " MiB at peak");
   if (c.answer_format == "regression") model_->attach_score_head();
   if (c.lora_enable) attach_run_adapters(model_, c);
   model_->train();
   const auto trainable = apply_freezing(model_, c);
-  // Masters are taken from the float32 checkpoint values before the model is cast for compute.
-  masters_ = std::make_unique<MasterWeights>(trainable, c.bf16);
-  if (c.bf16) model_->to(torch::kBFloat16);
-  const auto env = read_launch_env([](const char* name) { return std::getenv(name); });
+  std::vector<torch::Tensor> params;
+  for (const auto& [name, p] : trainable) {
+    trainable_names_.push_back(name);
+    params_by_name_[name] = p;
+    params.push_back(p);
+  }
+  const auto bucket_bytes = static_cast<int64_t>(c.ddp_bucket_cap_mb * (1 << 20));
   // torchrun-style variables ask for a process group even for one process (an NCCL check).
   if (env.world_size > 1 || env.launcher == "torchrun") {
     group_ = std::make_unique<ProcessGroup>(env, c.ddp_backend, std::chrono::seconds(c.ddp_timeout));
+    if (group_->device() != device_)
+      fail("training config", "ddp_backend",
+           "the process group's tensors live on " + group_->device().str() + " but the model on " + device_.str() +
+               ": use nccl with device cuda, gloo with device cpu");
     {
       torch::NoGradGuard no_grad;
-      for (auto master : masters_->masters()) group_->broadcast(master);
+      for (auto p : params) group_->broadcast(p);
     }
-    masters_->copy_to_model();
-    std::vector<torch::Tensor> hooked;
-    for (const auto& named : trainable) hooked.push_back(named.second);
-    grad_sync_ = std::make_unique<GradSync>(*group_, hooked, masters_->masters(),
-                                            [this](size_t i) { masters_->accumulate_grad(i); }, c.zero_stage > 0,
-                                            c.zero_stage == 2);
-    if (c.zero_stage > 0) zero_ = std::make_unique<ZeroShards>(*group_, *grad_sync_, masters_->names(), masters_->masters());
+    if (c.zero_stage > 0) {
+      zero_ = std::make_unique<ZeroShards>(
+          *group_, trainable_names_, params,
+          ZeroOptions{static_cast<int>(c.zero_stage), bucket_bytes,
+                      c.zero_communication_dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32});
+    } else {
+      masters_ = std::make_unique<MasterWeights>(trainable, c.bf16);
+      grad_sync_ = std::make_unique<GradSync>(*group_, params, masters_->masters(),
+                                              [this](size_t i) { masters_->accumulate_grad(i); }, bucket_bytes);
+    }
+  } else {
+    masters_ = std::make_unique<MasterWeights>(trainable, c.bf16);
   }
   set_activation_checkpointing(model_, c.gradient_checkpointing);
   optimizer_ = std::make_unique<AdamW>(param_groups(zero_ ? zero_->names() : masters_->names(),
@@ -154,18 +183,20 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
 
   if (c.eval_steps > 0) {
     evaluator_ = std::make_unique<Evaluator>(c.eval_data_paths, c.image_folder, Task::kQuality,
-                                             static_cast<int>(c.per_device_train_batch_size),
+                                             static_cast<int>(c.per_device_eval_batch_size),
                                              Scorer(model_, Tokenizer(c.model_name_or_path), PromptStyle::kEval,
                                                     parse_readout(c.answer_format, "answer_format")));
     model_->train();  // the Scorer switched it to eval mode
   }
 
   int64_t parameters = 0;
-  for (const auto& t : masters_->masters()) parameters += t.numel();
-  log::info("training ", masters_->names().size(), " parameter tensors (", parameters, " parameters) on ",
+  for (const auto& t : params) parameters += t.numel();
+  log::info("training ", trainable_names_.size(), " parameter tensors (", parameters, " parameters) on ", device_.str(),
+            ", ",
             loader_->size(), " samples: ", total, " steps of ", env.world_size, " x ", c.per_device_train_batch_size, " x ",
             accumulation, " samples, ", steps_per_epoch_, " steps per epoch, warm-up ", state_.schedule.warmup_steps, ", ",
-            c.bf16 ? "bfloat16 compute with float32 masters" : "float32");
+            c.bf16 ? "bfloat16 compute with float32 masters" : "float32",
+            zero_ ? ", ZeRO stage " + std::to_string(c.zero_stage) : std::string());
 }
 
 Trainer::~Trainer() = default;
@@ -215,7 +246,7 @@ std::vector<Trainer::MicroBatch> Trainer::step_batches() {
 std::pair<torch::Tensor, int64_t> Trainer::forward_loss(const data::TrainBatch& batch) {
   std::vector<torch::Tensor> frames;
   std::vector<int64_t> counts;
-  for (const auto& p : batch.pixels) {
+  for (const auto& p : pixels_on(batch.pixels, device_)) {
     counts.push_back(p.defined() ? p.size(0) : 0);
     if (p.defined()) frames.push_back(p);
   }
@@ -228,7 +259,11 @@ std::pair<torch::Tensor, int64_t> Trainer::forward_loss(const data::TrainBatch& 
     offset += n;
   }
   const auto inputs = model_->model->splice(batch.text.input_ids, visual, batch.text.attention_mask, batch.text.labels);
-  const int64_t positions = inputs.attention_mask.sum().item<int64_t>();
+  // The real positions, counted on the host: the text's plus each sample's visual tokens beyond
+  // its placeholder.
+  int64_t positions = batch.text.attention_mask.sum().item<int64_t>();
+  for (const int64_t n : counts)
+    if (n) positions += n * model_->config.tokens_per_image() - 1;
   if (config_.answer_format == "regression")
     return {score_head_mse(model_, model_->model(inputs), inputs.labels, level_ids_, batch.mos, batch.ids), positions};
   if (config_.level_labels != "soft") return {model_->lm_loss(inputs), positions};
@@ -244,25 +279,31 @@ Trainer::StepResult Trainer::step() {
   auto micro_batches = step_batches();
   const data::TrainBatch* batch = nullptr;
   for (size_t micro = 0; micro < micro_batches.size(); ++micro) {
-    if (grad_sync_ && micro + 1 == micro_batches.size()) grad_sync_->arm();
+    const bool last = micro + 1 == micro_batches.size();
+    if (grad_sync_ && last) grad_sync_->arm();
+    if (zero_) zero_->begin_micro(last);
     const auto& [next, share] = micro_batches[micro];
-    if (!next) continue;
-    batch = &*next;
-    state_.position = batch->end_position;
-    r.samples += static_cast<int64_t>(batch->ids.size());
-    r.ids.insert(r.ids.end(), batch->ids.begin(), batch->ids.end());
-    if (share == 0) continue;  // no answer token here, while other ranks have some
-    auto [loss, tokens] = forward_loss(*batch);
-    auto scaled = loss / static_cast<double>(accumulation);
-    if (group_) scaled = scaled * share;
-    scaled.backward();
-    masters_->accumulate_grads();
-    loss_sum += group_ ? loss.item<double>() * share : loss.item<double>();
-    r.tokens += tokens;
+    // No answer token here while other ranks have some (share 0): nothing to compute.
+    if (next) {
+      batch = &*next;
+      state_.position = batch->end_position;
+      r.samples += static_cast<int64_t>(batch->ids.size());
+      r.ids.insert(r.ids.end(), batch->ids.begin(), batch->ids.end());
+    }
+    if (next && share != 0) {
+      auto [loss, tokens] = forward_loss(*batch);
+      auto scaled = loss / static_cast<double>(accumulation);
+      if (group_) scaled = scaled * share;
+      scaled.backward();
+      if (masters_) masters_->accumulate_grads();
+      loss_sum += group_ ? loss.item<double>() * share : loss.item<double>();
+      r.tokens += tokens;
+    }
+    if (zero_) zero_->end_micro();
   }
   const auto micro = static_cast<int64_t>(micro_batches.size());
   if (group_) {
-    grad_sync_->finish();
+    if (grad_sync_) grad_sync_->finish();
     auto totals = torch::tensor({loss_sum / group_->size(), static_cast<double>(r.samples), static_cast<double>(r.tokens),
                                  stop_requested() ? 1.0 : 0.0},
                                 torch::kFloat64);
@@ -275,7 +316,6 @@ Trainer::StepResult Trainer::step() {
     r.stop = stop_requested();
   }
   r.loss = loss_sum / static_cast<double>(micro);
-  if (zero_) zero_->attach_grads();
   const auto norm = zero_ ? zero_->grad_norm() : global_grad_norm(masters_->masters());
   r.grad_norm = norm.item<double>();
   r.lr = config_.learning_rate * state_.schedule.factor(state_.global_step);
@@ -286,7 +326,7 @@ Trainer::StepResult Trainer::step() {
       clip_grads(zero_ ? zero_->slices() : masters_->masters(), config_.max_grad_norm, norm);
     optimizer_->step(state_.schedule.factor(state_.global_step));
     if (zero_) zero_->all_gather();
-    masters_->copy_to_model();
+    else masters_->copy_to_model();
     r.applied = true;
     state_.nonfinite_in_row = 0;
     nonfinite_ids_.clear();
@@ -297,7 +337,9 @@ Trainer::StepResult Trainer::step() {
     log::warn("step ", state_.global_step + 1, ": non-finite ", finite(r.loss) ? "gradient" : "loss", " (loss ", r.loss,
               ", grad norm ", r.grad_norm, "); step skipped; samples: ", join(r.ids));
   }
-  masters_->zero_grad();
+  if (memory_report_.is_null()) report_memory();
+  if (zero_) zero_->zero_grad();
+  else masters_->zero_grad();
   state_.global_step += 1;
   state_.samples_seen += r.samples;
   if (state_.nonfinite_in_row >= config_.max_nonfinite_steps)
@@ -306,6 +348,52 @@ Trainer::StepResult Trainer::step() {
              std::to_string(state_.global_step - state_.nonfinite_in_row + 1) + " to " + std::to_string(state_.global_step) +
              "; samples: " + join(nonfinite_ids_) + ")");
   return r;
+}
+
+void Trainer::report_memory() {
+  const int ranks = group_ ? group_->size() : 1;
+  int64_t parameters = 0, gradients = 0, masters = 0;
+  for (const auto& p : model_->parameters()) parameters += p.numel() * static_cast<int64_t>(p.element_size());
+  if (zero_) {
+    gradients = zero_->peak_gradient_bytes();
+    masters = zero_->master_bytes();
+  } else {
+    std::vector<torch::Tensor> grads;
+    for (const auto& m : masters_->masters()) grads.push_back(m.grad());
+    gradients = bytes_of(grads) + (grad_sync_ ? grad_sync_->buffer_bytes() : 0);
+    if (masters_->separate()) masters = bytes_of(masters_->masters());
+  }
+  const auto peak = device_memory(device_);
+  auto table = torch::zeros({ranks, 6}, torch::kFloat64);
+  table[rank()] = torch::tensor({static_cast<double>(parameters), static_cast<double>(gradients), static_cast<double>(masters),
+                                 static_cast<double>(optimizer_->state_bytes()), peak.peak_allocated, peak.peak_reserved},
+                                torch::kFloat64);
+  if (group_) group_->allreduce_sum(table);
+  memory_report_ = nlohmann::json::array();
+  for (int r = 0; r < ranks; ++r) {
+    const auto row = table[r];
+    const auto at = [&](int i) { return static_cast<int64_t>(row[i].item<double>()); };
+    memory_report_.push_back({{"rank", r}, {"parameters", at(0)}, {"gradients", at(1)}, {"masters", at(2)},
+                              {"optimizer", at(3)}, {"peak_allocated", at(4)}, {"peak_reserved", at(5)}});
+    if (rank() != 0) continue;
+    log::info("memory of rank ", r, " after the first step: parameters ", at(0), " B, gradients ", at(1), " B, masters ",
+              at(2), " B, optimizer ", at(3), " B; peak ", device_.is_cuda() ? "allocated " : "resident ", at(4), " B");
+  }
+}
+
+nlohmann::json Trainer::rank_memory() const {
+  const int ranks = group_ ? group_->size() : 1;
+  const auto peak = device_memory(device_);
+  auto table = torch::zeros({ranks, 2}, torch::kFloat64);
+  table[rank()] = torch::tensor({peak.peak_allocated, peak.peak_reserved}, torch::kFloat64);
+  if (group_) group_->allreduce_sum(table);
+  auto out = nlohmann::json::array();
+  for (int r = 0; r < ranks; ++r)
+    out.push_back({{"rank", r},
+                   {"device", device_.is_cuda() ? "cuda" : "cpu"},
+                   {"peak_allocated", static_cast<int64_t>(table[r][0].item<double>())},
+                   {"peak_reserved", static_cast<int64_t>(table[r][1].item<double>())}});
+  return out;
 }
 
 void Trainer::dump_step(const data::TrainBatch& batch, double loss) const {
@@ -318,10 +406,11 @@ void Trainer::dump_step(const data::TrainBatch& batch, double loss) const {
   for (const auto& p : batch.pixels)
     same_shape = same_shape && p.defined() && p.sizes() == batch.pixels.front().sizes();
   if (same_shape) out["pixel_values"] = torch::stack(batch.pixels);
-  for (size_t i = 0; i < masters_->names().size(); ++i) {
-    const auto& g = masters_->masters()[i].grad();
-    if (g.defined()) out["grad." + masters_->names()[i]] = g.to(torch::kFloat32).contiguous();
-  }
+  if (masters_)
+    for (size_t i = 0; i < masters_->names().size(); ++i) {
+      const auto& g = masters_->masters()[i].grad();
+      if (g.defined()) out["grad." + masters_->names()[i]] = g.to(torch::kFloat32).contiguous();
+    }
   io::save_safetensors(options_.dump_first_step, out);
   log::info("wrote the first step's batch and gradients to ", options_.dump_first_step);
 }
@@ -333,23 +422,32 @@ void Trainer::write_checkpoint_folder(const std::string& dir) const {
   c.source_model_dir = config_.model_name_or_path;
   c.trainer_state = state_.to_json();
   if (config_.lora_enable)
-    c.write_model = [this](const std::string& d) { write_lora_output(d, model_, masters_->names(), config_); };
-  if (zero_) {  // each rank's shard, staged next to the folder rank 0 is about to write
-    fs::create_directories(dir + ".shards");
-    io::save_safetensors(optimizer_file(dir + ".shards", rank()), optimizer_->state_dict());
+    c.write_model = [this](const std::string& d) { write_lora_output(d, model_, trainable_names_, config_); };
+  if (zero_) {  // every rank writes its shard at once, staged next to the folder rank 0 is about to write
+    if (rank() == 0) fs::create_directories(dir + ".shards");
+    group_->barrier();
+    io::save_safetensors(optimizer_file(dir + ".shards", rank()),
+                         shard_contents(optimizer_->state_dict(), zero_->ranges(), zero_->slices()));
     group_->barrier();
     for (int r = 0; r < group_->size(); ++r) c.extra_files.push_back(optimizer_file(dir + ".shards", r));
   } else {
     c.optimizer = optimizer_->state_dict();
   }
-  c.rng_and_masters["rng.cpu"] = cpu_generator_state();
+  c.rng_and_masters["rng.cpu"] = generator_state(torch::kCPU);
+  if (device_.is_cuda()) {  // every rank's, in rank order
+    auto state = generator_state(device_);
+    auto all = torch::zeros({group_ ? group_->size() : 1, state.numel()}, state.options()).to(torch::kFloat64);
+    all[rank()].copy_(state.to(torch::kFloat64));
+    if (group_) group_->allreduce_sum(all);
+    c.rng_and_masters["rng.cuda"] = all.to(torch::kUInt8);
+  }
   if (group_) {  // each rank's place in its share of the epoch
     auto positions = torch::zeros({group_->size()}, torch::kInt64);
     positions[rank()] = state_.position;
     group_->allreduce_sum(positions);
     c.rng_and_masters["data_position"] = positions;
   }
-  if (masters_->separate())
+  if (masters_ && masters_->separate())
     for (size_t i = 0; i < masters_->names().size(); ++i) c.rng_and_masters["master." + masters_->names()[i]] = masters_->masters()[i].detach();
   if (rank() == 0) {
     write_checkpoint(dir, c);
@@ -375,8 +473,8 @@ std::string Trainer::optimizer_file(const std::string& dir, int rank) const {
 
 void Trainer::evaluate(MetricsLog* metrics) {
   const auto& c = config_;
-  // Every rank scores the whole set (their weights are equal), so all agree on the best.
-  const auto results = evaluator_->run();
+  // The ranks score their shares of the set and all receive every score, so all agree on the best.
+  const auto results = evaluator_->run(group_.get());
   const double epoch = static_cast<double>(state_.global_step) / static_cast<double>(steps_per_epoch_);
   if (metrics) metrics->write_eval(state_.global_step, epoch, results);
   double sum = 0;
@@ -411,29 +509,52 @@ void Trainer::resume(const std::string& dir) {
   }
   const auto extra_path = (fs::path(dir) / "rng_state.safetensors").string();
   const auto extra = io::SafetensorsFile::open(extra_path)->load_all();
-  if (masters_->separate()) {
-    torch::NoGradGuard no_grad;
-    for (size_t i = 0; i < masters_->names().size(); ++i) {
-      const auto it = extra.find("master." + masters_->names()[i]);
-      if (it == extra.end()) fail(extra_path, masters_->names()[i], "float32 master weights missing (saved without bf16?)");
-      masters_->masters()[i].copy_(it->second);
-    }
-    masters_->copy_to_model();
+  // The optimizer's own ranges of the parameters, read from the shards of any world size.
+  std::vector<ShardRange> want;
+  std::vector<torch::Tensor> like;
+  if (zero_) {
+    want = zero_->ranges();
+    like = zero_->slices();
+  } else {
+    for (size_t i = 0; i < masters_->names().size(); ++i) want.push_back({masters_->names()[i], 0, masters_->masters()[i].numel()});
+    like = masters_->masters();
   }
-  const auto opt_path = optimizer_file(dir, rank());
-  if (!fs::exists(opt_path))
-    fail(opt_path, "", zero_ ? "no optimizer shard for this rank: resume ZeRO with the world size and zero_stage it was saved with"
-                             : "missing (a ZeRO checkpoint resumes only with the world size and zero_stage it was saved with)");
-  optimizer_->load_state_dict(io::SafetensorsFile::open(opt_path)->load_all(), opt_path);
+  auto state = read_optimizer_ranges(dir, want, like);
+  if (zero_ || masters_->separate()) {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < want.size(); ++i) {
+      const auto key = "master." + want[i].name;
+      const auto it = state.find(key);
+      const auto in_rng = extra.find(key);
+      if (it != state.end()) {
+        like[i].copy_(it->second);
+        state.erase(it);
+      } else if (in_rng != extra.end()) {
+        like[i].copy_(in_rng->second.reshape({-1}).narrow(0, want[i].offset, want[i].numel).view(like[i].sizes()));
+      } else if (!config_.bf16) {  // float32 weights are their own masters
+        const auto& p = params_by_name_.at(want[i].name);
+        like[i].copy_(p.detach().reshape({-1}).narrow(0, want[i].offset, want[i].numel).view(like[i].sizes()));
+      } else {
+        fail(extra_path, want[i].name, "float32 master weights missing (saved without bf16?)");
+      }
+    }
+    if (masters_) masters_->copy_to_model();
+  }
+  optimizer_->load_state_dict(state, dir);
   const auto rng = extra.find("rng.cpu");
   if (rng == extra.end()) fail(extra_path, "rng.cpu", "missing");
-  set_cpu_generator_state(rng->second);
-  if (group_) {
-    const auto positions = extra.find("data_position");
-    if (positions == extra.end() || positions->second.numel() != group_->size())
-      fail(extra_path, "data_position", "saved by a run with another number of processes; resume with the same world size");
-    state_.position = positions->second[rank()].item<int64_t>();
-  }
+  set_generator_state(torch::kCPU, rng->second);
+  const int ranks = group_ ? group_->size() : 1;
+  const auto cuda_rng = extra.find("rng.cuda");
+  if (device_.is_cuda() && cuda_rng != extra.end() && cuda_rng->second.size(0) == ranks)
+    set_generator_state(device_, cuda_rng->second[rank()].contiguous());
+  // Each rank's place in its share of the epoch, from the samples all ranks had taken together.
+  const auto positions = extra.find("data_position");
+  const int64_t taken = positions != extra.end() ? positions->second.sum().item<int64_t>() : saved.position;
+  state_.position = data::rank_position(taken, config_.per_device_train_batch_size, rank(), ranks);
+  const int64_t saved_ranks = positions != extra.end() ? positions->second.numel() : 1;
+  if (saved_ranks != ranks)
+    log::info("resharded ", dir, " from ", saved_ranks, " to ", ranks, " processes");
   log::info("resumed from ", dir, " at step ", state_.global_step, " (epoch ", state_.epoch, ", sample ", state_.position,
             ")");
 }
@@ -480,6 +601,8 @@ void Trainer::train() {
       window.peak_memory_mib = peak_memory_mib();
       window.nonfinite_steps = state_.nonfinite_total;
       window.skipped_samples = loader_->skipped_total();
+      window.memory = rank_memory();
+      window.memory_report = std::exchange(memory_report_, nlohmann::json::array());
       if (metrics) metrics->write(window, total_steps());
       window_steps = window_finite = window_samples = window_tokens = 0;
       window_loss = 0;
@@ -495,7 +618,7 @@ void Trainer::train() {
     }
   }
   if (rank() == 0) {
-    if (c.lora_enable) write_lora_output(c.output_dir, model_, masters_->names(), c);
+    if (c.lora_enable) write_lora_output(c.output_dir, model_, trainable_names_, c);
     else write_model_folder(c.output_dir, model::state_dict(*model_), model_->config.to_json(), c.model_name_or_path);
     log::info("training done: ", state_.global_step, " steps; model written to ", c.output_dir);
   }

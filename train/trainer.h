@@ -18,7 +18,9 @@
 // process computes with batch N·B, epoch tails included.
 #include <torch/torch.h>
 
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -92,15 +94,25 @@ class Trainer {
   std::string optimizer_file(const std::string& dir, int rank) const;
   void resume(const std::string& dir);
 
+  // Step 1's per-rank bytes of parameters, gradients, masters and optimizer state, counted from
+  // the tensors, with the peak device memory; goes out with the next metrics line.
+  void report_memory();
+  // Every rank's peak device memory (a collective), for each metrics line.
+  nlohmann::json rank_memory() const;
+
   config::TrainConfig config_;
   TrainerOptions options_;
+  torch::Device device_{torch::kCPU};
+  std::vector<std::string> trainable_names_;
+  std::map<std::string, torch::Tensor> params_by_name_;
   std::unique_ptr<ProcessGroup> group_;  // set when launched with a world size above 1
   std::shared_ptr<const Tokenizer> tokenizer_;
   model::Owl2ForCausalLM model_{nullptr};
-  std::unique_ptr<MasterWeights> masters_;
+  std::unique_ptr<MasterWeights> masters_;  // without ZeRO
   std::unique_ptr<AdamW> optimizer_;
-  std::unique_ptr<GradSync> grad_sync_;
-  std::unique_ptr<ZeroShards> zero_;  // zero_stage 1 or 2 with several processes
+  std::unique_ptr<GradSync> grad_sync_;  // zero_stage 0 with several processes
+  std::unique_ptr<ZeroShards> zero_;     // zero_stage 1 or 2 with several processes
+  nlohmann::json memory_report_;  // null until the first step; then written once with the next metrics line
   std::unique_ptr<data::TrainLoader> loader_;
   int64_t steps_per_epoch_ = 1;
   TrainerState state_;

@@ -1,38 +1,168 @@
 #include "train/zero.h"
 
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+#include <torch/csrc/autograd/variable.h>
+
 #include <algorithm>
 
 #include "train/grad_clip.h"
 
 namespace qalign::train {
 
-ZeroShards::ZeroShards(ProcessGroup& group, const GradSync& sync, const std::vector<std::string>& names,
-                       const std::vector<torch::Tensor>& masters)
-    : group_(group), sync_(sync), masters_(masters) {
-  torch::NoGradGuard no_grad;
-  const auto& buckets = sync.buckets();
-  for (size_t b = 0; b < buckets.size(); ++b) {
-    const auto& bucket = buckets[b];
-    const int64_t chunk = bucket.padded / group.size();
-    const int64_t begin = chunk * group.rank(), end = begin + chunk;
-    for (size_t s = 0; s < bucket.params.size(); ++s) {
-      const size_t k = bucket.params[s];
-      const int64_t lo = std::max(begin, bucket.offsets[s]);
-      const int64_t hi = std::min(end, bucket.offsets[s] + masters[k].numel());
-      if (lo >= hi) continue;
-      layout_.push_back({b, k, lo - begin, lo - bucket.offsets[s], hi - lo});
-      names_.push_back(names[k]);
-      // detach(): the same storage, updated in place by the optimizer without autograd.
-      slices_.push_back(masters[k].detach().view({-1}).narrow(0, lo - bucket.offsets[s], hi - lo));
+namespace {
+int64_t bytes_of(const torch::Tensor& t) { return t.defined() ? t.numel() * static_cast<int64_t>(t.element_size()) : 0; }
+}  // namespace
+
+ZeroShards::ZeroShards(ProcessGroup& group, std::vector<std::string> names, std::vector<torch::Tensor> params,
+                       ZeroOptions o)
+    : group_(group), options_(o), param_names_(std::move(names)), params_(std::move(params)) {
+  const size_t n = params_.size();
+  bucket_of_.resize(n);
+  slot_of_.resize(n);
+  arrived_.assign(n, false);
+  copied_.assign(n, false);
+  int64_t bytes = 0;
+  for (size_t k = n; k-- > 0;) {
+    const int64_t size = params_[k].numel() * 4;
+    if (buckets_.empty() || (bytes > 0 && bytes + size > options_.bucket_bytes)) {
+      buckets_.emplace_back();
+      bytes = 0;
     }
+    auto& b = buckets_.back();
+    bucket_of_[k] = buckets_.size() - 1;
+    slot_of_[k] = b.params.size();
+    b.offsets.push_back(b.params.empty() ? 0 : b.offsets.back() + params_[b.params.back()].numel());
+    b.params.push_back(k);
+    bytes += size;
+  }
+  torch::NoGradGuard no_grad;
+  const int64_t world = group_.size();
+  for (size_t bi = 0; bi < buckets_.size(); ++bi) {
+    auto& b = buckets_[bi];
+    b.numel = b.offsets.back() + params_[b.params.back()].numel();
+    b.padded = (b.numel + world - 1) / world * world;
+    const int64_t chunk = b.padded / world, begin = chunk * group_.rank(), end = begin + chunk;
+    const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(params_[b.params.front()].device());
+    b.master = torch::zeros({chunk}, f32);
+    b.grad = torch::zeros({chunk}, f32);
+    for (size_t s = 0; s < b.params.size(); ++s) {
+      const size_t k = b.params[s];
+      const int64_t lo = std::max(begin, b.offsets[s]), hi = std::min(end, b.offsets[s] + params_[k].numel());
+      if (lo >= hi) continue;
+      const int64_t from = lo - b.offsets[s];
+      auto slice = b.master.narrow(0, lo - begin, hi - lo);
+      slice.copy_(params_[k].detach().reshape({-1}).narrow(0, from, hi - lo));
+      names_.push_back(param_names_[k]);
+      ranges_.push_back({param_names_[k], from, hi - lo});
+      slices_.push_back(slice);
+      slice_bucket_.push_back(bi);
+      slice_chunk_offset_.push_back(lo - begin);
+    }
+  }
+  for (size_t k = 0; k < n; ++k) {
+    auto acc = torch::autograd::impl::grad_accumulator(params_[k]);
+    acc->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+        [this, k](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
+          ready(k);
+          return outputs;
+        }));
+    accumulators_.push_back(std::move(acc));
+  }
+  count_gradient_bytes();
+}
+
+ZeroShards::~ZeroShards() = default;
+
+void ZeroShards::begin_micro(bool last) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  armed_ = true;
+  last_ = last;
+  next_bucket_ = 0;
+  arrived_.assign(arrived_.size(), false);
+  copied_.assign(copied_.size(), false);
+  for (auto& b : buckets_) b.pending = b.params.size();
+}
+
+void ZeroShards::ready(size_t k) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!armed_ || copied_[k]) return;
+  arrived_[k] = true;
+  // Stage 2 fills one bucket at a time; an early gradient waits in its parameter.
+  if (options_.stage == 2 && bucket_of_[k] != next_bucket_) return;
+  copy_in(k);
+  launch_ready();
+}
+
+void ZeroShards::copy_in(size_t k) {
+  auto& b = buckets_[bucket_of_[k]];
+  torch::NoGradGuard no_grad;
+  if (!b.flat.defined()) {
+    b.flat = torch::zeros({b.padded}, b.master.options());
+    count_gradient_bytes();
+  }
+  auto& g = params_[k].mutable_grad();
+  if (g.defined()) {
+    b.flat.narrow(0, b.offsets[slot_of_[k]], params_[k].numel()).add_(g.reshape({-1}));
+    g = torch::Tensor();
+  }
+  copied_[k] = true;
+  b.pending -= 1;
+}
+
+void ZeroShards::launch_ready() {
+  if (options_.stage == 1 && !last_) return;  // stage 1 communicates once per step
+  while (next_bucket_ < buckets_.size() && buckets_[next_bucket_].pending == 0) {
+    launch(next_bucket_);
+    next_bucket_ += 1;
+    if (options_.stage != 2 || next_bucket_ == buckets_.size()) continue;
+    for (const size_t k : buckets_[next_bucket_].params)
+      if (arrived_[k] && !copied_[k]) copy_in(k);
   }
 }
 
-void ZeroShards::attach_grads() {
-  for (size_t i = 0; i < layout_.size(); ++i) {
-    const auto& l = layout_[i];
-    slices_[i].mutable_grad() = sync_.buckets()[l.bucket].chunk.narrow(0, l.chunk_offset, l.numel);
+void ZeroShards::launch(size_t bi) {
+  if (options_.stage == 2) {  // the bucket before is done before this one goes out: two buffers at most
+    for (auto& f : in_flight_) complete(f);
+    in_flight_.clear();
   }
+  auto& b = buckets_[bi];
+  InFlight f;
+  f.bucket = bi;
+  f.sent = b.flat.scalar_type() == options_.comm_dtype ? b.flat : b.flat.to(options_.comm_dtype);
+  f.received = torch::empty({b.padded / group_.size()}, f.sent.options());
+  b.flat = torch::Tensor();
+  f.work = group_.backend()._reduce_scatter_base(f.received, f.sent);
+  in_flight_.push_back(std::move(f));
+  count_gradient_bytes();
+}
+
+void ZeroShards::complete(InFlight& f) {
+  group_.wait(f.work, "gradient reduce-scatter");
+  torch::NoGradGuard no_grad;
+  buckets_[f.bucket].grad.add_(f.received);
+  f.sent = f.received = torch::Tensor();
+}
+
+void ZeroShards::end_micro() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (options_.stage == 1 && !last_) {
+    armed_ = false;
+    return;
+  }
+  // What backward did not deliver (no gradient, or no backward here) goes in as zeros, in order.
+  while (next_bucket_ < buckets_.size()) {
+    for (const size_t k : buckets_[next_bucket_].params)
+      if (!copied_[k]) copy_in(k);
+    launch_ready();
+  }
+  for (auto& f : in_flight_) complete(f);
+  in_flight_.clear();
+  armed_ = false;
+  if (!last_) return;
+  torch::NoGradGuard no_grad;
+  for (auto& b : buckets_) b.grad.div_(static_cast<double>(group_.size()));
+  for (size_t i = 0; i < slices_.size(); ++i)
+    slices_[i].mutable_grad() = buckets_[slice_bucket_[i]].grad.narrow(0, slice_chunk_offset_[i], ranges_[i].numel);
 }
 
 torch::Tensor ZeroShards::grad_norm() {
@@ -43,26 +173,52 @@ torch::Tensor ZeroShards::grad_norm() {
 
 void ZeroShards::all_gather() {
   torch::NoGradGuard no_grad;
-  const auto& buckets = sync_.buckets();
-  std::vector<torch::Tensor> chunks, flats;  // alive until their gathers are done
-  std::vector<c10::intrusive_ptr<c10d::Work>> works;
-  // Every bucket's gather is launched before the first is waited for.
-  for (size_t b = 0; b < buckets.size(); ++b) {
-    auto chunk = torch::zeros({buckets[b].padded / group_.size()}, buckets[b].chunk.options());
-    for (size_t i = 0; i < layout_.size(); ++i)
-      if (layout_[i].bucket == b) chunk.narrow(0, layout_[i].chunk_offset, layout_[i].numel).copy_(slices_[i]);
-    flats.push_back(torch::empty({buckets[b].padded}, chunk.options()));
-    chunks.push_back(chunk);
-    works.push_back(group_.backend()._allgather_base(flats.back(), chunks.back()));
-  }
-  for (size_t b = 0; b < buckets.size(); ++b) {
-    group_.wait(works[b], "parameter all-gather");
-    const auto& bucket = buckets[b];
-    for (size_t s = 0; s < bucket.params.size(); ++s) {
-      auto& m = masters_[bucket.params[s]];
-      m.detach().view({-1}).copy_(flats[b].narrow(0, bucket.offsets[s], m.numel()));
+  struct Gather {
+    size_t bucket;
+    torch::Tensor sent, flat;
+    c10::intrusive_ptr<c10d::Work> work;
+  };
+  const auto finish = [&](Gather& g) {
+    group_.wait(g.work, "parameter all-gather");
+    const auto& b = buckets_[g.bucket];
+    for (size_t s = 0; s < b.params.size(); ++s) {
+      auto p = params_[b.params[s]].detach();
+      p.view({-1}).copy_(g.flat.narrow(0, b.offsets[s], p.numel()));
+    }
+  };
+  std::vector<Gather> pending;  // at most two buckets' gathers at a time
+  for (size_t bi = 0; bi < buckets_.size(); ++bi) {
+    const auto& b = buckets_[bi];
+    const auto dtype = params_[b.params.front()].scalar_type();
+    Gather g{bi, b.master.to(dtype), torch::empty({b.padded}, b.master.options().dtype(dtype)), {}};
+    g.work = group_.backend()._allgather_base(g.flat, g.sent);
+    pending.push_back(std::move(g));
+    if (pending.size() == 2) {
+      finish(pending.front());
+      pending.erase(pending.begin());
     }
   }
+  for (auto& g : pending) finish(g);
+}
+
+void ZeroShards::zero_grad() {
+  torch::NoGradGuard no_grad;
+  for (auto& b : buckets_) b.grad.zero_();
+  for (auto& s : slices_) s.mutable_grad() = torch::Tensor();
+  for (auto& p : params_) p.mutable_grad() = torch::Tensor();
+}
+
+int64_t ZeroShards::master_bytes() const {
+  int64_t total = 0;
+  for (const auto& b : buckets_) total += bytes_of(b.master);
+  return total;
+}
+
+void ZeroShards::count_gradient_bytes() {
+  int64_t total = 0;
+  for (const auto& b : buckets_) total += bytes_of(b.grad) + bytes_of(b.flat);
+  for (const auto& f : in_flight_) total += bytes_of(f.sent) + bytes_of(f.received);
+  peak_gradient_bytes_ = std::max(peak_gradient_bytes_, total);
 }
 
 }  // namespace qalign::train

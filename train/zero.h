@@ -1,48 +1,116 @@
 #pragma once
-// ZeRO stages 1 and 2 (zero_stage in the config): the optimizer state is partitioned across the
-// ranks. Rank r owns the r-th of W equal chunks of each gradient bucket (train/grad_sync.h), that
-// is a contiguous slice of some parameters; the gradient buckets are reduce-scattered so it
-// receives exactly the averaged gradients of its slices, AdamW keeps moments for those slices
-// alone and updates them in the float32 masters, and an all-gather per bucket then gives every
-// rank every updated slice. The masters themselves stay whole on every rank.
+// ZeRO stages 1 and 2 (zero_stage in the config), as DeepSpeed partitions a data-parallel run.
+// The trainable parameters are laid out in buckets of about ddp_bucket_cap_mb (parameters in
+// reverse order, roughly the order backward produces their gradients), each padded to a multiple
+// of the world size W; rank r owns the r-th of the W equal chunks of every bucket. Per rank:
+//
+//   masters    float32, only the owned chunks (4P/W bytes), initialised from the parameters;
+//   moments    AdamW's, for the owned chunks alone (8P/W), through slices named after their
+//              parameters;
+//   gradients  stage 1: each bucket's full float32 buffer sums the step's micro-batches and is
+//              reduce-scattered after the last one; stage 2: every micro-batch's bucket is
+//              reduce-scattered as soon as its gradients are in and added into the owned float32
+//              chunk (4P/W), so at most two bucket buffers (one filling, one in flight) exist;
+//              a gradient that arrives for a later bucket waits in its parameter until then.
+//
+// After the optimizer step each bucket's updated chunk is all-gathered, in the parameters' dtype,
+// straight into the parameters. Communication of gradients is float32 or bfloat16 (reduced in
+// that dtype, summed into float32).
 #include <torch/torch.h>
 
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
-#include "train/grad_sync.h"
+#include "qalign/io/state_dict.h"
 #include "train/process_group.h"
 
 namespace qalign::train {
 
+struct ZeroOptions {
+  int stage = 2;                                // 1 or 2
+  int64_t bucket_bytes = 25 << 20;              // of float32 gradient per bucket
+  torch::ScalarType comm_dtype = torch::kFloat32;  // gradients on the wire
+};
+
+// The part of one parameter a rank owns: elements [offset, offset + numel) of its flattened
+// values.
+struct ShardRange {
+  std::string name;
+  int64_t offset = 0, numel = 0;
+};
+
 class ZeroShards {
  public:
-  // `names` and `masters` as in MasterWeights; `sync` must have been built on `masters` with
-  // scatter.
-  ZeroShards(ProcessGroup& group, const GradSync& sync, const std::vector<std::string>& names,
-             const std::vector<torch::Tensor>& masters);
+  // `params`: the model's trainable parameters by name, equal on every rank (already broadcast).
+  ZeroShards(ProcessGroup& group, std::vector<std::string> names, std::vector<torch::Tensor> params, ZeroOptions o);
+  ~ZeroShards();
+  ZeroShards(const ZeroShards&) = delete;
+  ZeroShards& operator=(const ZeroShards&) = delete;
 
-  // This rank's slices, named after their parameters: views into the masters, for the optimizer.
+  // Around every micro-batch of a step, on every rank the same number of times: begin_micro before
+  // its backward, end_micro after it, or in its place when this rank has nothing to compute
+  // (missing gradients count as zeros). After the step's last end_micro the slices' gradients
+  // hold the averaged gradient.
+  void begin_micro(bool last);
+  void end_micro();
+
+  // This rank's slices of the float32 masters (views into the owned chunks), named and ranged
+  // after their parameters: what the optimizer updates.
   const std::vector<std::string>& names() const { return names_; }
   const std::vector<torch::Tensor>& slices() const { return slices_; }
-  // After GradSync::finish(): points each slice's grad() at its part of the averaged chunk.
-  void attach_grads();
+  const std::vector<ShardRange>& ranges() const { return ranges_; }
   // The L2 norm of the whole averaged gradient, summed over the ranks' slices.
   torch::Tensor grad_norm();
-  // After the optimizer step: copies every rank's updated slices into every rank's masters.
+  // After the optimizer step: every rank's updated chunks into every rank's parameters.
   void all_gather();
+  void zero_grad();
+
+  // Bytes held, counted from the tensors: the owned masters, and the most gradient storage
+  // (owned chunks, bucket buffers, receive chunks) alive at once since construction.
+  int64_t master_bytes() const;
+  int64_t peak_gradient_bytes() const { return peak_gradient_bytes_; }
 
  private:
-  struct Slice {
-    size_t bucket = 0, param = 0;
-    int64_t chunk_offset = 0, param_offset = 0, numel = 0;
+  struct Bucket {
+    std::vector<size_t> params;
+    std::vector<int64_t> offsets;
+    int64_t numel = 0, padded = 0;
+    torch::Tensor master, grad;  // owned chunk: float32 [padded / W]
+    torch::Tensor flat;          // the whole bucket's gradient while it fills
+    size_t pending = 0;
   };
+  struct InFlight {
+    size_t bucket = 0;
+    torch::Tensor sent, received;
+    c10::intrusive_ptr<c10d::Work> work;
+  };
+  void ready(size_t param);
+  void copy_in(size_t param);
+  void launch_ready();
+  void launch(size_t bucket);
+  void complete(InFlight& f);
+  void count_gradient_bytes();
+
   ProcessGroup& group_;
-  const GradSync& sync_;
-  std::vector<torch::Tensor> masters_;
-  std::vector<Slice> layout_;
+  ZeroOptions options_;
+  std::vector<std::string> param_names_;
+  std::vector<torch::Tensor> params_;
+  std::vector<Bucket> buckets_;
+  std::vector<size_t> bucket_of_, slot_of_;
+  std::vector<bool> arrived_, copied_;
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // keeps the hooked nodes alive
+  std::vector<InFlight> in_flight_;
+  std::mutex mutex_;
+  bool armed_ = false, last_ = false;
+  size_t next_bucket_ = 0;
+  int64_t peak_gradient_bytes_ = 0;
   std::vector<std::string> names_;
+  std::vector<ShardRange> ranges_;
   std::vector<torch::Tensor> slices_;
+  std::vector<size_t> slice_bucket_;
+  std::vector<int64_t> slice_chunk_offset_;
 };
 
 }  // namespace qalign::train

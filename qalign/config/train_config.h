@@ -78,6 +78,14 @@ struct TrainConfig {
   std::string ddp_backend = "auto";
   // Seconds a collective may wait for the other ranks before the run stops (HF's ddp_timeout).
   int64_t ddp_timeout = 1800;
+  // Gradient buckets of about this many MB of float32 (HF's ddp_bucket_cap_mb; DDP's 25).
+  double ddp_bucket_cap_mb = 25;
+  // Dtype ZeRO reduces gradients in (always summed into float32 shards): float32 keeps N ranks
+  // equal to one within rounding; bfloat16 halves the traffic, as DeepSpeed's default does.
+  std::string zero_communication_dtype = "float32";
+  // Where the model, the batches and the optimizer live: auto = cuda:LOCAL_RANK when CUDA is
+  // present, else the CPU.
+  std::string device = "auto";
 
   // Data loading.
   int64_t dataloader_num_workers = 4;

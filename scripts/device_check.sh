@@ -4,7 +4,8 @@
 #   run(command="scripts/device_check.sh", carry=[".deps/device"], timeout_s=480)
 # It builds qalign without OpenCV against python3's torch and the carried bundle, runs the model
 # parity tests on CUDA (float32, the fixture tolerances), one NCCL training step through
-# `qalign launch`, and the benchmarks the performance issue asks for. Logs and JSON go to $OUT.
+# `qalign launch`, `qalign train` on CUDA with ZeRO-2 (save and resume; a 4-layer owl2-7b at
+# micro-batch 32) and the benchmarks. Logs and JSON go to $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/device}
@@ -45,6 +46,32 @@ nccl_step() {
   grep -q "with nccl" "$OUT/nccl.log" && grep -Eq '"step": *1[,}]' "$OUT/nccl/metrics.jsonl" && echo "NCCL training step: OK"
 }
 try nccl nccl_step
+
+stage "the trainer on CUDA: ZeRO-2 under NCCL, saved at step 3 and resumed (bitwise against the uninterrupted run)"
+zero_resume() {
+  local args=(train --config tests/fixtures/train/tiny_recipe.yaml data_path="$OUT/text.json" max_steps=6 save_steps=3
+              ddp_backend=nccl zero_stage=2 device=cuda)
+  timeout 120 $Q launch --nproc-per-node 1 --master-port 29532 -- "$Q" "${args[@]}" output_dir="$OUT/zero_full" \
+    > "$OUT/zero_full.log" 2>&1 || { tail -20 "$OUT/zero_full.log"; return 1; }
+  timeout 120 $Q launch --nproc-per-node 1 --master-port 29533 -- "$Q" "${args[@]}" output_dir="$OUT/zero_resumed" \
+    resume_from_checkpoint="$OUT/zero_full/checkpoint-3" > "$OUT/zero_resumed.log" 2>&1 || { tail -20 "$OUT/zero_resumed.log"; return 1; }
+  grep -m1 "memory of rank 0" "$OUT/zero_full.log"
+  cmp "$OUT/zero_full/model.safetensors" "$OUT/zero_resumed/model.safetensors" && echo "ZeRO-2 resume on CUDA: bitwise"
+}
+try zero-resume zero_resume
+
+stage "qalign train on owl2-7b-4l, bf16, ZeRO-2, activation checkpointing, micro-batch 32, 30 steps (text-only records)"
+train_4l() {
+  python3 -c 'import json, sys; words = ["excellent", "good", "fair", "poor", "bad"]; json.dump([{"id": f"t{i}", "conversations": [{"from": "human", "value": "How would you rate the quality of this image? " * (1 + i % 4)}, {"from": "gpt", "value": f"The quality of the image is {words[i % 5]}."}]} for i in range(256)], sys.stdout)' > "$OUT/text256.json"
+  timeout 120 $Q init --preset owl2-7b-4l --tokenizer tests/fixtures/llama2-tokenizer --out "$OUT/owl2-7b-4l" \
+    > "$OUT/init_4l.log" 2>&1 || { tail -5 "$OUT/init_4l.log"; return 1; }
+  timeout 240 $Q launch --nproc-per-node 1 --master-port 29534 -- "$Q" train --config configs/onealign.yaml \
+    model_name_or_path="$OUT/owl2-7b-4l" data_path="$OUT/text256.json" image_folder= output_dir="$OUT/train_4l" \
+    per_device_train_batch_size=32 gradient_accumulation_steps=1 max_steps=30 save_steps=1000 logging_steps=10 \
+    dataloader_num_workers=4 > "$OUT/train_4l.log" 2>&1 || { tail -20 "$OUT/train_4l.log"; return 1; }
+  grep -E "memory of rank|step (10|20|30)/30" "$OUT/train_4l.log"
+}
+try train-4l train_4l
 
 stage "bench"
 bench_to() { local file=$1; shift; timeout 150 $Q bench "$@" --json > "$file" 2> "$file.err"; local rc=$?; cat "$file"; tail -5 "$file.err"; return $rc; }

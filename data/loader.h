@@ -36,6 +36,7 @@ struct LoaderOptions {
   SamplerOptions sampler;
 };
 
+// One batch of the trainer.
 struct TrainBatch {
   std::vector<std::string> ids;        // each sample's record id ("#<index>" when it has none)
   SupervisedBatch text;                // input_ids, labels, attention_mask [B,L]
@@ -45,7 +46,22 @@ struct TrainBatch {
   int64_t end_position = 0;            // order position after this batch's last sample
 };
 
-class TrainLoader {
+// Where the trainer takes its batches from: the loader below, or a source of synthetic batches
+// (the training benchmark).
+class BatchSource {
+ public:
+  virtual ~BatchSource() = default;
+  virtual int64_t size() const = 0;  // samples
+  // Batches in an epoch when nothing is skipped.
+  virtual int64_t batches_per_epoch() const = 0;
+  // Begins `epoch` at `position` of its order (0, or a TrainBatch::end_position to resume).
+  virtual void start_epoch(int64_t epoch, int64_t position) = 0;
+  // The next batch, or nullopt when the epoch is exhausted.
+  virtual std::optional<TrainBatch> next() = 0;
+  virtual int64_t skipped_total() const = 0;  // unreadable samples skipped so far
+};
+
+class TrainLoader : public BatchSource {
  public:
   TrainLoader(std::vector<TrainingRecord> records, std::shared_ptr<const Tokenizer> tokenizer,
               LoaderOptions options);
@@ -53,19 +69,15 @@ class TrainLoader {
   TrainLoader(const TrainLoader&) = delete;
   TrainLoader& operator=(const TrainLoader&) = delete;
 
-  int64_t size() const { return static_cast<int64_t>(records_.size()); }
-  // Batches in an epoch when nothing is skipped: ceil(size / batch_size), shared among the
-  // sampler's ranks (rank 0's count, the largest).
-  int64_t batches_per_epoch() const;
-
-  // Begins `epoch` at `position` of its order (0, or a TrainBatch::end_position to resume).
-  void start_epoch(int64_t epoch, int64_t position = 0);
-  // The next batch, or nullopt when the epoch is exhausted.
-  std::optional<TrainBatch> next();
+  int64_t size() const override { return static_cast<int64_t>(records_.size()); }
+  // ceil(size / batch_size), shared among the sampler's ranks (rank 0's count, the largest).
+  int64_t batches_per_epoch() const override;
+  void start_epoch(int64_t epoch, int64_t position = 0) override;
+  std::optional<TrainBatch> next() override;
 
   int64_t epoch() const { return epoch_; }
   int64_t skipped_in_epoch() const { return skipped_; }
-  int64_t skipped_total() const { return skipped_total_; }  // since this loader was made
+  int64_t skipped_total() const override { return skipped_total_; }  // since this loader was made
 
  private:
   struct Loaded {

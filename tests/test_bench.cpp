@@ -81,6 +81,25 @@ TEST(BenchCli, TrainStepReportsMfuAgainstTheSameRunsPeak) {
               1e-6 * j["achieved_flops"].get<double>());
   EXPECT_NEAR(j["mfu"].get<double>(), j["achieved_flops"].get<double>() / j["peak_flops"].get<double>(), 1e-9);
   EXPECT_NEAR(j["samples_per_s"].get<double>(), 2 / (j["step_ms"].get<double>() / 1e3), 1e-6);
+  // The trainer's own figures: one rank, its peak memory and the tensors' memory report.
+  EXPECT_EQ(j["ranks"], 1);
+  ASSERT_EQ(j["memory"].size(), 1u);
+  EXPECT_GT(j["memory"][0]["peak_allocated"].get<double>(), 0);
+  ASSERT_EQ(j["memory_report"].size(), 1u);
+  EXPECT_EQ(j["memory_report"][0]["optimizer"].get<int64_t>(), 8 * j["trainable_parameters"].get<int64_t>());
+  EXPECT_EQ(j["trainable_parameters"], j["parameters"]);  // the whole model, as the authors' full fine-tune
+}
+
+// The same Trainer with the authors' LoRA recipe and activation checkpointing: only the adapters
+// and the abstractor train, so AdamW's state covers far fewer parameters than the model has.
+TEST(BenchCli, TrainStepDrivesTheTrainerWithLoraAndCheckpointing) {
+  const auto j = bench("train-step --preset tiny --batch-size 2 --warmup 0 --repeats 2 --lora --gradient-checkpointing --json");
+  EXPECT_TRUE(j["lora"].get<bool>());
+  EXPECT_TRUE(j["gradient_checkpointing"].get<bool>());
+  const auto trainable = j["trainable_parameters"].get<int64_t>();
+  EXPECT_GT(trainable, 0);
+  EXPECT_LT(trainable, j["parameters"].get<int64_t>());
+  EXPECT_EQ(j["memory_report"][0]["optimizer"].get<int64_t>(), 8 * trainable);
 }
 
 TEST(BenchCli, ScoreAndDataReportTheirRows) {

@@ -14,7 +14,7 @@ namespace qalign::tools::bench {
 struct Common {
   std::string preset = "small", device = "cpu", dtype = "float32", tokenizer;
   std::string optim = "adamw_torch";  // train-step: the trainer's optim setting
-  std::string trace;                  // train-step: a Chrome trace of one step, when set
+  std::string trace;                  // train-step: a Chrome trace of the run, when set
   int warmup = 2, repeats = 5;
 };
 
@@ -33,7 +33,13 @@ double matmul_peak(const torch::Device& device, torch::ScalarType dtype, int war
 
 std::string device_name(const torch::Device& device);
 
-nlohmann::ordered_json train_step(const Common& c, int batch_size);
+struct TrainStepOptions {
+  int batch_size = 8;  // micro-batch per rank
+  bool gradient_checkpointing = false, lora = false;
+  int zero_stage = 0;
+};
+// One optimizer step of `qalign train`'s Trainer: the median of c.repeats steps after c.warmup.
+nlohmann::ordered_json train_step(const Common& c, const TrainStepOptions& o);
 nlohmann::ordered_json score(const Common& c, const std::vector<int>& batch_sizes);
 nlohmann::ordered_json data(const std::vector<int>& threads, int images_per_thread);
 

@@ -14,7 +14,8 @@ namespace {
 
 struct BenchArgs {
   bench::Common common;
-  int batch_size = 8, images_per_thread = 64;
+  bench::TrainStepOptions train;
+  int images_per_thread = 64;
   std::vector<int> batch_sizes = {1, 2, 4, 8}, threads = {1, 2};
   bool json = false;
 };
@@ -40,7 +41,12 @@ void print(const nlohmann::ordered_json& j, bool json) {
               << "  FLOPs/step      " << fmt(j["flops_per_step"]) << "\n"
               << "  achieved FLOP/s " << fmt(j["achieved_flops"]) << "\n"
               << "  matmul peak     " << fmt(j["peak_flops"]) << " FLOP/s\n"
-              << "  MFU             " << fmt(100 * j["mfu"].get<double>(), "%.1f") << " %\n";
+              << "  MFU             " << fmt(100 * j["mfu"].get<double>(), "%.1f") << " %\n"
+              << "  ranks " << j["ranks"] << ", ZeRO stage " << j["zero_stage"] << (j["lora"].get<bool>() ? ", LoRA" : "")
+              << (j["gradient_checkpointing"].get<bool>() ? ", activation checkpointing" : "") << "\n";
+    for (const auto& r : j["memory"])
+      std::cout << "  rank " << r["rank"] << " peak    " << fmt(r["peak_allocated"].get<double>() / (1 << 20), "%.0f") << " MiB "
+                << (r["device"] == "cuda" ? "allocated" : "resident") << "\n";
   } else if (bench == "score") {
     std::cout << "score  preset " << j["preset"].get<std::string>() << ", " << j["dtype"].get<std::string>() << " on "
               << j["device"].get<std::string>() << ", " << fmt(j["flops_per_image"]) << " FLOPs/image, matmul peak "
@@ -80,10 +86,15 @@ Command add_bench(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   cmd->add_flag("--json", a->json, "One JSON object instead of the table");
 
-  auto* train = cmd->add_subcommand("train-step", "Forward + backward + AdamW of a preset model; MFU");
+  auto* train = cmd->add_subcommand("train-step", "qalign train's step (forward, backward, AdamW) on a preset model; MFU, memory");
   add_common(train, a->common);
-  train->add_option("--batch-size", a->batch_size, "Conversations per step")->capture_default_str();
-  train->add_option("--trace", a->common.trace, "Also write a Chrome trace (chrome://tracing) of one profiled step");
+  train->add_option("--batch-size", a->train.batch_size, "Conversations per step and rank (the micro-batch)")->capture_default_str();
+  train->add_flag("--gradient-checkpointing", a->train.gradient_checkpointing, "Activation checkpointing of every block");
+  train->add_option("--zero-stage", a->train.zero_stage, "0, 1 or 2 (with several ranks under qalign launch)")
+      ->check(CLI::Range(0, 2))
+      ->capture_default_str();
+  train->add_flag("--lora", a->train.lora, "The authors' LoRA recipe (q_proj + v_proj.multiway.1, abstractor trained)");
+  train->add_option("--trace", a->common.trace, "Also write a Chrome trace (chrome://tracing) of the run");
   train->add_option("--optim", a->common.optim, "adamw_torch | adamw_torch_fused (the trainer's optim)")->capture_default_str();
   train->add_flag("--json", a->json, "One JSON object instead of the table");
 
@@ -101,7 +112,7 @@ Command add_bench(CLI::App& app) {
 #endif
 
   return {cmd, [=]() {
-            if (*train) print(bench::train_step(a->common, a->batch_size), a->json);
+            if (*train) print(bench::train_step(a->common, a->train), a->json);
             if (*score) print(bench::score(a->common, a->batch_sizes), a->json);
 #ifdef QALIGN_WITH_OPENCV
             if (*data) print(bench::data(a->threads, a->images_per_thread), a->json);

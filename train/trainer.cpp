@@ -114,7 +114,9 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   // values, as DeepSpeed takes them from the bf16 module.
   const int64_t resident = resident_bytes();
   const bool measured = reset_peak_resident();
-  model_ = model::load_pretrained(c.model_name_or_path, c.bf16 ? torch::kBFloat16 : torch::kFloat32, device_);
+  const auto dtype = c.bf16 ? torch::kBFloat16 : torch::kFloat32;
+  model_ = options_.build_model ? options_.build_model(dtype, device_)
+                                : model::load_pretrained(c.model_name_or_path, dtype, device_);
   if (measured)
     log::info("loaded ", c.model_name_or_path, " onto ", device_.str(), ": resident memory +",
               (peak_resident_bytes() - resident) >> 20, " MiB at peak");
@@ -171,9 +173,13 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   lo.sampler.rank = env.rank;
   lo.sampler.ranks = env.world_size;
   lo.sampler.seed = static_cast<uint64_t>(c.seed);
-  auto records = read_records(c);
-  if (records.empty()) fail(join(c.data_path), "data_path", "no training records");
-  loader_ = std::make_unique<data::TrainLoader>(std::move(records), tokenizer_, lo);
+  if (options_.batches) {
+    loader_ = options_.batches;
+  } else {
+    auto records = read_records(c);
+    if (records.empty()) fail(join(c.data_path), "data_path", "no training records");
+    loader_ = std::make_shared<data::TrainLoader>(std::move(records), tokenizer_, lo);
+  }
 
   const int64_t accumulation = c.gradient_accumulation_steps;
   steps_per_epoch_ = (loader_->batches_per_epoch() + accumulation - 1) / accumulation;
@@ -617,7 +623,7 @@ void Trainer::train() {
       return;
     }
   }
-  if (rank() == 0) {
+  if (rank() == 0 && options_.write_final_model) {
     if (c.lora_enable) write_lora_output(c.output_dir, model_, trainable_names_, c);
     else write_model_folder(c.output_dir, model::state_dict(*model_), model_->config.to_json(), c.model_name_or_path);
     log::info("training done: ", state_.global_step, " steps; model written to ", c.output_dir);

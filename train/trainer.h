@@ -18,6 +18,7 @@
 // process computes with batch N·B, epoch tails included.
 #include <torch/torch.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -46,6 +47,12 @@ struct TrainerOptions {
   // samples have the same frame count), the step's mean loss [1] and grad.<name> for every
   // trainable parameter (float32, accumulated, before clipping). For parity checks.
   std::string dump_first_step;
+  // For the training benchmark: the model built by this (in the run's dtype, on its device)
+  // instead of loaded from model_name_or_path (which still gives the tokenizer), batches from
+  // this source instead of data_path, and no final model written.
+  std::function<model::Owl2ForCausalLM(torch::Dtype, torch::Device)> build_model;
+  std::shared_ptr<data::BatchSource> batches;
+  bool write_final_model = true;
 };
 
 class Trainer {
@@ -113,7 +120,7 @@ class Trainer {
   std::unique_ptr<GradSync> grad_sync_;  // zero_stage 0 with several processes
   std::unique_ptr<ZeroShards> zero_;     // zero_stage 1 or 2 with several processes
   nlohmann::json memory_report_;  // null until the first step; then written once with the next metrics line
-  std::unique_ptr<data::TrainLoader> loader_;
+  std::shared_ptr<data::BatchSource> loader_;
   int64_t steps_per_epoch_ = 1;
   TrainerState state_;
   std::vector<int64_t> level_ids_;  // the five level words' ids, for soft targets

@@ -76,7 +76,9 @@ try train-4l train_4l
 stage "bench"
 bench_to() { local file=$1; shift; timeout 150 $Q bench "$@" --json > "$file" 2> "$file.err"; local rc=$?; cat "$file"; tail -5 "$file.err"; return $rc; }
 try bench-train bench_to "$OUT/bench_train_owl2-7b-4l.json" train-step --preset owl2-7b-4l --device cuda --dtype bfloat16 \
-  --batch-size 8 --optim adamw_torch_fused
+  --batch-size 32 --gradient-checkpointing --optim adamw_torch_fused
+try bench-lora bench_to "$OUT/bench_train_owl2-7b_lora.json" train-step --preset owl2-7b --device cuda --dtype bfloat16 \
+  --batch-size 16 --gradient-checkpointing --lora --optim adamw_torch_fused
 try bench-score bench_to "$OUT/bench_score_owl2-7b.json" score --preset owl2-7b --device cuda --dtype bfloat16 --batch-sizes 1,8,64
 stage "done; failed stages: ${FAILED[*]:-none}"
 [ ${#FAILED[@]} -eq 0 ]

@@ -13,6 +13,7 @@
 #include "qalign/io/json_file.h"
 #include "qalign/io/safetensors.h"
 #include "qalign/log.h"
+#include "train/optimizer_shards.h"
 
 namespace qalign::train {
 
@@ -113,15 +114,7 @@ std::optional<std::string> checkpoint_problem(const std::string& dir) {
       const auto weights = io::resolve_weights(dir);
       if (fs::path(weights).extension() == ".safetensors") tensors.push_back(weights);
     }
-    bool optimizer = false;
-    for (const auto& e : fs::directory_iterator(d)) {
-      const auto name = e.path().filename().string();
-      if (name.rfind("optimizer", 0) == 0 && e.path().extension() == ".safetensors") {
-        optimizer = true;
-        tensors.push_back(e.path().string());
-      }
-    }
-    if (!optimizer) return "no optimizer state in it";
+    for (const auto& f : optimizer_files(dir)) tensors.push_back(f);  // every rank's shard, or the whole state
     for (const auto& t : tensors) io::SafetensorsFile::open(t);  // the header, and its sizes against the file's
   } catch (const Error& e) {
     return std::string(e.what());

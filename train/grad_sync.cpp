@@ -1,45 +1,22 @@
 #include "train/grad_sync.h"
 
-#include <torch/csrc/autograd/utils/lambda_post_hook.h>
-#include <torch/csrc/autograd/variable.h>
-
 namespace qalign::train {
 
 GradSync::GradSync(ProcessGroup& group, std::vector<torch::Tensor> hooked, std::vector<torch::Tensor> targets,
                    std::function<void(size_t)> gather, int64_t bucket_bytes)
     : group_(group), hooked_(std::move(hooked)), targets_(std::move(targets)), gather_(std::move(gather)) {
-  const size_t n = hooked_.size();
-  bucket_of_.resize(n);
-  slot_of_.resize(n);
-  copied_.assign(n, false);
-  int64_t bytes = 0;
-  for (size_t k = n; k-- > 0;) {
-    const int64_t size = targets_[k].numel() * 4;  // float32 buckets
-    if (buckets_.empty() || (bytes > 0 && bytes + size > bucket_bytes)) {
-      buckets_.emplace_back();
-      bytes = 0;
-    }
-    auto& b = buckets_.back();
-    bucket_of_[k] = buckets_.size() - 1;
-    slot_of_[k] = b.params.size();
-    b.offsets.push_back(b.params.empty() ? 0 : b.offsets.back() + targets_[b.params.back()].numel());
-    b.params.push_back(k);
-    bytes += size;
-  }
+  auto layout = layout_buckets(targets_, bucket_bytes);
+  bucket_of_ = std::move(layout.bucket_of);
+  slot_of_ = std::move(layout.slot_of);
+  copied_.assign(hooked_.size(), false);
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(group_.device());
-  for (auto& b : buckets_) {
-    b.numel = b.offsets.back() + targets_[b.params.back()].numel();
+  for (auto& planned : layout.buckets) {
+    Bucket b;
+    static_cast<BucketLayout::Bucket&>(b) = std::move(planned);
     b.flat = torch::zeros({b.numel}, f32);
+    buckets_.push_back(std::move(b));
   }
-  for (size_t k = 0; k < n; ++k) {
-    auto acc = torch::autograd::impl::grad_accumulator(hooked_[k]);
-    acc->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
-        [this, k](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
-          ready(k);
-          return outputs;
-        }));
-    accumulators_.push_back(std::move(acc));
-  }
+  accumulators_ = hook_gradients(hooked_, [this](size_t k) { ready(k); });
 }
 
 GradSync::~GradSync() = default;

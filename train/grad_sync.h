@@ -12,6 +12,7 @@
 #include <mutex>
 #include <vector>
 
+#include "train/buckets.h"
 #include "train/process_group.h"
 
 namespace qalign::train {
@@ -33,11 +34,8 @@ class GradSync {
   // all on this rank, count as zeros), waits for all of them and writes the averages back.
   void finish();
 
-  // The layout: bucket b holds parameters params[i] at offsets[i] of a buffer of numel elements.
-  struct Bucket {
-    std::vector<size_t> params;
-    std::vector<int64_t> offsets;
-    int64_t numel = 0;
+  // The layout (train/buckets.h) and each bucket's float32 buffer.
+  struct Bucket : BucketLayout::Bucket {
     torch::Tensor flat;
     size_t pending = 0;
     c10::intrusive_ptr<c10d::Work> work;

@@ -1,8 +1,5 @@
 #include "train/zero.h"
 
-#include <torch/csrc/autograd/utils/lambda_post_hook.h>
-#include <torch/csrc/autograd/variable.h>
-
 #include <algorithm>
 
 #include "train/grad_clip.h"
@@ -16,30 +13,20 @@ int64_t bytes_of(const torch::Tensor& t) { return t.defined() ? t.numel() * stat
 ZeroShards::ZeroShards(ProcessGroup& group, std::vector<std::string> names, std::vector<torch::Tensor> params,
                        ZeroOptions o)
     : group_(group), options_(o), param_names_(std::move(names)), params_(std::move(params)) {
-  const size_t n = params_.size();
-  bucket_of_.resize(n);
-  slot_of_.resize(n);
-  arrived_.assign(n, false);
-  copied_.assign(n, false);
-  int64_t bytes = 0;
-  for (size_t k = n; k-- > 0;) {
-    const int64_t size = params_[k].numel() * 4;
-    if (buckets_.empty() || (bytes > 0 && bytes + size > options_.bucket_bytes)) {
-      buckets_.emplace_back();
-      bytes = 0;
-    }
-    auto& b = buckets_.back();
-    bucket_of_[k] = buckets_.size() - 1;
-    slot_of_[k] = b.params.size();
-    b.offsets.push_back(b.params.empty() ? 0 : b.offsets.back() + params_[b.params.back()].numel());
-    b.params.push_back(k);
-    bytes += size;
+  auto layout = layout_buckets(params_, options_.bucket_bytes);
+  bucket_of_ = std::move(layout.bucket_of);
+  slot_of_ = std::move(layout.slot_of);
+  arrived_.assign(params_.size(), false);
+  copied_.assign(params_.size(), false);
+  for (auto& planned : layout.buckets) {
+    Bucket b;
+    static_cast<BucketLayout::Bucket&>(b) = std::move(planned);
+    buckets_.push_back(std::move(b));
   }
   torch::NoGradGuard no_grad;
   const int64_t world = group_.size();
   for (size_t bi = 0; bi < buckets_.size(); ++bi) {
     auto& b = buckets_[bi];
-    b.numel = b.offsets.back() + params_[b.params.back()].numel();
     b.padded = (b.numel + world - 1) / world * world;
     const int64_t chunk = b.padded / world, begin = chunk * group_.rank(), end = begin + chunk;
     const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(params_[b.params.front()].device());
@@ -59,15 +46,7 @@ ZeroShards::ZeroShards(ProcessGroup& group, std::vector<std::string> names, std:
       slice_chunk_offset_.push_back(lo - begin);
     }
   }
-  for (size_t k = 0; k < n; ++k) {
-    auto acc = torch::autograd::impl::grad_accumulator(params_[k]);
-    acc->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
-        [this, k](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
-          ready(k);
-          return outputs;
-        }));
-    accumulators_.push_back(std::move(acc));
-  }
+  accumulators_ = hook_gradients(params_, [this](size_t k) { ready(k); });
   count_gradient_bytes();
 }
 

@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "qalign/io/state_dict.h"
+#include "train/buckets.h"
 #include "train/process_group.h"
 
 namespace qalign::train {
@@ -73,10 +73,8 @@ class ZeroShards {
   int64_t peak_gradient_bytes() const { return peak_gradient_bytes_; }
 
  private:
-  struct Bucket {
-    std::vector<size_t> params;
-    std::vector<int64_t> offsets;
-    int64_t numel = 0, padded = 0;
+  struct Bucket : BucketLayout::Bucket {
+    int64_t padded = 0;
     torch::Tensor master, grad;  // owned chunk: float32 [padded / W]
     torch::Tensor flat;          // the whole bucket's gradient while it fills
     size_t pending = 0;

@@ -3,9 +3,10 @@
 # network. Prepare here with scripts/device_bundle.sh, then run through the device tool as
 #   run(command="scripts/device_check.sh", carry=[".deps/device"], timeout_s=480)
 # It builds qalign without OpenCV against python3's torch and the carried bundle, runs the model
-# parity tests on CUDA (float32, the fixture tolerances), one NCCL training step through
-# `qalign launch`, `qalign train` on CUDA with ZeRO-2 (save and resume; a 4-layer owl2-7b at
-# micro-batch 32) and the benchmarks. Logs and JSON go to $OUT.
+# parity tests and the authors' golden training step on CUDA (float32, the fixture tolerances),
+# one NCCL training step through `qalign launch`, `qalign train` on CUDA with ZeRO-2 (save and
+# resume; a 4-layer owl2-7b at micro-batch 32; text-only records, as this build decodes no
+# images) and the benchmarks (through the Trainer). Logs and JSON go to $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/device}
@@ -25,7 +26,7 @@ cmake -S . -B build-device -DCMAKE_BUILD_TYPE=Release -DQALIGN_WITH_OPENCV=OFF \
   -DQALIGN_DEPS_BUNDLE="$BUNDLE" -DTorch_DIR="$TORCH_DIR" > "$OUT/configure.log" 2>&1 \
   || { tail -30 "$OUT/configure.log"; exit 1; }
 stage "build"
-cmake --build build-device -j"$(nproc)" --target qalign test_model_parity > "$OUT/build.log" 2>&1 \
+cmake --build build-device -j"$(nproc)" --target qalign test_model_parity test_train_device > "$OUT/build.log" 2>&1 \
   || { grep -m20 -A5 'error' "$OUT/build.log"; exit 1; }
 Q=build-device/tools/qalign
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt" || true
@@ -33,6 +34,10 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.t
 stage "parity tests on CUDA"
 parity() { QALIGN_TEST_DEVICE=cuda timeout 180 build-device/tests/test_model_parity > "$OUT/parity.log" 2>&1; local rc=$?; tail -3 "$OUT/parity.log"; return $rc; }
 try parity parity
+
+stage "(a) the authors' golden training step through the Trainer on CUDA, float32"
+golden_step() { QALIGN_TEST_DEVICE=cuda timeout 120 build-device/tests/test_train_device > "$OUT/golden_step.log" 2>&1; local rc=$?; tail -3 "$OUT/golden_step.log"; return $rc; }
+try golden-step golden_step
 
 stage "one NCCL training step (text-only records: this build decodes no images)"
 cat > "$OUT/text.json" <<'JSON'

@@ -5,13 +5,17 @@
 namespace qalign::model {
 
 namespace {
+thread_local bool skip_init = false;
 bool materialised(const torch::TensorOptions& opts) { return opts.device().type() != torch::kMeta; }
 }  // namespace
+
+SkipInitGuard::SkipInitGuard() : previous_(skip_init) { skip_init = true; }
+SkipInitGuard::~SkipInitGuard() { skip_init = previous_; }
 
 torch::Tensor normal_parameter(torch::nn::Module& m, const std::string& name, c10::IntArrayRef shape,
                                const torch::TensorOptions& opts) {
   auto t = torch::empty(shape, opts);
-  if (materialised(opts)) {
+  if (materialised(opts) && !skip_init) {
     torch::NoGradGuard g;
     t.normal_(0.0, kInitStd);
   }

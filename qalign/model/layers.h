@@ -56,7 +56,21 @@ class EmbeddingImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Embedding);
 
-// A parameter of `shape`, N(0, kInitStd) unless on the meta device.
+// While one is alive on this thread, normal_parameter leaves its values uninitialised: for a
+// model whose every parameter is about to be loaded from a checkpoint (drawing 8 billion normals
+// on the CPU takes minutes).
+class SkipInitGuard {
+ public:
+  SkipInitGuard();
+  ~SkipInitGuard();
+  SkipInitGuard(const SkipInitGuard&) = delete;
+  SkipInitGuard& operator=(const SkipInitGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// A parameter of `shape`, N(0, kInitStd) unless on the meta device or under a SkipInitGuard.
 torch::Tensor normal_parameter(torch::nn::Module& m, const std::string& name, c10::IntArrayRef shape,
                                const torch::TensorOptions& opts);
 

@@ -72,8 +72,12 @@ void load_state_dict(torch::nn::Module& m, const io::StateDict& sd, const std::s
 Owl2ForCausalLM load_pretrained(const std::string& dir, torch::Dtype dtype, torch::Device device) {
   const auto config_path = (std::filesystem::path(dir) / "config.json").string();
   const auto config = ModelConfig::from_json_file(config_path);
-  Owl2ForCausalLM model(config, torch::TensorOptions().dtype(dtype).device(device));
   const auto weights = io::resolve_weights(dir);
+  // Every parameter is loaded below (check_coverage makes sure), so none is drawn first.
+  Owl2ForCausalLM model = [&] {
+    SkipInitGuard uninitialised;
+    return Owl2ForCausalLM(config, torch::TensorOptions().dtype(dtype).device(device));
+  }();
   auto target = state_dict(*model);
   std::map<std::string, std::vector<int64_t>> have;
   for (const auto& t : io::list_weights(weights)) have[t.name] = t.shape;

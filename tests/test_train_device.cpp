@@ -1,0 +1,102 @@
+// The authors' golden training step through the Trainer on the test device (QALIGN_TEST_DEVICE=cuda
+// on the GPU check, else the CPU), in float32: the golden batch's own tensors enter through a
+// BatchSource, so this runs where nothing decodes images. Tolerances as tests/test_train.cpp's
+// (tests/fixtures/qalign-tiny/MANIFEST.md).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "qalign/io/safetensors.h"
+#include "tests/support/fixtures.h"
+#include "tests/support/tiny_golden.h"
+#include "train/trainer.h"
+
+using namespace qalign;
+
+namespace {
+
+class GoldenBatch : public data::BatchSource {
+ public:
+  GoldenBatch() {
+    const auto& g = test::tiny_golden();
+    batch_.text.input_ids = g.get("train.input_ids");
+    batch_.text.labels = g.get("train.labels");
+    batch_.text.attention_mask = g.get("train.attention_mask").to(torch::kBool);
+    const auto pixels = g.get("train.pixel_values");  // [B,1,3,S,S]
+    for (int64_t b = 0; b < pixels.size(0); ++b) {
+      batch_.ids.push_back("golden" + std::to_string(b));
+      batch_.pixels.push_back(pixels[b]);
+      batch_.mos.push_back(std::nan(""));
+    }
+    batch_.level_probs.resize(batch_.ids.size());
+    batch_.end_position = static_cast<int64_t>(batch_.ids.size());
+  }
+  int64_t size() const override { return static_cast<int64_t>(batch_.ids.size()); }
+  int64_t batches_per_epoch() const override { return 1; }
+  void start_epoch(int64_t, int64_t) override { given_ = false; }
+  std::optional<data::TrainBatch> next() override {
+    if (given_) return std::nullopt;
+    given_ = true;
+    return batch_;
+  }
+  int64_t skipped_total() const override { return 0; }
+
+ private:
+  data::TrainBatch batch_;
+  bool given_ = false;
+};
+
+double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
+}
+
+}  // namespace
+
+TEST(TrainGoldenOnDevice, OneAdamWStepMatchesTheAuthors) {
+  test::ScratchDir dir("qalign_golden_device");
+  config::TrainConfig c;  // tests/fixtures/train/tiny_golden.yaml's recipe
+  c.model_name_or_path = test::fixture("qalign-tiny/model");
+  c.output_dir = dir.file("run");
+  c.max_steps = 1;
+  c.per_device_train_batch_size = 2;
+  c.learning_rate = 1e-3;
+  c.weight_decay = 0;
+  c.lr_scheduler_type = "constant";
+  c.warmup_ratio = 0;
+  c.max_grad_norm = 0;
+  c.bf16 = false;
+  c.gradient_checkpointing = false;
+  c.dataloader_num_workers = 0;
+  c.save_steps = 1000;
+  c.device = test::test_device().is_cuda() ? "cuda" : "cpu";
+  train::TrainerOptions o;
+  o.batches = std::make_shared<GoldenBatch>();
+  o.dump_first_step = dir.file("step.safetensors");
+  {
+    train::Trainer trainer(c, std::move(o));
+    trainer.train();
+  }
+  const auto dump = io::SafetensorsFile::open(dir.file("step.safetensors"));
+  const auto after = io::SafetensorsFile::open(dir.file("run/model.safetensors"));
+  const auto& g = test::tiny_golden();
+  const double loss = dump->get("loss").item<double>(), want = g.get("train.loss").item<double>();
+  EXPECT_LE(std::abs(loss - want) / std::abs(want), 1e-5) << loss << " vs " << want;
+  size_t grads = 0;
+  for (const auto& [name, info] : g.json["state_dict"].items()) {
+    if (!g.tensors->contains("train.grad." + name)) continue;
+    SCOPED_TRACE(name);
+    ASSERT_TRUE(dump->contains("grad." + name));
+    const auto want_grad = g.get("train.grad." + name);
+    EXPECT_LE(max_diff(dump->get("grad." + name), want_grad), 1e-4 * std::max(1.0, want_grad.abs().max().item<double>()));
+    grads += 1;
+  }
+  EXPECT_EQ(grads, 108u);
+  for (const auto& name : g.json["train"]["tracked_params"]) {
+    const std::string n = name.get<std::string>();
+    SCOPED_TRACE(n);
+    const auto diff = (after->get(n).to(torch::kFloat64) - g.get("train.after_adamw." + n).to(torch::kFloat64)).abs();
+    const auto tiny = g.get("train.grad." + n).abs() < 1e-6;  // steps of about lr · sign(~0): held to 1e-3
+    EXPECT_LE(diff.masked_fill(tiny, 0).max().item<double>(), 1e-5);
+    EXPECT_LE(diff.masked_fill(tiny.logical_not(), 0).max().item<double>(), 1e-3);
+  }
+}

@@ -47,6 +47,8 @@ TrainLoader::Loaded TrainLoader::load(int64_t index) const {
       for (const auto& p : r.paths) images.push_back(load_image_tensor(p, options_.image_size));
       out.pixels = torch::stack(images);
     }
+    // Page-locked on the worker, so the trainer's copy to the GPU need not wait for it.
+    if (options_.pin_memory && out.pixels.defined()) out.pixels = out.pixels.pin_memory();
     out.ok = true;
   } catch (const std::exception& e) {
     out.error = e.what();

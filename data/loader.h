@@ -33,6 +33,7 @@ struct LoaderOptions {
   int64_t model_max_length = 2048;
   int64_t num_workers = 4;  // 0: everything on the calling thread
   double max_skipped_fraction = 0.01;
+  bool pin_memory = false;  // pixels in page-locked memory (for a CUDA trainer)
   SamplerOptions sampler;
 };
 

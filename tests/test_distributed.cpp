@@ -268,6 +268,25 @@ TEST(Zero2, TwoProcessesEqualOneWithAccumulation) {
 }
 TEST(Zero2, FourProcessesEqualOneWithAccumulation) { expect_equal_to_one_process("gradient_accumulation_steps=2", 4, 2); }
 
+// LoRA under ZeRO-2: the adapters and the abstractor are what is sharded; the adapter folders of
+// 2 processes x batch 1 and 1 process x batch 2 agree.
+TEST(Zero2, LoraTwoProcessesEqualOne) {
+  test::ScratchDir one("qalign_lora1"), two("qalign_lora2");
+  const std::string args = "max_steps=10 gradient_accumulation_steps=2 lora_enable=true lora_r=4 lora_alpha=8 lora_dropout=0 ";
+  std::string out;
+  ASSERT_EQ(run(train_cmd(args + "per_device_train_batch_size=2 output_dir=" + one.path()), &out), 0);
+  ASSERT_EQ(run(launch_cmd(2, args + "zero_stage=2 per_device_train_batch_size=1 output_dir=" + two.path()), &out), 0);
+  const auto l1 = losses(one.path()), l2 = losses(two.path());
+  ASSERT_EQ(l1.size(), 10u);
+  ASSERT_EQ(l2.size(), 10u);
+  for (size_t i = 0; i < l1.size(); ++i) EXPECT_NEAR(l2[i], l1[i], 1e-5 * std::abs(l1[i])) << "step " << i + 1;
+  const auto adapters = [](const std::string& dir) {
+    return io::SafetensorsFile::open(dir + "/adapter_model.safetensors")->load_all();
+  };
+  const auto w = weight_diff(adapters(two.path()), adapters(one.path()));
+  EXPECT_LE(w.max_relative, 1e-5);
+}
+
 // A stage-2 checkpoint of 2 processes x batch 2 resumed on 1 x 4 and on 4 x 1: the optimizer
 // shards are cut anew and each rank's place in the epoch follows from the samples taken. Step 4
 // is an epoch's tail (5 samples), which one rank of the four trains alone.

@@ -75,12 +75,18 @@ std::vector<ParamGroup> param_groups(const std::vector<std::string>& names, cons
 
 bool finite(double v) { return std::isfinite(v); }
 
-// The pixels on `device`, from page-locked memory so the copy does not wait. The text stays on
-// the host: splice lays it out there and sends the result without a device synchronisation.
+// The pixels on `device`, from page-locked memory (the loader's workers pin them) so the copy
+// does not wait. The text stays on the host: splice lays it out there and sends the result
+// without a device synchronisation.
 std::vector<torch::Tensor> pixels_on(const std::vector<torch::Tensor>& pixels, torch::Device device) {
   std::vector<torch::Tensor> out;
-  for (const auto& p : pixels)
-    out.push_back(!p.defined() || device.is_cpu() ? p : p.pin_memory().to(device, /*non_blocking=*/true));
+  for (const auto& p : pixels) {
+    if (!p.defined() || device.is_cpu()) {
+      out.push_back(p);
+      continue;
+    }
+    out.push_back((p.is_pinned() ? p : p.pin_memory()).to(device, /*non_blocking=*/true));
+  }
   return out;
 }
 
@@ -166,6 +172,7 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   lo.model_max_length = c.model_max_length;
   lo.num_workers = c.dataloader_num_workers;
   lo.max_skipped_fraction = c.max_skipped_sample_fraction;
+  lo.pin_memory = device_.is_cuda();
   lo.sampler.shuffle = c.dataloader_shuffle;
   lo.sampler.group_by_modality_length = c.group_by_modality_length;
   lo.sampler.batch_size = c.per_device_train_batch_size;

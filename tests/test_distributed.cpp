@@ -238,6 +238,14 @@ void expect_equal_to_one_process(const std::string& extra, int n = 2, int stage 
             0);
   EXPECT_NE(out.find("[rank " + std::to_string(n - 1) + "]"), std::string::npos) << out;
   if (stage > 0) expect_sharded_memory(memory_report(two.path()), n, logged_parameters(out), stage);
+  // Each line: the wait for input is part of the step's time.
+  std::ifstream lines(two.path() + "/metrics.jsonl");
+  for (std::string line; std::getline(lines, line);) {
+    const auto j = nlohmann::json::parse(line);
+    EXPECT_GE(j["input_wait_ms_per_step"].get<double>(), 0);
+    EXPECT_LE(j["input_wait_ms_per_step"].get<double>(), j["ms_per_step"].get<double>());
+    EXPECT_EQ(j["memory"].size(), static_cast<size_t>(n));
+  }
   const auto l1 = losses(one.path()), l2 = losses(two.path());
   ASSERT_EQ(l1.size(), 20u);
   ASSERT_EQ(l2.size(), 20u);

@@ -41,6 +41,7 @@ void MetricsLog::write(const StepMetrics& m, int64_t total_steps) {
                 static_cast<long long>(m.step), static_cast<long long>(total_steps), m.epoch, m.loss, m.grad_norm, m.lr,
                 m.samples_per_s, m.tokens_per_s, m.ms_per_step, m.peak_memory_mib);
   std::string text = line;
+  if (m.input_wait_ms_per_step >= 1) text += " | waited " + std::to_string(std::lround(m.input_wait_ms_per_step)) + " ms/step for input";
   if (m.nonfinite_steps > 0) text += " | " + std::to_string(m.nonfinite_steps) + " non-finite steps skipped";
   if (m.skipped_samples > 0) text += " | " + std::to_string(m.skipped_samples) + " unreadable samples skipped";
   log::info(text);
@@ -52,6 +53,7 @@ void MetricsLog::write(const StepMetrics& m, int64_t total_steps) {
                             {"samples_per_s", m.samples_per_s},
                             {"tokens_per_s", m.tokens_per_s},
                             {"ms_per_step", m.ms_per_step},
+                            {"input_wait_ms_per_step", m.input_wait_ms_per_step},
                             {"peak_memory_mib", m.peak_memory_mib},
                             {"nonfinite_steps", m.nonfinite_steps},
                             {"skipped_samples", m.skipped_samples}};

@@ -18,6 +18,9 @@ struct StepMetrics {
   double grad_norm = 0;  // of the last step, before clipping
   double lr = 0;         // the last step's learning rate
   double samples_per_s = 0, tokens_per_s = 0, ms_per_step = 0;
+  // Of ms_per_step, the time this rank's training thread waited for the loader: near 0 when
+  // input keeps up with the model.
+  double input_wait_ms_per_step = 0;
   double peak_memory_mib = 0;
   int64_t nonfinite_steps = 0;  // steps skipped so far
   int64_t skipped_samples = 0;  // unreadable samples skipped so far

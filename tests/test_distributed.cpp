@@ -99,6 +99,23 @@ TEST(DistributedSampler, RanksSplitTheGlobalBatchesWithoutOverlap) {
   EXPECT_EQ(shares[2].size(), 3u);
 }
 
+// Where each rank resumes after all ranks together took the first `taken` samples of the order:
+// counted here from rank_share itself, for every cut of an 11-sample order.
+TEST(DistributedSampler, RankPositionCountsTheShareAlreadyTaken) {
+  std::vector<int64_t> order(11);
+  for (int64_t i = 0; i < 11; ++i) order[i] = i;
+  for (const int64_t ranks : {1, 2, 3, 4})
+    for (const int64_t batch : {1, 2, 3})
+      for (int64_t r = 0; r < ranks; ++r) {
+        const auto share = data::rank_share(order, batch, r, ranks);
+        for (int64_t taken = 0; taken <= 11; ++taken) {
+          const auto expected = std::count_if(share.begin(), share.end(), [&](int64_t i) { return i < taken; });
+          EXPECT_EQ(data::rank_position(taken, batch, r, ranks), expected)
+              << "ranks " << ranks << ", batch " << batch << ", rank " << r << ", taken " << taken;
+        }
+      }
+}
+
 // --- runs ---------------------------------------------------------------------------------
 
 const std::string kRecipe = "tests/fixtures/train/tiny_recipe.yaml";

@@ -24,6 +24,9 @@ torch::ScalarType parse_dtype(const std::string& name);
 // repository root: tests/fixtures/...).
 std::string default_tokenizer(const std::string& preset);
 
+// The middle value (the upper of the two middle ones of an even count); `v` must not be empty.
+double median(std::vector<double> v);
+
 // Median seconds of `repeats` calls of `fn` after `warmup` calls, synchronising CUDA around each.
 double median_seconds(const std::function<void()>& fn, int warmup, int repeats, const torch::Device& device);
 

@@ -27,6 +27,11 @@ std::string default_tokenizer(const std::string& preset) {
   return preset == "tiny" ? "tests/fixtures/qalign-tiny/model" : "tests/fixtures/llama2-tokenizer";
 }
 
+double median(std::vector<double> v) {
+  std::nth_element(v.begin(), v.begin() + static_cast<long>(v.size() / 2), v.end());
+  return v[v.size() / 2];
+}
+
 double median_seconds(const std::function<void()>& fn, int warmup, int repeats, const torch::Device& device) {
   auto sync = [&] {
     if (device.is_cuda()) torch::cuda::synchronize();
@@ -40,8 +45,7 @@ double median_seconds(const std::function<void()>& fn, int warmup, int repeats, 
     sync();
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
-  std::nth_element(times.begin(), times.begin() + static_cast<long>(times.size() / 2), times.end());
-  return times[times.size() / 2];
+  return median(std::move(times));
 }
 
 double matmul_peak(const torch::Device& device, torch::ScalarType dtype, int warmup, int repeats) {

@@ -40,12 +40,6 @@ class SyntheticBatches : public data::BatchSource {
   data::TrainBatch batch_;
 };
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 }  // namespace
 
 nlohmann::ordered_json train_step(const Common& c, const TrainStepOptions& o) {

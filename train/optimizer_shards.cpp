@@ -84,7 +84,7 @@ io::StateDict read_optimizer_ranges(const std::string& dir, const std::vector<Sh
     std::sort(have.begin(), have.end(), [](const Piece& a, const Piece& b) { return a.offset < b.offset; });
     const auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
     torch::Tensor avg, avg_sq, master, step;
-    bool masters = true;
+    bool all_masters = true;
     int64_t covered = w.offset;
     for (const auto& p : have) {
       const int64_t lo = std::max(covered, p.offset), hi = std::min(w.offset + w.numel, p.offset + p.numel);
@@ -105,7 +105,7 @@ io::StateDict read_optimizer_ranges(const std::string& dir, const std::vector<Sh
         if (!master.defined()) master = torch::zeros({w.numel}, f32);
         master.narrow(0, lo - w.offset, hi - lo).copy_(part("master."));
       } else {
-        masters = false;
+        all_masters = false;
       }
       covered = hi;
     }
@@ -113,16 +113,15 @@ io::StateDict read_optimizer_ranges(const std::string& dir, const std::vector<Sh
     // ZeRO) a parameter appears only once it has stepped.
     if ((with_masters || avg.defined()) && covered < w.offset + w.numel)
       fail(dir, w.name,
-           "the optimizer shards do not cover this parameter: element " + std::to_string(covered) + " of " +
-               std::to_string(like[i].numel()) + " is in no shard");
-    const bool sharded = with_masters && masters;
+           "the optimizer shards do not cover this parameter: elements " + std::to_string(covered) + " to " +
+               std::to_string(w.offset + w.numel - 1) + " are in no shard");
     const auto shape = like[i].sizes();
     if (avg.defined()) {
       out["exp_avg." + w.name] = avg.view(shape);
       out["exp_avg_sq." + w.name] = avg_sq.view(shape);
       out["step." + w.name] = step;
     }
-    if (sharded) out["master." + w.name] = master.view(shape);
+    if (all_masters && master.defined()) out["master." + w.name] = master.view(shape);
   }
   return out;
 }

@@ -133,7 +133,6 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   std::vector<torch::Tensor> params;
   for (const auto& [name, p] : trainable) {
     trainable_names_.push_back(name);
-    params_by_name_[name] = p;
     params.push_back(p);
   }
   const auto bucket_bytes = static_cast<int64_t>(c.ddp_bucket_cap_mb * (1 << 20));
@@ -366,9 +365,8 @@ Trainer::StepResult Trainer::step() {
 }
 
 void Trainer::report_memory() {
-  const int ranks = group_ ? group_->size() : 1;
-  int64_t parameters = 0, gradients = 0, masters = 0;
-  for (const auto& p : model_->parameters()) parameters += p.numel() * static_cast<int64_t>(p.element_size());
+  const int64_t parameters = bytes_of(model_->parameters());
+  int64_t gradients = 0, masters = 0;
   if (zero_) {
     gradients = zero_->peak_gradient_bytes();
     masters = zero_->master_bytes();
@@ -379,13 +377,12 @@ void Trainer::report_memory() {
     if (masters_->separate()) masters = bytes_of(masters_->masters());
   }
   const auto peak = device_memory(device_);
-  auto table = torch::zeros({ranks, 6}, torch::kFloat64);
-  table[rank()] = torch::tensor({static_cast<double>(parameters), static_cast<double>(gradients), static_cast<double>(masters),
-                                 static_cast<double>(optimizer_->state_bytes()), peak.peak_allocated, peak.peak_reserved},
-                                torch::kFloat64);
-  if (group_) group_->allreduce_sum(table);
+  const auto table = every_rank(torch::tensor({static_cast<double>(parameters), static_cast<double>(gradients),
+                                               static_cast<double>(masters), static_cast<double>(optimizer_->state_bytes()),
+                                               peak.peak_allocated, peak.peak_reserved},
+                                              torch::kFloat64));
   memory_report_ = nlohmann::json::array();
-  for (int r = 0; r < ranks; ++r) {
+  for (int r = 0; r < table.size(0); ++r) {
     const auto row = table[r];
     const auto at = [&](int i) { return static_cast<int64_t>(row[i].item<double>()); };
     memory_report_.push_back({{"rank", r}, {"parameters", at(0)}, {"gradients", at(1)}, {"masters", at(2)},
@@ -396,14 +393,19 @@ void Trainer::report_memory() {
   }
 }
 
+torch::Tensor Trainer::every_rank(const torch::Tensor& mine) const {
+  const auto row = mine.reshape({-1}).to(torch::kCPU, torch::kFloat64);
+  auto table = torch::zeros({group_ ? group_->size() : 1, row.numel()}, torch::kFloat64);
+  table[rank()].copy_(row);
+  if (group_) group_->allreduce_sum(table);  // the other rows are zeros: the sum is every rank's row
+  return table;
+}
+
 nlohmann::json Trainer::rank_memory() const {
-  const int ranks = group_ ? group_->size() : 1;
   const auto peak = device_memory(device_);
-  auto table = torch::zeros({ranks, 2}, torch::kFloat64);
-  table[rank()] = torch::tensor({peak.peak_allocated, peak.peak_reserved}, torch::kFloat64);
-  if (group_) group_->allreduce_sum(table);
+  const auto table = every_rank(torch::tensor({peak.peak_allocated, peak.peak_reserved}, torch::kFloat64));
   auto out = nlohmann::json::array();
-  for (int r = 0; r < ranks; ++r)
+  for (int r = 0; r < table.size(0); ++r)
     out.push_back({{"rank", r},
                    {"device", device_.is_cuda() ? "cuda" : "cpu"},
                    {"peak_allocated", static_cast<int64_t>(table[r][0].item<double>())},
@@ -449,19 +451,10 @@ void Trainer::write_checkpoint_folder(const std::string& dir) const {
     c.optimizer = optimizer_->state_dict();
   }
   c.rng_and_masters["rng.cpu"] = generator_state(torch::kCPU);
-  if (device_.is_cuda()) {  // every rank's, in rank order
-    auto state = generator_state(device_);
-    auto all = torch::zeros({group_ ? group_->size() : 1, state.numel()}, state.options()).to(torch::kFloat64);
-    all[rank()].copy_(state.to(torch::kFloat64));
-    if (group_) group_->allreduce_sum(all);
-    c.rng_and_masters["rng.cuda"] = all.to(torch::kUInt8);
-  }
-  if (group_) {  // each rank's place in its share of the epoch
-    auto positions = torch::zeros({group_->size()}, torch::kInt64);
-    positions[rank()] = state_.position;
-    group_->allreduce_sum(positions);
-    c.rng_and_masters["data_position"] = positions;
-  }
+  if (device_.is_cuda())  // every rank's, in rank order
+    c.rng_and_masters["rng.cuda"] = every_rank(generator_state(device_)).to(torch::kUInt8);
+  if (group_)  // each rank's place in its share of the epoch
+    c.rng_and_masters["data_position"] = every_rank(torch::tensor({state_.position})).reshape({-1}).to(torch::kInt64);
   if (masters_ && masters_->separate())
     for (size_t i = 0; i < masters_->names().size(); ++i) c.rng_and_masters["master." + masters_->names()[i]] = masters_->masters()[i].detach();
   if (rank() == 0) {
@@ -537,21 +530,22 @@ void Trainer::resume(const std::string& dir) {
   auto state = read_optimizer_ranges(dir, want, like);
   if (zero_ || masters_->separate()) {
     torch::NoGradGuard no_grad;
+    const auto params = model_->named_parameters();
     for (size_t i = 0; i < want.size(); ++i) {
       const auto key = "master." + want[i].name;
       const auto it = state.find(key);
-      const auto in_rng = extra.find(key);
-      if (it != state.end()) {
+      if (it != state.end()) {  // the shards' own masters, already cut to this range
         like[i].copy_(it->second);
         state.erase(it);
-      } else if (in_rng != extra.end()) {
-        like[i].copy_(in_rng->second.reshape({-1}).narrow(0, want[i].offset, want[i].numel).view(like[i].sizes()));
-      } else if (!config_.bf16) {  // float32 weights are their own masters
-        const auto& p = params_by_name_.at(want[i].name);
-        like[i].copy_(p.detach().reshape({-1}).narrow(0, want[i].offset, want[i].numel).view(like[i].sizes()));
-      } else {
-        fail(extra_path, want[i].name, "float32 master weights missing (saved without bf16?)");
+        continue;
       }
+      // Else the whole parameter's masters: from rng_state (a run without ZeRO), or the float32
+      // weights themselves.
+      const auto in_rng = extra.find(key);
+      if (in_rng == extra.end() && config_.bf16)
+        fail(extra_path, want[i].name, "float32 master weights missing (saved without bf16?)");
+      const auto whole = in_rng != extra.end() ? in_rng->second : params[want[i].name].detach();
+      like[i].copy_(whole.reshape({-1}).narrow(0, want[i].offset, want[i].numel).view(like[i].sizes()));
     }
     if (masters_) masters_->copy_to_model();
   }

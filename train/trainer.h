@@ -19,7 +19,6 @@
 #include <torch/torch.h>
 
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -106,12 +105,13 @@ class Trainer {
   void report_memory();
   // Every rank's peak device memory (a collective), for each metrics line.
   nlohmann::json rank_memory() const;
+  // Row r: rank r's `mine`, flattened, as float64 (a collective; [1, n] without a process group).
+  torch::Tensor every_rank(const torch::Tensor& mine) const;
 
   config::TrainConfig config_;
   TrainerOptions options_;
   torch::Device device_{torch::kCPU};
   std::vector<std::string> trainable_names_;
-  std::map<std::string, torch::Tensor> params_by_name_;
   std::unique_ptr<ProcessGroup> group_;  // set when launched with a world size above 1
   std::shared_ptr<const Tokenizer> tokenizer_;
   model::Owl2ForCausalLM model_{nullptr};

@@ -47,7 +47,7 @@ ZeroShards::ZeroShards(ProcessGroup& group, std::vector<std::string> names, std:
     }
   }
   accumulators_ = hook_gradients(params_, [this](size_t k) { ready(k); });
-  count_gradient_bytes();
+  for (const auto& b : buckets_) track(bytes_of(b.grad));
 }
 
 ZeroShards::~ZeroShards() = default;
@@ -77,7 +77,7 @@ void ZeroShards::copy_in(size_t k) {
   torch::NoGradGuard no_grad;
   if (!b.flat.defined()) {
     b.flat = torch::zeros({b.padded}, b.master.options());
-    count_gradient_bytes();
+    track(bytes_of(b.flat));
   }
   auto& g = params_[k].mutable_grad();
   if (g.defined()) {
@@ -109,16 +109,19 @@ void ZeroShards::launch(size_t bi) {
   f.bucket = bi;
   f.sent = b.flat.scalar_type() == options_.comm_dtype ? b.flat : b.flat.to(options_.comm_dtype);
   f.received = torch::empty({b.padded / group_.size()}, f.sent.options());
+  if (!f.sent.is_same(b.flat)) track(bytes_of(f.sent));
+  track(bytes_of(f.received));
+  if (!f.sent.is_same(b.flat)) track(-bytes_of(b.flat));
   b.flat = torch::Tensor();
   f.work = group_.backend()._reduce_scatter_base(f.received, f.sent);
   in_flight_.push_back(std::move(f));
-  count_gradient_bytes();
 }
 
 void ZeroShards::complete(InFlight& f) {
   group_.wait(f.work, "gradient reduce-scatter");
   torch::NoGradGuard no_grad;
   buckets_[f.bucket].grad.add_(f.received);
+  track(-bytes_of(f.sent) - bytes_of(f.received));
   f.sent = f.received = torch::Tensor();
 }
 
@@ -193,11 +196,9 @@ int64_t ZeroShards::master_bytes() const {
   return total;
 }
 
-void ZeroShards::count_gradient_bytes() {
-  int64_t total = 0;
-  for (const auto& b : buckets_) total += bytes_of(b.grad) + bytes_of(b.flat);
-  for (const auto& f : in_flight_) total += bytes_of(f.sent) + bytes_of(f.received);
-  peak_gradient_bytes_ = std::max(peak_gradient_bytes_, total);
+void ZeroShards::track(int64_t delta) {
+  live_gradient_bytes_ += delta;
+  peak_gradient_bytes_ = std::max(peak_gradient_bytes_, live_gradient_bytes_);
 }
 
 }  // namespace qalign::train

@@ -89,7 +89,8 @@ class ZeroShards {
   void launch_ready();
   void launch(size_t bucket);
   void complete(InFlight& f);
-  void count_gradient_bytes();
+  // Adds `delta` bytes to the gradient storage alive now, and keeps the peak.
+  void track(int64_t delta);
 
   ProcessGroup& group_;
   ZeroOptions options_;
@@ -103,7 +104,7 @@ class ZeroShards {
   std::mutex mutex_;
   bool armed_ = false, last_ = false;
   size_t next_bucket_ = 0;
-  int64_t peak_gradient_bytes_ = 0;
+  int64_t live_gradient_bytes_ = 0, peak_gradient_bytes_ = 0;
   std::vector<std::string> names_;
   std::vector<ShardRange> ranges_;
   std::vector<torch::Tensor> slices_;

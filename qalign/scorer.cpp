@@ -84,9 +84,7 @@ LevelScores Scorer::score(const std::vector<torch::Tensor>& pixels, Task task, M
   LevelScores s;
   s.score5 = readout_ == Readout::kNumber
                  ? decode_numbers(ids, visual)
-                 : model_->score_head(model_->last_hidden(model_->model->splice(ids, visual)))
-                       .squeeze(-1)
-                       .to(torch::kCPU, torch::kFloat32);
+                 : model_->score(model_->last_hidden(model_->model->splice(ids, visual))).to(torch::kCPU, torch::kFloat32);
   s.score01 = (s.score5 - 1.0) / 4.0;
   return s;
 }

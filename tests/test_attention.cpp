@@ -91,13 +91,30 @@ TEST(Attention, RightPaddingLeavesRealPositionsUnchanged) {
   auto h = torch::randn({1, L, c.hidden_size});
   auto mask = torch::zeros({1, L}, torch::kBool);
   mask.narrow(1, 0, real).fill_(true);
-  model::DecoderContext ctx{model::ModalityRoute::from_indicators(torch::zeros({1, L}, torch::kInt64)),
-                            model::Rotary::make(L, c.head_dim(), c.rope_theta, torch::kFloat32, torch::kCPU),
-                            model::causal_padding_mask(mask)};
   torch::NoGradGuard g;
-  const auto ours = attn(h, ctx)[0].narrow(0, 0, real);
   const auto ref = reference_attention(*attn, h[0], real, c.rope_theta).narrow(0, 0, real);
-  EXPECT_LE((ours - ref).abs().max().item<double>(), 1e-5);
+  // Trailing padding takes the causal kernel without a mask; the forced mask is the other path.
+  EXPECT_FALSE(model::causal_padding_mask(mask).has_value());
+  for (const bool masked : {false, true}) {
+    model::DecoderContext ctx{model::ModalityRoute::from_indicators(torch::zeros({1, L}, torch::kInt64)),
+                              model::Rotary::make(L, c.head_dim(), c.rope_theta, torch::kFloat32, torch::kCPU),
+                              model::causal_padding_mask(mask, masked)};
+    const auto ours = attn(h, ctx)[0].narrow(0, 0, real);
+    EXPECT_LE((ours - ref).abs().max().item<double>(), 1e-5) << (masked ? "with the key mask" : "causal only");
+  }
+}
+
+TEST(Attention, OnlyPaddingBeforeARealPositionNeedsAKeyMask) {
+  const auto rows = [](std::vector<int64_t> v) { return torch::tensor(v).view({1, -1}).to(torch::kBool); };
+  EXPECT_FALSE(model::has_inner_padding(rows({1, 1, 1})));
+  EXPECT_FALSE(model::has_inner_padding(rows({1, 1, 0, 0})));
+  EXPECT_TRUE(model::has_inner_padding(rows({0, 1, 1})));
+  EXPECT_TRUE(model::has_inner_padding(rows({1, 0, 1, 0})));
+  EXPECT_TRUE(model::has_inner_padding(torch::cat({rows({1, 1, 0}), rows({0, 1, 1})})));
+  const auto mask = model::causal_padding_mask(rows({1, 0, 1}));
+  ASSERT_TRUE(mask.has_value());
+  EXPECT_FALSE(mask->index({0, 0, 2, 1}).item<bool>());  // the hole is masked as a key
+  EXPECT_TRUE(mask->index({0, 0, 2, 2}).item<bool>());
 }
 
 TEST(Attention, MultiwayRoutesEachTokenToItsModality) {

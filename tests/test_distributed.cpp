@@ -231,6 +231,9 @@ void expect_sharded_memory(const nlohmann::json& report, int n, int64_t paramete
     const double held = r["masters"].get<double>() + r["optimizer"].get<double>();
     EXPECT_NEAR(held, shard, 0.01 * shard);
     const double gradients = r["gradients"].get<double>(), full = 4.0 * static_cast<double>(parameters);
+    if (stage == 3)  // float32 here: 4 bytes of each parameter's 1/N
+      EXPECT_NEAR(r["parameters"].get<double>(), 4.0 * static_cast<double>(parameters) / n, 0.01 * 4.0 * parameters / n);
+    if (stage == 3) EXPECT_LE(r["gathered_units_peak"].get<int64_t>(), 2);  // zero3_prefetch_blocks 1, plus the one computing
     if (stage == 2) {
       EXPECT_LT(gradients, full);
       EXPECT_LE(gradients, full / n + 2 * 2 * 0.1 * (1 << 20) + 1024);  // shard + two 0.1 MB buckets sent and received
@@ -292,15 +295,60 @@ TEST(Zero2, TwoProcessesEqualOneWithAccumulation) {
   expect_equal_to_one_process("gradient_accumulation_steps=2 gradient_checkpointing=true", 2, 2);
 }
 TEST(Zero2, FourProcessesEqualOneWithAccumulation) { expect_equal_to_one_process("gradient_accumulation_steps=2", 4, 2); }
+TEST(Zero2, OffloadTwoProcessesEqualOne) {
+  expect_equal_to_one_process("gradient_accumulation_steps=2 offload_optimizer=cpu", 2, 2);
+}
+// ZeRO-3: parameters sharded too, every unit gathered around its forward and its recomputation.
+TEST(Zero3, TwoProcessesEqualOneWithAccumulation) { expect_equal_to_one_process("gradient_accumulation_steps=2", 2, 3); }
+TEST(Zero3, FourProcessesEqualOneWithAccumulation) { expect_equal_to_one_process("gradient_accumulation_steps=2", 4, 3); }
+TEST(Zero3, OffloadTwoProcessesEqualOne) {
+  expect_equal_to_one_process("gradient_accumulation_steps=2 offload_optimizer=cpu", 2, 3);
+}
+TEST(Zero3, OffloadFourProcessesEqualOne) {
+  expect_equal_to_one_process("gradient_accumulation_steps=2 offload_optimizer=cpu", 4, 3);
+}
 
-// LoRA under ZeRO-2: the adapters and the abstractor are what is sharded; the adapter folders of
-// 2 processes x batch 1 and 1 process x batch 2 agree.
-TEST(Zero2, LoraTwoProcessesEqualOne) {
+// In bf16 a rank keeps 2·P/N bytes of parameters, and a forward never holds more than
+// zero3_prefetch_blocks + 1 units gathered (counted by the gather code).
+TEST(Zero3, ParametersShardedAndGathersBoundedByThePrefetch) {
+  for (const int prefetch : {0, 2}) {
+    SCOPED_TRACE(prefetch);
+    test::ScratchDir dir("qalign_zero3_memory");
+    std::string out;
+    ASSERT_EQ(run(launch_cmd(2, "max_steps=2 per_device_train_batch_size=1 bf16=true zero_stage=3 zero3_prefetch_blocks=" +
+                                    std::to_string(prefetch) + " output_dir=" + dir.path()),
+                  &out),
+              0);
+    const auto report = memory_report(dir.path());
+    ASSERT_EQ(report.size(), 2u) << report;
+    const double parameters = static_cast<double>(logged_parameters(out));
+    for (const auto& r : report) {
+      SCOPED_TRACE(r.dump());
+      EXPECT_NEAR(r["parameters"].get<double>(), 2.0 * parameters / 2, 0.01 * parameters);
+      EXPECT_EQ(r["gathered_units_peak"].get<int64_t>(), prefetch + 1);
+    }
+  }
+}
+
+// One process: nothing to shard; the run says so once and trains as without ZeRO.
+TEST(Zero3, OneProcessSaysThereIsNothingToShard) {
+  test::ScratchDir dir("qalign_zero3_one");
+  std::string out;
+  ASSERT_EQ(run(train_cmd("max_steps=1 zero_stage=3 output_dir=" + dir.path()), &out), 0);
+  EXPECT_NE(out.find("zero_stage 3 in one process: nothing to shard"), std::string::npos) << out;
+}
+
+// LoRA under ZeRO: the adapters and the abstractor are what is trained and sharded (at stage 3
+// the frozen base is sharded too); the adapter folders of 2 processes x batch 1 and 1 process x
+// batch 2 agree.
+void expect_lora_equal_to_one_process(int stage) {
   test::ScratchDir one("qalign_lora1"), two("qalign_lora2");
   const std::string args = "max_steps=10 gradient_accumulation_steps=2 lora_enable=true lora_r=4 lora_alpha=8 lora_dropout=0 ";
   std::string out;
   ASSERT_EQ(run(train_cmd(args + "per_device_train_batch_size=2 output_dir=" + one.path()), &out), 0);
-  ASSERT_EQ(run(launch_cmd(2, args + "zero_stage=2 per_device_train_batch_size=1 output_dir=" + two.path()), &out), 0);
+  ASSERT_EQ(run(launch_cmd(2, args + "zero_stage=" + std::to_string(stage) + " per_device_train_batch_size=1 output_dir=" + two.path()),
+                &out),
+            0);
   const auto l1 = losses(one.path()), l2 = losses(two.path());
   ASSERT_EQ(l1.size(), 10u);
   ASSERT_EQ(l2.size(), 10u);
@@ -312,12 +360,16 @@ TEST(Zero2, LoraTwoProcessesEqualOne) {
   EXPECT_LE(w.max_relative, 1e-5);
 }
 
-// A stage-2 checkpoint of 2 processes x batch 2 resumed on 1 x 4 and on 4 x 1: the optimizer
+TEST(Zero2, LoraTwoProcessesEqualOne) { expect_lora_equal_to_one_process(2); }
+TEST(Zero3, LoraTwoProcessesEqualOne) { expect_lora_equal_to_one_process(3); }
+
+// A ZeRO checkpoint of 2 processes x batch 2 resumed on 1 x 4 and on 4 x 1: the optimizer
 // shards are cut anew and each rank's place in the epoch follows from the samples taken. Step 4
-// is an epoch's tail (5 samples), which one rank of the four trains alone.
-TEST(Zero2, CheckpointResumesOnAnotherNumberOfProcesses) {
-  test::ScratchDir dir("qalign_zero2reshard");
-  const std::string args = "zero_stage=2 gradient_accumulation_steps=1 max_steps=6 save_steps=3 ";
+// is an epoch's tail (5 samples), which one rank of the four trains alone (at stage 3 the three
+// others still gather and reduce with it).
+void expect_reshard(int stage) {
+  test::ScratchDir dir("qalign_zero_reshard");
+  const std::string args = "zero_stage=" + std::to_string(stage) + " gradient_accumulation_steps=1 max_steps=6 save_steps=3 ";
   const auto full = dir.file("full"), checkpoint = full + "/checkpoint-3";
   std::string out;
   ASSERT_EQ(run(launch_cmd(2, args + "per_device_train_batch_size=2 output_dir=" + full), &out), 0);
@@ -347,10 +399,13 @@ TEST(Zero2, CheckpointResumesOnAnotherNumberOfProcesses) {
   EXPECT_FALSE(fs::exists(refused + "/model.safetensors"));
 }
 
-TEST(Zero2, ResumedRunContinuesBitwise) {
-  test::ScratchDir dir("qalign_zero2resume");
+TEST(Zero2, CheckpointResumesOnAnotherNumberOfProcesses) { expect_reshard(2); }
+TEST(Zero3, CheckpointResumesOnAnotherNumberOfProcesses) { expect_reshard(3); }
+
+void expect_bitwise_resume(int stage) {
+  test::ScratchDir dir("qalign_zero_resume");
   const auto full = dir.file("full"), resumed = dir.file("resumed");
-  const std::string args = "per_device_train_batch_size=1 zero_stage=2 max_steps=8 save_steps=4 ";
+  const std::string args = "per_device_train_batch_size=1 zero_stage=" + std::to_string(stage) + " max_steps=8 save_steps=4 ";
   std::string out;
   ASSERT_EQ(run(launch_cmd(2, args + "output_dir=" + full), &out), 0);
   const auto checkpoint = full + "/checkpoint-4";
@@ -365,6 +420,9 @@ TEST(Zero2, ResumedRunContinuesBitwise) {
   ASSERT_EQ(lb.size(), 4u);
   for (size_t i = 0; i < lb.size(); ++i) EXPECT_EQ(lb[i], la[i + 4]) << "step " << i + 5;
 }
+
+TEST(Zero2, ResumedRunContinuesBitwise) { expect_bitwise_resume(2); }
+TEST(Zero3, ResumedRunContinuesBitwise) { expect_bitwise_resume(3); }
 
 // The NCCL backend is built and linked; without a GPU, asking for it is a clear error.
 TEST(ProcessGroupBackend, NcclWithoutGpuIsAClearError) {

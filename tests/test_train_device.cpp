@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <iostream>
 
 #include "qalign/io/safetensors.h"
+#include "qalign/model/llama.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/tiny_golden.h"
 #include "train/trainer.h"
@@ -99,4 +101,28 @@ TEST(TrainGoldenOnDevice, OneAdamWStepMatchesTheAuthors) {
     EXPECT_LE(diff.masked_fill(tiny, 0).max().item<double>(), 1e-5);
     EXPECT_LE(diff.masked_fill(tiny.logical_not(), 0).max().item<double>(), 1e-3);
   }
+}
+
+// Which SDPA kernel a right-padded training batch gets, at LLaMA-2-7B's attention shapes (the
+// device check reads the printed line on the GPU): the real positions' outputs are exact without
+// a key mask, so padding must not push the batch off the fused causal kernel.
+TEST(TrainGoldenOnDevice, RightPaddedBatchKeepsTheCausalKernel) {
+  const auto device = test::test_device();
+  const auto opts = torch::TensorOptions(device).dtype(device.is_cuda() ? torch::kBFloat16 : torch::kFloat32);
+  const int64_t B = 4, H = 32, L = 1100, D = 128;
+  const auto q = torch::randn({B, H, L, D}, opts), k = torch::randn({B, H, L, D}, opts), v = torch::randn({B, H, L, D}, opts);
+  auto real = torch::ones({B, L}, torch::TensorOptions(device).dtype(torch::kBool));
+  real.narrow(1, L - 200, 200).narrow(0, 1, B - 1).fill_(false);  // rows 1..B-1 end in padding
+  const auto choice = [&](const std::optional<torch::Tensor>& mask) {
+    return at::_fused_sdp_choice(q, k, v, mask, 0.0, !mask.has_value());
+  };
+  const auto unpadded = choice(std::nullopt), ours = choice(model::causal_padding_mask(real)),
+             with_mask = choice(model::causal_padding_mask(real, /*inner_padding=*/true));
+  const auto name = [](int64_t b) {
+    static const char* names[] = {"math", "flash", "efficient", "cudnn", "overrideable"};
+    return b >= 0 && b < 5 ? std::string(names[b]) : "backend " + std::to_string(b);
+  };
+  std::cout << "[sdpa] " << device.str() << ": unpadded causal " << name(unpadded) << ", right-padded batch "
+            << name(ours) << " (with a key mask it would be " << name(with_mask) << ")\n";
+  EXPECT_EQ(ours, unpadded);
 }

@@ -83,6 +83,7 @@ LaunchEnv read_launch_env(const std::function<const char*(const char*)>& getenv)
 ProcessGroup::ProcessGroup(const LaunchEnv& env, const std::string& backend, std::chrono::milliseconds timeout)
     : env_(env), timeout_(timeout) {
   const std::string name = backend == "auto" ? (torch::cuda::is_available() ? "nccl" : "gloo") : backend;
+  kind_ = name;
   if (name == "nccl" && !torch::cuda::is_available())
     fail("training config", "ddp_backend", "nccl needs CUDA, and no GPU is available here; use gloo");
   c10d::TCPStoreOptions so;
@@ -106,6 +107,12 @@ ProcessGroup::ProcessGroup(const LaunchEnv& env, const std::string& backend, std
   }
   log::info("rank ", env.rank, " of ", env.world_size, " (local ", env.local_rank, " of ", env.local_world_size, ", ",
             env.launcher, ") joined ", env.master_addr, ":", env.master_port, " with ", name);
+}
+
+c10::intrusive_ptr<c10d::Backend> ProcessGroup::another_backend(const std::string& name) {
+  const auto store = c10::make_intrusive<c10d::PrefixStore>(name, store_);
+  return kind_ == "nccl" ? make_nccl_backend(store, env_.rank, env_.world_size, env_.local_rank, timeout_)
+                         : make_gloo_backend(store, env_.rank, env_.world_size, timeout_);
 }
 
 void ProcessGroup::wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what) {

@@ -41,6 +41,10 @@ class ProcessGroup {
   // Where tensors must be for the backend: the local GPU for nccl, else the CPU.
   torch::Device device() const { return device_; }
   c10d::Backend& backend() { return *backend_; }
+  // Another communicator over the same ranks, for a stream of collectives whose order must not
+  // interleave with the first's (ZeRO-3's parameter gathers beside its gradient reduce-scatters).
+  // Every rank calls it at the same point of the program.
+  c10::intrusive_ptr<c10d::Backend> another_backend(const std::string& name);
 
   // Blocking collectives on one tensor, in place.
   void broadcast(torch::Tensor& t, int root = 0);
@@ -56,6 +60,7 @@ class ProcessGroup {
   std::chrono::milliseconds timeout_;
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::Backend> backend_;
+  std::string kind_;  // nccl or gloo
 };
 
 // The backends, each in its own file because each needs its own transport's headers.

@@ -22,7 +22,7 @@ torch::Tensor score_head_mse(model::Owl2ForCausalLM& m, const torch::Tensor& hid
   const auto device = hidden.device();
   const auto at = hidden.reshape({B * L, hidden.size(-1)})
                       .index_select(0, torch::tensor(positions, torch::kInt64).to(device));  // [B,E]
-  const auto predicted = m->score_head(at).squeeze(-1).to(torch::kFloat32);                  // [B]
+  const auto predicted = m->score(at).to(torch::kFloat32);                  // [B]
   return torch::mse_loss(predicted, torch::tensor(target).to(device));
 }
 

@@ -22,6 +22,7 @@
 #include "train/grad_clip.h"
 #include "train/lora_training.h"
 #include "train/optimizer_shards.h"
+#include "train/pixel_staging.h"
 #include "train/regression_loss.h"
 #include "train/soft_label_loss.h"
 #include "train/stop_signal.h"
@@ -74,21 +75,6 @@ std::vector<ParamGroup> param_groups(const std::vector<std::string>& names, cons
 }
 
 bool finite(double v) { return std::isfinite(v); }
-
-// The pixels on `device`, from page-locked memory (the loader's workers pin them) so the copy
-// does not wait. The text stays on the host: splice lays it out there and sends the result
-// without a device synchronisation.
-std::vector<torch::Tensor> pixels_on(const std::vector<torch::Tensor>& pixels, torch::Device device) {
-  std::vector<torch::Tensor> out;
-  for (const auto& p : pixels) {
-    if (!p.defined() || device.is_cpu()) {
-      out.push_back(p);
-      continue;
-    }
-    out.push_back((p.is_pinned() ? p : p.pin_memory()).to(device, /*non_blocking=*/true));
-  }
-  return out;
-}
 
 int64_t bytes_of(const std::vector<torch::Tensor>& ts) {
   int64_t total = 0;
@@ -148,19 +134,29 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
       for (auto p : params) group_->broadcast(p);
     }
     if (c.zero_stage > 0) {
+      std::optional<BucketLayout> units;
+      if (c.zero_stage == 3) {
+        zero3_ = std::make_unique<Zero3Params>(*group_, model_, trainable_names_, c.zero3_prefetch_blocks);
+        units = zero3_->trainable_layout();
+      }
       zero_ = std::make_unique<ZeroShards>(
           *group_, trainable_names_, params,
           ZeroOptions{static_cast<int>(c.zero_stage), bucket_bytes,
-                      c.zero_communication_dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32});
+                      c.zero_communication_dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32,
+                      c.offload_optimizer == "cpu"},
+          std::move(units));
     } else {
       masters_ = std::make_unique<MasterWeights>(trainable, c.bf16);
       grad_sync_ = std::make_unique<GradSync>(*group_, params, masters_->masters(),
                                               [this](size_t i) { masters_->accumulate_grad(i); }, bucket_bytes);
     }
   } else {
+    if (c.zero_stage == 3) log::info("zero_stage 3 in one process: nothing to shard, the model stays whole");
+    if (c.offload_optimizer != "none") log::info("offload_optimizer in one process: ZeRO is off, the optimizer stays on ", device_.str());
     masters_ = std::make_unique<MasterWeights>(trainable, c.bf16);
   }
   set_activation_checkpointing(model_, c.gradient_checkpointing);
+  if (zero3_) zero3_->release_all(*zero_);  // its runners replace checkpointing: every unit is recomputed
   optimizer_ = std::make_unique<AdamW>(param_groups(zero_ ? zero_->names() : masters_->names(),
                                                     zero_ ? zero_->slices() : masters_->masters(), no_weight_decay(model_), c),
                                        AdamWOptions{c.adam_beta1, c.adam_beta2, c.adam_epsilon, c.optim == "adamw_torch_fused"});
@@ -208,7 +204,9 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
             loader_->size(), " samples: ", total, " steps of ", env.world_size, " x ", c.per_device_train_batch_size, " x ",
             accumulation, " samples, ", steps_per_epoch_, " steps per epoch, warm-up ", state_.schedule.warmup_steps, ", ",
             c.bf16 ? "bfloat16 compute with float32 masters" : "float32",
-            zero_ ? ", ZeRO stage " + std::to_string(c.zero_stage) : std::string());
+            zero_ ? ", ZeRO stage " + std::to_string(c.zero_stage) +
+                        (c.offload_optimizer == "cpu" ? ", optimizer state in host memory" : "")
+                  : std::string());
 }
 
 Trainer::~Trainer() = default;
@@ -257,10 +255,11 @@ std::vector<Trainer::MicroBatch> Trainer::step_batches() {
   return out;
 }
 
-std::pair<torch::Tensor, int64_t> Trainer::forward_loss(const data::TrainBatch& batch) {
+std::pair<torch::Tensor, int64_t> Trainer::forward_loss(const data::TrainBatch& batch,
+                                                        const std::vector<torch::Tensor>& pixels) {
   std::vector<torch::Tensor> frames;
   std::vector<int64_t> counts;
-  for (const auto& p : pixels_on(batch.pixels, device_)) {
+  for (const auto& p : pixels) {
     counts.push_back(p.defined() ? p.size(0) : 0);
     if (p.defined()) frames.push_back(p);
   }
@@ -289,13 +288,18 @@ std::pair<torch::Tensor, int64_t> Trainer::forward_loss(const data::TrainBatch& 
 Trainer::StepResult Trainer::step() {
   StepResult r;
   const int64_t accumulation = config_.gradient_accumulation_steps;
-  double loss_sum = 0;
   auto micro_batches = step_batches();
+  // Every micro-batch's pixels start for the device now; the loss sums there, read once a step.
+  std::vector<StagedPixels> staged;
+  for (const auto& [next, share] : micro_batches)
+    staged.push_back(next && share != 0 ? stage_pixels(next->pixels, device_) : StagedPixels{});
+  auto loss_acc = torch::zeros({}, torch::TensorOptions(device_).dtype(torch::kFloat64));
   const data::TrainBatch* batch = nullptr;
   for (size_t micro = 0; micro < micro_batches.size(); ++micro) {
     const bool last = micro + 1 == micro_batches.size();
     if (grad_sync_ && last) grad_sync_->arm();
     if (zero_) zero_->begin_micro(last);
+    if (zero3_) zero3_->begin_micro();
     const auto& [next, share] = micro_batches[micro];
     if (next) {
       batch = &*next;
@@ -305,17 +309,23 @@ Trainer::StepResult Trainer::step() {
     }
     // Share 0: no answer token here while other ranks have some, so nothing to compute.
     if (next && share != 0) {
-      auto [loss, tokens] = forward_loss(*batch);
+      auto [loss, tokens] = forward_loss(*batch, take_pixels(staged[micro], device_));
+      if (zero3_) zero3_->end_forward();
       auto scaled = loss / static_cast<double>(accumulation);
       if (group_) scaled = scaled * share;
       scaled.backward();
+      if (zero3_) zero3_->end_backward();
       if (masters_) masters_->accumulate_grads();
-      loss_sum += group_ ? loss.item<double>() * share : loss.item<double>();
+      loss_acc += group_ ? loss.detach().to(torch::kFloat64) * share : loss.detach().to(torch::kFloat64);
       r.tokens += tokens;
+    } else if (zero3_) {  // the other ranks' gathers still need this rank
+      zero3_->end_forward();
+      zero3_->end_backward();
     }
     if (zero_) zero_->end_micro();
   }
   const auto micro = static_cast<int64_t>(micro_batches.size());
+  double loss_sum = loss_acc.item<double>();
   if (group_) {
     if (grad_sync_) grad_sync_->finish();
     auto totals = torch::tensor({loss_sum / group_->size(), static_cast<double>(r.samples), static_cast<double>(r.tokens),
@@ -339,7 +349,8 @@ Trainer::StepResult Trainer::step() {
     if (config_.max_grad_norm > 0)
       clip_grads(zero_ ? zero_->slices() : masters_->masters(), config_.max_grad_norm, norm);
     optimizer_->step(state_.schedule.factor(state_.global_step));
-    if (zero_) zero_->all_gather();
+    if (zero3_) zero3_->take_masters(*zero_);
+    else if (zero_) zero_->all_gather();
     else masters_->copy_to_model();
     r.applied = true;
     state_.nonfinite_in_row = 0;
@@ -365,7 +376,7 @@ Trainer::StepResult Trainer::step() {
 }
 
 void Trainer::report_memory() {
-  const int64_t parameters = bytes_of(model_->parameters());
+  const int64_t parameters = zero3_ ? zero3_->shard_bytes() : bytes_of(model_->parameters());
   int64_t gradients = 0, masters = 0;
   if (zero_) {
     gradients = zero_->peak_gradient_bytes();
@@ -379,7 +390,9 @@ void Trainer::report_memory() {
   const auto peak = device_memory(device_);
   const auto table = every_rank(torch::tensor({static_cast<double>(parameters), static_cast<double>(gradients),
                                                static_cast<double>(masters), static_cast<double>(optimizer_->state_bytes()),
-                                               peak.peak_allocated, peak.peak_reserved},
+                                               peak.peak_allocated, peak.peak_reserved,
+                                               static_cast<double>(zero3_ ? zero3_->peak_gathered_in_forward() : 0),
+                                               static_cast<double>(zero3_ ? zero3_->gathered_bytes_peak() : 0)},
                                               torch::kFloat64));
   memory_report_ = nlohmann::json::array();
   for (int r = 0; r < table.size(0); ++r) {
@@ -387,6 +400,8 @@ void Trainer::report_memory() {
     const auto at = [&](int i) { return static_cast<int64_t>(row[i].item<double>()); };
     memory_report_.push_back({{"rank", r}, {"parameters", at(0)}, {"gradients", at(1)}, {"masters", at(2)},
                               {"optimizer", at(3)}, {"peak_allocated", at(4)}, {"peak_reserved", at(5)}});
+    if (zero3_)  // ZeRO-3: the most units gathered at once in a forward, and their peak bytes
+      memory_report_.back().update({{"gathered_units_peak", at(6)}, {"gathered_bytes_peak", at(7)}});
     if (rank() != 0) continue;
     log::info("memory of rank ", r, " after the first step: parameters ", at(0), " B, gradients ", at(1), " B, masters ",
               at(2), " B, optimizer ", at(3), " B; peak ", device_.is_cuda() ? "allocated " : "resident ", at(4), " B");
@@ -433,6 +448,8 @@ void Trainer::dump_step(const data::TrainBatch& batch, double loss) const {
 }
 
 void Trainer::write_checkpoint_folder(const std::string& dir) const {
+  std::optional<Zero3Params::Whole> whole;  // ZeRO-3: the weights gathered while they are written
+  if (zero3_) whole.emplace(*zero3_, /*write_back=*/false);
   CheckpointContents c;
   c.model = model::state_dict(*model_);
   c.model_config = model_->config.to_json();
@@ -482,7 +499,11 @@ std::string Trainer::optimizer_file(const std::string& dir, int rank) const {
 void Trainer::evaluate(MetricsLog* metrics) {
   const auto& c = config_;
   // The ranks score their shares of the set and all receive every score, so all agree on the best.
-  const auto results = evaluator_->run(group_.get());
+  const auto results = [&] {
+    std::optional<Zero3Params::Whole> whole;  // ZeRO-3: every rank scores its own share with the whole model
+    if (zero3_) whole.emplace(*zero3_, /*write_back=*/false);
+    return evaluator_->run(group_.get());
+  }();
   const double epoch = static_cast<double>(state_.global_step) / static_cast<double>(steps_per_epoch_);
   if (metrics) metrics->write_eval(state_.global_step, epoch, results);
   double sum = 0;
@@ -508,6 +529,8 @@ void Trainer::resume(const std::string& dir) {
   const auto schedule = state_.schedule;
   state_ = saved;
   state_.schedule = schedule;
+  std::optional<Zero3Params::Whole> whole;  // ZeRO-3: loaded whole, then kept as owned chunks
+  if (zero3_) whole.emplace(*zero3_, /*write_back=*/true);
 
   if (config_.lora_enable) {
     io::load_lora_weights(model_, io::read_lora_folder(dir), dir);
@@ -629,6 +652,8 @@ void Trainer::train() {
       return;
     }
   }
+  std::optional<Zero3Params::Whole> whole;
+  if (zero3_ && options_.write_final_model) whole.emplace(*zero3_, /*write_back=*/false);
   if (rank() == 0 && options_.write_final_model) {
     if (c.lora_enable) write_lora_output(c.output_dir, model_, trainable_names_, c);
     else write_model_folder(c.output_dir, model::state_dict(*model_), model_->config.to_json(), c.model_name_or_path);

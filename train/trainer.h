@@ -37,6 +37,7 @@
 #include "train/process_group.h"
 #include "train/trainer_state.h"
 #include "train/zero.h"
+#include "train/zero3.h"
 
 namespace qalign::train {
 
@@ -87,8 +88,9 @@ class Trainer {
   // The micro-batches of the next optimizer step, starting an epoch when every rank's is done.
   std::vector<MicroBatch> step_batches();
   int rank() const { return group_ ? group_->rank() : 0; }
-  // Forward of one micro-batch: the mean token loss and the number of real positions.
-  std::pair<torch::Tensor, int64_t> forward_loss(const data::TrainBatch& batch);
+  // Forward of one micro-batch (its pixels already on the device): the mean token loss and the
+  // number of real positions.
+  std::pair<torch::Tensor, int64_t> forward_loss(const data::TrainBatch& batch, const std::vector<torch::Tensor>& pixels);
   void dump_step(const data::TrainBatch& batch, double loss) const;
   // Writes checkpoint folder `dir` (rank 0 writes; with ZeRO every rank adds its shard).
   void write_checkpoint_folder(const std::string& dir) const;
@@ -118,7 +120,8 @@ class Trainer {
   std::unique_ptr<MasterWeights> masters_;  // without ZeRO
   std::unique_ptr<AdamW> optimizer_;
   std::unique_ptr<GradSync> grad_sync_;  // zero_stage 0 with several processes
-  std::unique_ptr<ZeroShards> zero_;     // zero_stage 1 or 2 with several processes
+  std::unique_ptr<ZeroShards> zero_;     // zero_stage 1, 2 or 3 with several processes
+  std::unique_ptr<Zero3Params> zero3_;   // zero_stage 3: the parameters' shards
   double input_wait_s_ = 0;  // the training thread's time waiting for the loader, summed
   nlohmann::json memory_report_;  // null until the first step; then written once with the next metrics line
   std::shared_ptr<data::BatchSource> loader_;

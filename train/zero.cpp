@@ -11,9 +11,9 @@ int64_t bytes_of(const torch::Tensor& t) { return t.defined() ? t.numel() * stat
 }  // namespace
 
 ZeroShards::ZeroShards(ProcessGroup& group, std::vector<std::string> names, std::vector<torch::Tensor> params,
-                       ZeroOptions o)
+                       ZeroOptions o, std::optional<BucketLayout> given)
     : group_(group), options_(o), param_names_(std::move(names)), params_(std::move(params)) {
-  auto layout = layout_buckets(params_, options_.bucket_bytes);
+  auto layout = given ? std::move(*given) : layout_buckets(params_, options_.bucket_bytes);
   bucket_of_ = std::move(layout.bucket_of);
   slot_of_ = std::move(layout.slot_of);
   arrived_.assign(params_.size(), false);
@@ -29,9 +29,12 @@ ZeroShards::ZeroShards(ProcessGroup& group, std::vector<std::string> names, std:
     auto& b = buckets_[bi];
     b.padded = (b.numel + world - 1) / world * world;
     const int64_t chunk = b.padded / world, begin = chunk * group_.rank(), end = begin + chunk;
-    const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(params_[b.params.front()].device());
-    b.master = torch::zeros({chunk}, f32);
-    b.grad = torch::zeros({chunk}, f32);
+    const auto device = params_[b.params.front()].device();
+    const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(device);
+    // Offloaded, the owned state lives in host memory, page-locked when a GPU copies to and from it.
+    const auto owned = options_.offload ? f32.device(torch::kCPU).pinned_memory(device.is_cuda()) : f32;
+    b.master = torch::zeros({chunk}, owned);
+    b.grad = torch::zeros({chunk}, owned);
     for (size_t s = 0; s < b.params.size(); ++s) {
       const size_t k = b.params[s];
       const int64_t lo = std::max(begin, b.offsets[s]), hi = std::min(end, b.offsets[s] + params_[k].numel());
@@ -67,7 +70,7 @@ void ZeroShards::ready(size_t k) {
   if (!armed_ || copied_[k]) return;
   arrived_[k] = true;
   // Stage 2 fills one bucket at a time; an early gradient waits in its parameter.
-  if (options_.stage == 2 && bucket_of_[k] != next_bucket_) return;
+  if (options_.stage >= 2 && bucket_of_[k] != next_bucket_) return;
   copy_in(k);
   launch_ready();
 }
@@ -76,7 +79,7 @@ void ZeroShards::copy_in(size_t k) {
   auto& b = buckets_[bucket_of_[k]];
   torch::NoGradGuard no_grad;
   if (!b.flat.defined()) {
-    b.flat = torch::zeros({b.padded}, b.master.options());
+    b.flat = torch::zeros({b.padded}, params_[k].options().dtype(torch::kFloat32));
     track(bytes_of(b.flat));
   }
   auto& g = params_[k].mutable_grad();
@@ -93,14 +96,14 @@ void ZeroShards::launch_ready() {
   while (next_bucket_ < buckets_.size() && buckets_[next_bucket_].pending == 0) {
     launch(next_bucket_);
     next_bucket_ += 1;
-    if (options_.stage != 2 || next_bucket_ == buckets_.size()) continue;
+    if (options_.stage < 2 || next_bucket_ == buckets_.size()) continue;
     for (const size_t k : buckets_[next_bucket_].params)
       if (arrived_[k] && !copied_[k]) copy_in(k);
   }
 }
 
 void ZeroShards::launch(size_t bi) {
-  if (options_.stage == 2) {  // the bucket before is done before this one goes out: two buffers at most
+  if (options_.stage >= 2) {  // the bucket before is done before this one goes out: two buffers at most
     for (auto& f : in_flight_) complete(f);
     in_flight_.clear();
   }
@@ -120,7 +123,8 @@ void ZeroShards::launch(size_t bi) {
 void ZeroShards::complete(InFlight& f) {
   group_.wait(f.work, "gradient reduce-scatter");
   torch::NoGradGuard no_grad;
-  buckets_[f.bucket].grad.add_(f.received);
+  auto& grad = buckets_[f.bucket].grad;
+  grad.add_(f.received.device() == grad.device() ? f.received : f.received.to(grad.device()));
   track(-bytes_of(f.sent) - bytes_of(f.received));
   f.sent = f.received = torch::Tensor();
 }
@@ -132,11 +136,7 @@ void ZeroShards::end_micro() {
     return;
   }
   // What backward did not deliver (no gradient, or no backward here) goes in as zeros, in order.
-  while (next_bucket_ < buckets_.size()) {
-    for (const size_t k : buckets_[next_bucket_].params)
-      if (!copied_[k]) copy_in(k);
-    launch_ready();
-  }
+  send_through(buckets_.size() - 1);
   for (auto& f : in_flight_) complete(f);
   in_flight_.clear();
   armed_ = false;
@@ -145,6 +145,19 @@ void ZeroShards::end_micro() {
   for (auto& b : buckets_) b.grad.div_(static_cast<double>(group_.size()));
   for (size_t i = 0; i < slices_.size(); ++i)
     slices_[i].mutable_grad() = buckets_[slice_bucket_[i]].grad.narrow(0, slice_chunk_offset_[i], ranges_[i].numel);
+}
+
+void ZeroShards::flush_through(size_t bucket) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  send_through(bucket);
+}
+
+void ZeroShards::send_through(size_t bucket) {
+  while (next_bucket_ <= bucket && next_bucket_ < buckets_.size()) {
+    for (const size_t k : buckets_[next_bucket_].params)
+      if (!copied_[k]) copy_in(k);
+    launch_ready();
+  }
 }
 
 torch::Tensor ZeroShards::grad_norm() {
@@ -172,7 +185,8 @@ void ZeroShards::all_gather() {
   for (size_t bi = 0; bi < buckets_.size(); ++bi) {
     const auto& b = buckets_[bi];
     const auto dtype = params_[b.params.front()].scalar_type();
-    Gather g{bi, b.master.to(dtype), torch::empty({b.padded}, b.master.options().dtype(dtype)), {}};
+    const auto device = params_[b.params.front()].device();
+    Gather g{bi, b.master.to(device, dtype), torch::empty({b.padded}, params_[b.params.front()].options()), {}};
     g.work = group_.backend()._allgather_base(g.flat, g.sent);
     pending.push_back(std::move(g));
     if (pending.size() == 2) {

@@ -20,6 +20,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,9 +30,13 @@
 namespace qalign::train {
 
 struct ZeroOptions {
-  int stage = 2;                                // 1 or 2
+  int stage = 2;                                // 1, 2, or 3 (gradients as stage 2; zero3.h keeps the parameters)
   int64_t bucket_bytes = 25 << 20;              // of float32 gradient per bucket
   torch::ScalarType comm_dtype = torch::kFloat32;  // gradients on the wire
+  // offload_optimizer: cpu. The owned masters and gradient chunks (and so AdamW's moments, which
+  // take their device) in host memory; reduced gradients are copied there and the updated
+  // masters back, and the optimizer steps on the host.
+  bool offload = false;
 };
 
 // The part of one parameter a rank owns: elements [offset, offset + numel) of its flattened
@@ -44,7 +49,10 @@ struct ShardRange {
 class ZeroShards {
  public:
   // `params`: the model's trainable parameters by name, equal on every rank (already broadcast).
-  ZeroShards(ProcessGroup& group, std::vector<std::string> names, std::vector<torch::Tensor> params, ZeroOptions o);
+  // `layout`: the buckets, when not cut by size (ZeRO-3's units, so a unit's owned master chunk
+  // is the same elements as its owned parameter shard).
+  ZeroShards(ProcessGroup& group, std::vector<std::string> names, std::vector<torch::Tensor> params, ZeroOptions o,
+             std::optional<BucketLayout> layout = std::nullopt);
   ~ZeroShards();
   ZeroShards(const ZeroShards&) = delete;
   ZeroShards& operator=(const ZeroShards&) = delete;
@@ -55,6 +63,10 @@ class ZeroShards {
   // hold the averaged gradient.
   void begin_micro(bool last);
   void end_micro();
+  // Sends buckets up to and including `bucket` now, a gradient not delivered counting as zeros:
+  // ZeRO-3 calls it as backward's schedule passes each unit, so that every rank reduces the same
+  // bucket at the same point of its schedule whatever its batch computed.
+  void flush_through(size_t bucket);
 
   // This rank's slices of the float32 masters (views into the owned chunks), named and ranged
   // after their parameters: what the optimizer updates.
@@ -65,6 +77,8 @@ class ZeroShards {
   torch::Tensor grad_norm();
   // After the optimizer step: every rank's updated chunks into every rank's parameters.
   void all_gather();
+  // Bucket `b`'s owned float32 master chunk (what all_gather sends).
+  const torch::Tensor& owned_master(size_t b) const { return buckets_[b].master; }
   void zero_grad();
 
   // Bytes held, counted from the tensors: the owned masters, and the most gradient storage
@@ -87,6 +101,7 @@ class ZeroShards {
   void ready(size_t param);
   void copy_in(size_t param);
   void launch_ready();
+  void send_through(size_t bucket);
   void launch(size_t bucket);
   void complete(InFlight& f);
   // Adds `delta` bytes to the gradient storage alive now, and keeps the peak.

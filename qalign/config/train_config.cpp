@@ -32,8 +32,8 @@ const Check kNonNegative{"a value >= 0", [](double v) { return v >= 0; }};
 const Check kFraction{"a value in [0, 1]", [](double v) { return v >= 0 && v <= 1; }};
 const Check kBeta{"a value in [0, 1)", [](double v) { return v >= 0 && v < 1; }};
 const Check kStepLimit{"-1 (no limit) or a value > 0", [](double v) { return v == -1 || v > 0; }};
-// Shards optimizer state (1), also gradients (2); parameter sharding (ZeRO-3) is not offered.
-const Check kZeroStage{"0, 1 or 2", [](double v) { return v == 0 || v == 1 || v == 2; }};
+// Shards optimizer state (1), also gradients (2), also parameters (3).
+const Check kZeroStage{"0, 1, 2 or 3", [](double v) { return v == 0 || v == 1 || v == 2 || v == 3; }};
 
 // One option: its YAML/command-line name, the member it sets, and what values are legal.
 // Adding an option to TrainConfig is one line here.
@@ -84,6 +84,8 @@ const std::vector<Field> kFields = {
     {"tf32", &TrainConfig::tf32},
     {"gradient_checkpointing", &TrainConfig::gradient_checkpointing},
     {"zero_stage", &TrainConfig::zero_stage, kZeroStage},
+    {"offload_optimizer", &TrainConfig::offload_optimizer, {}, {"none", "cpu"}},
+    {"zero3_prefetch_blocks", &TrainConfig::zero3_prefetch_blocks, kNonNegative},
     {"ddp_backend", &TrainConfig::ddp_backend, {}, {"auto", "gloo", "nccl"}},
     {"ddp_timeout", &TrainConfig::ddp_timeout, kPositive},
     {"ddp_bucket_cap_mb", &TrainConfig::ddp_bucket_cap_mb, kPositive},
@@ -340,6 +342,8 @@ void validate(const TrainConfig& config, const std::string& source) {
     fail(source, "data_path", "required: one or more training JSON files");
   if (config.output_dir.empty())
     fail(source, "output_dir", "required: where checkpoints are written");
+  if (config.offload_optimizer != "none" && config.zero_stage == 0)
+    fail(source, "offload_optimizer", "needs zero_stage 1 or more: only ZeRO's sharded state can live on the host");
   if (config.eval_steps > 0 && config.eval_data_paths.empty())
     fail(source, "eval_data_paths", "required when eval_steps > 0: the JSON files to evaluate on");
 }

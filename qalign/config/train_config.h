@@ -72,8 +72,13 @@ struct TrainConfig {
   bool bf16 = true;
   bool tf32 = true;
   bool gradient_checkpointing = true;
-  // Sharding of optimizer state (1) and gradients (2); the authors' ZeRO-3 gives the same numbers.
+  // Sharding of optimizer state (1), gradients (2) and parameters (3, train/zero3.h).
   int64_t zero_stage = 2;
+  // Where ZeRO keeps the float32 masters, AdamW's moments and the owned gradient shard: "none"
+  // (the device) or "cpu" (host memory; needs zero_stage >= 1), as DeepSpeed's offload_optimizer.
+  std::string offload_optimizer = "none";
+  // ZeRO-3: units (one encoder or decoder layer, ...) gathered ahead of the one computing.
+  int64_t zero3_prefetch_blocks = 1;
   // c10d backend of a multi-process run: auto = nccl on CUDA, gloo on CPU (HF's ddp_backend).
   std::string ddp_backend = "auto";
   // Seconds a collective may wait for the other ranks before the run stops (HF's ddp_timeout).

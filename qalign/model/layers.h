@@ -14,6 +14,13 @@ namespace qalign::model {
 using BlockForward = std::function<torch::Tensor(const torch::Tensor&)>;
 using BlockRunner = std::function<torch::Tensor(torch::nn::Module& block, const BlockForward& f, const torch::Tensor& h)>;
 
+// f(h) through `run` when one is installed. The model calls every parameter-holding part outside
+// its repeated blocks (embeddings, norms, abstractor, output layers) this way too, so that ZeRO-3
+// (train/zero3.h) can gather each part's parameters around its use.
+inline torch::Tensor call_part(const BlockRunner& run, torch::nn::Module& part, const BlockForward& f, const torch::Tensor& h) {
+  return run ? run(part, f, h) : f(h);
+}
+
 // Parameters are drawn N(0, init_std) (HF's initializer_range) unless on the meta device.
 constexpr double kInitStd = 0.02;
 

@@ -59,9 +59,16 @@ torch::Tensor LlamaDecoderLayerImpl::forward(const torch::Tensor& h0, const Deco
   return h + mlp(post_attention_layernorm->forward(h, ctx.route));
 }
 
-std::optional<torch::Tensor> causal_padding_mask(const torch::Tensor& attention_mask, std::optional<bool> padded) {
+bool has_inner_padding(const torch::Tensor& attention_mask) {
+  const int64_t L = attention_mask.size(1);
+  if (L < 2) return false;
+  const auto real = attention_mask.to(torch::kBool);
+  return (real.narrow(1, 1, L - 1) & ~real.narrow(1, 0, L - 1)).any().item<bool>();
+}
+
+std::optional<torch::Tensor> causal_padding_mask(const torch::Tensor& attention_mask, std::optional<bool> inner_padding) {
   if (!attention_mask.defined()) return std::nullopt;
-  if (padded ? !*padded : attention_mask.all().item<bool>()) return std::nullopt;
+  if (!(inner_padding ? *inner_padding : has_inner_padding(attention_mask))) return std::nullopt;
   const int64_t L = attention_mask.size(1);
   const auto causal = torch::ones({L, L}, attention_mask.options().dtype(torch::kBool)).tril();
   return causal.unsqueeze(0).unsqueeze(0) & attention_mask.to(torch::kBool).view({-1, 1, 1, L});

@@ -56,9 +56,16 @@ class LlamaDecoderLayerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(LlamaDecoderLayer);
 
-// Causal mask with key padding: [B,1,L,L], or none when nothing is padded.
-// `padded`: whether the mask masks anything, when the caller knows (else it is read from the mask).
+// Whether some row of the mask [B,L] has a padded position before a real one. Trailing padding
+// needs no key mask under causal attention (a real query never sees a later key), so
+// right-padded batches keep SDPA's fused causal kernels; only their padded rows differ, and no
+// loss or readout looks at those.
+bool has_inner_padding(const torch::Tensor& attention_mask);
+
+// Causal mask with key padding: [B,1,L,L], or none when the causal kernel alone is exact for
+// the real positions. `inner_padding`: has_inner_padding(mask), when the caller knows it (else
+// it is read from the mask).
 std::optional<torch::Tensor> causal_padding_mask(const torch::Tensor& attention_mask,
-                                                 std::optional<bool> padded = std::nullopt);  // [B,L] bool
+                                                 std::optional<bool> inner_padding = std::nullopt);  // [B,L] bool
 
 }  // namespace qalign::model

@@ -15,7 +15,8 @@ Owl2ModelImpl::Owl2ModelImpl(const ModelConfig& c, const torch::TensorOptions& o
 
 torch::Tensor Owl2ModelImpl::encode_images(const torch::Tensor& pixels) {
   const auto dtype = vision_model->embeddings->cls_token.scalar_type();
-  return visual_abstractor(vision_model(pixels.to(dtype)));
+  return call_part(run_part, *visual_abstractor, [this](const torch::Tensor& x) { return visual_abstractor(x); },
+                  vision_model(pixels.to(dtype)));
 }
 
 MultimodalInputs Owl2ModelImpl::splice(const torch::Tensor& input_ids, const std::vector<torch::Tensor>& visual,
@@ -28,7 +29,8 @@ MultimodalInputs Owl2ModelImpl::splice(const torch::Tensor& input_ids, const std
   const auto device = embed_tokens->weight.device();
   const auto ids_cpu = input_ids.to(torch::kCPU).contiguous();
   const auto host = ids_cpu.options();
-  const auto text = embed_tokens(input_ids.clamp_min(0).to(device, /*non_blocking=*/true));  // placeholders as id 0, then replaced
+  const auto text = call_part(run_part, *embed_tokens, [this](const torch::Tensor& ids) { return embed_tokens(ids); },
+                             input_ids.clamp_min(0).to(device, /*non_blocking=*/true));  // placeholders as id 0, then replaced
   const auto mask = attention_mask.defined() ? attention_mask.to(torch::kCPU).to(torch::kBool)
                                              : torch::ones({B, T}, host.dtype(torch::kBool));
   const auto host_labels = labels.defined() ? labels.to(torch::kCPU) : labels;
@@ -78,7 +80,7 @@ MultimodalInputs Owl2ModelImpl::splice(const torch::Tensor& input_ids, const std
     const auto real = torch::nonzero(masks[b]).flatten();
     last[b] = real.numel() ? real[-1].item<int64_t>() : n - 1;
   }
-  out.padded = !attention.all().item<bool>();
+  out.inner_padding = has_inner_padding(attention);
   const auto to_model = [&](const torch::Tensor& t) { return t.to(device, /*non_blocking=*/true); };
   out.modality = to_model(modality);
   out.attention_mask = to_model(attention);
@@ -91,7 +93,7 @@ torch::Tensor Owl2ModelImpl::forward(const MultimodalInputs& in, std::vector<tor
   DecoderContext ctx{ModalityRoute::from_indicators(in.modality),
                      Rotary::make(in.embeds.size(1), config.head_dim(), config.rope_theta,
                                   in.embeds.scalar_type(), in.embeds.device()),
-                     causal_padding_mask(in.attention_mask, in.padded)};
+                     causal_padding_mask(in.attention_mask, in.inner_padding)};
   auto h = in.embeds;
   for (const auto& layer : *layers) {
     if (hidden_states) hidden_states->push_back(h);
@@ -100,7 +102,7 @@ torch::Tensor Owl2ModelImpl::forward(const MultimodalInputs& in, std::vector<tor
     h = run_block ? run_block(*block, [block, ctx](const torch::Tensor& x) { return block->forward(x, ctx); }, h)
                   : block->forward(h, ctx);
   }
-  h = norm(h);
+  h = call_part(run_part, *norm, [this](const torch::Tensor& x) { return norm(x); }, h);
   if (hidden_states) hidden_states->push_back(h);
   return h;
 }
@@ -133,7 +135,7 @@ torch::Tensor Owl2ForCausalLMImpl::token_loss(const torch::Tensor& h, const torc
   const auto target = labels.narrow(1, 1, labels.size(1) - 1).reshape({-1});
   const auto rows = torch::nonzero(target != kIgnoreIndex).squeeze(1);
   const auto hidden = h.narrow(1, 0, h.size(1) - 1).reshape({-1, h.size(-1)});
-  const auto logits = lm_head(hidden.index_select(0, rows)).to(torch::kFloat32);
+  const auto logits = this->logits(hidden.index_select(0, rows)).to(torch::kFloat32);
   return torch::nn::functional::cross_entropy(logits, target.index_select(0, rows));
 }
 

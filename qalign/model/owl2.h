@@ -25,9 +25,9 @@ struct MultimodalInputs {
   torch::Tensor attention_mask;  // [B,L] bool
   torch::Tensor labels;          // [B,L] int64, -100 where not supervised; undefined when not training
   torch::Tensor last_index;      // [B] int64: each sample's last real position
-  // Whether attention_mask masks any position, known on the host (splice sets it), so the
-  // forward needs no device synchronisation to choose between the causal kernel and a mask.
-  std::optional<bool> padded;
+  // has_inner_padding(attention_mask), known on the host (splice sets it), so the forward needs
+  // no device synchronisation to choose between the causal kernel and a mask.
+  std::optional<bool> inner_padding;
 };
 
 class Owl2ModelImpl : public torch::nn::Module {
@@ -55,6 +55,8 @@ class Owl2ModelImpl : public torch::nn::Module {
   torch::nn::ModuleList layers;
   RMSNorm norm{nullptr};
   BlockRunner run_block;  // how each decoder layer is called (see layers.h)
+  // How the abstractor, embed_tokens, the final norm and the output layers are called.
+  BlockRunner run_part;
 };
 TORCH_MODULE(Owl2Model);
 
@@ -62,11 +64,18 @@ class Owl2ForCausalLMImpl : public torch::nn::Module {
  public:
   explicit Owl2ForCausalLMImpl(const ModelConfig& c, const torch::TensorOptions& opts = {});
   // hidden [..., E] -> logits [..., V]
-  torch::Tensor logits(const torch::Tensor& hidden) { return lm_head(hidden); }
+  torch::Tensor logits(const torch::Tensor& hidden) {
+    return call_part(model->run_part, *lm_head, [this](const torch::Tensor& x) { return lm_head(x); }, hidden);
+  }
+  // hidden [..., E] -> the regression head's score [...] (config.score_head).
+  torch::Tensor score(const torch::Tensor& hidden) {
+    return call_part(model->run_part, *score_head, [this](const torch::Tensor& x) { return score_head(x); }, hidden)
+        .squeeze(-1);
+  }
   // Decoder output at each sample's last real position -> [B,E].
   torch::Tensor last_hidden(const MultimodalInputs& in);
   // Hidden states at each sample's last real position -> [B,V]; the only logits scoring needs.
-  torch::Tensor last_logits(const MultimodalInputs& in) { return lm_head(last_hidden(in)); }
+  torch::Tensor last_logits(const MultimodalInputs& in) { return logits(last_hidden(in)); }
   // Adds the regression head (config.score_head) to a model that has none, zero: it starts by
   // predicting 0, and the first step's gradients reach the head alone.
   void attach_score_head();

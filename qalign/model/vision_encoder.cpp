@@ -69,13 +69,13 @@ VisionEncoderImpl::VisionEncoderImpl(const VisionConfig& c, const torch::TensorO
 }
 
 torch::Tensor VisionEncoderImpl::forward(const torch::Tensor& pixels) {
-  auto h = embeddings(pixels);
+  auto h = call_part(run_part, *embeddings, [this](const torch::Tensor& x) { return embeddings(x); }, pixels);
   for (const auto& layer : *layers) {
     auto* block = layer->as<VisionLayer>();
     h = run_block ? run_block(*block, [block](const torch::Tensor& x) { return block->forward(x); }, h)
                   : block->forward(h);
   }
-  return post_layernorm(h);
+  return call_part(run_part, *post_layernorm, [this](const torch::Tensor& x) { return post_layernorm(x); }, h);
 }
 
 }  // namespace qalign::model

@@ -56,6 +56,7 @@ class VisionEncoderImpl : public torch::nn::Module {
   torch::nn::ModuleList layers;  // registered as encoder.layers
   LayerNorm post_layernorm{nullptr};
   BlockRunner run_block;  // how each encoder layer is called (see layers.h)
+  BlockRunner run_part;   // how the embeddings and the final norm are called
 };
 TORCH_MODULE(VisionEncoder);
 

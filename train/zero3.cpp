@@ -1,0 +1,266 @@
+#include "train/zero3.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "qalign/error.h"
+#include "train/activation_checkpoint.h"
+#include "train/zero.h"
+
+namespace qalign::train {
+
+namespace {
+int64_t bytes_of(const torch::Tensor& t) { return t.defined() ? t.numel() * static_cast<int64_t>(t.element_size()) : 0; }
+}  // namespace
+
+Zero3Params::Zero3Params(ProcessGroup& group, model::Owl2ForCausalLM& m, const std::vector<std::string>& trainable,
+                         int64_t prefetch)
+    : group_(group), gathers_(group.another_backend("zero3-gathers")), model_(m), prefetch_(prefetch) {
+  auto& o = *m->model;
+  auto& v = *o.vision_model;
+  std::vector<std::pair<std::string, torch::nn::Module*>> parts{{"model.vision_model.embeddings.", v.embeddings.get()}};
+  for (size_t i = 0; i < v.layers->size(); ++i)
+    parts.push_back({"model.vision_model.encoder.layers." + std::to_string(i) + ".", v.layers[i].get()});
+  parts.push_back({"model.vision_model.post_layernorm.", v.post_layernorm.get()});
+  parts.push_back({"model.visual_abstractor.", o.visual_abstractor.get()});
+  parts.push_back({"model.embed_tokens.", o.embed_tokens.get()});
+  for (size_t i = 0; i < o.layers->size(); ++i) parts.push_back({"model.layers." + std::to_string(i) + ".", o.layers[i].get()});
+  parts.push_back({"model.norm.", o.norm.get()});
+  parts.push_back({"lm_head.", m->lm_head.get()});
+  if (m->score_head) parts.push_back({"score_head.", m->score_head.get()});
+
+  std::map<std::string, int64_t> trainable_index;
+  for (size_t i = 0; i < trainable.size(); ++i) trainable_index[trainable[i]] = static_cast<int64_t>(i);
+  const int64_t world = group_.size(), rank = group_.rank();
+  int64_t covered = 0, trainable_covered = 0;
+  torch::NoGradGuard no_grad;
+  for (const auto& [prefix, module] : parts) {
+    Unit u;
+    u.name = prefix.substr(0, prefix.size() - 1);
+    u.module = module;
+    for (const auto& item : module->named_parameters()) {
+      const auto it = trainable_index.find(prefix + item.key());
+      auto& part = it != trainable_index.end() ? u.trainable : u.frozen;
+      if (it != trainable_index.end()) part.trainable_index.push_back(it->second);
+      part.params.push_back(item.value());
+      part.offsets.push_back(part.numel);
+      part.numel += item.value().numel();
+    }
+    for (auto* part : {&u.trainable, &u.frozen}) {
+      if (part->params.empty()) continue;
+      part->padded = (part->numel + world - 1) / world * world;
+      const int64_t chunk = part->padded / world, begin = chunk * rank;
+      part->shard = torch::zeros({chunk}, part->params.front().options().requires_grad(false));
+      for (size_t s = 0; s < part->params.size(); ++s) {
+        const int64_t lo = std::max(begin, part->offsets[s]), hi = std::min(begin + chunk, part->offsets[s] + part->params[s].numel());
+        if (lo < hi)
+          part->shard.narrow(0, lo - begin, hi - lo).copy_(part->params[s].detach().reshape({-1}).narrow(0, lo - part->offsets[s], hi - lo));
+      }
+      covered += part->numel;
+    }
+    trainable_covered += static_cast<int64_t>(u.trainable.params.size());
+    unit_of_[module] = units_.size();
+    units_.push_back(std::move(u));
+  }
+  int64_t total = 0;
+  for (const auto& p : m->parameters()) total += p.numel();
+  if (covered != total || trainable_covered != static_cast<int64_t>(trainable.size()))
+    throw Error("ZeRO-3: the units cover " + std::to_string(covered) + " of the model's " + std::to_string(total) +
+                " parameters (" + std::to_string(trainable_covered) + " of " + std::to_string(trainable.size()) +
+                " trainable tensors)");
+  // Backward's schedule: the units gradients pass through, those from the first trainable one on.
+  const auto first = std::find_if(units_.begin(), units_.end(), [](const Unit& u) { return !u.trainable.params.empty(); });
+  for (auto i = static_cast<int64_t>(units_.size()) - 1; i >= first - units_.begin(); --i) backward_order_.push_back(static_cast<size_t>(i));
+  for (size_t i = 0; i < units_.size(); ++i) forward_order_.push_back(i);
+}
+
+Zero3Params::~Zero3Params() = default;
+
+BucketLayout Zero3Params::trainable_layout() const {
+  BucketLayout layout;
+  size_t params = 0;
+  for (const auto& u : units_) params += u.trainable.params.size();
+  layout.bucket_of.resize(params);
+  layout.slot_of.resize(params);
+  for (auto it = units_.rbegin(); it != units_.rend(); ++it) {
+    const auto& part = it->trainable;
+    if (part.params.empty()) continue;
+    BucketLayout::Bucket b;
+    for (size_t s = 0; s < part.params.size(); ++s) {
+      const auto k = static_cast<size_t>(part.trainable_index[s]);
+      layout.bucket_of[k] = layout.buckets.size();
+      layout.slot_of[k] = b.params.size();
+      b.params.push_back(k);
+      b.offsets.push_back(part.offsets[s]);
+    }
+    b.numel = part.numel;
+    layout.buckets.push_back(std::move(b));
+  }
+  return layout;
+}
+
+void Zero3Params::release_all(ZeroShards& zero) {
+  zero_ = &zero;
+  bucket_of_unit_.assign(units_.size(), -1);
+  int64_t bucket = 0;
+  for (auto u = static_cast<int64_t>(units_.size()) - 1; u >= 0; --u)
+    if (!units_[static_cast<size_t>(u)].trainable.params.empty()) bucket_of_unit_[static_cast<size_t>(u)] = bucket++;
+  for (size_t u = 0; u < units_.size(); ++u) units_[u].state = 2;  // the whole model is there now
+  for (size_t u = 0; u < units_.size(); ++u) release(u);
+  const model::BlockRunner runner = [this](torch::nn::Module& m, const model::BlockForward& f, const torch::Tensor& h) {
+    return run(m, f, h);
+  };
+  model_->model->run_block = model_->model->run_part = runner;
+  model_->model->vision_model->run_block = model_->model->vision_model->run_part = runner;
+}
+
+torch::Tensor Zero3Params::run(torch::nn::Module& m, const model::BlockForward& f, const torch::Tensor& h) {
+  const auto it = unit_of_.find(&m);
+  if (it == unit_of_.end()) throw Error("ZeRO-3: a module outside the units ran");
+  if (whole_) return f(h);
+  const size_t u = it->second;
+  return checkpointed(m, f, h, BlockScope{[this, u](bool recompute) { use(u, recompute); }, [] {}});
+}
+
+size_t Zero3Params::unit_at(int64_t position) const {
+  return (backward_ ? backward_order_ : forward_order_)[static_cast<size_t>(position)];
+}
+
+void Zero3Params::use(size_t u, bool recompute) {
+  if (recompute != backward_)
+    throw Error("ZeRO-3: " + units_[u].name + (recompute ? " recomputed before" : " run after") + " the forward's end");
+  const auto& order = backward_ ? backward_order_ : forward_order_;
+  const auto at = std::find(order.begin(), order.end(), u);
+  if (at == order.end()) throw Error("ZeRO-3: " + units_[u].name + " is not in the backward schedule");
+  const auto position = static_cast<int64_t>(at - order.begin());
+  if (position < cursor_) {
+    if (units_[u].state == 2) return;  // used again while still gathered (lm_head for two losses)
+    throw Error("ZeRO-3: " + units_[u].name + " used out of the schedule");
+  }
+  visit(position);
+}
+
+void Zero3Params::visit(int64_t position) {
+  const auto& order = backward_ ? backward_order_ : forward_order_;
+  while (cursor_ < position) {
+    if (cursor_ >= 0) {
+      const size_t done = unit_at(cursor_);
+      release(done);
+      if (backward_ && bucket_of_unit_[done] >= 0) zero_->flush_through(static_cast<size_t>(bucket_of_unit_[done]));
+    }
+    cursor_ += 1;
+    for (int64_t k = 0; k <= prefetch_ && cursor_ + k < static_cast<int64_t>(order.size()); ++k)
+      if (units_[unit_at(cursor_ + k)].state == 0) issue(unit_at(cursor_ + k));
+    if (!backward_) peak_forward_ = std::max(peak_forward_, gathered_now());
+  }
+  if (units_[unit_at(position)].state == 1) install(unit_at(position));
+}
+
+void Zero3Params::issue(size_t u) {
+  auto& unit = units_[u];
+  for (auto* part : {&unit.trainable, &unit.frozen}) {
+    if (part->params.empty()) continue;
+    part->flat = torch::empty({part->padded}, part->shard.options());
+    gathered_bytes_ += bytes_of(part->flat);
+    part->work = gathers_->_allgather_base(part->flat, part->shard);
+  }
+  peak_gathered_bytes_ = std::max(peak_gathered_bytes_, gathered_bytes_);
+  unit.state = 1;
+}
+
+void Zero3Params::install(size_t u) {
+  auto& unit = units_[u];
+  torch::NoGradGuard no_grad;
+  for (auto* part : {&unit.trainable, &unit.frozen}) {
+    if (part->params.empty()) continue;
+    group_.wait(part->work, "parameter all-gather (" + unit.name + ")");
+    part->work.reset();
+    for (size_t s = 0; s < part->params.size(); ++s)
+      part->params[s].set_data(part->flat.narrow(0, part->offsets[s], part->params[s].numel()).view(part->params[s].sizes()));
+  }
+  unit.state = 2;
+}
+
+void Zero3Params::release(size_t u) {
+  auto& unit = units_[u];
+  if (unit.state == 0) return;
+  torch::NoGradGuard no_grad;
+  for (auto* part : {&unit.trainable, &unit.frozen}) {
+    if (part->params.empty()) continue;
+    if (part->work) group_.wait(part->work, "parameter all-gather (" + unit.name + ")");
+    part->work.reset();
+    // The shape stays (autograd and the layers read it); the storage is one shared element.
+    const auto none = torch::zeros({}, part->shard.options());
+    for (auto& p : part->params) p.set_data(none.expand(p.sizes()));
+    gathered_bytes_ -= bytes_of(part->flat);
+    part->flat = torch::Tensor();
+  }
+  unit.state = 0;
+}
+
+int64_t Zero3Params::gathered_now() const {
+  return std::count_if(units_.begin(), units_.end(), [](const Unit& u) { return u.state != 0; });
+}
+
+void Zero3Params::begin_micro() {
+  backward_ = false;
+  cursor_ = -1;
+}
+
+void Zero3Params::end_forward() {
+  if (whole_) return;
+  visit(static_cast<int64_t>(forward_order_.size()) - 1);
+  for (size_t u = 0; u < units_.size(); ++u) release(u);
+  backward_ = true;
+  cursor_ = -1;
+}
+
+void Zero3Params::end_backward() {
+  if (whole_) return;
+  if (!backward_order_.empty()) visit(static_cast<int64_t>(backward_order_.size()) - 1);
+  for (size_t u = 0; u < units_.size(); ++u) release(u);
+  zero_->flush_through(std::numeric_limits<size_t>::max());
+  backward_ = false;
+  cursor_ = -1;
+}
+
+void Zero3Params::take_masters(const ZeroShards& zero) {
+  torch::NoGradGuard no_grad;
+  size_t bucket = 0;
+  for (auto it = units_.rbegin(); it != units_.rend(); ++it)
+    if (!it->trainable.params.empty()) it->trainable.shard.copy_(zero.owned_master(bucket++));
+}
+
+void Zero3Params::write_back(size_t u) {
+  torch::NoGradGuard no_grad;
+  auto& unit = units_[u];
+  for (auto* part : {&unit.trainable, &unit.frozen}) {
+    if (part->params.empty()) continue;
+    const int64_t chunk = part->shard.numel();
+    part->shard.copy_(part->flat.narrow(0, chunk * group_.rank(), chunk));
+  }
+}
+
+Zero3Params::Whole::Whole(Zero3Params& z, bool write_back) : z_(z), write_back_(write_back) {
+  for (size_t u = 0; u < z_.units_.size(); ++u)
+    if (z_.units_[u].state == 0) z_.issue(u);
+  for (size_t u = 0; u < z_.units_.size(); ++u)
+    if (z_.units_[u].state == 1) z_.install(u);
+  z_.whole_ = true;
+}
+
+Zero3Params::Whole::~Whole() {
+  for (size_t u = 0; u < z_.units_.size(); ++u) {
+    if (write_back_) z_.write_back(u);
+    z_.release(u);
+  }
+  z_.whole_ = false;
+}
+
+int64_t Zero3Params::shard_bytes() const {
+  int64_t total = 0;
+  for (const auto& u : units_) total += bytes_of(u.trainable.shard) + bytes_of(u.frozen.shard);
+  return total;
+}
+
+}  // namespace qalign::train

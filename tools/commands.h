@@ -18,6 +18,7 @@ Command add_data(CLI::App& app);
 Command add_score(CLI::App& app);
 Command add_init(CLI::App& app);
 Command add_train(CLI::App& app);
+Command add_plan(CLI::App& app);
 Command add_eval(CLI::App& app);
 Command add_demo(CLI::App& app);
 Command add_export(CLI::App& app);

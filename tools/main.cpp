@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
       tools::add_score(app),
       tools::add_init(app),
       tools::add_train(app),
+      tools::add_plan(app),
       tools::add_eval(app),
 #ifdef QALIGN_WITH_OPENCV
       tools::add_demo(app),

@@ -51,6 +51,11 @@ int64_t status_kib(const char* key) {
 
 }  // namespace
 
+int64_t device_total_memory(torch::Device device) {
+  if (!device.is_cuda()) return 0;
+  return static_cast<int64_t>(c10::cuda::CUDACachingAllocator::get()->getMemoryInfo(device.index()).second);
+}
+
 int64_t resident_bytes() { return status_kib("VmRSS") * 1024; }
 int64_t peak_resident_bytes() { return status_kib("VmHWM") * 1024; }
 

@@ -17,6 +17,8 @@ struct DeviceMemory {
   double peak_allocated = 0, peak_reserved = 0;
 };
 DeviceMemory device_memory(torch::Device device);
+// A GPU's total memory in bytes; 0 for the CPU.
+int64_t device_total_memory(torch::Device device);
 
 // This process's resident set now and at its peak (VmRSS, VmHWM), in bytes; reset_peak_resident
 // restarts the peak from now (false where the kernel refuses), so a load can be measured alone.

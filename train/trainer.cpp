@@ -23,6 +23,7 @@
 #include "train/lora_training.h"
 #include "train/optimizer_shards.h"
 #include "train/pixel_staging.h"
+#include "train/plan.h"
 #include "train/regression_loss.h"
 #include "train/soft_label_loss.h"
 #include "train/stop_signal.h"
@@ -102,6 +103,12 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   device_ = training_device(c.device, env.local_rank);
   at::globalContext().setAllowTF32CuBLAS(c.tf32);
   at::globalContext().setAllowTF32CuDNN(c.tf32);
+  std::vector<data::TrainingRecord> records;
+  if (!options_.batches) {
+    records = read_records(c);
+    if (records.empty()) fail(join(c.data_path), "data_path", "no training records");
+  }
+  if (!options_.build_model && !options_.batches) check_memory_plan(records, env);
   const int64_t resident = resident_bytes();
   const bool measured = reset_peak_resident();
   // Straight into the compute dtype on the device; float32 masters are then taken from those
@@ -178,8 +185,6 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   if (options_.batches) {
     loader_ = options_.batches;
   } else {
-    auto records = read_records(c);
-    if (records.empty()) fail(join(c.data_path), "data_path", "no training records");
     loader_ = std::make_shared<data::TrainLoader>(std::move(records), tokenizer_, lo);
   }
 
@@ -210,6 +215,19 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
 }
 
 Trainer::~Trainer() = default;
+
+void Trainer::check_memory_plan(const std::vector<data::TrainingRecord>& records, const LaunchEnv& env) const {
+  const auto& c = config_;
+  const auto model = model::ModelConfig::from_json_file((fs::path(c.model_name_or_path) / "config.json").string());
+  const int64_t memory = device_total_memory(device_);
+  const auto plan = plan_training(c, model, env.world_size, memory, sequence_tokens(c, model, records));
+  if (env.rank == 0) log::info(describe(plan));
+  if (!device_.is_cuda() || plan.fits || !c.memory_plan_check) return;
+  fail("training config", "per_device_train_batch_size",
+       "this recipe is planned at " + std::to_string(plan.device_per_rank.total >> 20) + " MiB per GPU, above the " +
+           std::to_string(memory >> 20) + " MiB of " + device_.str() + ". " + plan.advice +
+           " (memory_plan_check=false runs it anyway)");
+}
 
 std::vector<Trainer::MicroBatch> Trainer::step_batches() {
   std::vector<MicroBatch> out;

@@ -85,6 +85,8 @@ class Trainer {
     double share = 1;
   };
   StepResult step();
+  // Logs the recipe's memory plan (train/plan.h); on a GPU, refuses one planned above its memory.
+  void check_memory_plan(const std::vector<data::TrainingRecord>& records, const LaunchEnv& env) const;
   // The micro-batches of the next optimizer step, starting an epoch when every rank's is done.
   std::vector<MicroBatch> step_batches();
   int rank() const { return group_ ? group_->rank() : 0; }

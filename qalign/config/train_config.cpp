@@ -86,6 +86,7 @@ const std::vector<Field> kFields = {
     {"zero_stage", &TrainConfig::zero_stage, kZeroStage},
     {"offload_optimizer", &TrainConfig::offload_optimizer, {}, {"none", "cpu"}},
     {"zero3_prefetch_blocks", &TrainConfig::zero3_prefetch_blocks, kNonNegative},
+    {"memory_plan_check", &TrainConfig::memory_plan_check},
     {"ddp_backend", &TrainConfig::ddp_backend, {}, {"auto", "gloo", "nccl"}},
     {"ddp_timeout", &TrainConfig::ddp_timeout, kPositive},
     {"ddp_bucket_cap_mb", &TrainConfig::ddp_bucket_cap_mb, kPositive},

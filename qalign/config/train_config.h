@@ -79,6 +79,8 @@ struct TrainConfig {
   std::string offload_optimizer = "none";
   // ZeRO-3: units (one encoder or decoder layer, ...) gathered ahead of the one computing.
   int64_t zero3_prefetch_blocks = 1;
+  // Refuse, on a GPU, a run whose memory plan (qalign plan) exceeds the device's memory.
+  bool memory_plan_check = true;
   // c10d backend of a multi-process run: auto = nccl on CUDA, gloo on CPU (HF's ddp_backend).
   std::string ddp_backend = "auto";
   // Seconds a collective may wait for the other ranks before the run stops (HF's ddp_timeout).

@@ -1,0 +1,200 @@
+// The memory planner (train/plan.h): its state terms against what real runs report, and what it
+// says about sharding, offload, advice and errors.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "qalign/config/train_config.h"
+#include "qalign/error.h"
+#include "qalign/model/presets.h"
+#include "tests/support/fixtures.h"
+#include "train/plan.h"
+
+using namespace qalign;
+
+namespace {
+
+constexpr int64_t kGiB = int64_t{1} << 30;
+
+std::string recipe() { return test::fixture("train/tiny_recipe.yaml"); }
+
+config::TrainConfig onealign(const std::vector<std::string>& overrides = {}) {
+  return config::load_train_config(test::source_dir() + "/configs/onealign.yaml", overrides);
+}
+
+// The onealign recipe's samples: one picture and a short question and answer.
+constexpr int64_t kOnealignTokens = 160;
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// --- against real runs ------------------------------------------------------------------------
+
+// Real one-step runs of the small preset in float32 under `qalign launch` on the CPU: every state
+// term of rank 0's memory report (counted from the trainer's tensors) within 1 % of the plan. The
+// report has no peak of the device alone to hold the activations against (on the CPU its peak is
+// the process's resident memory, libraries and weight loading included), so only the state
+// terms are compared.
+TEST(PlanVsRun, StateTermsMatchTheTrainersReport) {
+  test::ScratchDir dir("qalign_plan");
+  const std::string model = dir.file("small");
+  std::string out;
+  const std::string cd = "cd '" + test::source_dir() + "' && export OMP_NUM_THREADS=1 && ";
+  ASSERT_EQ(test::run_command(cd + "'" + test::qalign_binary() + "' init --preset small --tokenizer " +
+                                  test::fixture("qalign-tiny/model") + " --out " + model,
+                              &out),
+            0)
+      << out;
+  const auto model_config = model::ModelConfig::from_json_file(model + "/config.json");
+  struct Case {
+    int ranks;
+    int stage;
+    bool offload;
+  };
+  for (const auto& [ranks, stage, offload] : {Case{1, 0, false}, Case{2, 0, false}, Case{2, 1, false}, Case{2, 2, false},
+                                              Case{4, 2, false}, Case{2, 2, true}, Case{2, 3, false}, Case{4, 3, false},
+                                              Case{2, 3, true}}) {
+    SCOPED_TRACE("ranks " + std::to_string(ranks) + ", stage " + std::to_string(stage) + (offload ? ", offload" : ""));
+    const std::string run = dir.file("run" + std::to_string(ranks) + std::to_string(stage) + (offload ? "o" : ""));
+    const std::vector<std::string> overrides = {
+        "model_name_or_path=" + model,          "output_dir=" + run, "max_steps=1", "gradient_accumulation_steps=1",
+        "zero_stage=" + std::to_string(stage), "dataloader_num_workers=1", "gradient_checkpointing=false",
+        "group_by_modality_length=false",       "save_steps=1000", "ddp_bucket_cap_mb=4",
+        std::string("offload_optimizer=") + (offload ? "cpu" : "none")};
+    std::string args;
+    for (const auto& o : overrides) args += " " + o;
+    ASSERT_EQ(test::run_command(cd + "'" + test::qalign_binary() + "' launch --nproc-per-node " + std::to_string(ranks) +
+                                    " -- '" + test::qalign_binary() + "' train --config " + recipe() + args,
+                                &out),
+              0)
+        << out;
+    std::ifstream metrics(run + "/metrics.jsonl");
+    std::string line;
+    std::getline(metrics, line);
+    const auto report = nlohmann::json::parse(line).at("memory_report").at(0);
+    const auto plan = train::plan_training(config::load_train_config(recipe(), overrides), model_config, ranks, 80 * kGiB);
+    // Offloaded terms are the same tensors in host memory (on the CPU both are the process's).
+    const auto& h = plan.host_per_rank;
+    auto d = plan.device_per_rank;
+    d.gradients += h.gradients;
+    d.masters += h.masters;
+    d.optimizer += h.optimizer;
+    std::cout << "ranks " << ranks << " stage " << stage << ": report " << report.dump() << "; plan parameters "
+              << d.parameters << " gradients " << d.gradients << " masters " << d.masters << " optimizer " << d.optimizer
+              << " activations " << d.activations << " total " << d.total << "\n";
+    for (const auto& [name, planned] : {std::pair{"parameters", d.parameters}, std::pair{"gradients", d.gradients},
+                                        std::pair{"masters", d.masters}, std::pair{"optimizer", d.optimizer}}) {
+      const double reported = report.at(name).get<double>();
+      EXPECT_NEAR(static_cast<double>(planned), reported, 0.01 * reported + 1) << name;
+    }
+  }
+}
+
+// --- the plan's own claims ------------------------------------------------------------------
+
+TEST(Plan, ZeroThreeHoldsTwoBytesPerParameterOverN) {
+  const auto c = onealign({"zero_stage=3"});
+  const auto m = model::preset_config("owl2-7b");
+  for (const int n : {1, 2, 4, 8}) {
+    const auto p = train::plan_training(c, m, n, 80 * kGiB, kOnealignTokens);
+    const double expected = 2.0 * static_cast<double>(p.all_parameters) / n;
+    EXPECT_NEAR(static_cast<double>(p.device_per_rank.parameters), expected, 1e-4 * expected) << n;
+    EXPECT_NEAR(static_cast<double>(p.device_per_rank.optimizer), 8.0 * static_cast<double>(p.trainable_parameters) / n,
+                1e-4 * expected);
+    EXPECT_GT(p.device_per_rank.buffers, 0);  // two gathered units (zero3_prefetch_blocks 1)
+  }
+}
+
+TEST(Plan, OffloadMovesMastersAndMomentsToTheHost) {
+  const auto m = model::preset_config("owl2-7b");
+  for (const int64_t stage : {1, 2, 3}) {
+    auto c = onealign();
+    c.zero_stage = stage;
+    const auto kept = train::plan_training(c, m, 4, 80 * kGiB, kOnealignTokens);
+    c.offload_optimizer = "cpu";
+    const auto moved = train::plan_training(c, m, 4, 80 * kGiB, kOnealignTokens);
+    EXPECT_EQ(moved.device_per_rank.masters, 0);
+    EXPECT_EQ(moved.device_per_rank.optimizer, 0);
+    EXPECT_EQ(moved.host_per_rank.masters, kept.device_per_rank.masters);
+    EXPECT_EQ(moved.host_per_rank.optimizer, kept.device_per_rank.optimizer);
+    EXPECT_EQ(moved.device_per_rank.parameters, kept.device_per_rank.parameters);
+    EXPECT_EQ(moved.device_per_rank.gradients + moved.host_per_rank.gradients, kept.device_per_rank.gradients);
+    EXPECT_LT(moved.device_per_rank.total, kept.device_per_rank.total);
+  }
+}
+
+TEST(Plan, SevenBillionOnOneCardNeedsAChange) {
+  const auto p = train::plan_training(onealign(), model::preset_config("owl2-7b"), 1, 80 * kGiB, kOnealignTokens);
+  EXPECT_FALSE(p.fits);
+  EXPECT_NE(p.advice, "fits as configured");
+  EXPECT_FALSE(p.advice.empty());
+  EXPECT_NE(p.advice.find("set "), std::string::npos) << p.advice;
+  // Its 16 bytes of state per parameter are 7B × 16 = 120 GB: only sharding to the host helps.
+  EXPECT_NE(p.advice.find("offload_optimizer=cpu"), std::string::npos) << p.advice;
+}
+
+TEST(Plan, LargestMicroBatchGrowsWithMemory) {
+  const auto c = onealign();
+  const auto m = model::preset_config("owl2-7b");
+  int64_t last = 0;
+  for (int64_t gib = 40; gib <= 200; gib += 8) {
+    const auto p = train::plan_training(c, m, 8, gib * kGiB, kOnealignTokens);
+    EXPECT_GE(p.max_micro_batch, last) << gib << " GiB";
+    EXPECT_EQ(p.fits, p.max_micro_batch >= c.per_device_train_batch_size) << gib << " GiB";
+    last = p.max_micro_batch;
+  }
+  EXPECT_GT(last, 0);
+}
+
+TEST(Plan, NothingFitsATinyCard) {
+  const auto p = train::plan_training(onealign(), model::preset_config("owl2-7b"), 8, kGiB, kOnealignTokens);
+  EXPECT_TRUE(p.nothing_fits);
+  EXPECT_EQ(p.max_micro_batch, 0);
+  EXPECT_NE(p.advice.find("does not fit even"), std::string::npos) << p.advice;
+}
+
+TEST(Plan, BadValuesNameTheirKey) {
+  config::TrainConfig c;
+  EXPECT_NE(error_of([&] { config::apply_override(c, "offload_optimizer=gpu"); }).find("offload_optimizer"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { config::apply_override(c, "zero3_prefetch_blocks=-1"); }).find("zero3_prefetch_blocks"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { onealign({"zero_stage=0", "offload_optimizer=cpu"}); }).find("offload_optimizer"),
+            std::string::npos);
+  std::string out;
+  EXPECT_NE(test::run_command("'" + test::qalign_binary() + "' plan --config " + test::source_dir() +
+                                  "/configs/onealign.yaml --preset owl2-7b --nproc-per-node 8 --gpu-memory 1GiB",
+                              &out),
+            0);
+  EXPECT_NE(out.find("--gpu-memory"), std::string::npos) << out;
+  EXPECT_NE(test::run_command("'" + test::qalign_binary() + "' plan --config " + test::source_dir() +
+                                  "/configs/onealign.yaml --preset owl2-7b --nproc-per-node 8 --gpu-memory 80XB",
+                              &out),
+            0);
+  EXPECT_NE(out.find("--gpu-memory"), std::string::npos) << out;
+}
+
+TEST(Plan, JsonHasEveryTermInBytes) {
+  std::string out;
+  ASSERT_EQ(test::run_command("'" + test::qalign_binary() + "' plan --config " + test::source_dir() +
+                                  "/configs/onealign.yaml --preset owl2-7b --nproc-per-node 8 --gpu-memory 141GB --json",
+                              &out),
+            0)
+      << out;
+  const auto j = nlohmann::json::parse(out.substr(out.find('{')));
+  for (const char* side : {"device_per_rank", "host_per_rank"})
+    for (const char* term : {"parameters", "gradients", "masters", "optimizer", "activations", "buffers", "total"})
+      EXPECT_TRUE(j.at(side).at(term).is_number_integer()) << side << "." << term;
+  EXPECT_TRUE(j.at("fits").is_boolean());
+  EXPECT_TRUE(j.at("max_micro_batch").is_number_integer());
+  EXPECT_TRUE(j.at("advice").is_string());
+}
+
+}  // namespace

@@ -1,0 +1,104 @@
+// qalign plan --config FILE --nproc-per-node N [--nnodes M] [--gpu-memory 80GiB] [--json]
+// [key=value ...]: the memory a training recipe needs per rank (train/plan.h), whether it fits
+// the device, and the cheapest change that makes it fit.
+
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "qalign/config/overrides.h"
+#include "qalign/config/train_config.h"
+#include "qalign/error.h"
+#include "qalign/model/presets.h"
+#include "tools/commands.h"
+#include "train/device.h"
+#include "train/plan.h"
+
+namespace qalign::tools {
+
+namespace {
+
+struct PlanArgs {
+  std::string config, preset, gpu_memory;
+  int nproc = 1, nnodes = 1;
+  bool json = false;
+};
+
+// "80GiB", "141GB", "512MiB" or plain bytes.
+int64_t parse_size(const std::string& text) {
+  size_t end = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &end);
+  } catch (const std::exception&) {
+    end = 0;
+  }
+  const std::string unit = text.substr(end);
+  double scale = 0;
+  if (unit.empty() || unit == "B") scale = 1;
+  else if (unit == "GiB") scale = 1 << 30;
+  else if (unit == "GB") scale = 1e9;
+  else if (unit == "MiB") scale = 1 << 20;
+  else if (unit == "MB") scale = 1e6;
+  if (end == 0 || scale == 0 || !std::isfinite(value) || value <= 0)
+    fail("--gpu-memory", "", "expected a size like 80GiB, 141GB or 512MiB, got '" + text + "'");
+  return static_cast<int64_t>(value * scale);
+}
+
+// The current CUDA device's memory when there is one, else an 80 GiB card.
+int64_t default_device_memory() {
+  if (torch::cuda::is_available()) return train::device_total_memory(torch::Device(torch::kCUDA, 0));
+  return int64_t{80} << 30;
+}
+
+nlohmann::json terms_json(const train::MemoryTerms& t) {
+  return {{"parameters", t.parameters}, {"gradients", t.gradients},     {"masters", t.masters}, {"optimizer", t.optimizer},
+          {"activations", t.activations}, {"buffers", t.buffers}, {"total", t.total}};
+}
+
+int run_plan(const PlanArgs& a, const std::vector<std::string>& overrides) {
+  if (a.nproc < 1) fail("--nproc-per-node", "", "must be at least 1");
+  if (a.nnodes < 1) fail("--nnodes", "", "must be at least 1");
+  const auto config = config::load_train_config(a.config, overrides);
+  const auto model_json = (std::filesystem::path(config.model_name_or_path) / "config.json").string();
+  if (a.preset.empty() && !std::filesystem::exists(model_json))
+    fail(a.config, "model_name_or_path",
+         model_json + " not found: point it at a model folder, or give the sizes with --preset (e.g. owl2-7b)");
+  const auto model = a.preset.empty() ? model::ModelConfig::from_json_file(model_json) : model::preset_config(a.preset, "--preset");
+  const int64_t memory = a.gpu_memory.empty() ? default_device_memory() : parse_size(a.gpu_memory);
+  const auto plan = train::plan_training(config, model, a.nproc * a.nnodes, memory);
+  if (a.json)
+    std::cout << nlohmann::json{{"device_per_rank", terms_json(plan.device_per_rank)},
+                                {"host_per_rank", terms_json(plan.host_per_rank)},
+                                {"fits", plan.fits},
+                                {"max_micro_batch", plan.max_micro_batch},
+                                {"advice", plan.advice}}
+                     .dump()
+              << "\n";
+  else
+    std::cout << train::describe(plan) << "\n";
+  if (plan.nothing_fits) fail("--gpu-memory", "", plan.advice);
+  return 0;
+}
+
+}  // namespace
+
+Command add_plan(CLI::App& app) {
+  auto* cmd = app.add_subcommand("plan", "Memory per rank of a training recipe, whether it fits, and what would");
+  auto a = std::make_shared<PlanArgs>();
+  cmd->add_option("--config", a->config, "Training recipe (YAML), as for qalign train")->required();
+  cmd->add_option("--nproc-per-node", a->nproc, "Processes (GPUs) per node")->required();
+  cmd->add_option("--nnodes", a->nnodes, "Nodes")->capture_default_str();
+  cmd->add_option("--gpu-memory", a->gpu_memory, "Memory of one device: 80GiB, 141GB, 512MiB (default: this CUDA device's, else 80GiB)");
+  cmd->add_option("--preset", a->preset, "Model sizes from a preset (owl2-7b, small, ...) instead of model_name_or_path/config.json");
+  cmd->add_flag("--json", a->json, "Print one JSON object, sizes in bytes");
+  cmd->allow_extras();
+  cmd->footer("Overrides: key=value, --key=value or --key value, as for qalign train, e.g.\n"
+              "  qalign plan --config configs/onealign.yaml --nproc-per-node 8 zero_stage=1");
+  return {cmd, [cmd, a]() { return run_plan(*a, config::overrides_from_args(cmd->remaining())); }};
+}
+
+}  // namespace qalign::tools

@@ -440,13 +440,13 @@ TEST(ProcessGroupBackend, NcclWithoutGpuIsAClearError) {
 // Evaluation during training splits the set across the ranks (2 items each, one a video) and
 // gathers every score, so its metrics are those of `qalign eval` on the same weights in one
 // process (up to the rounding of other batch compositions: no two items are alike, so no ties).
-TEST(DataParallelEval, RanksShareTheSetAndAgreeWithOneProcess) {
+void expect_eval_shared(int stage) {
   test::ScratchDir dir("qalign_dpeval");
   const auto set = dir.file("fixture_set.json");
   std::ofstream(set) << R"([{"image": "img_wide.png", "gt_score": 3.5}, {"image": "img_tall.jpg", "gt_score": 1.25},
     {"image": "img_big.png", "gt_score": 4.0}, {"image": "video.avi", "gt_score": 2.0}])";
   std::string out;
-  ASSERT_EQ(run(launch_cmd(2, "zero_stage=2 max_steps=2 save_steps=2 per_device_train_batch_size=1 eval_steps=2 "
+  ASSERT_EQ(run(launch_cmd(2, "zero_stage=" + std::to_string(stage) + " max_steps=2 save_steps=2 per_device_train_batch_size=1 eval_steps=2 "
                               "per_device_eval_batch_size=2 eval_data_paths=" + set + " output_dir=" + dir.file("run")),
                 &out),
             0);
@@ -466,6 +466,34 @@ TEST(DataParallelEval, RanksShareTheSetAndAgreeWithOneProcess) {
   EXPECT_EQ(results["fixture_set"]["n"], 4);
   EXPECT_NEAR(logged["eval_fixture_set_srcc"].get<double>(), results["fixture_set"]["srcc"].get<double>(), 1e-9);
   EXPECT_NEAR(logged["eval_fixture_set_plcc"].get<double>(), results["fixture_set"]["plcc"].get<double>(), 1e-5);
+}
+
+TEST(DataParallelEval, RanksShareTheSetAndAgreeWithOneProcess) { expect_eval_shared(2); }
+// At stage 3 each rank scores its share with the whole model gathered.
+TEST(DataParallelEval, ZeroThreeRanksShareTheSetAndAgreeWithOneProcess) { expect_eval_shared(3); }
+
+// Text-only and image records mixed, so that in some micro-batches one rank runs the vision tower
+// and the other does not: the ranks' gathers and reductions must still pair up (each walks the
+// whole schedule).
+TEST(Zero3, MixedTextAndImageBatchesEqualOneProcess) {
+  test::ScratchDir dir("qalign_zero3_mixed");
+  const auto data = dir.file("mixed.json");
+  std::ofstream(data) << R"([
+    {"id": "a->70", "image": "img_wide.png", "conversations": [{"from": "human", "value": "Rate this image.\n<|image|>"}, {"from": "gpt", "value": "The quality of the image is good."}]},
+    {"id": "t1", "conversations": [{"from": "human", "value": "How is the weather described here?"}, {"from": "gpt", "value": "The quality of the image is poor."}]},
+    {"id": "b->20", "image": "img_tall.jpg", "conversations": [{"from": "human", "value": "Rate this picture.\n<|image|>"}, {"from": "gpt", "value": "The quality of the image is bad."}]},
+    {"id": "t2", "conversations": [{"from": "human", "value": "Say something about quality."}, {"from": "gpt", "value": "The quality of the image is fair."}]}])";
+  const std::string args = "max_steps=8 gradient_accumulation_steps=2 data_path=" + data + " ";
+  test::ScratchDir one("qalign_zero3_mixed1"), two("qalign_zero3_mixed2");
+  std::string out;
+  ASSERT_EQ(run(train_cmd(args + "per_device_train_batch_size=2 output_dir=" + one.path()), &out), 0);
+  ASSERT_EQ(run(launch_cmd(2, args + "zero_stage=3 per_device_train_batch_size=1 output_dir=" + two.path()), &out), 0);
+  const auto l1 = losses(one.path()), l2 = losses(two.path());
+  ASSERT_EQ(l1.size(), 8u);
+  ASSERT_EQ(l2.size(), 8u);
+  for (size_t i = 0; i < l1.size(); ++i) EXPECT_NEAR(l2[i], l1[i], 1e-5 * std::abs(l1[i])) << "step " << i + 1;
+  const auto w = weight_diff(weights(two.path()), weights(one.path()));
+  EXPECT_LE(w.max_relative, 1e-5);
 }
 
 // device: cuda on a machine without a GPU names the key, and the run writes nothing.

@@ -38,7 +38,7 @@ std::string device_name(const torch::Device& device);
 
 struct TrainStepOptions {
   int batch_size = 8;  // micro-batch per rank
-  bool gradient_checkpointing = false, lora = false;
+  bool gradient_checkpointing = false, lora = false, offload = false;
   int zero_stage = 0;
 };
 // One optimizer step of `qalign train`'s Trainer: the median of c.repeats steps after c.warmup.

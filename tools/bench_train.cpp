@@ -81,6 +81,7 @@ nlohmann::ordered_json train_step(const Common& c, const TrainStepOptions& o) {
   tc.bf16 = dtype != torch::kFloat32;
   tc.gradient_checkpointing = o.gradient_checkpointing;
   tc.zero_stage = o.zero_stage;
+  tc.offload_optimizer = o.offload ? "cpu" : "none";
   tc.lora_enable = o.lora;
   tc.optim = c.optim;
   tc.device = c.device;
@@ -143,6 +144,7 @@ nlohmann::ordered_json train_step(const Common& c, const TrainStepOptions& o) {
           {"optim", c.optim},
           {"gradient_checkpointing", o.gradient_checkpointing},
           {"zero_stage", o.zero_stage},
+          {"offload_optimizer", tc.offload_optimizer},
           {"lora", o.lora},
           {"step_ms", seconds * 1e3},
           {"samples_per_s", static_cast<double>(B * ranks) / seconds},

@@ -90,9 +90,10 @@ Command add_bench(CLI::App& app) {
   add_common(train, a->common);
   train->add_option("--batch-size", a->train.batch_size, "Conversations per step and rank (the micro-batch)")->capture_default_str();
   train->add_flag("--gradient-checkpointing", a->train.gradient_checkpointing, "Activation checkpointing of every block");
-  train->add_option("--zero-stage", a->train.zero_stage, "0, 1 or 2 (with several ranks under qalign launch)")
-      ->check(CLI::Range(0, 2))
+  train->add_option("--zero-stage", a->train.zero_stage, "0, 1, 2 or 3 (under qalign launch, with one rank or several)")
+      ->check(CLI::Range(0, 3))
       ->capture_default_str();
+  train->add_flag("--offload", a->train.offload, "offload_optimizer: cpu (ZeRO's masters and moments in host memory)");
   train->add_flag("--lora", a->train.lora, "The authors' LoRA recipe (q_proj + v_proj.multiway.1, abstractor trained)");
   train->add_option("--trace", a->common.trace, "Also write a Chrome trace (chrome://tracing) of the run");
   train->add_option("--optim", a->common.optim, "adamw_torch | adamw_torch_fused (the trainer's optim)")->capture_default_str();

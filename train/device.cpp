@@ -8,6 +8,7 @@
 #include <string>
 
 #include "qalign/error.h"
+#include "train/cpu_memory.h"
 
 namespace qalign::train {
 
@@ -36,7 +37,12 @@ DeviceMemory device_memory(torch::Device device) {
   rusage usage{};
   ::getrusage(RUSAGE_SELF, &usage);
   const double rss = static_cast<double>(usage.ru_maxrss) * 1024.0;  // KiB on Linux
-  return {rss, rss};
+  return {counting_cpu_tensor_bytes() ? static_cast<double>(peak_cpu_tensor_bytes()) : rss, rss};
+}
+
+void reset_peak_memory(torch::Device device) {
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+  else reset_peak_cpu_tensor_bytes();
 }
 
 namespace {

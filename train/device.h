@@ -11,12 +11,14 @@ namespace qalign::train {
 // present, else cpu). A CUDA device also becomes the process's current device.
 torch::Device training_device(const std::string& setting, int local_rank);
 
-// Peak bytes since the start: allocated and reserved by the CUDA caching allocator on a GPU; on
-// the CPU both are the peak resident set of the process.
+// Peak bytes since the start or the last reset_peak_memory: allocated and reserved by the CUDA
+// caching allocator on a GPU; on the CPU, the peak bytes of tensors (train/cpu_memory.h, when
+// counting) and the process's peak resident set.
 struct DeviceMemory {
   double peak_allocated = 0, peak_reserved = 0;
 };
 DeviceMemory device_memory(torch::Device device);
+void reset_peak_memory(torch::Device device);
 // A GPU's total memory in bytes; 0 for the CPU.
 int64_t device_total_memory(torch::Device device);
 

@@ -17,6 +17,7 @@
 #include "qalign/model/weights.h"
 #include "train/activation_checkpoint.h"
 #include "train/checkpointing.h"
+#include "train/cpu_memory.h"
 #include "train/device.h"
 #include "train/freeze.h"
 #include "train/grad_clip.h"
@@ -109,6 +110,7 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
     if (records.empty()) fail(join(c.data_path), "data_path", "no training records");
   }
   if (!options_.build_model && !options_.batches) check_memory_plan(records, env);
+  if (device_.is_cpu()) count_cpu_tensor_bytes();  // the CPU's peak_allocated
   const int64_t resident = resident_bytes();
   const bool measured = reset_peak_resident();
   // Straight into the compute dtype on the device; float32 masters are then taken from those
@@ -163,7 +165,11 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
     masters_ = std::make_unique<MasterWeights>(trainable, c.bf16);
   }
   set_activation_checkpointing(model_, c.gradient_checkpointing);
-  if (zero3_) zero3_->release_all(*zero_);  // its runners replace checkpointing: every unit is recomputed
+  if (zero3_) {
+    zero3_->release_all(*zero_);  // its runners replace checkpointing: every unit is recomputed
+    if (!c.gradient_checkpointing && rank() == 0)
+      log::info("zero_stage 3 recomputes every unit in backward: activation checkpointing is implied");
+  }
   optimizer_ = std::make_unique<AdamW>(param_groups(zero_ ? zero_->names() : masters_->names(),
                                                     zero_ ? zero_->slices() : masters_->masters(), no_weight_decay(model_), c),
                                        AdamWOptions{c.adam_beta1, c.adam_beta2, c.adam_epsilon, c.optim == "adamw_torch_fused"});
@@ -418,6 +424,7 @@ void Trainer::report_memory() {
     const auto at = [&](int i) { return static_cast<int64_t>(row[i].item<double>()); };
     memory_report_.push_back({{"rank", r}, {"parameters", at(0)}, {"gradients", at(1)}, {"masters", at(2)},
                               {"optimizer", at(3)}, {"peak_allocated", at(4)}, {"peak_reserved", at(5)}});
+    if (config_.offload_optimizer == "cpu" && zero_) memory_report_.back()["state_on_host"] = true;  // masters, moments, gradient shard
     if (zero3_)  // ZeRO-3: the most units gathered at once in a forward, and their peak bytes
       memory_report_.back().update({{"gathered_units_peak", at(6)}, {"gathered_bytes_peak", at(7)}});
     if (rank() != 0) continue;
@@ -630,6 +637,7 @@ void Trainer::train() {
   double window_loss = 0;
   auto window_start = clock::now();
   double window_wait_start = input_wait_s_;
+  reset_peak_memory(device_);  // the peaks reported are the training's, loading and setup aside
   while (state_.global_step < total_steps()) {
     const auto r = step();
     window_steps += 1;

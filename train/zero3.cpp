@@ -74,7 +74,12 @@ Zero3Params::Zero3Params(ProcessGroup& group, model::Owl2ForCausalLM& m, const s
   for (size_t i = 0; i < units_.size(); ++i) forward_order_.push_back(i);
 }
 
-Zero3Params::~Zero3Params() = default;
+// The runners go with this object (they call into it); the model is left holding placeholders, its
+// values only in the chunks this object owned: a run's last weights are in its output folder.
+Zero3Params::~Zero3Params() {
+  model_->model->run_block = model_->model->run_part = nullptr;
+  model_->model->vision_model->run_block = model_->model->vision_model->run_part = nullptr;
+}
 
 BucketLayout Zero3Params::trainable_layout() const {
   BucketLayout layout;

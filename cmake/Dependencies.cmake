@@ -63,7 +63,15 @@ else()
     message(FATAL_ERROR "No gloo headers (gloo/config.h): run scripts/setup.sh (Debian package libgloo-dev)")
   endif()
 endif()
-if(QALIGN_WITH_OPENCV)
+if(QALIGN_WITH_OPENCV AND QALIGN_DEPS_BUNDLE)
+  # The bundle's static OpenCV (scripts/device_bundle.sh --opencv), never a system one.
+  if(NOT EXISTS "${QALIGN_DEPS_BUNDLE}/opencv/lib/cmake/opencv4/OpenCVConfig.cmake")
+    message(FATAL_ERROR "QALIGN_DEPS_BUNDLE=${QALIGN_DEPS_BUNDLE} lacks opencv/: rebuild it with "
+                        "scripts/device_bundle.sh --opencv, or configure with -DQALIGN_WITH_OPENCV=OFF")
+  endif()
+  find_package(OpenCV REQUIRED COMPONENTS core imgcodecs imgproc videoio
+               PATHS "${QALIGN_DEPS_BUNDLE}/opencv/lib/cmake/opencv4" NO_DEFAULT_PATH)
+elseif(QALIGN_WITH_OPENCV)
   find_package(OpenCV REQUIRED COMPONENTS core imgcodecs imgproc videoio)
 endif()
 

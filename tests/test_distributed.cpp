@@ -524,16 +524,16 @@ Background start(const std::string& cmd, const test::ScratchDir& dir) {
 }
 
 // The pid of the worker with RANK=rank among the descendants of `root`.
-int worker_pid(int root, int rank) {
+// The first process below `root` (by parents) whose file `what` (environ, cmdline) holds every one
+// of `needles`.
+int descendant_pid(int root, const std::string& what, const std::vector<std::string>& needles) {
   for (const auto& entry : fs::directory_iterator("/proc")) {
     const auto name = entry.path().filename().string();
     if (!std::all_of(name.begin(), name.end(), ::isdigit)) continue;
-    std::ifstream env(entry.path() / "environ");
-    std::string all((std::istreambuf_iterator<char>(env)), std::istreambuf_iterator<char>());
-    if (all.find(std::string("RANK=") + std::to_string(rank) + '\0') == std::string::npos ||
-        all.find("LOCAL_WORLD_SIZE=2") == std::string::npos)
+    std::ifstream in(entry.path() / what);
+    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!std::all_of(needles.begin(), needles.end(), [&](const std::string& n) { return all.find(n) != std::string::npos; }))
       continue;
-    // Walk up the parents to `root`.
     for (int pid = std::stoi(name); pid > 1;) {
       std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
       std::string s((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
@@ -546,6 +546,10 @@ int worker_pid(int root, int rank) {
     }
   }
   return 0;
+}
+
+int worker_pid(int root, int rank) {
+  return descendant_pid(root, "environ", {std::string("RANK=") + std::to_string(rank) + '\0', "LOCAL_WORLD_SIZE=2"});
 }
 
 // Waits until `done` holds, at most `seconds`.
@@ -603,6 +607,22 @@ TEST(DataParallelFailure, HungWorkerStopsTheOthersAfterTheTimeout) {
   std::cout << "launcher exited " << seconds << " s after rank 1 stopped\n";
 }
 
+// A user's Ctrl-C on a one-process run: a checkpoint at the step boundary, exit 128 + SIGINT.
+TEST(TrainSignals, SigintLeavesACheckpointAndExitsAsUnfinished) {
+  test::ScratchDir dir("qalign_sigint");
+  const auto cut = dir.file("cut");
+  const auto b = start(train_cmd("per_device_train_batch_size=1 max_steps=100000 output_dir=" + cut), dir);
+  ASSERT_TRUE(wait_for([&] { return losses(cut).size() >= 2; }, 60)) << read_all(b.log);
+  const int trainer = descendant_pid(b.pid, "cmdline", {"qalign", std::string("train") + '\0'});
+  ASSERT_GT(trainer, 0);
+  kill(trainer, SIGINT);
+  ASSERT_TRUE(wait_for([&] { return fs::exists(b.rc) && !read_all(b.rc).empty(); }, 60)) << read_all(b.log);
+  EXPECT_EQ(std::stoi(read_all(b.rc)), 128 + SIGINT) << read_all(b.log);
+  const auto stopped = losses(cut).size();
+  EXPECT_TRUE(fs::exists(cut + "/checkpoint-" + std::to_string(stopped) + "/model.safetensors")) << read_all(b.log);
+  EXPECT_NE(read_all(b.log).find("stopped by SIGINT"), std::string::npos) << read_all(b.log);
+}
+
 TEST(DataParallelFailure, SigtermLeavesACheckpointThatResumesBitwise) {
   test::ScratchDir dir("qalign_dpterm");
   const auto full = dir.file("full"), cut = dir.file("cut");
@@ -616,7 +636,8 @@ TEST(DataParallelFailure, SigtermLeavesACheckpointThatResumesBitwise) {
   ASSERT_GT(worker, 0);
   kill(worker, SIGTERM);
   ASSERT_TRUE(wait_for([&] { return fs::exists(b.rc) && !read_all(b.rc).empty(); }, 60)) << read_all(b.log);
-  ASSERT_EQ(std::stoi(read_all(b.rc)), 0) << read_all(b.log);
+  // Not finished: the worker exits 128 + SIGTERM, and the launcher with it.
+  ASSERT_EQ(std::stoi(read_all(b.rc)), 128 + SIGTERM) << read_all(b.log);
   const auto stopped = losses(cut).size();
   ASSERT_LT(stopped, 12u) << "the run ended before SIGTERM arrived";
   const auto checkpoint = cut + "/checkpoint-" + std::to_string(stopped);

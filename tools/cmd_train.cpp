@@ -27,7 +27,7 @@ Command add_train(CLI::App& app) {
             options.dump_first_step = *dump;
             train::Trainer trainer(config::load_train_config(*config_path, overrides), options);
             trainer.train();
-            return 0;
+            return trainer.stopped_by() ? 128 + trainer.stopped_by() : 0;  // not finished: a scheduler must see it
           }};
 }
 

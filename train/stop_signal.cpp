@@ -6,11 +6,15 @@ namespace qalign::train {
 
 namespace {
 volatile std::sig_atomic_t g_stop = 0;
-void on_sigterm(int) { g_stop = 1; }
+void on_signal(int signal) { g_stop = signal; }
 }  // namespace
 
-void install_stop_handler() { std::signal(SIGTERM, on_sigterm); }
+void install_stop_handler() {
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGINT, on_signal);
+}
 
 bool stop_requested() { return g_stop != 0; }
+int stop_signal() { return g_stop; }
 
 }  // namespace qalign::train

@@ -1,11 +1,14 @@
 #pragma once
-// SIGTERM (what SLURM sends before preemption, and `qalign launch` when a peer fails) as a
-// request to stop at the next step boundary, after a checkpoint, instead of dying mid-step.
+// SIGTERM (what SLURM sends before preemption, and `qalign launch` when a peer fails) and SIGINT
+// (a user's Ctrl-C) as a request to stop at the next step boundary, after a checkpoint, instead
+// of dying mid-step. The run then exits with 128 + the signal, as a job that did not finish.
 namespace qalign::train {
 
-// Routes SIGTERM to the request flag; idempotent.
+// Routes SIGTERM and SIGINT to the request flag; idempotent.
 void install_stop_handler();
-// True once SIGTERM has arrived.
+// True once either has arrived.
 bool stop_requested();
+// The signal that arrived (SIGTERM or SIGINT), or 0.
+int stop_signal();
 
 }  // namespace qalign::train

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -672,9 +673,10 @@ void Trainer::train() {
     if (evaluator_ && (state_.global_step % c.eval_steps == 0 || state_.global_step == total_steps()))
       evaluate(metrics ? &*metrics : nullptr);
     if (state_.global_step % c.save_steps == 0 || r.stop) save_checkpoint();
-    if (r.stop) {
-      log::warn("stopped by SIGTERM after step ", state_.global_step,
-                "; continue with resume_from_checkpoint=latest and the same number of processes");
+    if (r.stop) {  // this rank's signal, or a peer's (passed on as SIGTERM by the launcher)
+      stopped_by_ = stop_signal() ? stop_signal() : SIGTERM;
+      log::warn("stopped by ", stopped_by_ == SIGINT ? "SIGINT" : "SIGTERM", " after step ", state_.global_step,
+                " (checkpoint saved); continue with resume_from_checkpoint=latest");
       return;
     }
   }

@@ -64,6 +64,9 @@ class Trainer {
   // so; writes checkpoints, metrics.jsonl and the final model into output_dir. SIGTERM to any
   // rank makes every rank save a checkpoint after the current step and return.
   void train();
+  // The signal (SIGTERM or SIGINT, this rank's or a peer's) that ended train() early after a
+  // checkpoint, or 0.
+  int stopped_by() const { return stopped_by_; }
 
   const TrainerState& state() const { return state_; }
   int64_t total_steps() const { return state_.schedule.total_steps; }
@@ -124,7 +127,8 @@ class Trainer {
   std::unique_ptr<GradSync> grad_sync_;  // zero_stage 0 with several processes
   std::unique_ptr<ZeroShards> zero_;     // zero_stage 1, 2 or 3 with several processes
   std::unique_ptr<Zero3Params> zero3_;   // zero_stage 3: the parameters' shards
-  double input_wait_s_ = 0;  // the training thread's time waiting for the loader, summed
+  double input_wait_s_ = 0;
+  int stopped_by_ = 0;  // the training thread's time waiting for the loader, summed
   nlohmann::json memory_report_;  // null until the first step; then written once with the next metrics line
   std::shared_ptr<data::BatchSource> loader_;
   int64_t steps_per_epoch_ = 1;

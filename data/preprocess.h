@@ -2,6 +2,7 @@
 // Q-Align's image pre-processing (SPEC §4.1): expand2square on the CLIP-mean colour, then
 // CLIPImageProcessor (shortest edge -> image_size with PIL bicubic, center crop, rescale,
 // normalise), all in the reference's arithmetic so pixel values match to the last bit.
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <array>
@@ -36,5 +37,13 @@ torch::Tensor preprocess_image(const Image& img, int64_t image_size);
 
 // decode_image + preprocess_image.
 torch::Tensor load_image_tensor(const std::string& path, int64_t image_size);
+
+// The model folder's preprocessor_config.json, when it has one, against what preprocess_image
+// does: CLIP's mean and std, bicubic resizing and cropping to `image_size`. Any other value would
+// give other pixels than the model was trained on, so it is an error naming the key.
+void check_preprocessor_config(const std::string& model_dir, int64_t image_size);
+
+// The CLIPImageProcessor settings preprocess_image implements, for a model of `image_size`.
+nlohmann::json clip_preprocessor_config(int64_t image_size);
 
 }  // namespace qalign::data

@@ -61,6 +61,18 @@ std::string model_with_config(const test::ScratchDir& d, const std::string& conf
   return dir;
 }
 
+// A copy of the fixture model whose `file` has its first `from` replaced by `to`.
+std::string model_with_edit(const test::ScratchDir& d, const std::string& file, const std::string& from, const std::string& to) {
+  const auto dir = d.file("model");
+  fs::copy(test::source_dir() + "/" + kModel, dir, fs::copy_options::recursive);
+  auto text = read(dir + "/" + file);
+  const auto at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << file << " has no " << from;
+  if (at != std::string::npos) text.replace(at, from.size(), to);
+  write(dir + "/" + file, text);
+  return dir;
+}
+
 std::string model_with_weights(const test::ScratchDir& d, const std::function<void(std::string&)>& edit) {
   const auto dir = d.file("model");
   fs::copy(test::source_dir() + "/" + kModel, dir, fs::copy_options::recursive);
@@ -147,6 +159,21 @@ std::vector<Case> cases() {
        1, {"excellent"}},
       {"LoRA folder without its config", [img](const auto& d) { fs::create_directories(d.file("lora")); return score("--lora " + d.file("lora") + " " + img); },
        1, {"lora: adapter_config.json: not a LoRA folder"}},
+      {"decoder activation not implemented", [img](const auto& d) { return "score --model " + model_with_edit(d, "config.json", "\"silu\"", "\"evil\"") + " " + img; },
+       1, {"config.json: hidden_act: only \"silu\" is supported"}},
+      {"vision activation not implemented", [img](const auto& d) { return "score --model " + model_with_edit(d, "config.json", "\"quick_gelu\"", "\"gelu\"") + " " + img; },
+       1, {"hidden_act: only \"quick_gelu\" is supported"}},
+      {"preprocessor std zero", [img](const auto& d) { return "score --model " + model_with_edit(d, "preprocessor_config.json", "0.26862954", "0") + " " + img; },
+       1, {"preprocessor_config.json: image_std: only CLIP's values are supported"}},
+      {"preprocessor crop zero", [img](const auto& d) { return "score --model " + model_with_edit(d, "preprocessor_config.json", "\"crop_size\": 56", "\"crop_size\": 0") + " " + img; },
+       1, {"preprocessor_config.json: crop_size: must be the vision tower's image_size 56, got 0"}},
+      {"DoRA adapter", [img](const auto& d) {
+         fs::create_directories(d.file("dora"));
+         write(d.file("dora/adapter_config.json"), R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q_proj"], "use_dora": true})");
+         return score("--lora " + d.file("dora") + " " + img); },
+       1, {"dora/adapter_config.json: use_dora: true is not supported"}},
+      {"shard size past 64 bits", [](const auto& d) { return "export --checkpoint " + kModel + " --out " + d.file("x") + " --max-shard-size 18446744074GB"; },
+       1, {"--max-shard-size: 18446744074GB: too large"}},
       {"bad shard size", [](const auto& d) { return "export --checkpoint " + kModel + " --out " + d.file("x") + " --max-shard-size 5XB"; },
        1, {"--max-shard-size: 5XB: expected a size such as 5GB"}},
       // Ratings outside the declared range are dropped and counted, not an error.

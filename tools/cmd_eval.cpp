@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "data/dataset.h"
+#include "data/preprocess.h"
 #include "qalign/compat.h"
 #include "qalign/error.h"
 #include "qalign/io/atomic_file.h"
@@ -173,6 +174,7 @@ int run_eval(const EvalOptions& o) {
   Scorer scorer(io::load_pretrained_with_lora(o.model, o.lora, o.dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32,
                                        o.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU)),
                 Tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer), style, parse_readout(o.readout, "--readout"));
+  data::check_preprocessor_config(o.model, scorer.image_size());
   std::ofstream append(jsonl, std::ios::app);
   if (!append) fail(jsonl, "", "cannot open for appending");
   size_t failed = 0;

@@ -37,6 +37,7 @@ uint64_t parse_size(const std::string& text) {
   if (digits == 0 || it == units.end()) fail("--max-shard-size", text, "expected a size such as 5GB, 500MB or 2GiB");
   const double bytes = std::stod(text.substr(0, digits)) * it->second;
   if (bytes < 1) fail("--max-shard-size", text, "must be positive");
+  if (bytes >= 9.2e18) fail("--max-shard-size", text, "too large: a shard is at most 9.2 EB");  // past int64, it would wrap
   return static_cast<uint64_t>(bytes);
 }
 

@@ -230,6 +230,7 @@ int run_score(const ScoreOptions& o) {
   Scorer scorer(io::load_pretrained_with_lora(o.model, o.lora, dtype, device), Tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer),
                 style);
   const int64_t image_size = scorer.image_size();
+  data::check_preprocessor_config(o.model, image_size);
 
   // Kept inputs without --out go to --keep-list, or replace the rows on stdout.
   const bool rows_on_stdout = !format && !(o.threshold && o.keep_list.empty());

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "data/preprocess.h"
 #include "qalign/error.h"
 #include "qalign/io/atomic_file.h"
 #include "qalign/io/checkpoint.h"
@@ -52,6 +53,17 @@ void write_model_folder(const std::string& dir, const io::StateDict& weights, co
     const fs::path from = fs::path(source_model_dir) / name;
     if (fs::exists(from)) io::write_file_atomic((fs::path(dir) / name).string(), io::read_file(from.string()));
   }
+  // The processor must crop to this model's image size; a tokenizer's folder borrowed from a model
+  // of another size (qalign init) brings another, and a folder without one gets CLIP's.
+  const int64_t size = model_config.at("visual_config").at("visual_model").at("image_size").get<int64_t>();
+  const auto processor = fs::path(dir) / "preprocessor_config.json";
+  bool consistent = fs::exists(processor);
+  try {
+    if (consistent) data::check_preprocessor_config(dir, size);
+  } catch (const Error&) {
+    consistent = false;
+  }
+  if (!consistent) io::write_file_atomic(processor.string(), data::clip_preprocessor_config(size).dump(2) + "\n");
 }
 
 void write_checkpoint(const std::string& dir, const CheckpointContents& c) {

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "data/dataset_mix.h"
+#include "data/preprocess.h"
 #include "qalign/error.h"
 #include "qalign/io/atomic_file.h"
 #include "qalign/io/checkpoint.h"
@@ -122,6 +123,7 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   if (measured)
     log::info("loaded ", c.model_name_or_path, " onto ", device_.str(), ": resident memory +",
               (peak_resident_bytes() - resident) >> 20, " MiB at peak");
+  if (!options_.build_model) data::check_preprocessor_config(c.model_name_or_path, model_->config.vision.image_size);
   if (c.answer_format == "regression") model_->attach_score_head();
   if (c.lora_enable) attach_run_adapters(model_, c);
   model_->train();

@@ -33,6 +33,10 @@ model::LoraConfig parse_adapter_config(const nlohmann::json& j, const std::strin
   if (j.value("peft_type", "LORA") != "LORA") fail(path, "peft_type", "only LORA adapters are supported");
   if (j.value("bias", "none") != "none") fail(path, "bias", "only bias \"none\" is supported (the authors' setting)");
   if (j.value("fan_in_fan_out", false)) fail(path, "fan_in_fan_out", "true is for Conv1D layers, which this model has none of");
+  // PEFT variants that change the update: applying their weights as plain LoRA gives wrong scores.
+  for (const char* variant : {"use_dora", "use_rslora"})
+    if (j.contains(variant) && j[variant].is_boolean() && j[variant].get<bool>())
+      fail(path, variant, "true is not supported: only plain LoRA adapters (the authors') are");
   model::LoraConfig c;
   try {
     c.r = field("r").get<int64_t>();

@@ -236,6 +236,7 @@ void require_divisible(const Section& s, const std::string& key, int64_t value,
 
 void read_vision(Section& s, VisionConfig& v) {
   s.read(kVisionFields, v);
+  require_value(s, "hidden_act", "quick_gelu", "the vision MLP is CLIP's quick GELU");
   s.allow(kIgnoredVisionKeys);
   s.allow(kGenericHfKeys);
   s.finish();
@@ -298,6 +299,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& s
     top.fail("model_type", std::string("expected \"") + kModelType + "\" (mPLUG-Owl2), got " +
                                (type == nullptr ? std::string("no model_type") : describe(*type)));
   top.read(kModelFields, c);
+  require_value(top, "hidden_act", "silu", "the decoder's MLP is SwiGLU");
   const json* kv_heads = top.get("num_key_value_heads");
   if (kv_heads == nullptr || kv_heads->is_null()) c.num_key_value_heads = c.num_attention_heads;
   require_value(top, "rope_scaling", nullptr, "RoPE is applied unscaled");

@@ -81,10 +81,14 @@ stage "qalign train on owl2-7b-4l, bf16, ZeRO-2, activation checkpointing, micro
 train_4l() {
   # Records over the bundle's photographs and the fixtures' (decoded by the loader's workers every
   # step), or text-only ones where this build has no OpenCV.
-  local images=()
+  local images=() folder=""
   if [ $OPENCV = ON ]; then
+    folder="$OUT/photos"
     mkdir -p "$OUT/photos"
-    cp "$BUNDLE"/photos/*.jpg tests/fixtures/qalign-448/inputs/* tests/fixtures/qalign-tiny/inputs/* "$OUT/photos/"
+    cp "$BUNDLE"/photos/*.jpg "$OUT/photos/"
+    for f in tests/fixtures/qalign-448/inputs/*.{jpg,png} tests/fixtures/qalign-tiny/inputs/*.{jpg,png}; do
+      [ -e "$OUT/photos/${f##*/}" ] || cp "$f" "$OUT/photos/"  # the bundle has baboon and building too
+    done
     images=("$OUT"/photos/*)
   fi
   python3 - "$OUT/train256.json" "${images[@]##*/}" <<'PY'
@@ -105,7 +109,7 @@ PY
   timeout 120 $Q init --preset owl2-7b-4l --tokenizer tests/fixtures/llama2-tokenizer --out "$OUT/owl2-7b-4l" \
     > "$OUT/init_4l.log" 2>&1 || { tail -5 "$OUT/init_4l.log"; return 1; }
   timeout 240 $Q launch --nproc-per-node 1 --master-port 29534 -- "$Q" train --config configs/onealign.yaml \
-    model_name_or_path="$OUT/owl2-7b-4l" data_path="$OUT/train256.json" image_folder="$OUT/photos" output_dir="$OUT/train_4l" \
+    model_name_or_path="$OUT/owl2-7b-4l" data_path="$OUT/train256.json" image_folder="$folder" output_dir="$OUT/train_4l" \
     per_device_train_batch_size=32 gradient_accumulation_steps=1 max_steps=30 save_steps=1000 logging_steps=10 \
     dataloader_num_workers=8 > "$OUT/train_4l.log" 2>&1 || { tail -20 "$OUT/train_4l.log"; return 1; }
   grep -E "memory of rank|step (10|20|30)/30" "$OUT/train_4l.log"
@@ -152,7 +156,8 @@ stage "the plan against the measured peak of (b)"
 plan_vs_b() {
   [ -f "$OUT/train_4l/metrics.jsonl" ] || { echo "no run (b)"; return 1; }
   $Q plan --config configs/onealign.yaml --preset owl2-7b-4l --nproc-per-node 1 --json data_path="$OUT/train256.json" \
-    image_folder="$OUT/photos" model_name_or_path="$OUT/owl2-7b-4l" per_device_train_batch_size=32 > "$OUT/plan_4l.json" || return 1
+    image_folder="$( [ $OPENCV = ON ] && echo "$OUT/photos" )" model_name_or_path="$OUT/owl2-7b-4l" per_device_train_batch_size=32 \
+    > "$OUT/plan_4l.json" || return 1
   python3 - "$OUT/plan_4l.json" "$OUT/train_4l/metrics.jsonl" <<'PY'
 import json, sys
 plan = json.load(open(sys.argv[1]))

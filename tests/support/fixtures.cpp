@@ -6,7 +6,13 @@
 #include <stdexcept>
 #include <stdlib.h>
 #include <string>
+#include <chrono>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 namespace qalign::test {
 
@@ -37,6 +43,47 @@ int run_command(const std::string& cmd, std::string* output) {
   const int status = pclose(pipe);
   if (output) *output = out;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+Measured run_qalign_measured(const std::string& args, double limit_s) {
+  // wait4 reports the child's own peak memory; `exec` makes qalign that child, not a shell.
+  const std::string script = "cd '" + source_dir() + "' && exec '" + qalign_binary() + "' " + args + " 2>&1";
+  int fds[2];
+  if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
+  const auto start = std::chrono::steady_clock::now();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(fds[1], 1);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    ::setpgid(0, 0);
+    ::execl("/bin/sh", "sh", "-c", script.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  Measured m;
+  std::array<char, 4096> buf{};
+  for (;;) {
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (elapsed > limit_s && !m.timed_out) {
+      m.timed_out = true;
+      ::kill(-pid, SIGKILL);
+    }
+    pollfd p{fds[0], POLLIN, 0};
+    if (::poll(&p, 1, 200) > 0) {
+      const ssize_t n = ::read(fds[0], buf.data(), buf.size());
+      if (n <= 0) break;
+      m.output.append(buf.data(), static_cast<size_t>(n));
+    }
+  }
+  ::close(fds[0]);
+  int status = 0;
+  rusage usage{};
+  ::wait4(pid, &status, 0, &usage);
+  m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  m.peak_mb = static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+  m.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return m;
 }
 
 ScratchDir::ScratchDir(const std::string& tag) {

@@ -16,6 +16,18 @@ std::string shared(const std::string& rel);
 std::string qalign_binary();
 // Runs a shell command, returns its exit code and combined output.
 int run_command(const std::string& cmd, std::string* output);
+
+// What one run of `qalign` cost: its exit code (-1 when killed), combined output, peak resident
+// memory and wall time. The command runs in the source folder, as a user's shell would.
+struct Measured {
+  int exit_code = -1;
+  std::string output;
+  double peak_mb = 0;
+  double seconds = 0;
+  bool timed_out = false;
+};
+// Runs `qalign <args>` (args are split by the shell) and kills it after `limit_s` seconds.
+Measured run_qalign_measured(const std::string& args, double limit_s = 60);
 // Where device-aware tests run: QALIGN_TEST_DEVICE=cuda (the GPU check), else the CPU.
 torch::Device test_device();
 

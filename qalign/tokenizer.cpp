@@ -4,13 +4,12 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 
 #include "qalign/error.h"
+#include "qalign/io/atomic_file.h"
 #include "qalign/io/json_file.h"
 
 namespace qalign {
@@ -29,14 +28,6 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
   for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size()))
     s.replace(pos, from.size(), to);
   return s;
-}
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "", "cannot be read");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // A special-token entry is written either as "<s>" or as an AddedToken dict {"content": "<s>",
@@ -150,7 +141,7 @@ Tokenizer::Tokenizer(const std::string& path)
   add_eos_ = settings.add_eos;
   model_max_length_ = settings.model_max_length;
 
-  std::string proto = read_bytes(model_path_);
+  std::string proto = io::read_file(model_path_);
   if (!legacy_) {
     // legacy=false loads the model with normalizer_spec.add_dummy_prefix = false. Appending a
     // second ModelProto.normalizer_spec (field 3) holding only add_dummy_prefix (field 3) = 0

@@ -3,6 +3,8 @@
 // executable) with RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT,
 // prints their lines prefixed by the rank, and when one fails stops the others (SIGTERM, then
 // SIGKILL after a grace period) and exits with its code, naming it and showing its last lines.
+// Each worker is its own process group, and signals go to the group: what a worker started (a
+// shell's children) stops with it.
 // SIGTERM or SIGINT to the launcher is passed on to every worker.
 #include <fcntl.h>
 #include <poll.h>
@@ -10,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstring>
@@ -47,6 +50,17 @@ struct Worker {
   int code = 0;
 };
 
+// CLI11's own range checks print "Value 0 not in range 0.000000 to 1.797...e308".
+CLI::Validator at_least(int min) {
+  return CLI::Validator(
+      [min](std::string& text) -> std::string {
+        int v = 0;
+        if (!CLI::detail::lexical_cast(text, v)) return "expected an integer, got " + text;
+        return v < min ? "must be at least " + std::to_string(min) + ", got " + text : std::string();
+      },
+      "INT>=" + std::to_string(min));
+}
+
 std::string self_executable() {
   std::vector<char> buf(4096);
   const auto n = readlink("/proc/self/exe", buf.data(), buf.size() - 1);
@@ -57,9 +71,21 @@ std::string self_executable() {
 void spawn(Worker& w, const LaunchArgs& a, const std::string& exe) {
   int out[2], err[2];
   if (pipe(out) != 0 || pipe(err) != 0) fail("launch", "", std::string("pipe: ") + std::strerror(errno));
+  // Until the child has our handlers reset, a SIGTERM meant for it would only set its copy of
+  // g_signal and be lost: blocked here, it stays pending and acts once unblocked.
+  sigset_t stops, old;
+  sigemptyset(&stops);
+  sigaddset(&stops, SIGTERM);
+  sigaddset(&stops, SIGINT);
+  sigprocmask(SIG_BLOCK, &stops, &old);
   w.pid = fork();
-  if (w.pid < 0) fail("launch", "", std::string("fork: ") + std::strerror(errno));
   if (w.pid == 0) {
+    std::signal(SIGTERM, SIG_DFL);
+    std::signal(SIGINT, SIG_DFL);
+    sigprocmask(SIG_SETMASK, &old, nullptr);
+    // Its own process group, so that stopping it reaches what it started too (a shell's
+    // children), which would otherwise outlive it holding our pipes open.
+    setpgid(0, 0);
     dup2(out[1], STDOUT_FILENO);
     dup2(err[1], STDERR_FILENO);
     close(out[0]), close(out[1]), close(err[0]), close(err[1]);
@@ -82,6 +108,9 @@ void spawn(Worker& w, const LaunchArgs& a, const std::string& exe) {
     std::fprintf(stderr, "cannot run %s: %s\n", cargv[0], std::strerror(errno));
     _exit(127);
   }
+  sigprocmask(SIG_SETMASK, &old, nullptr);
+  if (w.pid < 0) fail("launch", "", std::string("fork: ") + std::strerror(errno));
+  setpgid(w.pid, w.pid);  // also here: the child may not have run yet when we signal it
   close(out[1]), close(err[1]);
   w.fds[0] = out[0];
   w.fds[1] = err[0];
@@ -137,10 +166,13 @@ int run_launch(const LaunchArgs& a) {
   const Worker* failed = nullptr;
   int failed_status = 0;
   std::optional<clock::time_point> kill_at;  // set once the workers have been told to stop
+  // Once every worker has exited: until when to read what their leftover children still write.
+  std::optional<clock::time_point> drain_until;
   int forwarded = 0;
+  // A worker's group lives on while the worker runs or something of it holds its pipes.
   const auto stop_all = [&](int sig) {
     for (auto& w : workers)
-      if (w.running) kill(w.pid, sig);
+      if (w.running || w.fds[0] >= 0 || w.fds[1] >= 0) kill(-w.pid, sig);
   };
   for (;;) {
     if (g_signal && forwarded != g_signal) {
@@ -193,12 +225,17 @@ int run_launch(const LaunchArgs& a) {
       stop_all(SIGKILL);
       kill_at.reset();
     }
-    if (!any_running) break;
+    if (any_running) continue;
+    // After a stop, what is left gets the rest of the grace and a second after SIGKILL; after a
+    // clean finish, a second to flush. Then we stop reading rather than wait on an orphan.
+    if (!drain_until)
+      drain_until = (kill_at ? *kill_at : clock::now()) + std::chrono::seconds(1);
+    const bool reading = std::any_of(workers.begin(), workers.end(), [](const Worker& w) { return w.fds[0] >= 0 || w.fds[1] >= 0; });
+    if (!reading || clock::now() > *drain_until) break;
   }
   for (auto& w : workers)
-    for (int s = 0; s < 2; ++s)
-      while (w.fds[s] >= 0 && pump(w, s, a)) {
-      }
+    for (int& fd : w.fds)
+      if (fd >= 0) close(fd), fd = -1;
   if (failed) {
     std::string tail;
     for (const auto& line : failed->last) tail += "\n  " + line;
@@ -214,13 +251,13 @@ int run_launch(const LaunchArgs& a) {
 Command add_launch(CLI::App& app) {
   auto* cmd = app.add_subcommand("launch", "Run a command as the workers of a data-parallel job (like torchrun)");
   auto a = std::make_shared<LaunchArgs>();
-  cmd->add_option("--nproc-per-node", a->nproc, "Workers on this node")->check(CLI::PositiveNumber);
-  cmd->add_option("--nnodes", a->nnodes, "Nodes in the job")->check(CLI::PositiveNumber);
-  cmd->add_option("--node-rank", a->node_rank, "This node's index")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--nproc-per-node", a->nproc, "Workers on this node")->check(at_least(1));
+  cmd->add_option("--nnodes", a->nnodes, "Nodes in the job")->check(at_least(1));
+  cmd->add_option("--node-rank", a->node_rank, "This node's index")->check(at_least(0));
   cmd->add_option("--master-addr", a->master_addr, "Host of rank 0 (its c10d TCPStore)");
   cmd->add_option("--master-port", a->master_port, "Port of rank 0's TCPStore")->check(CLI::Range(1, 65535));
   cmd->add_option("--grace", a->grace_s, "Seconds the other workers get to stop after one fails, before SIGKILL")
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
   cmd->add_option("command", a->command, "The worker command, after --, e.g. -- qalign train --config X")->required();
   cmd->footer("Example: qalign launch --nproc-per-node 8 -- qalign train --config configs/onealign.yaml");
   return {cmd, [a]() { return run_launch(*a); }};

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "qalign/error.h"
+#include "qalign/io/regular_file.h"
 
 namespace qalign::io {
 
@@ -62,6 +63,7 @@ void write_file_atomic(const std::string& path, const std::string& contents) {
 }
 
 std::string read_file(const std::string& path) {
+  require_regular_file(path);
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, "", "cannot open file");
   std::ostringstream ss;

@@ -27,6 +27,7 @@ class AtomicWriter {
 void write_file_atomic(const std::string& path, const std::string& contents);
 // write(2) until all of `data` is out, retrying after signals; a failure throws naming `path`.
 void write_all(int fd, const void* data, size_t size, const std::string& path);
+// The whole file; a missing or non-regular file (io/regular_file.h) is an error naming it.
 std::string read_file(const std::string& path);
 
 }  // namespace qalign::io

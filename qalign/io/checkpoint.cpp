@@ -39,6 +39,18 @@ std::map<std::string, std::vector<std::string>> read_index(const std::string& in
   return shards;
 }
 
+// The weights files behind `file`: itself, or the shards its index lists (each must exist).
+std::vector<std::string> weight_files(const std::string& file) {
+  if (!ends_with(file, ".json")) return {file};
+  std::vector<std::string> files;
+  for (const auto& [shard, names] : read_index(file)) {
+    const fs::path shard_path = fs::path(file).parent_path() / shard;
+    if (!fs::exists(shard_path)) fail(file, names.front(), "its shard " + shard_path.string() + " is missing");
+    files.push_back(shard_path.string());
+  }
+  return files;
+}
+
 StateDict load_file(const std::string& path) {
   if (ends_with(path, ".safetensors")) return SafetensorsFile::open(path)->load_all();
   return load_torch_bin(path);
@@ -78,16 +90,7 @@ StateDict load_weights(const std::string& path) {
 
 void for_each_weight(const std::string& path,
                      const std::function<void(const std::string&, const torch::Tensor&, int64_t)>& f) {
-  const std::string file = resolve_weights(path);
-  std::vector<std::string> files{file};
-  if (ends_with(file, ".json")) {
-    files.clear();
-    for (const auto& [shard, names] : read_index(file)) {
-      const fs::path shard_path = fs::path(file).parent_path() / shard;
-      if (!fs::exists(shard_path)) fail(file, names.front(), "its shard " + shard_path.string() + " is missing");
-      files.push_back(shard_path.string());
-    }
-  }
+  const std::vector<std::string> files = weight_files(resolve_weights(path));
   constexpr int64_t kPieceBytes = 16 << 20;
   for (const auto& one : files) {
     if (!ends_with(one, ".safetensors")) {
@@ -110,20 +113,14 @@ void for_each_weight(const std::string& path,
 }
 
 std::vector<TensorSummary> list_weights(const std::string& path) {
-  const std::string file = resolve_weights(path);
-  std::vector<std::string> safetensors;
-  if (ends_with(file, ".safetensors")) safetensors.push_back(file);
-  if (ends_with(file, "model.safetensors.index.json"))
-    for (const auto& [shard, names] : read_index(file)) safetensors.push_back((fs::path(file).parent_path() / shard).string());
   std::map<std::string, TensorSummary> by_name;
-  if (!safetensors.empty()) {
-    for (const auto& f : safetensors) {
-      if (!fs::exists(f)) fail(file, "", "shard " + f + " is missing");
-      const auto file_handle = SafetensorsFile::open(f);
-      for (const auto& t : file_handle->tensors()) by_name[t.name] = {t.name, t.dtype, t.shape};
+  for (const auto& f : weight_files(resolve_weights(path))) {
+    if (ends_with(f, ".safetensors")) {
+      const auto st = SafetensorsFile::open(f);  // held: tensors() refers into it
+      for (const auto& t : st->tensors()) by_name[t.name] = {t.name, t.dtype, t.shape};
+      continue;
     }
-  } else {
-    for (const auto& [name, t] : load_weights(file))
+    for (const auto& [name, t] : list_torch_bin(f))
       by_name[name] = {name, dtype_to_safetensors(t.scalar_type()), t.sizes().vec()};
   }
   std::vector<TensorSummary> out;

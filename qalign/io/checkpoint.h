@@ -31,7 +31,7 @@ struct TensorSummary {
   std::string name, dtype;  // dtype in safetensors spelling
   std::vector<int64_t> shape;
 };
-// Names, dtypes and shapes without reading tensor data where the format allows (safetensors).
+// Names, dtypes and shapes without reading tensor data (safetensors headers, .bin pickles).
 std::vector<TensorSummary> list_weights(const std::string& path);
 
 enum class WeightFormat { Safetensors, TorchBin };

@@ -13,6 +13,7 @@
 
 #include "qalign/error.h"
 #include "qalign/io/atomic_file.h"
+#include "qalign/io/regular_file.h"
 
 namespace qalign::io {
 
@@ -38,6 +39,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   std::shared_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->self_ = f;
   f->path_ = path;
+  require_regular_file(path);
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) fail(path, "", std::string("cannot open: ") + std::strerror(errno));
   struct stat st {};

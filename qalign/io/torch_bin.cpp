@@ -3,14 +3,21 @@
 #include <caffe2/serialize/inline_container.h>
 
 #include <set>
+#include <tuple>
 
 #include "qalign/error.h"
 #include "qalign/io/atomic_file.h"
 #include "qalign/io/pickle.h"
+#include "qalign/io/regular_file.h"
 
 namespace qalign::io {
 
-StateDict load_torch_bin(const std::string& path) {
+namespace {
+
+// With `read_data` false every tensor is on the meta device: shapes and dtypes from data.pkl,
+// each storage's size checked against its record, and no tensor bytes read.
+StateDict read_torch_bin(const std::string& path, bool read_data) {
+  require_regular_file(path);
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader;
   try {
     reader = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
@@ -28,7 +35,9 @@ StateDict load_torch_bin(const std::string& path) {
     auto loader = [&](const std::string& key, torch::Dtype dtype, int64_t numel) -> torch::Tensor {
       const std::string rec = "data/" + key;
       if (!reader->hasRecord(rec)) fail(path, rec, "storage record missing from the archive");
-      auto [data, n] = reader->getRecord(rec);
+      at::DataPtr data;
+      size_t n = reader->getRecordSize(rec);
+      if (read_data) std::tie(data, n) = reader->getRecord(rec);
       // Divided rather than multiplied: a numel near 2^62 times the element size wraps to a
       // small number, which an empty record would then match.
       const size_t element = c10::elementSize(dtype), count = static_cast<size_t>(numel);
@@ -36,6 +45,7 @@ StateDict load_torch_bin(const std::string& path) {
         fail(path, rec, "storage holds " + std::to_string(n) + " bytes, expected " +
                             (count <= SIZE_MAX / element ? std::to_string(count * element)
                                                          : std::to_string(count) + " x " + std::to_string(element)));
+      if (!read_data) return torch::empty({numel}, torch::TensorOptions().dtype(dtype).device(torch::kMeta));
       auto holder = std::make_shared<at::DataPtr>(std::move(data));
       return torch::from_blob(holder->get(), {numel}, [holder](void*) {}, torch::TensorOptions().dtype(dtype));
     };
@@ -48,6 +58,12 @@ StateDict load_torch_bin(const std::string& path) {
     fail(path, "", std::string("corrupt archive: ") + e.what_without_backtrace());
   }
 }
+
+}  // namespace
+
+StateDict load_torch_bin(const std::string& path) { return read_torch_bin(path, true); }
+
+StateDict list_torch_bin(const std::string& path) { return read_torch_bin(path, false); }
 
 namespace {
 

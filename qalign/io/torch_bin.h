@@ -10,6 +10,8 @@
 namespace qalign::io {
 
 StateDict load_torch_bin(const std::string& path);
+// The same names, shapes and dtypes as tensors on the meta device, without reading tensor data.
+StateDict list_torch_bin(const std::string& path);
 
 // Writes `tensors` in torch.save's zip format (loadable with torch.load), atomically.
 void save_torch_bin(const std::string& path, const StateDict& tensors);

@@ -1,14 +1,13 @@
 #include "qalign/model/config.h"
 
-#include <fstream>
 #include <limits>
 #include <set>
-#include <sstream>
 #include <variant>
 #include <vector>
 
 #include "qalign/config/keys.h"
 #include "qalign/error.h"
+#include "qalign/io/atomic_file.h"
 #include "qalign/io/json_file.h"
 
 namespace qalign::model {
@@ -22,6 +21,11 @@ constexpr const char* kArchitecture = "MPLUGOwl2LlamaForCausalLM";
 
 enum class Range { Positive, NonNegative };
 
+// Layers in one stack. The deepest published transformers have a few hundred; the bound keeps
+// building a model's module tree (even on the meta device, as the memory plan does) from
+// running for hours on a mistyped depth.
+constexpr int64_t kMaxLayers = 1024;
+
 // One config.json key bound to a member of section struct S: reading, writing and key checking
 // all walk the same table, so a new key is one line.
 template <class S>
@@ -30,13 +34,14 @@ struct Field {
   std::variant<int64_t S::*, double S::*, std::string S::*, bool S::*> member;
   Range range = Range::Positive;  // numbers only
   bool nullable = false;          // null keeps the default (HF writes null for "unset")
+  int64_t max = 0;                // integers only; 0: no upper bound
 };
 
 const std::vector<Field<ModelConfig>> kModelFields = {
     {"vocab_size", &ModelConfig::vocab_size},
     {"hidden_size", &ModelConfig::hidden_size},
     {"intermediate_size", &ModelConfig::intermediate_size},
-    {"num_hidden_layers", &ModelConfig::num_hidden_layers},
+    {"num_hidden_layers", &ModelConfig::num_hidden_layers, Range::Positive, false, kMaxLayers},
     {"num_attention_heads", &ModelConfig::num_attention_heads},
     // Absent or null means plain multi-head attention, as in HF's LlamaConfig.
     {"num_key_value_heads", &ModelConfig::num_key_value_heads, Range::Positive, /*nullable=*/true},
@@ -55,7 +60,7 @@ const std::vector<Field<ModelConfig>> kModelFields = {
 const std::vector<Field<VisionConfig>> kVisionFields = {
     {"hidden_size", &VisionConfig::hidden_size},
     {"intermediate_size", &VisionConfig::intermediate_size},
-    {"num_hidden_layers", &VisionConfig::num_hidden_layers},
+    {"num_hidden_layers", &VisionConfig::num_hidden_layers, Range::Positive, false, kMaxLayers},
     {"num_attention_heads", &VisionConfig::num_attention_heads},
     {"num_channels", &VisionConfig::num_channels},
     {"image_size", &VisionConfig::image_size},
@@ -67,7 +72,7 @@ const std::vector<Field<VisionConfig>> kVisionFields = {
 const std::vector<Field<AbstractorConfig>> kAbstractorFields = {
     {"num_learnable_queries", &AbstractorConfig::num_learnable_queries},
     {"hidden_size", &AbstractorConfig::hidden_size},
-    {"num_hidden_layers", &AbstractorConfig::num_hidden_layers},
+    {"num_hidden_layers", &AbstractorConfig::num_hidden_layers, Range::Positive, false, kMaxLayers},
     {"num_attention_heads", &AbstractorConfig::num_attention_heads},
     {"intermediate_size", &AbstractorConfig::intermediate_size},
     {"encoder_hidden_size", &AbstractorConfig::encoder_hidden_size},
@@ -186,6 +191,8 @@ class Section {
     out = v.get<int64_t>();
     if (out < 0 || (out == 0 && f.range == Range::Positive))
       fail(f.key, std::string("expected ") + expected + ", got " + std::to_string(out));
+    if (f.max > 0 && out > f.max)
+      fail(f.key, "expected at most " + std::to_string(f.max) + ", got " + std::to_string(out));
   }
   template <class S>
   void assign(const Field<S>& f, const json& v, double& out) const {
@@ -273,13 +280,10 @@ void check_visual_pair(const std::string& source, const VisionConfig& v,
 }  // namespace
 
 ModelConfig ModelConfig::from_json_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail(path, "", "cannot open the file");
-  std::stringstream text;
-  text << in.rdbuf();
+  const std::string text = io::read_file(path);
   json j;
   try {
-    j = io::parse_json(text.str(), path);
+    j = io::parse_json(text, path);
   } catch (const json::exception& e) {
     // nlohmann's text starts with "[json.exception.parse_error.101] " (or out_of_range.406 for a
     // number too large for a double); the rest names line/column or the number.

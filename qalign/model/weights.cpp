@@ -6,6 +6,7 @@
 #include "qalign/error.h"
 #include "qalign/io/checkpoint.h"
 #include "qalign/log.h"
+#include "qalign/model/config_vs_weights.h"
 
 namespace qalign::model {
 
@@ -41,7 +42,7 @@ io::StateDict state_dict(const torch::nn::Module& m) {
 namespace {
 
 // Every model tensor present in `have` with its shape, and nothing else (recomputed buffers aside).
-void check_coverage(const io::StateDict& target, const std::map<std::string, std::vector<int64_t>>& have,
+void check_coverage(const io::StateDict& target, const TensorShapes& have,
                     const std::string& source) {
   std::vector<std::string> missing, unexpected;
   for (const auto& [name, t] : target)
@@ -62,7 +63,7 @@ void check_coverage(const io::StateDict& target, const std::map<std::string, std
 
 void load_state_dict(torch::nn::Module& m, const io::StateDict& sd, const std::string& source) {
   auto target = state_dict(m);
-  std::map<std::string, std::vector<int64_t>> have;
+  TensorShapes have;
   for (const auto& [name, t] : sd) have[name] = t.sizes().vec();
   check_coverage(target, have, source);
   torch::NoGradGuard no_grad;
@@ -73,15 +74,19 @@ Owl2ForCausalLM load_pretrained(const std::string& dir, torch::Dtype dtype, torc
   const auto config_path = (std::filesystem::path(dir) / "config.json").string();
   const auto config = ModelConfig::from_json_file(config_path);
   const auto weights = io::resolve_weights(dir);
-  // Every parameter is loaded below (check_coverage makes sure), so none is drawn first.
+  TensorShapes have;
+  for (const auto& t : io::list_weights(weights)) have[t.name] = t.shape;
+  // Nothing of the config's sizes is allocated until the weights agree with them: first the
+  // sizes themselves, then every tensor of a model built on the meta device (no memory).
+  check_config_against_weights(config, have, config_path, std::filesystem::path(weights).filename().string());
+  check_coverage(state_dict(*Owl2ForCausalLM(config, torch::TensorOptions().dtype(dtype).device(torch::kMeta))),
+                 have, weights);
+  // Every parameter is loaded below (check_coverage made sure), so none is drawn first.
   Owl2ForCausalLM model = [&] {
     SkipInitGuard uninitialised;
     return Owl2ForCausalLM(config, torch::TensorOptions().dtype(dtype).device(device));
   }();
   auto target = state_dict(*model);
-  std::map<std::string, std::vector<int64_t>> have;
-  for (const auto& t : io::list_weights(weights)) have[t.name] = t.shape;
-  check_coverage(target, have, weights);
   // Tensor by tensor, straight into the model's dtype and device: no second copy of the model.
   torch::NoGradGuard no_grad;
   io::for_each_weight(weights, [&](const std::string& name, const torch::Tensor& part, int64_t offset) {

@@ -230,6 +230,9 @@ std::vector<TrainingRecord> parse_training_records(const json& array, const std:
       fail(source, record_field(i, "image"), "missing, but a human turn holds <|image|>");
     if (!placeholder && r.has_image())
       fail(source, record_field(i, "conversations"), "no human turn holds <|image|> for the record's image");
+    // Only gpt turns carry labels: without one every label is masked and the loss is 0/0.
+    if (std::none_of(r.conversations.begin(), r.conversations.end(), [](const Turn& t) { return t.from == "gpt"; }))
+      fail(source, record_field(i, "conversations"), "no \"gpt\" turn: the record has no answer to learn");
     records.push_back(std::move(r));
   }
   return records;

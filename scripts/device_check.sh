@@ -15,6 +15,8 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/device}
 BUNDLE=${QALIGN_DEPS_BUNDLE:-$PWD/.deps/device}
 mkdir -p "$OUT"
+# qalign refuses to train or init over an earlier run's folders; a rerun here starts them afresh.
+rm -rf "$OUT/nccl" "$OUT/zero_full" "$OUT/zero_resumed" "$OUT/owl2-7b-4l" "$OUT/train_4l"
 SECONDS=0
 stage() { echo "[device_check ${SECONDS}s] $*"; }
 

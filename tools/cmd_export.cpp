@@ -9,6 +9,7 @@
 #include "qalign/error.h"
 #include "qalign/io/json_file.h"
 #include "qalign/io/lora_folder.h"
+#include "qalign/io/output_guard.h"
 #include "qalign/log.h"
 #include "qalign/model/weights.h"
 #include "tools/commands.h"
@@ -22,7 +23,7 @@ namespace {
 
 struct ExportOptions {
   std::string checkpoint, lora, out, dtype = "bfloat16", max_shard_size = "5GB";
-  bool merge_lora = false;
+  bool merge_lora = false, overwrite = false;
 };
 
 // "5GB", "500MB", "10KB", "2GiB" or a byte count, as transformers' convert_file_size_to_int
@@ -63,7 +64,8 @@ int run_export(const ExportOptions& o) {
   }
   if (!lora_dir.empty() && !o.merge_lora)
     fail("--lora", lora_dir, "a Hugging Face model folder holds plain weights: add --merge-lora to fold the adapters in");
-  if (fs::exists(o.out) && fs::exists(base) && fs::equivalent(o.out, base)) fail("--out", o.out, "is the source folder");
+  if (io::same_file(o.out, base)) fail("--out", o.out, "is the source folder");
+  if (!o.overwrite) io::require_new_folder(o.out, "--out", "--overwrite replaces its weights");
 
   auto m = io::load_pretrained_with_lora(base, lora_dir, torch::kFloat32);
   io::StateDict weights;
@@ -73,6 +75,7 @@ int run_export(const ExportOptions& o) {
   const auto config_path = (fs::path(base) / "config.json").string();
   nlohmann::json config = io::read_json_file(config_path);
   config["torch_dtype"] = o.dtype;
+  if (o.overwrite) io::remove_weight_files(o.out);
   train::write_model_folder(o.out, weights, config, base, shard_bytes);
   log::info("exported ", base, lora_dir.empty() ? "" : " + " + lora_dir + " (merged)", " to ", o.out, " as ", o.dtype);
   return 0;
@@ -88,6 +91,7 @@ Command add_export(CLI::App& app) {
   cmd->add_option("--lora", o->lora, "LoRA folder to apply to --checkpoint (needs --merge-lora)");
   cmd->add_flag("--merge-lora", o->merge_lora, "Fold the LoRA adapters into the weights (W += B·A·alpha/r)");
   cmd->add_option("--out", o->out, "Output folder")->required();
+  cmd->add_flag("--overwrite", o->overwrite, "Write into --out even if it holds files (its old weights are removed)");
   cmd->add_option("--dtype", o->dtype, "bfloat16 | float16 | float32")->capture_default_str();
   cmd->add_option("--max-shard-size", o->max_shard_size, "Largest weights file, e.g. 5GB, 500MB")->capture_default_str();
   return {cmd, [o] { return run_export(*o); }};

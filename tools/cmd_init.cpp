@@ -7,6 +7,7 @@
 #include <string>
 
 #include "qalign/error.h"
+#include "qalign/io/output_guard.h"
 #include "qalign/log.h"
 #include "qalign/model/config.h"
 #include "qalign/model/init_weights.h"
@@ -24,18 +25,21 @@ namespace {
 struct InitArgs {
   std::string config, preset, tokenizer, out;
   uint64_t seed = 0;
+  bool overwrite = false;
 };
 
 int run_init(const InitArgs& a) {
   if (a.config.empty() && a.preset.empty()) fail("--config", "", "give a config.json, or --preset NAME");
   const auto config = a.preset.empty() ? model::ModelConfig::from_json_file(a.config) : model::preset_config(a.preset, "--preset");
   const std::string source = a.preset.empty() ? a.config : "--preset " + a.preset;
+  if (!a.overwrite) io::require_new_folder(a.out, "--out", "--overwrite replaces its weights");
   const Tokenizer tokenizer(a.tokenizer);
   if (tokenizer.vocab_size() > config.vocab_size)
     fail(source, "vocab_size", std::to_string(config.vocab_size) + " is smaller than the tokenizer's " +
                                      std::to_string(tokenizer.vocab_size()) + " pieces (" + a.tokenizer + ")");
   model::Owl2ForCausalLM m(config);
   model::initialize_weights(*m, a.preset.empty() ? model::init_ranges_from_config_file(a.config) : model::InitRanges{}, a.seed);
+  if (a.overwrite) io::remove_weight_files(a.out);
   train::write_model_folder(a.out, model::state_dict(*m), config.to_json(), a.tokenizer);
   log::info("wrote ", a.out, ": ", model::count_parameters(*m), " parameters drawn with seed ", a.seed);
   return 0;
@@ -51,6 +55,7 @@ Command add_init(CLI::App& app) {
   config->excludes(preset);
   cmd->add_option("--tokenizer", a->tokenizer, "Folder with tokenizer.model (+ tokenizer_config.json)")->required();
   cmd->add_option("--out", a->out, "Model folder to write")->required();
+  cmd->add_flag("--overwrite", a->overwrite, "Write into --out even if it holds files (its old weights are removed)");
   cmd->add_option("--seed", a->seed, "Seed of the initial weights")->capture_default_str();
   return {cmd, [a]() { return run_init(*a); }};
 }

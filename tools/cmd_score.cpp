@@ -28,9 +28,11 @@
 #include "data/preprocess.h"
 #include "data/video.h"
 #include "qalign/compat.h"
+#include "qalign/config/limits.h"
 #include "qalign/error.h"
 #include "qalign/io/atomic_file.h"
 #include "qalign/io/lora_folder.h"
+#include "qalign/io/output_guard.h"
 #include "qalign/log.h"
 #include "qalign/scorer.h"
 #include "tools/commands.h"
@@ -179,6 +181,25 @@ nlohmann::ordered_json job_record(const ScoreOptions& o) {
           {"task", o.task},     {"prompt", o.prompt}, {"dtype", o.dtype}};
 }
 
+// FILE.job.json: the command that wrote FILE, and FILE's size then, so that a rerun tells its own
+// finished output from a file it must not touch.
+std::string job_marker(const std::string& out) { return out + ".job.json"; }
+
+bool written_by(const std::string& out, const nlohmann::ordered_json& job) {
+  if (!fs::exists(out) || !fs::exists(job_marker(out))) return false;
+  try {
+    const auto marker = nlohmann::ordered_json::parse(io::read_file(job_marker(out)));
+    return marker.at("job") == job && marker.at("bytes").get<uintmax_t>() == fs::file_size(out);
+  } catch (const nlohmann::json::exception&) {
+    return false;
+  }
+}
+
+void record_written(const std::string& out, const nlohmann::ordered_json& job) {
+  const nlohmann::ordered_json marker = {{"job", job}, {"bytes", fs::file_size(out)}};
+  io::write_file_atomic(job_marker(out), marker.dump(2) + "\n");
+}
+
 int run_score(const ScoreOptions& o) {
   const Task task = parse_task(o.task, "--task", "task");
   const PromptStyle style = parse_prompt_style(o.prompt, "--prompt", "prompt");
@@ -186,8 +207,10 @@ int run_score(const ScoreOptions& o) {
   if (o.device != "cpu" && o.device != "cuda") fail("--device", "", "expected cpu or cuda, got " + o.device);
   if (o.device == "cuda" && !compat::cuda_available()) fail("--device", "", "cuda requested but no CUDA device is visible");
   if (o.batch_size < 1) fail("--batch-size", "", "must be at least 1");
-  if (o.workers < 0) fail("--workers", "", "must be 0 or more");
+  config::check_worker_count(o.workers, "--workers", "");
   if (!o.keep_list.empty() && !o.threshold) fail("--keep-list", "", "needs --threshold");
+  if (!o.keep_list.empty() && !o.out.empty() && fs::absolute(o.keep_list).lexically_normal() == fs::absolute(o.out).lexically_normal())
+    fail("--keep-list", "", "is --out itself: give the list of kept inputs its own file");
   const std::optional<RowFormat> format = o.out.empty() ? std::nullopt : std::optional(row_format_of(o.out));
 
   const auto env = train::read_launch_env([](const char* name) { return std::getenv(name); });
@@ -203,11 +226,19 @@ int run_score(const ScoreOptions& o) {
   const std::string folder = o.out.empty() ? "" : parts_folder(o.out);
   std::optional<DoneSet> done;
   std::unique_ptr<PartWriter> part;
+  std::optional<io::OutputLock> lock;
   if (format) {
-    const bool complete = fs::exists(o.out) && !fs::exists(folder);
-    if (complete && !o.overwrite) {
-      if (rank == 0) log::info(o.out, " is complete (no ", folder, " beside it): nothing to do; --overwrite scores again");
-      return 0;
+    if (rank == 0) lock.emplace(o.out);
+    const bool resuming = fs::exists(folder);
+    if (!o.overwrite && !resuming) {
+      if (written_by(o.out, job_record(o))) {
+        if (rank == 0) log::info(o.out, " is complete: nothing to do; --overwrite scores again");
+        return 0;
+      }
+      for (const auto& file : {o.out, o.keep_list})
+        if (!file.empty() && fs::exists(file))
+          fail(file, "", "exists and was not written by this command (no matching " + job_marker(o.out) +
+                             "); --overwrite replaces it");
     }
     barrier();
     if (rank == 0) {
@@ -235,7 +266,10 @@ int run_score(const ScoreOptions& o) {
   // Kept inputs without --out go to --keep-list, or replace the rows on stdout.
   const bool rows_on_stdout = !format && !(o.threshold && o.keep_list.empty());
   std::optional<io::AtomicWriter> keep_file;
-  if (!format && o.threshold && !o.keep_list.empty()) keep_file.emplace(o.keep_list);
+  if (!format && o.threshold && !o.keep_list.empty()) {
+    if (fs::exists(o.keep_list) && !o.overwrite) fail(o.keep_list, "", "exists; --overwrite replaces it");
+    keep_file.emplace(o.keep_list);
+  }
   if (rows_on_stdout && !o.json)
     std::printf("%-40s %-5s %6s %6s  %-9s %s\n", "input", "media", "score", "0..1", "level", "p(excellent good fair poor bad)");
 
@@ -251,6 +285,7 @@ int run_score(const ScoreOptions& o) {
                                                  2 * o.batch_size + o.workers);
   StageTimes t;
   int64_t scored = 0, failed = 0;
+  const bool keep_list_exists = !o.keep_list.empty() && fs::exists(o.keep_list);  // only then can it be an input
   const auto start = std::chrono::steady_clock::now();
   for (bool more = true; more;) {
     std::vector<Decoded> chunk;
@@ -271,6 +306,8 @@ int run_score(const ScoreOptions& o) {
     t0 = std::chrono::steady_clock::now();
     std::string lines;
     for (size_t k = 0; k < chunk.size(); ++k) {
+      if (keep_list_exists && io::same_file(chunk[k].job.path, o.keep_list))
+        fail("--keep-list", "", o.keep_list + " is one of the inputs: the list of kept inputs would replace it");
       t.decode += chunk[k].decode_s;
       t.preprocess += chunk[k].preprocess_s;
       if (chunk[k].error.empty()) {
@@ -322,6 +359,7 @@ int run_score(const ScoreOptions& o) {
     return failed ? 1 : 0;
   }
   const auto merged = merge_parts(folder, o.out, *format, inputs, o.threshold, o.keep_list);
+  record_written(o.out, job_record(o));
   fs::remove_all(folder);
   log::info("wrote ", merged.rows, " rows to ", o.out,
             o.threshold ? ", " + std::to_string(merged.kept) + " inputs at or above the threshold" : "");

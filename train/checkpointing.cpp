@@ -101,6 +101,26 @@ std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string&
   return out;
 }
 
+void prepare_output_dir(const std::string& output_dir, const std::string& model_dir, bool resuming, bool overwrite,
+                        bool remove_old) {
+  std::error_code ec;
+  if (fs::equivalent(output_dir, model_dir, ec) && !ec)
+    fail("training config", "output_dir",
+         output_dir + " is model_name_or_path: the run would write over the model it starts from; choose another folder");
+  if (resuming || !fs::exists(output_dir, ec) || fs::is_empty(output_dir, ec)) return;
+  if (!overwrite)
+    fail("training config", "output_dir",
+         output_dir + " already holds files (an earlier run?): resume_from_checkpoint=latest continues it, "
+                      "overwrite_output_dir=true starts afresh there");
+  if (!remove_old) return;
+  for (const auto& entry : fs::directory_iterator(output_dir)) {
+    const std::string name = entry.path().filename().string();
+    const bool run_file = name.rfind("checkpoint-", 0) == 0 || name.rfind(".checkpoint-", 0) == 0 || name == "latest" ||
+                          name == "best" || name == "metrics.jsonl";
+    if (run_file) fs::remove_all(entry.path());
+  }
+}
+
 void rotate_checkpoints(const std::string& output_dir, int64_t limit) {
   if (limit <= 0) return;
   const auto all = list_checkpoints(output_dir);

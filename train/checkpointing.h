@@ -53,6 +53,12 @@ void rotate_checkpoints(const std::string& output_dir, int64_t limit);
 // Points output_dir/latest at `checkpoint_dir` (a folder inside output_dir).
 void write_latest_pointer(const std::string& output_dir, const std::string& checkpoint_dir);
 
+// Checks a run may write output_dir: never the model folder it starts from; a folder that holds
+// files only when resuming, or with overwrite_output_dir, which first removes an earlier run's
+// checkpoints, `latest`, `best` and metrics (when `remove_old`: one process of a job does it).
+void prepare_output_dir(const std::string& output_dir, const std::string& model_dir, bool resuming, bool overwrite,
+                        bool remove_old);
+
 // Why `dir` cannot be resumed from (a missing or unreadable trainer_state.json, weights, optimizer
 // or RNG file, a safetensors header that does not match its file), or nullopt when it is intact.
 std::optional<std::string> checkpoint_problem(const std::string& dir);

@@ -100,9 +100,12 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   const auto& c = config_;
   torch::manual_seed(static_cast<uint64_t>(c.seed));  // HF's set_seed at the start of a run
 
+  const auto env = read_launch_env([](const char* name) { return std::getenv(name); });
+  // Before any process of the job writes there.
+  prepare_output_dir(c.output_dir, c.model_name_or_path, !c.resume_from_checkpoint.empty(), c.overwrite_output_dir,
+                     env.rank == 0);
   tokenizer_ = std::make_shared<const Tokenizer>(c.model_name_or_path);
   if (c.level_labels == "soft" || c.answer_format == "regression") level_ids_ = tokenizer_->level_token_ids();
-  const auto env = read_launch_env([](const char* name) { return std::getenv(name); });
   device_ = training_device(c.device, env.local_rank);
   at::globalContext().setAllowTF32CuBLAS(c.tf32);
   at::globalContext().setAllowTF32CuDNN(c.tf32);

@@ -5,13 +5,14 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <fstream>
 #include <map>
 #include <sstream>
 #include <variant>
 
 #include "qalign/config/keys.h"
+#include "qalign/config/limits.h"
 #include "qalign/error.h"
+#include "qalign/io/atomic_file.h"
 
 namespace qalign::config {
 
@@ -100,6 +101,7 @@ const std::vector<Field> kFields = {
     {"save_steps", &TrainConfig::save_steps, kPositive},
     {"save_total_limit", &TrainConfig::save_total_limit, kNonNegative},
     {"resume_from_checkpoint", &TrainConfig::resume_from_checkpoint},
+    {"overwrite_output_dir", &TrainConfig::overwrite_output_dir},
     {"max_nonfinite_steps", &TrainConfig::max_nonfinite_steps, kPositive},
     {"eval_data_paths", &TrainConfig::eval_data_paths},
     {"eval_steps", &TrainConfig::eval_steps, kNonNegative},
@@ -266,11 +268,7 @@ std::string syntax_hint(const std::string& text, int line) {
 }
 
 YAML::Node parse_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail(path, "", "cannot open the file");
-  std::stringstream buf;
-  buf << in.rdbuf();
-  const std::string text = buf.str();
+  const std::string text = io::read_file(path);
   try {
     return YAML::Load(text);
   } catch (const YAML::Exception& e) {
@@ -345,6 +343,7 @@ void validate(const TrainConfig& config, const std::string& source) {
     fail(source, "output_dir", "required: where checkpoints are written");
   if (config.offload_optimizer != "none" && config.zero_stage == 0)
     fail(source, "offload_optimizer", "needs zero_stage 1 or more: only ZeRO's sharded state can live on the host");
+  check_worker_count(config.dataloader_num_workers, source, "dataloader_num_workers");
   if (config.eval_steps > 0 && config.eval_data_paths.empty())
     fail(source, "eval_data_paths", "required when eval_steps > 0: the JSON files to evaluate on");
 }

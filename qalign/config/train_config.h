@@ -108,6 +108,8 @@ struct TrainConfig {
   int64_t save_total_limit = 0;                // 0 = keep every checkpoint
   // A checkpoint-<step> folder, or "latest" for the newest one in output_dir; "" starts afresh.
   std::string resume_from_checkpoint;
+  // Train into an output_dir that already holds files, starting afresh (as Hugging Face's flag).
+  bool overwrite_output_dir = false;
   // Optimizer steps in a row with a non-finite loss or gradient (each skipped) that stop the run.
   int64_t max_nonfinite_steps = 5;
   std::vector<std::string> eval_data_paths;    // test JSONs (SPEC.md §11.2)

@@ -1,0 +1,34 @@
+#pragma once
+// What qalign may write over. Every output is new, or recognisably qalign's own output of the
+// same job, or replaced only when the user passes the override the message names.
+#include <string>
+
+namespace qalign::io {
+
+// Fails unless `dir` is absent or an empty folder. `source` names it in the message (e.g.
+// "--out DIR"), `override_hint` says how to write there anyway (e.g. "--overwrite").
+void require_new_folder(const std::string& dir, const std::string& source, const std::string& override_hint);
+
+// Whether `a` and `b` name the same existing file (hard links and symlinks included).
+bool same_file(const std::string& a, const std::string& b);
+
+// Removes the weight files and their index from a model folder, so that weights written next
+// cannot sit beside older ones that a loader would prefer (model.safetensors wins over shards).
+void remove_weight_files(const std::string& dir);
+
+// An exclusive lock on `<target>.lock` while one job writes `target`: a second job fails at once
+// naming the process that holds it, instead of repeating the work and colliding midway. The lock
+// file is removed on release.
+class OutputLock {
+ public:
+  explicit OutputLock(const std::string& target);
+  ~OutputLock();
+  OutputLock(const OutputLock&) = delete;
+  OutputLock& operator=(const OutputLock&) = delete;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+}  // namespace qalign::io

@@ -1,0 +1,187 @@
+// What qalign writes over: every output is new, or qalign's own output of the same job, or
+// replaced only when the user passes the override the refusal names. Each case runs the real
+// command, as a user would, and checks that what qalign did not write is left byte for byte.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "tests/support/fixtures.h"
+
+using namespace qalign;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kModel = "tests/fixtures/qalign-tiny/model";
+const std::string kImage = "tests/fixtures/qalign-tiny/inputs/img_wide.png";
+const std::string kRecipe = "tests/fixtures/train/tiny_recipe.yaml";
+
+void write(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
+
+std::string read(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Runs qalign and checks the case's bounds: ends in time, in bounded memory, and never crashes.
+test::Measured run_qalign(const std::string& args) {
+  auto m = test::run_qalign_measured(args);
+  EXPECT_FALSE(m.timed_out) << args;
+  EXPECT_LT(m.seconds, 20) << args;
+  EXPECT_LT(m.peak_mb, 1500) << args;
+  EXPECT_EQ(m.output.find("terminate called"), std::string::npos) << m.output;
+  return m;
+}
+
+bool has(const test::Measured& m, const std::string& text) { return m.output.find(text) != std::string::npos; }
+
+}  // namespace
+
+TEST(OutputOwnership, KeepListNeverReplacesAnInputOrTheOutput) {
+  test::ScratchDir d("qalign-own");
+  fs::copy_file(test::source_dir() + "/" + kImage, d.file("photo.png"));
+  const auto before = read(d.file("photo.png"));
+  auto m = run_qalign("score --model " + kModel + " --threshold 0 --overwrite --keep-list " + d.file("photo.png") + " " +
+                  d.file("photo.png"));
+  EXPECT_EQ(m.exit_code, 1) << m.output;
+  EXPECT_TRUE(has(m, "photo.png is one of the inputs")) << m.output;
+  EXPECT_EQ(read(d.file("photo.png")), before);
+
+  m = run_qalign("score --model " + kModel + " --threshold 0 --out " + d.file("s.jsonl") + " --keep-list " + d.file("s.jsonl") +
+             " " + kImage);
+  EXPECT_EQ(m.exit_code, 1) << m.output;
+  EXPECT_TRUE(has(m, "--keep-list: is --out itself")) << m.output;
+  EXPECT_FALSE(fs::exists(d.file("s.jsonl")));
+
+  // An existing list is replaced only when asked.
+  write(d.file("keep.txt"), "mine\n");
+  m = run_qalign("score --model " + kModel + " --threshold 0 --keep-list " + d.file("keep.txt") + " " + kImage);
+  EXPECT_EQ(m.exit_code, 1) << m.output;
+  EXPECT_TRUE(has(m, "keep.txt: exists; --overwrite replaces it")) << m.output;
+  EXPECT_EQ(read(d.file("keep.txt")), "mine\n");
+  m = run_qalign("score --model " + kModel + " --threshold 0 --overwrite --keep-list " + d.file("keep.txt") + " " + kImage);
+  EXPECT_EQ(m.exit_code, 0) << m.output;
+  EXPECT_EQ(read(d.file("keep.txt")), kImage + "\n");
+}
+
+TEST(OutputOwnership, ScoreOutIsRecognisedAsItsOwnOrRefused) {
+  test::ScratchDir d("qalign-own");
+  write(d.file("notes.jsonl"), "{\"my\": \"notes\"}\n");
+  auto m = run_qalign("score --model " + kModel + " --out " + d.file("notes.jsonl") + " " + kImage);
+  EXPECT_EQ(m.exit_code, 1) << m.output;
+  EXPECT_TRUE(has(m, "notes.jsonl: exists and was not written by this command")) << m.output;
+  EXPECT_TRUE(has(m, "--overwrite")) << m.output;
+  EXPECT_EQ(read(d.file("notes.jsonl")), "{\"my\": \"notes\"}\n");
+
+  const std::string job = "score --model " + kModel + " --out " + d.file("s.jsonl") + " " + kImage;
+  m = run_qalign(job);
+  ASSERT_EQ(m.exit_code, 0) << m.output;
+  const auto rows = read(d.file("s.jsonl"));
+  m = run_qalign(job);
+  EXPECT_EQ(m.exit_code, 0) << m.output;
+  EXPECT_TRUE(has(m, "s.jsonl is complete: nothing to do")) << m.output;
+  // The same file under another job (another task) is not that job's output.
+  m = run_qalign(job + " --task aesthetics");
+  EXPECT_EQ(m.exit_code, 1) << m.output;
+  EXPECT_TRUE(has(m, "s.jsonl: exists and was not written by this command")) << m.output;
+  EXPECT_EQ(read(d.file("s.jsonl")), rows);
+  // Edited after the run: no longer what qalign wrote.
+  write(d.file("s.jsonl"), rows + "\n");
+  m = run_qalign(job);
+  EXPECT_EQ(m.exit_code, 1) << m.output;
+  m = run_qalign(job + " --overwrite");
+  EXPECT_EQ(m.exit_code, 0) << m.output;
+  EXPECT_EQ(read(d.file("s.jsonl")), rows);
+}
+
+TEST(OutputOwnership, ASecondJobOnTheSameOutFailsAtOnce) {
+  test::ScratchDir d("qalign-own");
+  // Another job holds the lock, as a running `qalign score --out` does.
+  const int fd = ::open(d.file("s.jsonl.lock").c_str(), O_RDWR | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  ASSERT_EQ(::write(fd, "4242", 4), 4);
+  auto m = run_qalign("score --model " + kModel + " --out " + d.file("s.jsonl") + " " + kImage);
+  EXPECT_EQ(m.exit_code, 1) << m.output;
+  EXPECT_TRUE(has(m, "s.jsonl: another qalign (pid 4242) is writing it now")) << m.output;
+  EXPECT_FALSE(fs::exists(d.file("s.jsonl")));
+  EXPECT_FALSE(fs::exists(d.file("s.jsonl.parts")));
+  ::close(fd);
+  fs::remove(d.file("s.jsonl.lock"));
+  m = run_qalign("score --model " + kModel + " --out " + d.file("s.jsonl") + " " + kImage);
+  EXPECT_EQ(m.exit_code, 0) << m.output;
+  EXPECT_FALSE(fs::exists(d.file("s.jsonl.lock")));  // released with the job
+}
+
+TEST(OutputOwnership, InitAndExportDoNotReplaceAModelFolderUnasked) {
+  test::ScratchDir d("qalign-own");
+  const auto model = d.file("model");
+  fs::copy(test::source_dir() + "/" + kModel, model, fs::copy_options::recursive);
+  const auto weights = read(model + "/model.safetensors");
+  auto m = run_qalign("init --preset tiny --tokenizer " + kModel + " --out " + model);
+  EXPECT_EQ(m.exit_code, 1) << m.output;
+  EXPECT_TRUE(has(m, "model already holds files; --overwrite replaces its weights")) << m.output;
+  EXPECT_EQ(read(model + "/model.safetensors"), weights);
+
+  // Export into a folder with other weights: refused, and with --overwrite the old weights go, so
+  // the folder loads as the exported model (sharded, its index naming every shard).
+  const auto out = d.file("exported");
+  fs::create_directories(out);
+  fs::copy_file(model + "/model.safetensors", out + "/model.safetensors");
+  m = run_qalign("export --checkpoint " + kModel + " --out " + out + " --dtype float32 --max-shard-size 100KB");
+  EXPECT_EQ(m.exit_code, 1) << m.output;
+  EXPECT_TRUE(has(m, "exported already holds files; --overwrite replaces its weights")) << m.output;
+  m = run_qalign("export --checkpoint " + kModel + " --out " + out + " --dtype float32 --max-shard-size 100KB --overwrite");
+  ASSERT_EQ(m.exit_code, 0) << m.output;
+  EXPECT_FALSE(fs::exists(out + "/model.safetensors"));
+  EXPECT_TRUE(fs::exists(out + "/model.safetensors.index.json"));
+
+  m = run_qalign("init --preset tiny --tokenizer " + kModel + " --out " + model + " --overwrite");
+  ASSERT_EQ(m.exit_code, 0) << m.output;
+  EXPECT_FALSE(fs::exists(model + "/pytorch_model.bin"));  // the old weights' other copy is gone too
+  EXPECT_NE(read(model + "/model.safetensors"), weights);
+}
+
+TEST(OutputOwnership, TrainingNeverWritesOverAnEarlierRunOrItsModel) {
+  test::ScratchDir d("qalign-own");
+  const auto run = d.file("run");
+  const std::string train = "train --config " + kRecipe + " max_steps=1 save_steps=1 output_dir=" + run;
+  auto m = run_qalign(train);
+  ASSERT_EQ(m.exit_code, 0) << m.output;
+  const auto first = read(run + "/checkpoint-1/model.safetensors");
+
+  m = run_qalign(train);
+  EXPECT_EQ(m.exit_code, 1) << m.output;
+  EXPECT_TRUE(has(m, "output_dir: " + run + " already holds files")) << m.output;
+  EXPECT_TRUE(has(m, "overwrite_output_dir=true")) << m.output;
+  EXPECT_EQ(read(run + "/checkpoint-1/model.safetensors"), first);
+
+  // Overwriting starts afresh: the earlier run's checkpoints go, so none can be resumed by mistake.
+  fs::create_directories(run + "/checkpoint-9");
+  m = run_qalign(train + " overwrite_output_dir=true");
+  EXPECT_EQ(m.exit_code, 0) << m.output;
+  EXPECT_FALSE(fs::exists(run + "/checkpoint-9"));
+  EXPECT_TRUE(fs::exists(run + "/checkpoint-1"));
+
+  const auto model = d.file("model");
+  fs::copy(test::source_dir() + "/" + kModel, model, fs::copy_options::recursive);
+  const auto weights = read(model + "/model.safetensors");
+  m = run_qalign("train --config " + kRecipe + " max_steps=1 model_name_or_path=" + model + " output_dir=" + model +
+             " overwrite_output_dir=true");
+  EXPECT_EQ(m.exit_code, 1) << m.output;
+  EXPECT_TRUE(has(m, "is model_name_or_path: the run would write over the model it starts from")) << m.output;
+  EXPECT_EQ(read(model + "/model.safetensors"), weights);
+}
+
+TEST(OutputOwnership, AConversationWithoutAnAnswerIsRefusedBeforeTraining) {
+  test::ScratchDir d("qalign-own");
+  write(d.file("q.json"), R"([{"id": "a", "image": "img_wide.png", "conversations": [{"from": "human", "value": "<|image|>Rate."}]}])");
+  const auto m = run_qalign("train --config " + kRecipe + " data_path=" + d.file("q.json") + " output_dir=" + d.file("o"));
+  EXPECT_EQ(m.exit_code, 1) << m.output;
+  EXPECT_TRUE(has(m, "q.json: [0].conversations: no \"gpt\" turn: the record has no answer to learn")) << m.output;
+}

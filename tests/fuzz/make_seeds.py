@@ -1,6 +1,6 @@
-"""Writes fuzz/corpus/: the fixtures' small files as they are, plus small files made here with
+"""Writes tests/fuzz/corpus/: the fixtures' small files as they are, plus small files made here with
 torch.save (the real .bin writer) and by hand (safetensors, images in the formats OpenCV reads).
-Run with the project's venv: .venv/bin/python fuzz/make_seeds.py"""
+Run with the project's venv: .venv/bin/python tests/fuzz/make_seeds.py"""
 import io
 import json
 import os
@@ -12,8 +12,8 @@ import zlib
 import numpy as np
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUT = os.path.join(ROOT, "fuzz", "corpus")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OUT = os.path.join(ROOT, "tests", "fuzz", "corpus")
 FIX = os.path.join(ROOT, "tests", "fixtures")
 
 

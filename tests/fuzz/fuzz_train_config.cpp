@@ -2,7 +2,7 @@
 // to_yaml and back unchanged.
 #include <cstdlib>
 
-#include "fuzz/fuzz_input.h"
+#include "tests/fuzz/fuzz_input.h"
 #include "qalign/config/train_config.h"
 #include "qalign/error.h"
 

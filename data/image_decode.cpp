@@ -4,7 +4,6 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <opencv2/core.hpp>
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "data/image_header.h"
+#include "data/media_type.h"
 #include "qalign/error.h"
 
 namespace qalign::data {
@@ -19,9 +19,7 @@ namespace qalign::data {
 namespace {
 
 std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) fail(path, "", "image file does not exist");
-  if (!std::filesystem::is_regular_file(path, ec)) fail(path, "", "not a regular file");
+  require_media_file(path, "image");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, "", std::string("cannot open image file: ") + std::strerror(errno));
   std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -79,6 +77,10 @@ Image to_rgb(const cv::Mat& m) {
 
 Image decode_image(const std::string& path) {
   const std::vector<uint8_t> bytes = read_bytes(path);
+  // OpenCV 4.6 has no GIF reader; FFmpeg's (absent from the GPU build) is not known to match PIL's
+  // palette, transparency and frame-offset handling: refused rather than scored on other pixels.
+  if (is_gif_bytes(bytes.data(), bytes.size()))
+    fail(path, "", "GIF is not supported: convert it to PNG first (PIL reads its first frame)");
   if (const auto header = read_image_header(bytes)) {
     if (header->width > 0 && header->height > 0) check_size(path, header->width, header->height);
     if (!header->complete)
@@ -87,6 +89,7 @@ Image decode_image(const std::string& path) {
   cv::Mat m;
   try {
     const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8U, const_cast<uint8_t*>(bytes.data()));
+    // IMREAD_UNCHANGED also leaves EXIF orientation unapplied, as PIL's open() does.
     m = cv::imdecode(encoded, cv::IMREAD_UNCHANGED);
   } catch (const cv::Exception& e) {
     fail(path, "", std::string("cannot decode image: ") + e.what());

@@ -66,8 +66,17 @@ torch::Tensor normalize_clip(const Image& img) {
   return out;
 }
 
+Image square_and_resize(const Image& img, int64_t size, const std::array<uint8_t, 3>& background) {
+  if (size <= 0) throw std::invalid_argument("square_and_resize: size must be positive");
+  if (img.width <= 0 || img.height <= 0) throw std::invalid_argument("square_and_resize: empty image");
+  // A square's shortest edge is its side, so resize_and_crop resizes it to size x size, no crop.
+  const int side = std::max(img.width, img.height);
+  const Canvas canvas{side, side, (side - img.width) / 2, (side - img.height) / 2, background};
+  return pil_resize_bicubic(img, canvas, static_cast<int>(size), static_cast<int>(size));
+}
+
 torch::Tensor preprocess_image(const Image& img, int64_t image_size) {
-  return normalize_clip(resize_and_crop(expand2square(img), image_size));
+  return normalize_clip(square_and_resize(img, image_size));
 }
 
 torch::Tensor load_image_tensor(const std::string& path, int64_t image_size) {

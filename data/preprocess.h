@@ -32,7 +32,11 @@ Image resize_and_crop(const Image& img, int64_t size);
 // float32, exactly as the processor's rescale and normalize.
 torch::Tensor normalize_clip(const Image& img);
 
-// expand2square + resize_and_crop + normalize_clip: the model's [3, S, S] pixel_values.
+// resize_and_crop(expand2square(img), size), pixel for pixel, without building the square: the
+// padding enters the resize as a constant, so a 1x40000 picture costs no more than its own pixels.
+Image square_and_resize(const Image& img, int64_t size, const std::array<uint8_t, 3>& background = kPadColor);
+
+// square_and_resize + normalize_clip: the model's [3, S, S] pixel_values.
 torch::Tensor preprocess_image(const Image& img, int64_t image_size);
 
 // decode_image + preprocess_image.

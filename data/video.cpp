@@ -1,11 +1,11 @@
 #include "data/video.h"
 
 #include <cmath>
-#include <filesystem>
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
 
+#include "data/media_type.h"
 #include "data/preprocess.h"
 #include "qalign/error.h"
 
@@ -23,8 +23,7 @@ Image bgr_to_image(const cv::Mat& bgr) {
 }  // namespace
 
 SampledVideo sample_video(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) fail(path, "", "video file does not exist or is not a file");
+  require_media_file(path, "video");
   cv::VideoCapture cap;
   try {
     cap.open(path, cv::CAP_FFMPEG);
@@ -38,6 +37,8 @@ SampledVideo sample_video(const std::string& path) {
   SampledVideo v;
   v.fps = cap.get(cv::CAP_PROP_FPS);
   if (!std::isfinite(v.fps) || v.fps <= 0) fail(path, "fps", "video reports no usable frame rate");
+  const double header_frames = cap.get(cv::CAP_PROP_FRAME_COUNT);
+  if (std::isfinite(header_frames) && header_frames > 0) sampled_seconds(path, v.fps, header_frames, "by its header");
 
   // The total is known only at the end, so keep the first frame of every second as it passes
   // and drop the incomplete last second afterwards. A frame rate below 1 repeats indices, as the
@@ -46,6 +47,8 @@ SampledVideo sample_video(const std::string& path) {
   int64_t index = 0;
   cv::Mat bgr;
   for (; cap.grab(); ++index) {
+    // The header may understate the length; the frames seen so far bound the copies below.
+    sampled_seconds(path, v.fps, static_cast<double>(index + 1), "decoded");
     if (second_start(v.fps, next) != index) continue;
     if (!cap.retrieve(bgr) || bgr.empty() || bgr.type() != CV_8UC3)
       fail(path, "frame " + std::to_string(index), "cannot decode this frame to 8-bit colour");

@@ -16,6 +16,14 @@ int64_t second_start(double fps, int64_t i);
 // [int(fps * i) for i in range(int(frame_count / fps))]: the first frame of each whole second.
 std::vector<int64_t> one_per_second_indices(double fps, int64_t frame_count);
 
+// The longest video scored, in sampled seconds. Every sampled frame is held in memory, so the
+// duration is checked (from the header before decoding, then as frames pass) before frames pile up.
+inline constexpr int64_t kMaxVideoSeconds = 600;
+
+// int(frame_count / fps), the number of frames the reference samples. Throws qalign::Error naming
+// `path` when it is over kMaxVideoSeconds; `counted` says where frame_count came from.
+int64_t sampled_seconds(const std::string& path, double fps, double frame_count, const std::string& counted);
+
 struct SampledVideo {
   double fps = 0;           // the container's average frame rate
   int64_t frame_count = 0;  // frames actually decoded
@@ -24,8 +32,8 @@ struct SampledVideo {
 };
 
 // Decodes every frame in order (seeking is not frame-exact in every container) and keeps the
-// sampled ones. Throws qalign::Error naming the file when it cannot be opened or is shorter than
-// one second (no frame sampled).
+// sampled ones. Throws qalign::Error naming the file when it is not a regular file, cannot be
+// opened, is shorter than one second (no frame sampled) or longer than kMaxVideoSeconds.
 SampledVideo sample_video(const std::string& path);
 
 std::vector<Image> load_video_frames(const std::string& path);

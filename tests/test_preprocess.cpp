@@ -16,6 +16,7 @@
 #include "qalign/error.h"
 #include "qalign/io/safetensors.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/goldens.h"
 
 namespace qalign::data {
 namespace {
@@ -23,38 +24,11 @@ namespace {
 namespace fs = std::filesystem;
 using qalign::test::fixture;
 
-nlohmann::json read_json(const std::string& path) {
-  std::ifstream in(path);
-  return nlohmann::json::parse(in);
-}
-
-const io::SafetensorsFile& golden(const std::string& set) {
-  static std::map<std::string, std::shared_ptr<io::SafetensorsFile>> files;
-  auto& f = files[set];
-  if (!f) f = io::SafetensorsFile::open(fixture(set + "/golden.safetensors"));
-  return *f;
-}
-
-torch::Tensor as_tensor(const Image& img) {
-  return torch::from_blob(const_cast<uint8_t*>(img.rgb.data()), {img.height, img.width, 3}, torch::kUInt8)
-      .clone();
-}
-
-double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
-}
-
-// Runs `f` and returns the qalign::Error message it must throw.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no qalign::Error thrown";
-  return "";
-}
+using test::as_tensor;
+using test::error_of;
+using test::golden;
+using test::max_abs_diff;
+using test::read_json;
 
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;
@@ -215,6 +189,180 @@ TEST(Preprocess, NormalisationArithmetic) {
     const float want = (x - static_cast<float>(kClipMean[c])) / static_cast<float>(kClipStd[c]);
     EXPECT_EQ(t[c][0][0].item<float>(), want);
   }
+}
+
+// ---- the implicit padding against the explicit square ----
+
+// Today's resize before the padding became implicit, tap by tap over a built canvas: the oracle.
+namespace reference {
+
+// Pillow keeps 8 bits for the sample and 2 for headroom in a 32-bit accumulator.
+constexpr int kPrecisionBits = 32 - 8 - 2;
+constexpr double kBicubicSupport = 2.0;
+
+// Keys' cubic with a = -0.5, as Pillow's bicubic_filter.
+double bicubic(double x) {
+  constexpr double a = -0.5;
+  if (x < 0.0) x = -x;
+  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+  if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
+  return 0.0;
+}
+
+// For each output position along one axis: the first input sample, how many follow, and their
+// fixed-point weights (ksize slots per position, unused slots zero).
+struct Taps {
+  int ksize = 0;
+  std::vector<int> first, count;
+  std::vector<int32_t> weights;
+};
+
+// Pillow's precompute_coeffs for the box [0, in_size) followed by normalize_coeffs_8bpc. The box
+// edges are floats in Pillow; whole-image sizes are exact in float, so double is equivalent.
+Taps make_taps(int in_size, int out_size) {
+  const double scale = static_cast<double>(in_size) / out_size;
+  const double filterscale = std::max(scale, 1.0);  // widen the kernel when shrinking: antialias
+  const double support = kBicubicSupport * filterscale;
+  Taps t;
+  t.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
+  t.first.resize(out_size);
+  t.count.resize(out_size);
+  t.weights.assign(static_cast<size_t>(out_size) * t.ksize, 0);
+  std::vector<double> k(t.ksize);
+  for (int xx = 0; xx < out_size; ++xx) {
+    const double center = (xx + 0.5) * scale;
+    const double ss = 1.0 / filterscale;
+    // Truncating casts, as in C; the clamps make their rounding direction irrelevant below 0.
+    const int xmin = std::max(static_cast<int>(center - support + 0.5), 0);
+    const int xmax = std::min(static_cast<int>(center + support + 0.5), in_size) - xmin;
+    double ww = 0.0;
+    for (int x = 0; x < xmax; ++x) {
+      k[x] = bicubic((x + xmin - center + 0.5) * ss);
+      ww += k[x];
+    }
+    int32_t* w = &t.weights[static_cast<size_t>(xx) * t.ksize];
+    for (int x = 0; x < xmax; ++x) {
+      const double v = ww != 0.0 ? k[x] / ww : k[x];
+      const double scaled = v * (1 << kPrecisionBits);
+      w[x] = static_cast<int32_t>(v < 0 ? -0.5 + scaled : 0.5 + scaled);
+    }
+    t.first[xx] = xmin;
+    t.count[xx] = xmax;
+  }
+  return t;
+}
+
+// Rounds away the fraction (the accumulator starts at one half) and clamps to a byte.
+uint8_t clip8(int64_t acc) {
+  return static_cast<uint8_t>(std::clamp<int64_t>(acc >> kPrecisionBits, 0, 255));
+}
+
+Image horizontal_pass(const Image& in, int out_width, const Taps& t) {
+  Image out(out_width, in.height);
+  for (int y = 0; y < in.height; ++y) {
+    for (int xx = 0; xx < out_width; ++xx) {
+      const int32_t* w = &t.weights[static_cast<size_t>(xx) * t.ksize];
+      const uint8_t* src = in.pixel(t.first[xx], y);
+      int64_t acc[3] = {1 << (kPrecisionBits - 1), 1 << (kPrecisionBits - 1), 1 << (kPrecisionBits - 1)};
+      for (int x = 0; x < t.count[xx]; ++x, src += 3)
+        for (int c = 0; c < 3; ++c) acc[c] += int64_t{src[c]} * w[x];
+      uint8_t* dst = out.pixel(xx, y);
+      for (int c = 0; c < 3; ++c) dst[c] = clip8(acc[c]);
+    }
+  }
+  return out;
+}
+
+Image vertical_pass(const Image& in, int out_height, const Taps& t) {
+  Image out(in.width, out_height);
+  const size_t row = static_cast<size_t>(in.width) * 3;
+  for (int yy = 0; yy < out_height; ++yy) {
+    const int32_t* w = &t.weights[static_cast<size_t>(yy) * t.ksize];
+    const uint8_t* top = in.pixel(0, t.first[yy]);
+    uint8_t* dst = out.pixel(0, yy);
+    for (size_t i = 0; i < row; ++i) {
+      int64_t acc = 1 << (kPrecisionBits - 1);
+      for (int y = 0; y < t.count[yy]; ++y) acc += int64_t{top[y * row + i]} * w[y];
+      dst[i] = clip8(acc);
+    }
+  }
+  return out;
+}
+
+Image reference_resize(const Image& in, int out_width, int out_height) {
+  if (in.width <= 0 || in.height <= 0 || out_width <= 0 || out_height <= 0)
+    throw std::invalid_argument("pil_resize_bicubic: sizes must be positive");
+  // Pillow skips the pass along an axis whose size does not change; horizontal runs first.
+  if (out_width == in.width)
+    return out_height == in.height ? in : vertical_pass(in, out_height, make_taps(in.height, out_height));
+  Image wide = horizontal_pass(in, out_width, make_taps(in.width, out_width));
+  if (out_height == in.height) return wide;
+  return vertical_pass(wide, out_height, make_taps(in.height, out_height));
+}
+
+
+}  // namespace reference
+
+Image random_image(int w, int h, uint32_t seed) {
+  Image img(w, h);
+  for (auto& v : img.rgb) {
+    seed = seed * 1664525u + 1013904223u;
+    v = static_cast<uint8_t>(seed >> 24);
+  }
+  return img;
+}
+
+// An odd mix: thin strips both ways, near-squares, a square, one pixel.
+const std::vector<std::pair<int, int>> kOddShapes = {{1, 40}, {40, 1}, {3, 500}, {500, 3}, {7, 9},
+                                                      {9, 7},  {2, 3},  {1, 1},   {5, 5},   {64, 3}};
+
+TEST(ImplicitPadding, SquareResizeIsBitExactAgainstTheBuiltSquare) {
+  for (const auto& [w, h] : kOddShapes) {
+    const Image img = random_image(w, h, static_cast<uint32_t>(w * 1000 + h));
+    const int side = std::max(w, h);
+    for (const int size : {1, 4, 56, 448, side, side + 3}) {
+      const Image want = reference::reference_resize(expand2square(img), size, size);
+      const Image got = square_and_resize(img, size);
+      ASSERT_EQ(got.width, size);
+      ASSERT_EQ(got.height, size);
+      EXPECT_EQ(got.rgb, want.rgb) << w << "x" << h << " -> " << size;
+      EXPECT_EQ(resize_and_crop(expand2square(img), size).rgb, want.rgb) << w << "x" << h << " -> " << size;
+    }
+  }
+}
+
+TEST(ImplicitPadding, OffCentreCanvasAndOneAxisResizes) {
+  const Image img = random_image(7, 9, 7);
+  const Canvas canvas{12, 10, 5, 0, {3, 250, 128}};
+  Image built(canvas.width, canvas.height);
+  for (int y = 0; y < built.height; ++y)
+    for (int x = 0; x < built.width; ++x) std::copy(canvas.background.begin(), canvas.background.end(), built.pixel(x, y));
+  for (int y = 0; y < img.height; ++y)
+    std::copy(img.pixel(0, y), img.pixel(0, y) + img.width * 3, built.pixel(canvas.left, canvas.top + y));
+  for (const auto& [ow, oh] : std::vector<std::pair<int, int>>{{12, 10}, {12, 4}, {5, 10}, {3, 17}, {30, 2}}) {
+    EXPECT_EQ(pil_resize_bicubic(img, canvas, ow, oh).rgb, reference::reference_resize(built, ow, oh).rgb)
+        << ow << "x" << oh;
+    EXPECT_EQ(pil_resize_bicubic(built, ow, oh).rgb, reference::reference_resize(built, ow, oh).rgb)
+        << ow << "x" << oh;
+  }
+}
+
+TEST(ImplicitPadding, PreprocessIsBitExactAgainstTheBuiltSquare) {
+  for (const auto& [w, h] : kOddShapes) {
+    const Image img = random_image(w, h, static_cast<uint32_t>(h * 1000 + w));
+    const torch::Tensor want = normalize_clip(reference::reference_resize(expand2square(img), 56, 56));
+    EXPECT_TRUE(torch::equal(preprocess_image(img, 56), want)) << w << "x" << h;
+  }
+}
+
+// A 1x40000 strip's square would be 4.8 GB; implicit, it is the strip and the output.
+TEST(ImplicitPadding, ExtremeStripResizesWithoutTheSquare) {
+  const Image strip = random_image(1, 40000, 11);
+  const Image out = square_and_resize(strip, 448);
+  ASSERT_EQ(out.width, 448);
+  // Far from the strip every pixel is the padding colour, as in the built square.
+  EXPECT_EQ(out.pixel(0, 0)[0], kPadColor[0]);
+  EXPECT_EQ(out.pixel(447, 447)[2], kPadColor[2]);
 }
 
 // ---- decoder edge cases ----

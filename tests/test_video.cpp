@@ -17,32 +17,17 @@
 #include "qalign/error.h"
 #include "qalign/io/safetensors.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/goldens.h"
 
 namespace qalign::data {
 namespace {
 
 using qalign::test::fixture;
 
-nlohmann::json read_json(const std::string& path) {
-  std::ifstream in(path);
-  return nlohmann::json::parse(in);
-}
-
-const io::SafetensorsFile& golden(const std::string& set) {
-  static std::map<std::string, std::shared_ptr<io::SafetensorsFile>> files;
-  auto& f = files[set];
-  if (!f) f = io::SafetensorsFile::open(fixture(set + "/golden.safetensors"));
-  return *f;
-}
-
-torch::Tensor as_tensor(const Image& img) {
-  return torch::from_blob(const_cast<uint8_t*>(img.rgb.data()), {img.height, img.width, 3}, torch::kUInt8)
-      .clone();
-}
-
-double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
-}
+using test::as_tensor;
+using test::golden;
+using test::max_abs_diff;
+using test::read_json;
 
 // SHA-256 (FIPS 180-4), to compare decoded frames with the digests golden.json records.
 std::string sha256_hex(const std::vector<uint8_t>& data) {
@@ -115,6 +100,31 @@ TEST(TinyVideo, SampledFramesMatch) {
     for (size_t i = 0; i < v.frames.size(); ++i)
       EXPECT_TRUE(torch::equal(as_tensor(v.frames[i]), want[i])) << "frame " << v.indices[i];
   }
+}
+
+// Half a frame per second: the reference's list repeats each index; the real frames are all
+// there, so this scores, while the 600 s duration limit still bounds the copies.
+TEST(TinyVideo, FrameRateBelowOneRepeatsRealFrames) {
+  std::ifstream in(fixture("qalign-tiny/inputs/video.avi"), std::ios::binary);
+  std::string avi((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_EQ(avi.substr(0x64, 4), "strh");
+  avi.replace(0x80, 8, std::string("\x02\0\0\0\x01\0\0\0", 8));  // dwScale 2, dwRate 1
+  test::ScratchDir dir;
+  std::ofstream(dir.file("half.avi"), std::ios::binary) << avi;
+  const SampledVideo v = sample_video(dir.file("half.avi"));
+  EXPECT_EQ(v.fps, 0.5);
+  EXPECT_EQ(v.frame_count, 8);
+  EXPECT_EQ(v.indices, (std::vector<int64_t>{0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7}));
+  ASSERT_EQ(v.frames.size(), 16u);
+  for (size_t i = 0; i < 16; i += 2) EXPECT_EQ(v.frames[i].rgb, v.frames[i + 1].rgb) << i;
+  // At 2 fps the fixture samples frames 0, 2, 4, 6: the same pictures as indices 0, 2, 4, 6 here.
+  const SampledVideo normal = sample_video(fixture("qalign-tiny/inputs/video.avi"));
+  ASSERT_EQ(normal.indices, (std::vector<int64_t>{0, 2, 4, 6}));
+  for (size_t k = 0; k < 4; ++k) EXPECT_EQ(v.frames[4 * k].rgb, normal.frames[k].rgb) << k;
+  EXPECT_EQ(sampled_seconds("x.avi", 0.5, 8, "by its header"), 16);
+  EXPECT_EQ(sampled_seconds("x.avi", 1.0, 600.5, "by its header"), 600);
+  EXPECT_THROW(sampled_seconds("x.avi", 1.0, 601, "by its header"), Error);
+  EXPECT_THROW(sampled_seconds("x.avi", 1e-300, 1e300, "by its header"), Error);
 }
 
 TEST(TinyVideo, PixelValues) {

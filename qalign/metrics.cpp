@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -17,6 +18,16 @@ void check_sizes(const std::vector<double>& x, const std::vector<double>& y, con
   if (x.size() != y.size())
     throw std::invalid_argument(std::string(what) + ": " + std::to_string(x.size()) + " predictions for " +
                                 std::to_string(y.size()) + " ground-truth scores");
+}
+
+std::string text(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+bool is_constant(const std::vector<double>& v) {
+  return std::all_of(v.begin(), v.end(), [&](double a) { return a == v.front(); });
 }
 
 double mean(const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / v.size(); }
@@ -222,8 +233,16 @@ Logistic4 fit_logistic4(const std::vector<double>& x, const std::vector<double>&
 
 Agreement agreement(const std::vector<double>& pred, const std::vector<double>& gt) {
   check_sizes(pred, gt, "agreement");
+  if (pred.size() < 2)
+    throw std::invalid_argument("agreement: " + std::to_string(pred.size()) + " items; correlations need at least two");
+  for (size_t i = 0; i < pred.size(); ++i)
+    if (!std::isfinite(pred[i]) || !std::isfinite(gt[i]))
+      throw std::invalid_argument("agreement: item " + std::to_string(i) + " is not a finite number (prediction " +
+                                  text(pred[i]) + ", ground truth " + text(gt[i]) + ")");
   Agreement out;
   out.n = pred.size();
+  if (is_constant(pred)) out.undefined = "every prediction is " + text(pred[0]);
+  else if (is_constant(gt)) out.undefined = "every ground-truth score is " + text(gt[0]);
   out.srcc = spearman(pred, gt);
   out.plcc = pearson(pred, gt);
   out.krcc = kendall_tau_b(pred, gt);
@@ -231,8 +250,12 @@ Agreement agreement(const std::vector<double>& pred, const std::vector<double>& 
   out.plcc_logistic = pearson(mapped, gt);
   double sse = 0;
   for (size_t i = 0; i < gt.size(); ++i) sse += (mapped[i] - gt[i]) * (mapped[i] - gt[i]);
-  out.rmse_logistic = gt.empty() ? kNaN : std::sqrt(sse / gt.size());
+  out.rmse_logistic = std::sqrt(sse / gt.size());
   return out;
+}
+
+Agreement undefined_agreement(size_t n, const std::string& why) {
+  return {n, kNaN, kNaN, kNaN, kNaN, kNaN, why};
 }
 
 }  // namespace qalign::metrics

@@ -5,6 +5,7 @@
 // A statistic that is undefined (fewer than two items, a constant vector) is NaN, as in scipy.
 #include <array>
 #include <cstddef>
+#include <string>
 #include <vector>
 
 namespace qalign::metrics {
@@ -35,9 +36,16 @@ struct Agreement {
   size_t n = 0;
   double srcc = 0, plcc = 0, krcc = 0;
   double plcc_logistic = 0, rmse_logistic = 0;  // of f(pred) against gt, f fitted pred → gt
+  // Why the correlations are NaN ("" when they are numbers), for a report to say so.
+  std::string undefined;
 };
 
-// All of the above for one dataset. Throws std::invalid_argument when the sizes differ.
+// All of the above for one dataset. Throws std::invalid_argument when the sizes differ, when
+// there are fewer than two items, or when a value is not finite: such metrics would be NaN, or
+// a number that depends only on where the NaNs sort. A constant vector gives NaN correlations
+// and says so in `undefined`.
 Agreement agreement(const std::vector<double>& pred, const std::vector<double>& gt);
+// Every statistic NaN, `undefined` saying why: for a dataset that could not be measured.
+Agreement undefined_agreement(size_t n, const std::string& why);
 
 }  // namespace qalign::metrics

@@ -44,14 +44,22 @@ torch::Tensor Scorer::decode_numbers(const torch::Tensor& ids, const std::vector
       fail("scorer", "readout", "the number readout decodes a batch in step: its items need equal frame counts");
   const int64_t B = ids.size(0), prompt = ids.size(1);
   auto seq = ids;
+  // NaN logits decode to an arbitrary token: such an item is NaN, not the middle of the scale.
+  auto finite = torch::ones({B}, torch::kBool).to(ids.device());
   for (int k = 0; k < kMaxNumberTokens; ++k) {
-    const auto next = model_->last_logits(model_->model->splice(seq, visual)).argmax(-1);  // [B]
-    seq = torch::cat({seq, next.unsqueeze(1)}, 1);
+    const auto logits = model_->last_logits(model_->model->splice(seq, visual));  // [B,V]
+    finite = finite.logical_and(torch::isfinite(logits).all(-1));
+    seq = torch::cat({seq, logits.argmax(-1).unsqueeze(1)}, 1);
   }
   const auto answer = seq.narrow(1, prompt, kMaxNumberTokens).to(torch::kCPU).contiguous();
+  finite = finite.to(torch::kCPU);
   std::vector<float> out;
   int unreadable = 0;
   for (int64_t b = 0; b < B; ++b) {
+    if (!finite[b].item<bool>()) {
+      out.push_back(std::nanf(""));
+      continue;
+    }
     const auto* p = answer[b].data_ptr<int64_t>();
     const double v = first_number(tokenizer_.decode(std::vector<int64_t>(p, p + kMaxNumberTokens), true));
     // An answer without a number gets the middle of the scale, so the metrics stay defined.

@@ -27,7 +27,7 @@ class Scorer {
   // pixels: one [F,3,S,S] tensor per item (F = 1 for an image, the sampled frames for a video).
   // Items of a batch may have different frame counts: each is read at its own last position.
   // With kNumber or kRegression only score5 (the number itself) and score01 ((score5 - 1) / 4)
-  // are set.
+  // are set. An item whose model output is not finite gets a NaN score: see nonfinite_score.
   LevelScores score(const std::vector<torch::Tensor>& pixels, Task task, Media media);
 
   const model::Owl2ForCausalLM& model() const { return model_; }

@@ -1,5 +1,7 @@
 #include "qalign/scoring.h"
 
+#include <cmath>
+
 namespace qalign {
 
 LevelScores score_from_logits(const torch::Tensor& logits, const std::vector<int64_t>& level_ids) {
@@ -12,6 +14,14 @@ LevelScores score_from_logits(const torch::Tensor& logits, const std::vector<int
   s.score01 = torch::matmul(s.probs, w01);
   s.level = s.probs.argmax(-1);
   return s;
+}
+
+std::string nonfinite_score(const LevelScores& s, int64_t b) {
+  const double score5 = s.score5[b].item<double>(), score01 = s.score01[b].item<double>();
+  if (std::isfinite(score5) && std::isfinite(score01)) return "";
+  const double bad = std::isfinite(score5) ? score01 : score5;
+  const std::string word = std::isnan(bad) ? "NaN" : bad > 0 ? "Inf" : "-Inf";
+  return "score: the model gave " + word + ", not a finite score (its weights or activations hold NaN or Inf)";
 }
 
 }  // namespace qalign

@@ -23,4 +23,9 @@ struct LevelScores {
 // logits [B,V] at the answer position; level_ids: the five words' token ids.
 LevelScores score_from_logits(const torch::Tensor& logits, const std::vector<int64_t>& level_ids);
 
+// "" when item b's score5 and score01 are finite; else "score: ..." saying why not, the field and
+// problem of that item's error. NaN or Inf in a model's weights makes every probability NaN, and
+// such an item must fail like an unreadable one, not pass as a score (nor as "excellent").
+std::string nonfinite_score(const LevelScores& s, int64_t b);
+
 }  // namespace qalign

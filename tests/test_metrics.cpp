@@ -98,6 +98,36 @@ TEST(Metrics, UndefinedStatisticsAreNaN) {
   EXPECT_THROW(pearson({1, 2}, {1, 2, 3}), std::invalid_argument);
 }
 
+// A report must say why a correlation is missing rather than print NaN as a number.
+TEST(Metrics, AgreementSaysWhyCorrelationsAreUndefined) {
+  const auto flat = agreement({2, 2, 2}, {1, 2, 3});
+  EXPECT_TRUE(std::isnan(flat.srcc) && std::isnan(flat.plcc) && std::isnan(flat.krcc));
+  EXPECT_EQ(flat.undefined, "every prediction is 2");
+  EXPECT_EQ(agreement({1, 2, 3}, {4.5, 4.5, 4.5}).undefined, "every ground-truth score is 4.5");
+  EXPECT_EQ(agreement({1, 2, 3}, {1, 3, 2}).undefined, "");
+  const auto none = undefined_agreement(1, "why");
+  EXPECT_EQ(none.n, 1u);
+  EXPECT_TRUE(std::isnan(none.srcc) && std::isnan(none.rmse_logistic));
+  EXPECT_EQ(none.undefined, "why");
+}
+
+// Metrics of fewer than two items are undefined, and over NaN they would depend only on where
+// the NaNs sort: refused, not returned.
+TEST(Metrics, AgreementRefusesTooFewItemsAndNonFiniteValues) {
+  EXPECT_THROW(agreement({}, {}), std::invalid_argument);
+  EXPECT_THROW(agreement({3.0}, {2.0}), std::invalid_argument);
+  const double nan = std::nan("");
+  EXPECT_THROW(agreement({1, nan, 3}, {1, 2, 3}), std::invalid_argument);
+  EXPECT_THROW(agreement({nan, nan, nan}, {3, 2, 1}), std::invalid_argument);
+  EXPECT_THROW(agreement({1, 2, 3}, {1, INFINITY, 3}), std::invalid_argument);
+  try {
+    agreement({1, nan}, {1, 2});
+    ADD_FAILURE() << "agreement over a NaN returned";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "agreement: item 1 is not a finite number (prediction nan, ground truth 2)");
+  }
+}
+
 TEST(Metrics, KendallHandlesManyTiesLikeThePairwiseDefinition) {
   // Brute force over all pairs on a vector with heavy ties in both.
   std::vector<double> x, y;

@@ -22,6 +22,7 @@
 #include "qalign/model/weights.h"
 #include "qalign/scorer.h"
 #include "tools/commands.h"
+#include "tools/eval_folder.h"
 #include "train/evaluation.h"
 
 namespace qalign::tools {
@@ -36,7 +37,7 @@ struct EvalOptions {
   std::string task = "quality", prompt = "eval", readout = "levels", dtype = "float32", device = "cpu";
   std::vector<std::string> data;
   int batch_size = 8;
-  bool lower_is_better = false;
+  bool lower_is_better = false, overwrite = false;
 };
 
 struct Prediction {
@@ -77,7 +78,7 @@ std::vector<Prediction> read_predictions(const std::string& path) {
 }
 
 std::string number(double v, int digits = 4) {
-  if (!std::isfinite(v)) return "nan";
+  if (!std::isfinite(v)) return "undefined";
   std::ostringstream os;
   os << std::fixed << std::setprecision(digits) << v;
   return os.str();
@@ -122,6 +123,10 @@ void write_reports(const std::string& out, const std::vector<std::string>& datas
                      {"krcc", json_number(a.krcc)},
                      {"plcc_logistic", json_number(a.plcc_logistic)},
                      {"rmse_logistic", json_number(a.rmse_logistic)}};
+    if (!a.undefined.empty()) {
+      results[name]["undefined"] = a.undefined;
+      log::warn(name, ": SRCC, PLCC and KRCC are undefined (null in results.json): ", a.undefined);
+    }
     md += "| " + name + " | " + std::to_string(a.n) + " | " + number(a.srcc) + " | " + number(a.plcc) + " | " +
           number(a.krcc) + " | " + number(a.plcc_logistic) + " | " + number(a.rmse_logistic) + " |\n";
     std::printf("%-24s %6zu %7s %7s %7s %9s %9s\n", name.c_str(), a.n, number(a.srcc).c_str(), number(a.plcc).c_str(),
@@ -130,6 +135,28 @@ void write_reports(const std::string& out, const std::vector<std::string>& datas
   io::write_file_atomic((fs::path(out) / "results.json").string(), results.dump(2) + "\n");
   io::write_file_atomic((fs::path(out) / "predictions.csv").string(), csv);
   io::write_file_atomic((fs::path(out) / "results.md").string(), md);
+}
+
+std::string absolute(const std::string& path) {
+  return path.empty() ? path : fs::weakly_canonical(fs::absolute(path)).string();
+}
+
+// The job a folder's predictions belong to: what changes a score, so resuming reuses only its own.
+ordered_json job_record(const EvalOptions& o) {
+  ordered_json data = ordered_json::array(), data_files = ordered_json::object();
+  for (const auto& f : o.data) {
+    data.push_back(absolute(f));
+    data_files.update(file_stamps(absolute(f)));
+  }
+  // An empty path stamps nothing: the model folder's stamps already cover its own tokenizer.
+  auto stamps = [](const std::string& path) { return path.empty() ? ordered_json::object() : file_stamps(path); };
+  return {{"model", absolute(o.model)},          {"model weights", stamps(absolute(o.model))},
+          {"LoRA", absolute(o.lora)},            {"LoRA weights", stamps(absolute(o.lora))},
+          {"tokenizer", absolute(o.tokenizer)},  {"tokenizer files", stamps(absolute(o.tokenizer))},
+          {"task", o.task},                      {"prompt", o.prompt},
+          {"readout", o.readout},                {"dtype", o.dtype},
+          {"data", data},                        {"data files", data_files},
+          {"image folder", absolute(o.image_folder)}};
 }
 
 int run_eval(const EvalOptions& o) {
@@ -143,16 +170,17 @@ int run_eval(const EvalOptions& o) {
   // Read every file first, so a malformed one fails before any model time is spent.
   std::vector<std::string> datasets;
   std::map<std::string, std::vector<data::ScoredRecord>> records;
+  std::map<std::string, std::string> files;
   for (const auto& file : o.data) {
     const auto name = train::dataset_name(file);
     if (records.count(name)) fail(file, "", "two --data files are both named \"" + name + "\"");
     datasets.push_back(name);
+    files[name] = file;
     records[name] = data::read_scored_records(file, o.image_folder);
+    train::check_enough_items(file, records[name].size(), records[name].size());
   }
 
-  std::error_code ec;
-  fs::create_directories(o.out, ec);
-  if (ec) fail(o.out, "", "cannot create the output folder: " + ec.message());
+  claim_eval_folder(o.out, job_record(o), o.overwrite);
   const std::string jsonl = (fs::path(o.out) / "predictions.jsonl").string();
   std::map<std::string, std::vector<Prediction>> by_dataset;
   std::map<std::string, std::vector<bool>> done;
@@ -198,9 +226,10 @@ int run_eval(const EvalOptions& o) {
     std::sort(by_dataset[name].begin(), by_dataset[name].end(),
               [](const Prediction& a, const Prediction& b) { return a.index < b.index; });
   }
+  for (const auto& name : datasets) train::check_enough_items(files[name], by_dataset[name].size(), records[name].size());
   write_reports(o.out, datasets, by_dataset, o.lower_is_better);
   log::info("wrote ", (fs::path(o.out) / "results.json").string(), ", results.md, predictions.jsonl, predictions.csv");
-  if (failed) log::error(failed, " items could not be read; their datasets are reported without them (rerun to retry)");
+  if (failed) log::error(failed, " items could not be scored; their datasets are reported without them (rerun to retry)");
   return failed ? 1 : 0;
 }
 
@@ -225,8 +254,10 @@ Command add_eval(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--lower-is-better", o->lower_is_better,
                 "Ground truth is DMOS (LIVE, CSIQ): report correlation magnitudes");
-  cmd->add_option("--out", o->out, "Output folder (results.json, results.md, predictions.jsonl/.csv)")
+  cmd->add_option("--out", o->out, "Output folder (results.json, results.md, predictions.jsonl/.csv, job.json)")
       ->capture_default_str();
+  cmd->add_flag("--overwrite", o->overwrite,
+                "Start --out afresh when it holds another job's evaluation (deletes only the files eval wrote)");
   cmd->add_option("--dtype", o->dtype, "float32 | bfloat16")->capture_default_str();
   cmd->add_option("--device", o->device, "cpu | cuda")->capture_default_str();
   return {cmd, [o] { return run_eval(*o); }};

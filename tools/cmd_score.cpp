@@ -138,8 +138,11 @@ Decoded decode(Job& job, int64_t image_size) {
       d.pixels = data::preprocess_image(image, image_size).unsqueeze(0);
     }
     d.preprocess_s = seconds_since(t);
-  } catch (const std::exception& e) {  // one bad file must not end a run over millions
+  } catch (const Error& e) {  // one bad file must not end a run over millions
     d.error = e.what();
+    d.pixels = torch::Tensor();
+  } catch (const std::exception& e) {  // OpenCV's or the allocator's, which do not name the file
+    d.error = d.job.path + ": " + e.what();
     d.pixels = torch::Tensor();
   }
   return d;
@@ -310,11 +313,11 @@ int run_score(const ScoreOptions& o) {
         fail("--keep-list", "", o.keep_list + " is one of the inputs: the list of kept inputs would replace it");
       t.decode += chunk[k].decode_s;
       t.preprocess += chunk[k].preprocess_s;
-      if (chunk[k].error.empty()) {
+      if (rows[k]["error"].is_null()) {
         ++scored;
-      } else {
+      } else {  // undecodable, or a model that gave no finite score
         ++failed;
-        log::error("skipped: ", chunk[k].error);
+        log::error("skipped: ", rows[k]["error"].get<std::string>());
       }
       if (format) {
         lines += std::to_string(chunk[k].job.index) + "\t" + rows[k].dump() + "\n";

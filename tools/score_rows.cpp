@@ -17,6 +17,8 @@ RowFormat row_format_of(const std::string& path) {
 }
 
 nlohmann::ordered_json scored_row(const std::string& input, Task task, Media media, const LevelScores& s, int64_t b) {
+  const std::string nonfinite = nonfinite_score(s, b);
+  if (!nonfinite.empty()) return failed_row(input, task, media, input + ": " + nonfinite);
   nlohmann::ordered_json row = {{"input", input}, {"task", task_name(task)}, {"media", media_name(media)},
                                 {"score", s.score5[b].item<double>()}, {"score01", s.score01[b].item<double>()}};
   if (s.probs.defined()) {

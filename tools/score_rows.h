@@ -13,7 +13,8 @@ enum class RowFormat { kJsonLines, kCsv };
 // By the output file's extension: .jsonl / .ndjson or .csv; anything else fails naming --out.
 RowFormat row_format_of(const std::string& path);
 
-// Row b of a scored batch; `error` is null.
+// Row b of a scored batch; `error` is null. A non-finite score makes it a failed row instead,
+// its error naming the input and the problem.
 nlohmann::ordered_json scored_row(const std::string& input, Task task, Media media, const LevelScores& s, int64_t b);
 // An input that could not be scored: the numbers null, `error` saying why.
 nlohmann::ordered_json failed_row(const std::string& input, Task task, Media media, const std::string& error);

@@ -62,14 +62,30 @@ size_t score_records(Scorer& scorer, const std::vector<data::ScoredRecord>& reco
     if (loaded.indices.empty()) continue;
     const auto s = scorer.score(loaded.pixels, task, batches[b].media);
     std::vector<ItemScore> scores;
-    for (size_t k = 0; k < loaded.indices.size(); ++k)
-      scores.push_back({loaded.indices[k], s.score5[k].item<double>(), s.score01[k].item<double>()});
-    on_batch(scores);
+    for (size_t k = 0; k < loaded.indices.size(); ++k) {
+      const auto at = static_cast<int64_t>(k);
+      const std::string nonfinite = nonfinite_score(s, at);
+      if (!nonfinite.empty()) {
+        log::error("skipped: ", records[loaded.indices[k]].path, ": ", nonfinite);
+        ++failed;
+        continue;
+      }
+      scores.push_back({loaded.indices[k], s.score5[at].item<double>(), s.score01[at].item<double>()});
+    }
+    if (!scores.empty()) on_batch(scores);
   }
   return failed;
 }
 
 std::string dataset_name(const std::string& file) { return std::filesystem::path(file).stem().string(); }
+
+void check_enough_items(const std::string& file, size_t scored, size_t items) {
+  if (scored >= 2) return;
+  const std::string what = scored == items ? "holds " + std::to_string(items) + (items == 1 ? " item" : " items")
+                                           : std::to_string(scored) + " of " + std::to_string(items) +
+                                                 " items could be scored (each failure is logged above)";
+  fail(file, "", what + "; SRCC and PLCC need at least two");
+}
 
 Evaluator::Evaluator(const std::vector<std::string>& files, const std::string& image_folder, Task task, int batch_size,
                      Scorer scorer)
@@ -79,7 +95,9 @@ Evaluator::Evaluator(const std::vector<std::string>& files, const std::string& i
     for (const auto& n : names_)
       if (n == name) fail(file, "eval_data_paths", "two files are both named \"" + name + "\"");
     names_.push_back(name);
+    files_.push_back(file);
     records_.push_back(data::read_scored_records(file, image_folder));
+    check_enough_items(file, records_.back().size(), records_.back().size());
   }
 }
 
@@ -110,7 +128,14 @@ std::map<std::string, metrics::Agreement> Evaluator::run(ProcessGroup* group) {
         pred.push_back(at[0][i]);
         gt.push_back(records[static_cast<size_t>(i)].mos);
       }
-    out[names_[d]] = metrics::agreement(pred, gt);
+    // Training goes on without this evaluation: its metrics are NaN (null in the log), never best.
+    try {
+      check_enough_items(files_[d], pred.size(), records.size());
+      out[names_[d]] = metrics::agreement(pred, gt);
+    } catch (const Error& e) {
+      log::error(e.what());
+      out[names_[d]] = metrics::undefined_agreement(pred.size(), e.what());
+    }
   }
   model->train();
   return out;

@@ -22,17 +22,24 @@ struct ItemScore {
 };
 
 // Scores every record whose `done` flag is false (all when `done` is empty), calling `on_batch`
-// after each batch with its scores in record order. Returns the number of unreadable items.
+// after each batch with its scores in record order. An unreadable item, or one whose score is not
+// finite, is logged and left out; returns how many were.
 size_t score_records(Scorer& scorer, const std::vector<data::ScoredRecord>& records, const std::vector<bool>& done,
                      int batch_size, Task task, const std::function<void(const std::vector<ItemScore>&)>& on_batch);
 
 // The dataset name of a test file: its file name without the extension.
 std::string dataset_name(const std::string& file);
 
+// Fails naming `file` unless at least two of its `items` were `scored`: correlations of fewer
+// are undefined, and a NaN in a report reads as a number.
+void check_enough_items(const std::string& file, size_t scored, size_t items);
+
 // Evaluation during training: the test files and the tokenizer are read once; each run scores
 // the files with the model as it is now (in eval mode, put back in train mode after) and returns
 // the agreement per dataset. With a process group, rank r of W scores items r, r+W, ... and the
-// scores are summed across ranks into every rank, so each gets the one-process metrics.
+// scores are summed across ranks into every rank, so each gets the one-process metrics. A file of
+// fewer than two items fails here; one with fewer than two scorable items at a run is logged and
+// its metrics are NaN, so training goes on.
 class Evaluator {
  public:
   Evaluator(const std::vector<std::string>& files, const std::string& image_folder, Task task, int batch_size,
@@ -41,7 +48,7 @@ class Evaluator {
   const std::vector<std::string>& datasets() const { return names_; }
 
  private:
-  std::vector<std::string> names_;
+  std::vector<std::string> names_, files_;
   std::vector<std::vector<data::ScoredRecord>> records_;
   Task task_;
   int batch_size_;

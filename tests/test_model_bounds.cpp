@@ -24,25 +24,18 @@ const std::string kModel = "tests/fixtures/qalign-tiny/model";
 const std::string kImage = "tests/fixtures/qalign-tiny/inputs/img_wide.png";
 const std::string kRecipe = "tests/fixtures/train/tiny_recipe.yaml";
 
-std::string read(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void write(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
-
 // A copy of model folder `from` (tests/fixtures/qalign-tiny/<from>) in `d` as "model", its
 // config.json with `key: old` replaced by `key: value`.
 std::string model_with(const test::ScratchDir& d, const std::string& key, const std::string& old,
                        const std::string& value, const std::string& from = "model") {
   const auto dir = d.file("model");
   fs::copy(test::fixture("qalign-tiny/" + from), dir, fs::copy_options::recursive);
-  auto text = read(dir + "/config.json");
+  auto text = test::read_file(dir + "/config.json");
   const std::string before = "\"" + key + "\": " + old;
   const auto at = text.find(before);
   EXPECT_NE(at, std::string::npos) << "config.json has no " << before;
   if (at != std::string::npos) text.replace(at, before.size(), "\"" + key + "\": " + value);
-  write(dir + "/config.json", text);
+  test::write_file(dir + "/config.json", text);
   return dir;
 }
 
@@ -172,7 +165,7 @@ TEST(NonRegularFiles, SharedCheckNamesWhatThePathIs) {
   };
   EXPECT_EQ(message(d.path()), d.path() + ": cannot open file: it is a folder, not a regular file");
   EXPECT_EQ(message(d.file("none")), d.file("none") + ": cannot open file: No such file or directory");
-  write(d.file("ok.txt"), "fine");
+  test::write_file(d.file("ok.txt"), "fine");
   EXPECT_EQ(io::read_file(d.file("ok.txt")), "fine");
 }
 
@@ -180,10 +173,10 @@ TEST(NonRegularFiles, SharedCheckNamesWhatThePathIs) {
 
 TEST(WorkerLimit, TrainingYamlPastTheLimitNamesTheKeyAndTheLimit) {
   test::ScratchDir d("qalign-bounds");
-  write(d.file("recipe.yaml"), read(test::fixture("train/tiny_recipe.yaml")) + "\n");
-  auto text = read(d.file("recipe.yaml"));
+  test::write_file(d.file("recipe.yaml"), test::read_file(test::fixture("train/tiny_recipe.yaml")) + "\n");
+  auto text = test::read_file(d.file("recipe.yaml"));
   text.replace(text.find("dataloader_num_workers: 2"), 25, "dataloader_num_workers: 40000");
-  write(d.file("recipe.yaml"), text);
+  test::write_file(d.file("recipe.yaml"), text);
   expect_bounded("train --config " + d.file("recipe.yaml") + " output_dir=" + d.file("out"), 1,
                  {"recipe.yaml: dataloader_num_workers: expected 0 to 256 worker threads, got 40000"});
   EXPECT_FALSE(fs::exists(d.file("out")));

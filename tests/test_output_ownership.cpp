@@ -21,13 +21,6 @@ const std::string kModel = "tests/fixtures/qalign-tiny/model";
 const std::string kImage = "tests/fixtures/qalign-tiny/inputs/img_wide.png";
 const std::string kRecipe = "tests/fixtures/train/tiny_recipe.yaml";
 
-void write(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
-
-std::string read(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 // Runs qalign and checks the case's bounds: ends in time, in bounded memory, and never crashes.
 test::Measured run_qalign(const std::string& args) {
   auto m = test::run_qalign_measured(args);
@@ -45,12 +38,12 @@ bool has(const test::Measured& m, const std::string& text) { return m.output.fin
 TEST(OutputOwnership, KeepListNeverReplacesAnInputOrTheOutput) {
   test::ScratchDir d("qalign-own");
   fs::copy_file(test::source_dir() + "/" + kImage, d.file("photo.png"));
-  const auto before = read(d.file("photo.png"));
+  const auto before = test::read_file(d.file("photo.png"));
   auto m = run_qalign("score --model " + kModel + " --threshold 0 --overwrite --keep-list " + d.file("photo.png") + " " +
                   d.file("photo.png"));
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(has(m, "photo.png is one of the inputs")) << m.output;
-  EXPECT_EQ(read(d.file("photo.png")), before);
+  EXPECT_EQ(test::read_file(d.file("photo.png")), before);
 
   m = run_qalign("score --model " + kModel + " --threshold 0 --out " + d.file("s.jsonl") + " --keep-list " + d.file("s.jsonl") +
              " " + kImage);
@@ -59,29 +52,29 @@ TEST(OutputOwnership, KeepListNeverReplacesAnInputOrTheOutput) {
   EXPECT_FALSE(fs::exists(d.file("s.jsonl")));
 
   // An existing list is replaced only when asked.
-  write(d.file("keep.txt"), "mine\n");
+  test::write_file(d.file("keep.txt"), "mine\n");
   m = run_qalign("score --model " + kModel + " --threshold 0 --keep-list " + d.file("keep.txt") + " " + kImage);
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(has(m, "keep.txt: exists; --overwrite replaces it")) << m.output;
-  EXPECT_EQ(read(d.file("keep.txt")), "mine\n");
+  EXPECT_EQ(test::read_file(d.file("keep.txt")), "mine\n");
   m = run_qalign("score --model " + kModel + " --threshold 0 --overwrite --keep-list " + d.file("keep.txt") + " " + kImage);
   EXPECT_EQ(m.exit_code, 0) << m.output;
-  EXPECT_EQ(read(d.file("keep.txt")), kImage + "\n");
+  EXPECT_EQ(test::read_file(d.file("keep.txt")), kImage + "\n");
 }
 
 TEST(OutputOwnership, ScoreOutIsRecognisedAsItsOwnOrRefused) {
   test::ScratchDir d("qalign-own");
-  write(d.file("notes.jsonl"), "{\"my\": \"notes\"}\n");
+  test::write_file(d.file("notes.jsonl"), "{\"my\": \"notes\"}\n");
   auto m = run_qalign("score --model " + kModel + " --out " + d.file("notes.jsonl") + " " + kImage);
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(has(m, "notes.jsonl: exists and was not written by this command")) << m.output;
   EXPECT_TRUE(has(m, "--overwrite")) << m.output;
-  EXPECT_EQ(read(d.file("notes.jsonl")), "{\"my\": \"notes\"}\n");
+  EXPECT_EQ(test::read_file(d.file("notes.jsonl")), "{\"my\": \"notes\"}\n");
 
   const std::string job = "score --model " + kModel + " --out " + d.file("s.jsonl") + " " + kImage;
   m = run_qalign(job);
   ASSERT_EQ(m.exit_code, 0) << m.output;
-  const auto rows = read(d.file("s.jsonl"));
+  const auto rows = test::read_file(d.file("s.jsonl"));
   m = run_qalign(job);
   EXPECT_EQ(m.exit_code, 0) << m.output;
   EXPECT_TRUE(has(m, "s.jsonl is complete: nothing to do")) << m.output;
@@ -89,14 +82,14 @@ TEST(OutputOwnership, ScoreOutIsRecognisedAsItsOwnOrRefused) {
   m = run_qalign(job + " --task aesthetics");
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(has(m, "s.jsonl: exists and was not written by this command")) << m.output;
-  EXPECT_EQ(read(d.file("s.jsonl")), rows);
+  EXPECT_EQ(test::read_file(d.file("s.jsonl")), rows);
   // Edited after the run: no longer what qalign wrote.
-  write(d.file("s.jsonl"), rows + "\n");
+  test::write_file(d.file("s.jsonl"), rows + "\n");
   m = run_qalign(job);
   EXPECT_EQ(m.exit_code, 1) << m.output;
   m = run_qalign(job + " --overwrite");
   EXPECT_EQ(m.exit_code, 0) << m.output;
-  EXPECT_EQ(read(d.file("s.jsonl")), rows);
+  EXPECT_EQ(test::read_file(d.file("s.jsonl")), rows);
 }
 
 TEST(OutputOwnership, ASecondJobOnTheSameOutFailsAtOnce) {
@@ -122,11 +115,11 @@ TEST(OutputOwnership, InitAndExportDoNotReplaceAModelFolderUnasked) {
   test::ScratchDir d("qalign-own");
   const auto model = d.file("model");
   fs::copy(test::source_dir() + "/" + kModel, model, fs::copy_options::recursive);
-  const auto weights = read(model + "/model.safetensors");
+  const auto weights = test::read_file(model + "/model.safetensors");
   auto m = run_qalign("init --preset tiny --tokenizer " + kModel + " --out " + model);
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(has(m, "model already holds files; --overwrite replaces its weights")) << m.output;
-  EXPECT_EQ(read(model + "/model.safetensors"), weights);
+  EXPECT_EQ(test::read_file(model + "/model.safetensors"), weights);
 
   // Export into a folder with other weights: refused, and with --overwrite the old weights go, so
   // the folder loads as the exported model (sharded, its index naming every shard).
@@ -144,7 +137,7 @@ TEST(OutputOwnership, InitAndExportDoNotReplaceAModelFolderUnasked) {
   m = run_qalign("init --preset tiny --tokenizer " + kModel + " --out " + model + " --overwrite");
   ASSERT_EQ(m.exit_code, 0) << m.output;
   EXPECT_FALSE(fs::exists(model + "/pytorch_model.bin"));  // the old weights' other copy is gone too
-  EXPECT_NE(read(model + "/model.safetensors"), weights);
+  EXPECT_NE(test::read_file(model + "/model.safetensors"), weights);
 }
 
 TEST(OutputOwnership, TrainingNeverWritesOverAnEarlierRunOrItsModel) {
@@ -153,13 +146,13 @@ TEST(OutputOwnership, TrainingNeverWritesOverAnEarlierRunOrItsModel) {
   const std::string train = "train --config " + kRecipe + " max_steps=1 save_steps=1 output_dir=" + run;
   auto m = run_qalign(train);
   ASSERT_EQ(m.exit_code, 0) << m.output;
-  const auto first = read(run + "/checkpoint-1/model.safetensors");
+  const auto first = test::read_file(run + "/checkpoint-1/model.safetensors");
 
   m = run_qalign(train);
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(has(m, "output_dir: " + run + " already holds files")) << m.output;
   EXPECT_TRUE(has(m, "overwrite_output_dir=true")) << m.output;
-  EXPECT_EQ(read(run + "/checkpoint-1/model.safetensors"), first);
+  EXPECT_EQ(test::read_file(run + "/checkpoint-1/model.safetensors"), first);
 
   // Overwriting starts afresh: the earlier run's checkpoints go, so none can be resumed by mistake.
   fs::create_directories(run + "/checkpoint-9");
@@ -170,17 +163,17 @@ TEST(OutputOwnership, TrainingNeverWritesOverAnEarlierRunOrItsModel) {
 
   const auto model = d.file("model");
   fs::copy(test::source_dir() + "/" + kModel, model, fs::copy_options::recursive);
-  const auto weights = read(model + "/model.safetensors");
+  const auto weights = test::read_file(model + "/model.safetensors");
   m = run_qalign("train --config " + kRecipe + " max_steps=1 model_name_or_path=" + model + " output_dir=" + model +
              " overwrite_output_dir=true");
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(has(m, "is model_name_or_path: the run would write over the model it starts from")) << m.output;
-  EXPECT_EQ(read(model + "/model.safetensors"), weights);
+  EXPECT_EQ(test::read_file(model + "/model.safetensors"), weights);
 }
 
 TEST(OutputOwnership, AConversationWithoutAnAnswerIsRefusedBeforeTraining) {
   test::ScratchDir d("qalign-own");
-  write(d.file("q.json"), R"([{"id": "a", "image": "img_wide.png", "conversations": [{"from": "human", "value": "<|image|>Rate."}]}])");
+  test::write_file(d.file("q.json"), R"([{"id": "a", "image": "img_wide.png", "conversations": [{"from": "human", "value": "<|image|>Rate."}]}])");
   const auto m = run_qalign("train --config " + kRecipe + " data_path=" + d.file("q.json") + " output_dir=" + d.file("o"));
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(has(m, "q.json: [0].conversations: no \"gpt\" turn: the record has no answer to learn")) << m.output;

@@ -238,14 +238,23 @@ TEST(TrainCheckpoints, HuggingFaceLayoutAndRotation) {
 
 namespace {
 
-// Records in the authors' format; "noanswer" has no gpt turn, so every label is ignored and its
-// loss is 0/0 = NaN.
+// Records in the authors' format; "cutoff" is text whose question runs past model_max_length, so
+// its answer is cut off, every label is ignored and its loss is 0/0 = NaN.
 std::string write_records(const std::string& dir, const std::vector<std::string>& kinds) {
   nlohmann::json records = nlohmann::json::array();
   for (size_t i = 0; i < kinds.size(); ++i) {
-    nlohmann::json turns = nlohmann::json::array({{{"from", "human"}, {"value", "Rate the quality of this image.\n<|image|>"}}});
-    if (kinds[i] != "noanswer") turns.push_back({{"from", "gpt"}, {"value", "The quality of the image is good."}});
-    records.push_back({{"id", kinds[i] + std::to_string(i)}, {"image", "img_wide.png"}, {"conversations", turns}});
+    const bool cutoff = kinds[i] == "cutoff";
+    std::string question = "Rate the quality of this image.\n<|image|>";
+    if (cutoff) {
+      question.clear();
+      for (int w = 0; w < 2100; ++w) question += "rate ";
+    }
+    nlohmann::json record = {{"id", kinds[i] + std::to_string(i)},
+                             {"conversations",
+                              {{{"from", "human"}, {"value", question}},
+                               {{"from", "gpt"}, {"value", "The quality of the image is good."}}}}};
+    if (!cutoff) record["image"] = "img_wide.png";
+    records.push_back(record);
   }
   const auto path = dir + "/records.json";
   std::ofstream(path) << records.dump();
@@ -256,11 +265,11 @@ std::string write_records(const std::string& dir, const std::vector<std::string>
 
 TEST(TrainGuard, NonFiniteStepIsSkipped) {
   const auto dir = scratch("nonfinite");
-  const auto data = write_records(dir, {"good", "noanswer", "good"});
+  const auto data = write_records(dir, {"good", "cutoff", "good"});
   std::string out;
   ASSERT_EQ(run_train(kGoldenRecipe, "output_dir=" + dir + "/run data_path=" + data + " per_device_train_batch_size=1 max_steps=3", &out), 0);
   EXPECT_NE(out.find("step 2: non-finite loss"), std::string::npos) << out;
-  EXPECT_NE(out.find("noanswer1"), std::string::npos) << out;
+  EXPECT_NE(out.find("cutoff1"), std::string::npos) << out;
   const auto lines = metrics(dir + "/run");
   ASSERT_EQ(lines.size(), 3u);
   EXPECT_EQ(lines[0]["nonfinite_steps"], 0);
@@ -274,13 +283,13 @@ TEST(TrainGuard, NonFiniteStepIsSkipped) {
 
 TEST(TrainGuard, StopsAfterTooManyNonFiniteStepsInARow) {
   const auto dir = scratch("nonfinite_stop");
-  const auto data = write_records(dir, {"good", "noanswer", "noanswer", "good"});
+  const auto data = write_records(dir, {"good", "cutoff", "cutoff", "good"});
   std::string out;
   EXPECT_NE(run_train(kGoldenRecipe, "output_dir=" + dir + "/run data_path=" + data +
                                      " per_device_train_batch_size=1 max_steps=4 max_nonfinite_steps=2",
                   &out),
             0);
-  EXPECT_NE(out.find("stopping after 2 steps in a row with a non-finite loss or gradient (steps 2 to 3; samples: noanswer1, noanswer2)"),
+  EXPECT_NE(out.find("stopping after 2 steps in a row with a non-finite loss or gradient (steps 2 to 3; samples: cutoff1, cutoff2)"),
             std::string::npos)
       << out;
 }

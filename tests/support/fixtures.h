@@ -14,6 +14,10 @@ std::string fixture(const std::string& rel);
 std::string shared(const std::string& rel);
 // The built qalign executable.
 std::string qalign_binary();
+// A file's bytes, or "" when it cannot be read; and a file written with exactly `bytes`.
+std::string read_file(const std::string& path);
+void write_file(const std::string& path, const std::string& bytes);
+
 // Runs a shell command, returns its exit code and combined output.
 int run_command(const std::string& cmd, std::string* output);
 

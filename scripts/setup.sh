@@ -14,7 +14,8 @@ SECONDS=0
 # --- Debian packages -------------------------------------------------------------------
 APT_PKGS=(build-essential cmake pkg-config python3-venv libyaml-cpp-dev libopencv-dev
           nlohmann-json3-dev libcli11-dev libgtest-dev libgloo-dev
-          opencv-doc)  # opencv-doc: the photographs and clips of the demo and tests
+          opencv-doc   # the photographs and clips of the demo and tests
+          clang-format-14)  # scripts/format.sh --check, which CI runs
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -35,8 +35,7 @@ std::optional<double> try_parse_number(const std::string& text) {
 }
 
 // A string field, or nullopt when absent; any other type throws.
-std::optional<std::string> optional_string(const json& rec, const char* key, const std::string& source,
-                                           size_t index) {
+std::optional<std::string> optional_string(const json& rec, const char* key, const std::string& source, size_t index) {
   const auto it = rec.find(key);
   if (it == rec.end()) return std::nullopt;
   if (!it->is_string())
@@ -51,8 +50,7 @@ struct ScoreField {
   bool is_string;
 };
 
-std::optional<ScoreField> optional_score(const json& rec, const char* key, const std::string& source,
-                                         size_t index) {
+std::optional<ScoreField> optional_score(const json& rec, const char* key, const std::string& source, size_t index) {
   const auto it = rec.find(key);
   if (it == rec.end()) return std::nullopt;
   const std::string field = record_field(index, key);
@@ -68,7 +66,8 @@ std::optional<ScoreField> optional_score(const json& rec, const char* key, const
 }
 
 const json& checked_object(const json& rec, const std::string& source, size_t index) {
-  if (!rec.is_object()) fail(source, record_field(index, ""), std::string("expected an object, got ") + rec.type_name());
+  if (!rec.is_object())
+    fail(source, record_field(index, ""), std::string("expected an object, got ") + rec.type_name());
   return rec;
 }
 
@@ -85,7 +84,8 @@ std::vector<Turn> read_conversations(const json& rec, const std::string& source,
     for (const char* key : {"from", "value"}) {
       const auto v = turn.find(key);
       if (v == turn.end()) fail(source, turn_field + "." + key, "missing");
-      if (!v->is_string()) fail(source, turn_field + "." + key, std::string("expected a string, got ") + v->type_name());
+      if (!v->is_string())
+        fail(source, turn_field + "." + key, std::string("expected a string, got ") + v->type_name());
     }
     Turn out{turn["from"].get<std::string>(), turn["value"].get<std::string>()};
     if (out.from != "human" && out.from != "gpt")
@@ -191,7 +191,8 @@ json read_json_array(const std::string& file) {
 // Five probabilities that sum to one (within the rounding a JSON writer leaves).
 std::vector<double> read_level_probs(const json& value, const std::string& source, size_t index) {
   const std::string field = record_field(index, "level_probs");
-  if (!value.is_array() || value.size() != 5) fail(source, field, "expected a list of 5 probabilities (excellent … bad)");
+  if (!value.is_array() || value.size() != 5)
+    fail(source, field, "expected a list of 5 probabilities (excellent … bad)");
   std::vector<double> probs;
   double sum = 0;
   for (const auto& v : value) {

@@ -26,8 +26,7 @@ struct MixEntry {
 // Dataset j contributes round(weight_j · size_j) draws: every record floor(weight_j) times, plus
 // a seeded choice without replacement for the fraction; the whole list is then shuffled. Same
 // sizes, weights and seed give the same order.
-std::vector<MixEntry> mix_datasets(const std::vector<size_t>& sizes, const std::vector<double>& weights,
-                                   uint64_t seed);
+std::vector<MixEntry> mix_datasets(const std::vector<size_t>& sizes, const std::vector<double>& weights, uint64_t seed);
 
 // Reads every source (paths resolved against `image_folder`) and returns the mixed records.
 std::vector<TrainingRecord> read_training_mix(const std::vector<DatasetSource>& sources,

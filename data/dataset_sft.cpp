@@ -18,8 +18,8 @@ std::string sft_question_turn(const std::string& question, Media media) {
   return turn;
 }
 
-SftResult make_sft_records(const std::vector<ScoredRecord>& records, const Labeler& labeler,
-                           const SftOptions& options, const std::string& source) {
+SftResult make_sft_records(const std::vector<ScoredRecord>& records, const Labeler& labeler, const SftOptions& options,
+                           const std::string& source) {
   const auto& questions = sft_questions(options.task, options.media, source);
   SftResult out;
   for (size_t i = 0; i < records.size(); ++i) {

@@ -36,7 +36,7 @@ std::string sft_question_turn(const std::string& question, Media media);
 
 // Ids are kept when they already read "<name>-><mos>", else written "<image>-><mos_text>".
 // A labeler that needs_std() requires "std" on every record (error names `source` and the index).
-SftResult make_sft_records(const std::vector<ScoredRecord>& records, const Labeler& labeler,
-                           const SftOptions& options, const std::string& source);
+SftResult make_sft_records(const std::vector<ScoredRecord>& records, const Labeler& labeler, const SftOptions& options,
+                           const std::string& source);
 
 }  // namespace qalign::data

@@ -55,12 +55,18 @@ const std::vector<Distortion>& all_distortions() {
 
 std::string distortion_name(Distortion d) {
   switch (d) {
-    case Distortion::kBlur: return "blur";
-    case Distortion::kNoise: return "noise";
-    case Distortion::kJpeg: return "jpeg";
-    case Distortion::kContrast: return "contrast";
-    case Distortion::kColorShift: return "color_shift";
-    case Distortion::kDownscale: return "downscale";
+    case Distortion::kBlur:
+      return "blur";
+    case Distortion::kNoise:
+      return "noise";
+    case Distortion::kJpeg:
+      return "jpeg";
+    case Distortion::kContrast:
+      return "contrast";
+    case Distortion::kColorShift:
+      return "color_shift";
+    case Distortion::kDownscale:
+      return "downscale";
   }
   return "";
 }

@@ -1,8 +1,8 @@
 #pragma once
 // Graded synthetic distortions of RGB photographs, for image-quality sets with a known answer
 // (the demo's). Each type takes a strength s in [0, 1]: 0 leaves the picture as it is (JPEG:
-// quality 95, visually lossless), 1 is the worst the type goes, and the parameter in between follows a curve chosen so equal steps of s
-// look like roughly equal steps of damage. The label is then a fixed function of s (distortion_mos).
+// quality 95, visually lossless), 1 is the worst the type goes, and the parameter in between follows a curve chosen so
+// equal steps of s look like roughly equal steps of damage. The label is then a fixed function of s (distortion_mos).
 #include <cstdint>
 #include <string>
 #include <vector>

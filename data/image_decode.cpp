@@ -35,9 +35,9 @@ void check_size(const std::string& path, int64_t width, int64_t height) {
     fail(path, "", "image has no pixels (" + std::to_string(width) + "x" + std::to_string(height) + ")");
   // Divided rather than multiplied: a PNG header's two 32-bit sides overflow int64 when multiplied.
   if (width > kMaxImagePixels / height)
-    fail(path, "", "image is " + std::to_string(width) + "x" + std::to_string(height) +
-                       " pixels, over the " + std::to_string(kMaxImagePixels) +
-                       "-pixel limit (PIL refuses such images as decompression bombs)");
+    fail(path, "",
+         "image is " + std::to_string(width) + "x" + std::to_string(height) + " pixels, over the " +
+             std::to_string(kMaxImagePixels) + "-pixel limit (PIL refuses such images as decompression bombs)");
 }
 
 // One sample reduced to 8 bits; `clip` picks PIL's mode-"I" rule over keeping the high byte.

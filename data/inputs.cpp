@@ -11,8 +11,8 @@ namespace qalign::data {
 namespace fs = std::filesystem;
 
 bool is_media_path(const std::string& path) {
-  static const std::vector<std::string> image_ext = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp",
-                                                     ".ppm", ".pgm", ".jp2"};
+  static const std::vector<std::string> image_ext = {".jpg",  ".jpeg", ".png", ".bmp", ".tif",
+                                                     ".tiff", ".webp", ".ppm", ".pgm", ".jp2"};
   std::string ext = fs::path(path).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
   return std::find(image_ext.begin(), image_ext.end(), ext) != image_ext.end() || is_video_path(path);

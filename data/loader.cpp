@@ -128,8 +128,8 @@ std::optional<TrainBatch> TrainLoader::next() {
       if (static_cast<double>(skipped_) > limit)
         fail("training data", "max_skipped_sample_fraction",
              log::cat("stopping: ", skipped_, " of the ", size(), " samples of epoch ", epoch_,
-                      " could not be read (more than ", options_.max_skipped_fraction, " of them); the last: ",
-                      id_of(index), ": ", sample.error));
+                      " could not be read (more than ", options_.max_skipped_fraction,
+                      " of them); the last: ", id_of(index), ": ", sample.error));
       continue;
     }
     batch.ids.push_back(id_of(index));

@@ -39,12 +39,12 @@ struct LoaderOptions {
 
 // One batch of the trainer.
 struct TrainBatch {
-  std::vector<std::string> ids;        // each sample's record id ("#<index>" when it has none)
-  SupervisedBatch text;                // input_ids, labels, attention_mask [B,L]
-  std::vector<torch::Tensor> pixels;   // per sample [F,3,S,S] float32; undefined for text only
+  std::vector<std::string> ids;                  // each sample's record id ("#<index>" when it has none)
+  SupervisedBatch text;                          // input_ids, labels, attention_mask [B,L]
+  std::vector<torch::Tensor> pixels;             // per sample [F,3,S,S] float32; undefined for text only
   std::vector<std::vector<double>> level_probs;  // per sample, the record's soft target (may be empty)
-  std::vector<double> mos;                        // per sample, the record's MOS; NaN when it has none
-  int64_t end_position = 0;            // order position after this batch's last sample
+  std::vector<double> mos;                       // per sample, the record's MOS; NaN when it has none
+  int64_t end_position = 0;                      // order position after this batch's last sample
 };
 
 // Where the trainer takes its batches from: the loader below, or a source of synthetic batches
@@ -64,8 +64,7 @@ class BatchSource {
 
 class TrainLoader : public BatchSource {
  public:
-  TrainLoader(std::vector<TrainingRecord> records, std::shared_ptr<const Tokenizer> tokenizer,
-              LoaderOptions options);
+  TrainLoader(std::vector<TrainingRecord> records, std::shared_ptr<const Tokenizer> tokenizer, LoaderOptions options);
   ~TrainLoader();
   TrainLoader(const TrainLoader&) = delete;
   TrainLoader& operator=(const TrainLoader&) = delete;

@@ -34,7 +34,7 @@ Content sniff(const std::string& path) {
   if (at(0, "RIFF") && at(8, "AVI ")) return Content::kVideo;
   if (at(0, "\x1A\x45\xDF\xA3")) return Content::kVideo;  // Matroska / WebM (EBML)
   if (at(0, "FLV")) return Content::kVideo;
-  if (at(0, "\x30\x26\xB2\x75")) return Content::kVideo;  // ASF / WMV
+  if (at(0, "\x30\x26\xB2\x75")) return Content::kVideo;                                              // ASF / WMV
   if (b[0] == 0 && b[1] == 0 && b[2] == 1 && (b[3] == 0xBA || b[3] == 0xB3)) return Content::kVideo;  // MPEG-PS/ES
   if (at(4, "ftyp")) {
     // ISO media also holds still images (HEIF, AVIF); only their brands are excluded.
@@ -58,9 +58,8 @@ void require_media_file(const std::string& path, const std::string& what) {
 }
 
 bool is_video_path(const std::string& path) {
-  static const char* const kVideoExtensions[] = {".avi", ".mp4", ".m4v", ".mkv", ".mov", ".webm", ".wmv",
-                                                 ".flv", ".mpg", ".mpeg", ".3gp", ".ts", ".mts", ".m2ts",
-                                                 ".ogv", ".asf"};
+  static const char* const kVideoExtensions[] = {".avi", ".mp4",  ".m4v", ".mkv", ".mov", ".webm", ".wmv", ".flv",
+                                                 ".mpg", ".mpeg", ".3gp", ".ts",  ".mts", ".m2ts", ".ogv", ".asf"};
   std::error_code ec;
   if (std::filesystem::is_regular_file(path, ec)) {
     const Content c = sniff(path);

@@ -2,8 +2,8 @@
 // Q-Align's image pre-processing (SPEC §4.1): expand2square on the CLIP-mean colour, then
 // CLIPImageProcessor (shortest edge -> image_size with PIL bicubic, center crop, rescale,
 // normalise), all in the reference's arithmetic so pixel values match to the last bit.
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <array>
 #include <cstdint>

@@ -44,7 +44,8 @@ std::vector<std::vector<int64_t>> split_to_even_chunks(const std::vector<int64_t
     const auto shortest = std::min_element(total.begin(), total.end()) - total.begin();  // first minimum
     out[shortest].push_back(index);
     total[shortest] += static_cast<double>(lengths[index]);
-    if (static_cast<int64_t>(out[shortest].size()) == per_chunk) total[shortest] = std::numeric_limits<double>::infinity();
+    if (static_cast<int64_t>(out[shortest].size()) == per_chunk)
+      total[shortest] = std::numeric_limits<double>::infinity();
   }
   return out;
 }
@@ -59,7 +60,8 @@ std::vector<int64_t> length_grouped(const std::vector<int64_t>& lengths, int64_t
     std::vector<int64_t> mb(indices.begin() + begin, indices.begin() + std::min(indices.size(), begin + megabatch));
     // sorted(..., reverse=True) is stable: equal lengths keep their drawn order.
     std::stable_sort(mb.begin(), mb.end(), [&](int64_t a, int64_t b) { return lengths[a] > lengths[b]; });
-    for (const auto& chunk : split_to_even_chunks(mb, lengths, world_size)) out.insert(out.end(), chunk.begin(), chunk.end());
+    for (const auto& chunk : split_to_even_chunks(mb, lengths, world_size))
+      out.insert(out.end(), chunk.begin(), chunk.end());
   }
   return out;
 }
@@ -120,8 +122,7 @@ int64_t modality_length(const std::vector<std::string>& turn_values, bool has_me
   return has_media ? n : -n;
 }
 
-std::vector<int64_t> epoch_order(const std::vector<int64_t>& modality_lengths, const SamplerOptions& o,
-                                 int64_t epoch) {
+std::vector<int64_t> epoch_order(const std::vector<int64_t>& modality_lengths, const SamplerOptions& o, int64_t epoch) {
   const auto n = static_cast<int64_t>(modality_lengths.size());
   if (!o.shuffle) {
     std::vector<int64_t> order(n);

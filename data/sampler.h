@@ -30,8 +30,7 @@ struct SamplerOptions {
 int64_t modality_length(const std::vector<std::string>& turn_values, bool has_media);
 
 // Sample indices for `epoch`, a permutation of 0..lengths.size()-1.
-std::vector<int64_t> epoch_order(const std::vector<int64_t>& modality_lengths, const SamplerOptions& o,
-                                 int64_t epoch);
+std::vector<int64_t> epoch_order(const std::vector<int64_t>& modality_lengths, const SamplerOptions& o, int64_t epoch);
 
 // The part of an epoch's global `order` that `rank` of `ranks` processes trains on: the order is
 // cut into batches of batch_size and batch j goes to rank j % ranks (accelerate's sharding), so

@@ -61,8 +61,9 @@ SampledVideo sample_video(const std::string& path) {
   v.frame_count = index;
   v.indices = one_per_second_indices(v.fps, v.frame_count);
   if (v.indices.empty())
-    fail(path, "", "video has " + std::to_string(v.frame_count) + " frames at " + std::to_string(v.fps) +
-                       " fps: shorter than one second, so no frame is sampled");
+    fail(path, "",
+         "video has " + std::to_string(v.frame_count) + " frames at " + std::to_string(v.fps) +
+             " fps: shorter than one second, so no frame is sampled");
   v.frames.resize(v.indices.size());
   return v;
 }

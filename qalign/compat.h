@@ -10,8 +10,7 @@ inline int64_t cuda_device_count() { return static_cast<int64_t>(torch::cuda::de
 // softmax(q·kᵀ·scale + mask)·v through ATen's fused kernel (flash / memory-efficient on CUDA).
 // q: [B,H,Lq,D], k/v: [B,Hkv,Lk,D]; Hkv may divide H (grouped-query attention).
 inline torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const torch::Tensor& k,
-                                                  const torch::Tensor& v,
-                                                  const std::optional<torch::Tensor>& mask,
+                                                  const torch::Tensor& v, const std::optional<torch::Tensor>& mask,
                                                   bool causal, double scale) {
   return at::scaled_dot_product_attention(q, k, v, mask, /*dropout_p=*/0.0, causal, scale,
                                           /*enable_gqa=*/k.size(1) != q.size(1));

@@ -10,9 +10,8 @@ namespace {
 
 // Python's str.isspace for one code point.
 bool is_python_space(char32_t c) {
-  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
-         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
-         c == 0x202F || c == 0x205F || c == 0x3000;
+  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
 // Decodes the UTF-8 code point starting at s[i]; sets *len to its byte count (1 on bad bytes).
@@ -52,8 +51,7 @@ std::vector<std::string> python_split(const std::string& s, const std::string& s
 }
 
 std::string remove_all(std::string s, const std::string& what) {
-  for (size_t pos = s.find(what); pos != std::string::npos; pos = s.find(what, pos))
-    s.erase(pos, what.size());
+  for (size_t pos = s.find(what); pos != std::string::npos; pos = s.find(what, pos)) s.erase(pos, what.size());
   return s;
 }
 
@@ -80,8 +78,7 @@ const ConversationTemplate& mplug_owl2_template() {
   return t;
 }
 
-std::string render_conversation(const ConversationTemplate& tmpl,
-                                const std::vector<std::string>& messages) {
+std::string render_conversation(const ConversationTemplate& tmpl, const std::vector<std::string>& messages) {
   std::string out = tmpl.with_system ? tmpl.system + tmpl.sep : std::string();
   for (size_t i = 0; i < messages.size(); ++i) {
     const std::string& role = i % 2 == 0 ? tmpl.user : tmpl.assistant;
@@ -102,8 +99,8 @@ std::vector<Turn> normalize_image_placeholders(std::vector<Turn> turns) {
   return turns;
 }
 
-SupervisedSample build_supervised_sample(const Tokenizer& tokenizer, std::vector<Turn> turns,
-                                         bool has_image, int64_t model_max_length) {
+SupervisedSample build_supervised_sample(const Tokenizer& tokenizer, std::vector<Turn> turns, bool has_image,
+                                         int64_t model_max_length) {
   if (has_image) turns = normalize_image_placeholders(std::move(turns));
   // Upstream skips a leading assistant turn, then requires strict human/gpt alternation.
   if (!turns.empty() && turns[0].from == "gpt") turns.erase(turns.begin());
@@ -142,8 +139,7 @@ SupervisedSample build_supervised_sample(const Tokenizer& tokenizer, std::vector
     const auto parts = python_split(round, sep);
     if (parts.size() != 2) break;
     const auto round_len = static_cast<int64_t>(tokenize(round).size()) - 1;
-    const auto instruction_len =
-        static_cast<int64_t>(tokenize(parts[0] + sep).size()) - (has_image ? 3 : 2);
+    const auto instruction_len = static_cast<int64_t>(tokenize(parts[0] + sep).size()) - (has_image ? 3 : 2);
     fill_slice(&sample.labels, cur_len, cur_len + instruction_len, kIgnoreIndex);
     cur_len += round_len;
   }
@@ -151,8 +147,7 @@ SupervisedSample build_supervised_sample(const Tokenizer& tokenizer, std::vector
   if (cur_len < model_max_length && cur_len != total_len) {
     std::fill(sample.labels.begin(), sample.labels.end(), kIgnoreIndex);
     sample.tokenization_mismatch = true;
-    log::warn("tokenization mismatch: ", cur_len, " vs. ", total_len,
-              " (every label of this sample ignored)");
+    log::warn("tokenization mismatch: ", cur_len, " vs. ", total_len, " (every label of this sample ignored)");
   }
   return sample;
 }

@@ -36,8 +36,7 @@ const ConversationTemplate& mplug_owl2_template();
 
 // Conversation.get_prompt: messages alternate user, assistant, starting with the user; an empty
 // message is an open turn, written "ROLE:" with no separator.
-std::string render_conversation(const ConversationTemplate& tmpl,
-                                const std::vector<std::string>& messages);
+std::string render_conversation(const ConversationTemplate& tmpl, const std::vector<std::string>& messages);
 
 // One turn of a label file's "conversations": from is "human" or "gpt".
 struct Turn {
@@ -61,8 +60,8 @@ struct SupervisedSample {
 // normalised first and tokenised with tokenizer_image_token; without, the text is truncated to
 // model_max_length as upstream does. `model_max_length` is the training value (2048 in the
 // authors' scripts), which also bounds upstream's mismatch check.
-SupervisedSample build_supervised_sample(const Tokenizer& tokenizer, std::vector<Turn> turns,
-                                         bool has_image, int64_t model_max_length);
+SupervisedSample build_supervised_sample(const Tokenizer& tokenizer, std::vector<Turn> turns, bool has_image,
+                                         int64_t model_max_length);
 
 struct SupervisedBatch {
   torch::Tensor input_ids;       // [B, L] int64, right-padded with pad_id

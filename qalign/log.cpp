@@ -13,10 +13,14 @@ std::atomic<Level> g_level{Level::Info};
 std::mutex g_mutex;
 const char* name(Level l) {
   switch (l) {
-    case Level::Debug: return "DEBUG";
-    case Level::Info: return "INFO ";
-    case Level::Warn: return "WARN ";
-    default: return "ERROR";
+    case Level::Debug:
+      return "DEBUG";
+    case Level::Info:
+      return "INFO ";
+    case Level::Warn:
+      return "WARN ";
+    default:
+      return "ERROR";
   }
 }
 }  // namespace
@@ -27,8 +31,8 @@ Level level() { return g_level; }
 void write(Level l, const std::string& message) {
   const auto now = std::chrono::system_clock::now();
   const std::time_t t = std::chrono::system_clock::to_time_t(now);
-  const int ms = static_cast<int>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000);
+  const int ms =
+      static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000);
   std::tm tm{};
   localtime_r(&t, &tm);
   char stamp[32];

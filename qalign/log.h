@@ -18,9 +18,21 @@ std::string cat(const Args&... args) {
   return os.str();
 }
 
-template <typename... Args> void debug(const Args&... a) { if (level() <= Level::Debug) write(Level::Debug, cat(a...)); }
-template <typename... Args> void info(const Args&... a) { if (level() <= Level::Info) write(Level::Info, cat(a...)); }
-template <typename... Args> void warn(const Args&... a) { if (level() <= Level::Warn) write(Level::Warn, cat(a...)); }
-template <typename... Args> void error(const Args&... a) { write(Level::Error, cat(a...)); }
+template <typename... Args>
+void debug(const Args&... a) {
+  if (level() <= Level::Debug) write(Level::Debug, cat(a...));
+}
+template <typename... Args>
+void info(const Args&... a) {
+  if (level() <= Level::Info) write(Level::Info, cat(a...));
+}
+template <typename... Args>
+void warn(const Args&... a) {
+  if (level() <= Level::Warn) write(Level::Warn, cat(a...));
+}
+template <typename... Args>
+void error(const Args&... a) {
+  write(Level::Error, cat(a...));
+}
 
 }  // namespace qalign::log

@@ -139,7 +139,8 @@ double kendall_tau_b(const std::vector<double>& x, const std::vector<double>& y)
   if (n < 2) return kNaN;
   std::vector<size_t> order(n);
   std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return x[a] < x[b] || (x[a] == x[b] && y[a] < y[b]); });
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return x[a] < x[b] || (x[a] == x[b] && y[a] < y[b]); });
   const auto ry = dense_ranks(y);
   std::vector<double> tree(n + 1, 0);
   double discordant = 0, seen = 0;
@@ -152,8 +153,8 @@ double kendall_tau_b(const std::vector<double>& x, const std::vector<double>& y)
   }
   const double total = static_cast<double>(n) * static_cast<double>(n - 1) / 2;
   const double x_ties = tied_pairs(n, [&](size_t a, size_t b) { return x[order[a]] == x[order[b]]; });
-  const double joint_ties = tied_pairs(
-      n, [&](size_t a, size_t b) { return x[order[a]] == x[order[b]] && y[order[a]] == y[order[b]]; });
+  const double joint_ties =
+      tied_pairs(n, [&](size_t a, size_t b) { return x[order[a]] == x[order[b]] && y[order[a]] == y[order[b]]; });
   std::vector<double> ys = y;
   std::sort(ys.begin(), ys.end());
   const double y_ties = tied_pairs(n, [&](size_t a, size_t b) { return ys[a] == ys[b]; });
@@ -241,8 +242,10 @@ Agreement agreement(const std::vector<double>& pred, const std::vector<double>& 
                                   text(pred[i]) + ", ground truth " + text(gt[i]) + ")");
   Agreement out;
   out.n = pred.size();
-  if (is_constant(pred)) out.undefined = "every prediction is " + text(pred[0]);
-  else if (is_constant(gt)) out.undefined = "every ground-truth score is " + text(gt[0]);
+  if (is_constant(pred))
+    out.undefined = "every prediction is " + text(pred[0]);
+  else if (is_constant(gt))
+    out.undefined = "every ground-truth score is " + text(gt[0]);
   out.srcc = spearman(pred, gt);
   out.plcc = pearson(pred, gt);
   out.krcc = kendall_tau_b(pred, gt);
@@ -254,8 +257,6 @@ Agreement agreement(const std::vector<double>& pred, const std::vector<double>& 
   return out;
 }
 
-Agreement undefined_agreement(size_t n, const std::string& why) {
-  return {n, kNaN, kNaN, kNaN, kNaN, kNaN, why};
-}
+Agreement undefined_agreement(size_t n, const std::string& why) { return {n, kNaN, kNaN, kNaN, kNaN, kNaN, why}; }
 
 }  // namespace qalign::metrics

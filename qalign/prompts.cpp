@@ -22,9 +22,12 @@ std::string media_name(Media media) { return media == Media::kImage ? "image" : 
 
 std::string prompt_style_name(PromptStyle style) {
   switch (style) {
-    case PromptStyle::kScorer: return "scorer";
-    case PromptStyle::kModelScore: return "model_score";
-    case PromptStyle::kEval: return "eval";
+    case PromptStyle::kScorer:
+      return "scorer";
+    case PromptStyle::kModelScore:
+      return "model_score";
+    case PromptStyle::kEval:
+      return "eval";
   }
   return "";
 }
@@ -41,8 +44,7 @@ Media parse_media(const std::string& word, const std::string& source, const std:
   fail(source, field, "\"" + word + "\" is not a media type (image, video)");
 }
 
-PromptStyle parse_prompt_style(const std::string& word, const std::string& source,
-                               const std::string& field) {
+PromptStyle parse_prompt_style(const std::string& word, const std::string& source, const std::string& field) {
   for (PromptStyle s : {PromptStyle::kScorer, PromptStyle::kModelScore, PromptStyle::kEval})
     if (word == prompt_style_name(s)) return s;
   fail(source, field, "\"" + word + "\" is not a prompt style (scorer, model_score, eval)");
@@ -58,10 +60,8 @@ std::string inference_prompt(PromptStyle style, Task task, Media media, int plac
     case PromptStyle::kModelScore:
       return "USER: " + question + "\n" + images + "\nASSISTANT: The " + m + " of the " + t + " is";
     case PromptStyle::kEval: {
-      const std::string user =
-          task == Task::kAesthetics ? images + question : question + "\n" + images;
-      return render_conversation(mplug_owl2_template(), {user, ""}) + " The " + t + " of the " + m +
-             " is";
+      const std::string user = task == Task::kAesthetics ? images + question : question + "\n" + images;
+      return render_conversation(mplug_owl2_template(), {user, ""}) + " The " + t + " of the " + m + " is";
     }
   }
   return "";
@@ -88,24 +88,18 @@ const std::vector<std::string>& iqa_questions() {
 
 const std::vector<std::string>& vqa_questions() {
   static const std::vector<std::string> q = {
-      "How would you rate the quality of this video?",
-      "What do you think about the quality of this video?",
-      "What is your quality rating for this video?",
-      "What's your opinion on the quality of this video?",
-      "Can you rate the quality of this video?",
-      "Could you evaluate the quality of this video?",
-      "How would you judge the quality of this video?",
-      "Rate the quality of this video.",
+      "How would you rate the quality of this video?",  "What do you think about the quality of this video?",
+      "What is your quality rating for this video?",    "What's your opinion on the quality of this video?",
+      "Can you rate the quality of this video?",        "Could you evaluate the quality of this video?",
+      "How would you judge the quality of this video?", "Rate the quality of this video.",
   };
   return q;
 }
 
 const std::vector<std::string>& iaa_questions() {
   static const std::vector<std::string> q = {
-      "Can you evaluate the aesthetics of the image?",
-      "Rate the aesthetics of this picture.",
-      "How is the aesthetics of this image?",
-      "Can you rate the aesthetics of this picture?",
+      "Can you evaluate the aesthetics of the image?", "Rate the aesthetics of this picture.",
+      "How is the aesthetics of this image?",          "Can you rate the aesthetics of this picture?",
       "Please evaluate the aesthetics of the image.",
   };
   return q;

@@ -32,8 +32,7 @@ std::string prompt_style_name(PromptStyle style);
 // Parse those words; an unknown one throws naming `source` and `field`.
 Task parse_task(const std::string& word, const std::string& source, const std::string& field);
 Media parse_media(const std::string& word, const std::string& source, const std::string& field);
-PromptStyle parse_prompt_style(const std::string& word, const std::string& source,
-                               const std::string& field);
+PromptStyle parse_prompt_style(const std::string& word, const std::string& source, const std::string& field);
 
 // The prompt with `placeholders` consecutive "<|image|>" where the upstream code has one (the
 // video label files carry 8; the scorers splice all frames at a single one).

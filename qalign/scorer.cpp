@@ -31,10 +31,14 @@ Readout parse_readout(const std::string& word, const std::string& source) {
 }
 
 Scorer::Scorer(model::Owl2ForCausalLM model, Tokenizer tokenizer, PromptStyle style, Readout readout)
-    : model_(std::move(model)), tokenizer_(std::move(tokenizer)), style_(style),
-      level_ids_(tokenizer_.level_token_ids()), readout_(readout) {
+    : model_(std::move(model)),
+      tokenizer_(std::move(tokenizer)),
+      style_(style),
+      level_ids_(tokenizer_.level_token_ids()),
+      readout_(readout) {
   if (readout_ == Readout::kRegression && !model_->score_head)
-    fail(tokenizer_.model_path(), "score_head", "the regression readout needs a model trained with answer_format: regression");
+    fail(tokenizer_.model_path(), "score_head",
+         "the regression readout needs a model trained with answer_format: regression");
   model_->eval();
 }
 
@@ -90,9 +94,10 @@ LevelScores Scorer::score(const std::vector<torch::Tensor>& pixels, Task task, M
   if (readout_ == Readout::kLevels)
     return score_from_logits(model_->last_logits(model_->model->splice(ids, visual)).to(torch::kCPU), level_ids_);
   LevelScores s;
-  s.score5 = readout_ == Readout::kNumber
-                 ? decode_numbers(ids, visual)
-                 : model_->score(model_->last_hidden(model_->model->splice(ids, visual))).to(torch::kCPU, torch::kFloat32);
+  s.score5 =
+      readout_ == Readout::kNumber
+          ? decode_numbers(ids, visual)
+          : model_->score(model_->last_hidden(model_->model->splice(ids, visual))).to(torch::kCPU, torch::kFloat32);
   s.score01 = (s.score5 - 1.0) / 4.0;
   return s;
 }

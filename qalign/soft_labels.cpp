@@ -80,8 +80,7 @@ SoftLabel deqa_soft_label(double mos, double std, MosRange range, const SoftLabe
   for (int i = 0; i < kNumLevels; ++i) {
     const double x = kNumLevels - i;
     out.raw[i] = options.density == Density::kCdf
-                     ? normal_cdf(x + 0.5, out.mos_norm, out.std_norm) -
-                           normal_cdf(x - 0.5, out.mos_norm, out.std_norm)
+                     ? normal_cdf(x + 0.5, out.mos_norm, out.std_norm) - normal_cdf(x - 0.5, out.mos_norm, out.std_norm)
                      : normal_pdf(x, out.mos_norm, out.std_norm);
   }
   // α·Σp + 5β = 1 and α·Σp·x + 15β = mos_norm (adjust_gaussian_bar; 1e-9 keeps it finite).
@@ -101,8 +100,7 @@ SoftLabel deqa_soft_label(double mos, double std, MosRange range, const SoftLabe
   return out;
 }
 
-SoftLabeler::SoftLabeler(MosRange range, OutOfRange policy, SoftLabelOptions options,
-                         const std::string& source)
+SoftLabeler::SoftLabeler(MosRange range, OutOfRange policy, SoftLabelOptions options, const std::string& source)
     : range_(range), policy_(policy), options_(options), source_(source) {
   if (!std::isfinite(range.min) || !std::isfinite(range.max) || !(range.min < range.max))
     fail(source, "range", "needs finite MIN < MAX");

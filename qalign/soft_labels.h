@@ -30,9 +30,9 @@ using LevelProbs = std::array<double, kNumLevels>;
 struct SoftLabel {
   double mos_norm = 0;
   double std_norm = 0;
-  LevelProbs raw{};    // the density values; NaN when std is 0 (the Gaussian is undefined)
-  LevelProbs probs{};  // the training target
-  bool binary = false; // the two-level split was used
+  LevelProbs raw{};     // the density values; NaN when std is 0 (the Gaussian is undefined)
+  LevelProbs probs{};   // the training target
+  bool binary = false;  // the two-level split was used
 };
 
 // The target: raw values mapped by α·p + β (clipped at 0) so that they sum to 1 and their

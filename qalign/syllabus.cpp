@@ -25,8 +25,7 @@ std::string number_text(double v) {
 }  // namespace
 
 const std::string& level_word(int level) {
-  if (level < 0 || level >= kNumLevels)
-    fail("syllabus", "level", std::to_string(level) + " is not in 0 … 4");
+  if (level < 0 || level >= kNumLevels) fail("syllabus", "level", std::to_string(level) + " is not in 0 … 4");
   return words_bottom_up()[level];
 }
 
@@ -63,8 +62,7 @@ MosRange min_max_range(const std::vector<double>& scores, const std::string& sou
   return {*lo, *hi};
 }
 
-OutOfRange parse_out_of_range(const std::string& word, const std::string& source,
-                              const std::string& field) {
+OutOfRange parse_out_of_range(const std::string& word, const std::string& source, const std::string& field) {
   if (word == "drop") return OutOfRange::kDrop;
   if (word == "clamp") return OutOfRange::kClamp;
   fail(source, field, "\"" + word + "\" is neither \"drop\" nor \"clamp\"");
@@ -73,8 +71,7 @@ OutOfRange parse_out_of_range(const std::string& word, const std::string& source
 Syllabus::Syllabus(MosRange range, OutOfRange policy, const std::string& source)
     : range_(range), step_((range.max - range.min) / kNumLevels), policy_(policy) {
   if (!std::isfinite(range.min) || !std::isfinite(range.max) || !(range.min < range.max))
-    fail(source, "range", "needs finite MIN < MAX, got " + number_text(range.min) + ", " +
-                              number_text(range.max));
+    fail(source, "range", "needs finite MIN < MAX, got " + number_text(range.min) + ", " + number_text(range.max));
 }
 
 double Syllabus::threshold(int i) const { return range_.min + i * step_; }

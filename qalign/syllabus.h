@@ -42,8 +42,7 @@ MosRange min_max_range(const std::vector<double>& scores, const std::string& sou
 // What happens to a score outside the range: training files drop the sample; the LSVQ test files
 // clamp it to bad / excellent.
 enum class OutOfRange { kDrop, kClamp };
-OutOfRange parse_out_of_range(const std::string& word, const std::string& source,
-                              const std::string& field);
+OutOfRange parse_out_of_range(const std::string& word, const std::string& source, const std::string& field);
 
 // Q-Align's rule, the one that reproduces the released JSONs: step = (M − m) / 5 in double, level
 // i iff m + i·step ≤ s < m + (i + 1)·step (half-open, thresholds computed as m + i·step, so

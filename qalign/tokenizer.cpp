@@ -20,9 +20,7 @@ using nlohmann::json;
 
 const std::string kSpaceSymbol = "\xE2\x96\x81";  // "▁", SentencePiece's space
 
-bool starts_with(const std::string& s, const std::string& prefix) {
-  return s.compare(0, prefix.size(), prefix) == 0;
-}
+bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
 
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
   for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size()))
@@ -32,8 +30,7 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
 
 // A special-token entry is written either as "<s>" or as an AddedToken dict {"content": "<s>",
 // ...}; null means "no such token".
-std::optional<std::string> token_content(const json& value, const std::string& file,
-                                         const std::string& field) {
+std::optional<std::string> token_content(const json& value, const std::string& file, const std::string& field) {
   if (value.is_null()) return std::nullopt;
   if (value.is_string()) return value.get<std::string>();
   if (value.is_object() && value.contains("content") && value["content"].is_string())
@@ -117,13 +114,11 @@ void read_config(const std::string& file, TokenizerSettings* s) {
 
 }  // namespace
 
-Tokenizer::Tokenizer(const std::string& path)
-    : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {
+Tokenizer::Tokenizer(const std::string& path) : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {
   TokenizerSettings settings;
   if (fs::is_directory(path)) {
     model_path_ = (fs::path(path) / "tokenizer.model").string();
-    if (!fs::exists(model_path_))
-      fail(model_path_, "", "missing: a tokenizer folder must hold tokenizer.model");
+    if (!fs::exists(model_path_)) fail(model_path_, "", "missing: a tokenizer folder must hold tokenizer.model");
     const std::string config = (fs::path(path) / "tokenizer_config.json").string();
     const std::string map = (fs::path(path) / "special_tokens_map.json").string();
     if (fs::exists(config)) read_config(config, &settings);
@@ -169,25 +164,22 @@ Tokenizer::Tokenizer(const std::string& path)
       if (added == content) id = added_id;
     if (id < 0 && sp_->IdToPiece(sp_->PieceToId(content)) == content) id = sp_->PieceToId(content);
     if (id < 0)
-      fail(model_path_, "special token " + content,
-           "is neither a piece of the model nor in added_tokens_decoder");
+      fail(model_path_, "special token " + content, "is neither a piece of the model nor in added_tokens_decoder");
     specials_.push_back({content, id});
   }
   for (const auto& [id, content] : settings.added_tokens)
     if (!special_by_content(content))
       fail(model_path_, "added token " + content,
            "is not one of the special tokens (bos/eos/unk/pad/additional); not supported");
-  std::stable_sort(specials_.begin(), specials_.end(), [](const Special& a, const Special& b) {
-    return a.content.size() > b.content.size();
-  });
+  std::stable_sort(specials_.begin(), specials_.end(),
+                   [](const Special& a, const Special& b) { return a.content.size() > b.content.size(); });
   for (const char* key : {"bos_token", "eos_token", "unk_token"})
     if (!settings.named[key]) fail(model_path_, key, "must be set");
   bos_id_ = special_by_content(*settings.named["bos_token"])->id;
   eos_id_ = special_by_content(*settings.named["eos_token"])->id;
   unk_token_ = *settings.named["unk_token"];
   unk_id_ = special_by_content(unk_token_)->id;
-  pad_id_ = settings.named["pad_token"] ? special_by_content(*settings.named["pad_token"])->id
-                                        : unk_id_;
+  pad_id_ = settings.named["pad_token"] ? special_by_content(*settings.named["pad_token"])->id : unk_id_;
   std::vector<std::string> unk_pieces;
   sp_->Encode(unk_token_, &unk_pieces);
   unk_token_length_ = unk_pieces.size();
@@ -206,8 +198,7 @@ const Tokenizer::Special* Tokenizer::special_by_content(const std::string& conte
 }
 
 bool Tokenizer::is_special_id(int64_t id) const {
-  return std::any_of(specials_.begin(), specials_.end(),
-                     [id](const Special& s) { return s.id == id; });
+  return std::any_of(specials_.begin(), specials_.end(), [id](const Special& s) { return s.id == id; });
 }
 
 // HF _tokenize: one text chunk without special tokens → pieces.
@@ -260,8 +251,7 @@ std::vector<std::string> Tokenizer::tokenize(const std::string& text) const {
   // legacy=false: the model has no dummy prefix, so the prefix is written by hand, and dropped
   // again when a special token follows it directly.
   auto tokens = tokenize_chunks(kSpaceSymbol + replace_all(text, kSpaceSymbol, " "));
-  if (tokens.size() > 1 && tokens[0] == kSpaceSymbol && special_by_content(tokens[1]))
-    tokens.erase(tokens.begin());
+  if (tokens.size() > 1 && tokens[0] == kSpaceSymbol && special_by_content(tokens[1])) tokens.erase(tokens.begin());
   return tokens;
 }
 
@@ -272,8 +262,7 @@ int64_t Tokenizer::token_id(const std::string& token) const {
 
 std::string Tokenizer::id_to_token(int64_t id) const {
   if (id < 0 || id >= vocab_size())
-    fail(model_path_, "token id", std::to_string(id) + " is outside [0, " +
-                                      std::to_string(vocab_size()) + ")");
+    fail(model_path_, "token id", std::to_string(id) + " is outside [0, " + std::to_string(vocab_size()) + ")");
   for (const auto& s : specials_)
     if (s.id == id) return s.content;
   return sp_->IdToPiece(static_cast<int>(id));

@@ -94,7 +94,7 @@ class Tokenizer {
   int64_t model_max_length_ = INT64_MAX;
   int64_t bos_id_ = 1, eos_id_ = 2, unk_id_ = 0, pad_id_ = 0;
   std::string unk_token_ = "<unk>";
-  size_t unk_token_length_ = 0;  // pieces of unk_token_ when encoded as text (legacy=false trick)
+  size_t unk_token_length_ = 0;    // pieces of unk_token_ when encoded as text (legacy=false trick)
   std::vector<Special> specials_;  // every token split out of text, longest first
 };
 

@@ -102,9 +102,8 @@ std::vector<std::string> prompt_corpus() {
   for (const auto& set : sets)
     for (const auto& question : set.questions)
       for (const auto& word : level_words())
-        texts.push_back(render_conversation(
-            vicuna_v1_template(),
-            {std::string(kImageToken) + "\n" + question, training_answer(set.task, set.media, word)}));
+        texts.push_back(render_conversation(vicuna_v1_template(), {std::string(kImageToken) + "\n" + question,
+                                                                   training_answer(set.task, set.media, word)}));
   std::vector<std::string> sentences;
   for (const auto& text : texts)
     for (auto& chunk : split_chunks(text, {kImageToken, "</s>", "\n"})) sentences.push_back(std::move(chunk));
@@ -149,8 +148,8 @@ int64_t train_prompt_tokenizer(const std::string& dir, int64_t vocab_size) {
   const Tokenizer tokenizer(dir);
   tokenizer.level_token_ids();  // throws naming the level word that is not a single piece
   if (tokenizer.vocab_size() != vocab_size)
-    fail(dir, "tokenizer.model", "trained " + std::to_string(tokenizer.vocab_size()) + " pieces, asked for " +
-                                      std::to_string(vocab_size));
+    fail(dir, "tokenizer.model",
+         "trained " + std::to_string(tokenizer.vocab_size()) + " pieces, asked for " + std::to_string(vocab_size));
   return tokenizer.vocab_size();
 }
 

@@ -31,7 +31,8 @@ double weight_flops(model::Owl2ForCausalLM& m, const std::string& prefix, const 
 
 nlohmann::json bench(const std::string& args) {
   std::string out;
-  const int rc = test::run_command("cd '" + test::source_dir() + "' && '" + test::qalign_binary() + "' bench " + args, &out);
+  const int rc =
+      test::run_command("cd '" + test::source_dir() + "' && '" + test::qalign_binary() + "' bench " + args, &out);
   EXPECT_EQ(rc, 0) << out;
   const auto at = out.rfind("{\"bench\"");  // the JSON line, after any log lines
   if (at == std::string::npos) ADD_FAILURE() << out;
@@ -72,8 +73,8 @@ TEST(Flops, SevenBillionScoringIsAboutTwoTeraflopPerImage) {
 
 TEST(BenchCli, TrainStepReportsMfuAgainstTheSameRunsPeak) {
   const auto j = bench("train-step --preset tiny --batch-size 2 --warmup 1 --repeats 1 --json");
-  for (const auto* key : {"bench", "preset", "batch_size", "device", "dtype", "step_ms", "samples_per_s", "tokens_per_s",
-                          "flops_per_step", "achieved_flops", "peak_flops", "mfu"})
+  for (const auto* key : {"bench", "preset", "batch_size", "device", "dtype", "step_ms", "samples_per_s",
+                          "tokens_per_s", "flops_per_step", "achieved_flops", "peak_flops", "mfu"})
     EXPECT_TRUE(j.contains(key)) << key;
   EXPECT_EQ(j["bench"], "train-step");
   EXPECT_GT(j["flops_per_step"].get<double>(), 0);
@@ -93,7 +94,8 @@ TEST(BenchCli, TrainStepReportsMfuAgainstTheSameRunsPeak) {
 // The same Trainer with the authors' LoRA recipe and activation checkpointing: only the adapters
 // and the abstractor train, so AdamW's state covers far fewer parameters than the model has.
 TEST(BenchCli, TrainStepDrivesTheTrainerWithLoraAndCheckpointing) {
-  const auto j = bench("train-step --preset tiny --batch-size 2 --warmup 0 --repeats 2 --lora --gradient-checkpointing --json");
+  const auto j =
+      bench("train-step --preset tiny --batch-size 2 --warmup 0 --repeats 2 --lora --gradient-checkpointing --json");
   EXPECT_TRUE(j["lora"].get<bool>());
   EXPECT_TRUE(j["gradient_checkpointing"].get<bool>());
   const auto trainable = j["trainable_parameters"].get<int64_t>();
@@ -114,6 +116,7 @@ TEST(BenchCli, ScoreAndDataReportTheirRows) {
   ASSERT_EQ(d["rows"].size(), 2u);
   for (const auto& r : d["rows"]) {
     EXPECT_GT(r["images_per_s"].get<double>(), 0);
-    EXPECT_NEAR(r["ratio_to_opencv"].get<double>(), r["images_per_s"].get<double>() / r["opencv_images_per_s"].get<double>(), 1e-9);
+    EXPECT_NEAR(r["ratio_to_opencv"].get<double>(),
+                r["images_per_s"].get<double>() / r["opencv_images_per_s"].get<double>(), 1e-9);
   }
 }

@@ -52,7 +52,8 @@ std::string torch_zip(const std::string& name, const std::string& pickle,
 }
 
 // Protocol-2 pickle of {name: _rebuild_tensor_v2(storage '0' of `numel` floats, offset, (size,), (1,))}.
-std::string tensor_pickle(int numel, int offset, int size, const std::string& global = "torch._utils\n_rebuild_tensor_v2") {
+std::string tensor_pickle(int numel, int offset, int size,
+                          const std::string& global = "torch._utils\n_rebuild_tensor_v2") {
   auto i32 = [](int v) {
     std::string s = "J";
     for (int k = 0; k < 4; ++k) s += static_cast<char>((v >> (8 * k)) & 0xff);
@@ -86,50 +87,85 @@ std::vector<Case> cases() {
   return {
       {"empty safetensors", st("empty.safetensors", ""), {"empty.safetensors", "truncated"}},
       {"four bytes", st("short.safetensors", "abcd"), {"short.safetensors", "8-byte header length"}},
-      {"header past end", st("long.safetensors", safetensors_bytes("{" + ok_entry + "}", 16, 1 << 20)),
+      {"header past end",
+       st("long.safetensors", safetensors_bytes("{" + ok_entry + "}", 16, 1 << 20)),
        {"long.safetensors", "runs past the end of the file"}},
-      {"header not json", st("notjson.safetensors", safetensors_bytes("{not json")), {"notjson.safetensors", "not valid JSON"}},
+      {"header not json",
+       st("notjson.safetensors", safetensors_bytes("{not json")),
+       {"notjson.safetensors", "not valid JSON"}},
       {"header is a list", st("list.safetensors", safetensors_bytes("[1,2]")), {"list.safetensors", "JSON object"}},
-      {"unknown dtype", st("dtype.safetensors", safetensors_bytes(R"({"a":{"dtype":"F33","shape":[4],"data_offsets":[0,16]}})")),
+      {"unknown dtype",
+       st("dtype.safetensors", safetensors_bytes(R"({"a":{"dtype":"F33","shape":[4],"data_offsets":[0,16]}})")),
        {"dtype.safetensors", "a", "unknown dtype \"F33\""}},
-      {"shape x dtype != bytes", st("bytes.safetensors", safetensors_bytes(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,16]}})")),
+      {"shape x dtype != bytes",
+       st("bytes.safetensors", safetensors_bytes(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,16]}})")),
        {"bytes.safetensors", "a", "needs 12 bytes", "span 16"}},
-      {"offsets out of range", st("range.safetensors", safetensors_bytes(R"({"a":{"dtype":"F32","shape":[8],"data_offsets":[0,32]}})")),
+      {"offsets out of range",
+       st("range.safetensors", safetensors_bytes(R"({"a":{"dtype":"F32","shape":[8],"data_offsets":[0,32]}})")),
        {"range.safetensors", "a", "run past the data section"}},
       {"overlapping offsets",
-       st("overlap.safetensors", safetensors_bytes(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,12]},"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})")),
+       st("overlap.safetensors",
+          safetensors_bytes(
+              R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,12]},"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})")),
        {"overlap.safetensors", "b", "overlap", "\"a\""}},
-      {"duplicate names", st("dup.safetensors", safetensors_bytes("{" + ok_entry + "," + ok_entry + "}")),
+      {"duplicate names",
+       st("dup.safetensors", safetensors_bytes("{" + ok_entry + "," + ok_entry + "}")),
        {"dup.safetensors", "a", "appears twice"}},
-      {"missing data_offsets", st("nooff.safetensors", safetensors_bytes(R"({"a":{"dtype":"F32","shape":[4]}})")),
+      {"missing data_offsets",
+       st("nooff.safetensors", safetensors_bytes(R"({"a":{"dtype":"F32","shape":[4]}})")),
        {"nooff.safetensors", "a", "missing \"data_offsets\""}},
-      {"negative dimension", st("neg.safetensors", safetensors_bytes(R"({"a":{"dtype":"F32","shape":[-4],"data_offsets":[0,16]}})")),
+      {"negative dimension",
+       st("neg.safetensors", safetensors_bytes(R"({"a":{"dtype":"F32","shape":[-4],"data_offsets":[0,16]}})")),
        {"neg.safetensors", "a", "non-negative integers"}},
-      {"end before begin", st("order.safetensors", safetensors_bytes(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})")),
+      {"end before begin",
+       st("order.safetensors", safetensors_bytes(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})")),
        {"order.safetensors", "a", "end precedes begin"}},
-      {"metadata not strings", st("meta.safetensors", safetensors_bytes(R"({"__metadata__":{"format":1},)" + ok_entry + "}")),
+      {"metadata not strings",
+       st("meta.safetensors", safetensors_bytes(R"({"__metadata__":{"format":1},)" + ok_entry + "}")),
        {"meta.safetensors", "__metadata__.format", "must be a string"}},
-      {"huge dimension", st("huge.safetensors", safetensors_bytes(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,16]}})")),
+      {"huge dimension",
+       st("huge.safetensors",
+          safetensors_bytes(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,16]}})")),
        {"huge.safetensors", "a", "bytes but data_offsets span 16"}},
-      {".bin not a zip", bin([] { return write("random.bin", std::string(300, 'x')); }), {"random.bin", "not a PyTorch zip"}},
-      {".bin without data.pkl", bin([] { return torch_zip("nopkl.bin", "", {{"other", "1234"}}); }),
+      {".bin not a zip",
+       bin([] { return write("random.bin", std::string(300, 'x')); }),
+       {"random.bin", "not a PyTorch zip"}},
+      {".bin without data.pkl",
+       bin([] {
+         return torch_zip("nopkl.bin", "", {{"other", "1234"}});
+       }),
        {"nopkl.bin", "data.pkl", "missing"}},
-      {".bin forbidden global", bin([] { return torch_zip("evil.bin", tensor_pickle(4, 0, 4, "os\nsystem"), {{"data/0", std::string(16, '\0')}}); }),
+      {".bin forbidden global",
+       bin([] {
+         return torch_zip("evil.bin", tensor_pickle(4, 0, 4, "os\nsystem"), {{"data/0", std::string(16, '\0')}});
+       }),
        {"evil.bin", "data.pkl", "refusing global os.system"}},
-      {".bin truncated pickle", bin([] { return torch_zip("trunc.bin", tensor_pickle(4, 0, 4).substr(0, 40), {{"data/0", std::string(16, '\0')}}); }),
+      {".bin truncated pickle",
+       bin([] {
+         return torch_zip("trunc.bin", tensor_pickle(4, 0, 4).substr(0, 40), {{"data/0", std::string(16, '\0')}});
+       }),
        {"trunc.bin", "data.pkl", "truncated"}},
-      {".bin storage record missing", bin([] { return torch_zip("nostore.bin", tensor_pickle(4, 0, 4)); }),
+      {".bin storage record missing",
+       bin([] { return torch_zip("nostore.bin", tensor_pickle(4, 0, 4)); }),
        {"nostore.bin", "data/0", "storage record missing"}},
-      {".bin storage size mismatch", bin([] { return torch_zip("small.bin", tensor_pickle(4, 0, 4), {{"data/0", std::string(8, '\0')}}); }),
+      {".bin storage size mismatch",
+       bin([] {
+         return torch_zip("small.bin", tensor_pickle(4, 0, 4), {{"data/0", std::string(8, '\0')}});
+       }),
        {"small.bin", "data/0", "holds 8 bytes, expected 16"}},
-      {".bin view past storage", bin([] { return torch_zip("view.bin", tensor_pickle(4, 2, 4), {{"data/0", std::string(16, '\0')}}); }),
+      {".bin view past storage",
+       bin([] {
+         return torch_zip("view.bin", tensor_pickle(4, 2, 4), {{"data/0", std::string(16, '\0')}});
+       }),
        {"view.bin", "runs past its storage"}},
-      {".bin truncated file", bin([] {
+      {".bin truncated file",
+       bin([] {
          const auto good = io::read_file(test::fixture("qalign-tiny/model/pytorch_model.bin"));
          return write("half.bin", good.substr(0, good.size() / 2));
        }),
        {"half.bin"}},
-      {"index without weight_map", [] { io::load_weights(write("bad.index.json", R"({"metadata":{}})")); },
+      {"index without weight_map",
+       [] { io::load_weights(write("bad.index.json", R"({"metadata":{}})")); },
        {"bad.index.json", "weight_map"}},
       {"index names a missing shard",
        [] { io::load_weights(write("missing.index.json", R"({"weight_map":{"w":"nowhere.safetensors"}})")); },
@@ -181,7 +217,8 @@ TEST(CheckpointErrors, EachMalformedInputGivesItsMessage) {
       ADD_FAILURE() << "no error for: " << c.name;
     } catch (const Error& e) {
       const std::string msg = e.what();
-      for (const auto& want : c.expected) EXPECT_NE(msg.find(want), std::string::npos) << "message: " << msg << "\nmissing: " << want;
+      for (const auto& want : c.expected)
+        EXPECT_NE(msg.find(want), std::string::npos) << "message: " << msg << "\nmissing: " << want;
     }
   }
 }

@@ -128,8 +128,7 @@ TEST(ModelConfig, RoundTrip) {
   odd.vision.layer_norm_eps = 3e-6;
   odd.abstractor.layer_norm_eps = 1e-5;
   for (const ModelConfig& c :
-       {ModelConfig::owl2_7b(),
-        ModelConfig::from_json_file(test::fixture("qalign-448/model/config.json")), odd}) {
+       {ModelConfig::owl2_7b(), ModelConfig::from_json_file(test::fixture("qalign-448/model/config.json")), odd}) {
     const ModelConfig back = ModelConfig::from_json(c.to_json(), "round trip");
     EXPECT_EQ(back.to_json(), c.to_json());
     EXPECT_EQ(back.num_key_value_heads, c.num_key_value_heads);
@@ -254,11 +253,11 @@ TEST(TrainConfig, ScriptValues) {
 }
 
 TEST(TrainConfig, OverridesAreTyped) {
-  TrainConfig c = config::load_train_config(
-      config_yaml("l1_koniq.yaml"),
-      {"learning_rate=1e-4", "seed=7", "bf16=False", "num_train_epochs=1", "max_steps=-1",
-       "data_path=a.json,b.json", "eval_data_paths=[x.json, y.json]", "eval_steps=50",
-       "visual_abstractor_lr=2e-5", "lr_scheduler_type=linear", "image_folder=/data/a=b"});
+  TrainConfig c =
+      config::load_train_config(config_yaml("l1_koniq.yaml"),
+                                {"learning_rate=1e-4", "seed=7", "bf16=False", "num_train_epochs=1", "max_steps=-1",
+                                 "data_path=a.json,b.json", "eval_data_paths=[x.json, y.json]", "eval_steps=50",
+                                 "visual_abstractor_lr=2e-5", "lr_scheduler_type=linear", "image_folder=/data/a=b"});
   EXPECT_DOUBLE_EQ(c.learning_rate, 1e-4);
   EXPECT_EQ(c.seed, 7);
   EXPECT_FALSE(c.bf16);
@@ -274,11 +273,10 @@ TEST(TrainConfig, OverridesAreTyped) {
 }
 
 TEST(TrainConfig, OverridesFromArgs) {
-  const auto o =
-      config::overrides_from_args({"--learning_rate", "1e-4", "--bf16=False", "seed=3",
-                                   "--per-device-train-batch-size", "4", "--max_steps", "-1"});
-  EXPECT_EQ(o, (std::vector<std::string>{"learning_rate=1e-4", "bf16=False", "seed=3",
-                                         "per_device_train_batch_size=4", "max_steps=-1"}));
+  const auto o = config::overrides_from_args(
+      {"--learning_rate", "1e-4", "--bf16=False", "seed=3", "--per-device-train-batch-size", "4", "--max_steps", "-1"});
+  EXPECT_EQ(o, (std::vector<std::string>{"learning_rate=1e-4", "bf16=False", "seed=3", "per_device_train_batch_size=4",
+                                         "max_steps=-1"}));
   const TrainConfig c = config::load_train_config(config_yaml("l1_koniq.yaml"), o);
   EXPECT_EQ(c.per_device_train_batch_size, 4);
   EXPECT_EQ(c.seed, 3);
@@ -286,8 +284,8 @@ TEST(TrainConfig, OverridesFromArgs) {
 
 TEST(TrainConfig, YamlRoundTrip) {
   const TrainConfig c = config::load_train_config(
-      config_yaml("onealign.yaml"), {"visual_abstractor_lr=2e-5", "eval_data_paths=a.json,b.json",
-                                     "eval_steps=100", "image_folder=", "learning_rate=0.1"});
+      config_yaml("onealign.yaml"), {"visual_abstractor_lr=2e-5", "eval_data_paths=a.json,b.json", "eval_steps=100",
+                                     "image_folder=", "learning_rate=0.1"});
   const std::string text = config::to_yaml(c);
   const TrainConfig back = config::load_train_config(write_file("round_trip.yaml", text));
   EXPECT_EQ(config::to_yaml(back), text);
@@ -349,8 +347,7 @@ std::vector<Malformed> malformed_cases() {
        {"unknown_top_key.json: num_layers: unknown key"}},
       {"negative_size",
        Input::Json,
-       tiny_with(
-           [](json& j) { j["visual_config"]["visual_abstractor"]["num_hidden_layers"] = -2; }),
+       tiny_with([](json& j) { j["visual_config"]["visual_abstractor"]["num_hidden_layers"] = -2; }),
        {"negative_size.json: visual_config.visual_abstractor.num_hidden_layers: expected a "
         "positive "
         "integer, got -2"}},
@@ -405,10 +402,7 @@ std::vector<Malformed> malformed_cases() {
        Input::Yaml,
        "model_name_or_path: m\ndata_path:\n\t- a.json\n",
        {"tab_indent.yaml:3: YAML syntax error", "indented with a tab"}},
-      {"unclosed_list",
-       Input::Yaml,
-       "data_path: [a.json\nseed: 1\n",
-       {"unclosed_list.yaml:", "YAML syntax error"}},
+      {"unclosed_list", Input::Yaml, "data_path: [a.json\nseed: 1\n", {"unclosed_list.yaml:", "YAML syntax error"}},
       {"yaml_root_list",
        Input::Yaml,
        "- seed\n- 1\n",
@@ -466,23 +460,14 @@ std::vector<Malformed> malformed_cases() {
        Input::Yaml,
        "data_path: {a: 1}\n",
        {"mapping_for_list.yaml:1: data_path: expected a list of strings, got a mapping"}},
-      {"missing_required",
-       Input::Yaml,
-       "seed: 1\n",
-       {"missing_required.yaml: model_name_or_path: required"}},
+      {"missing_required", Input::Yaml, "seed: 1\n", {"missing_required.yaml: model_name_or_path: required"}},
       {"eval_without_data",
        Input::Yaml,
        std::string(kTrainBase) + "eval_steps: 10\n",
        {"eval_without_data.yaml: eval_data_paths: required when eval_steps > 0"}},
       // command-line overrides (applied to configs/l1_koniq.yaml) and argument tails
-      {"bad_override_value",
-       Input::Override,
-       "seed=abc",
-       {"command line: seed: expected an integer, got 'abc'"}},
-      {"bad_override_bool",
-       Input::Override,
-       "bf16=yes",
-       {"command line: bf16: expected true or false, got 'yes'"}},
+      {"bad_override_value", Input::Override, "seed=abc", {"command line: seed: expected an integer, got 'abc'"}},
+      {"bad_override_bool", Input::Override, "bf16=yes", {"command line: bf16: expected true or false, got 'yes'"}},
       {"override_out_of_range",
        Input::Override,
        "per_device_train_batch_size=0",
@@ -491,19 +476,13 @@ std::vector<Malformed> malformed_cases() {
        Input::Override,
        "learnig_rate=1e-4",
        {"command line: learnig_rate: unknown key; did you mean 'learning_rate'?"}},
-      {"override_without_value",
-       Input::Override,
-       "seed",
-       {"command line: override 'seed': expected key=value"}},
+      {"override_without_value", Input::Override, "seed", {"command line: override 'seed': expected key=value"}},
       {"bad_override_list",
        Input::Override,
        "data_path=[a.json",
        {"command line: data_path: expected a list like [a, b] or a,b"}},
       {"args_missing_value", Input::Args, "--seed", {"command line: seed: missing value"}},
-      {"args_positional",
-       Input::Args,
-       "--seed 1 stray",
-       {"command line: unexpected argument 'stray'"}},
+      {"args_positional", Input::Args, "--seed 1 stray", {"command line: unexpected argument 'stray'"}},
   };
 }
 
@@ -538,17 +517,14 @@ TEST_P(MalformedInput, FailsWithAClearMessage) {
   } catch (const Error& e) {
     const std::string message = e.what();
     for (const auto& piece : m.expected)
-      EXPECT_NE(message.find(piece), std::string::npos)
-          << "want: " << piece << "\ngot:  " << message;
+      EXPECT_NE(message.find(piece), std::string::npos) << "want: " << piece << "\ngot:  " << message;
   } catch (const std::exception& e) {
     ADD_FAILURE() << "not a qalign::Error: " << e.what();
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Config, MalformedInput, testing::ValuesIn(malformed_cases()),
-                         [](const testing::TestParamInfo<Malformed>& info) {
-                           return std::string(info.param.name);
-                         });
+                         [](const testing::TestParamInfo<Malformed>& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace qalign

@@ -6,8 +6,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <stdexcept>
 #include <sstream>
+#include <stdexcept>
 
 #include "data/dataset.h"
 #include "qalign/io/atomic_file.h"
@@ -33,7 +33,8 @@ std::string tokenizer_folder(test::ScratchDir& tmp, const std::string& legacy) {
 std::string write_records(test::ScratchDir& tmp, const std::string& name, const json& samples) {
   json records = json::array();
   for (const json& s : samples)
-    records.push_back({{"id", s["id"]}, {"image", "img/" + std::to_string(records.size()) + ".jpg"},
+    records.push_back({{"id", s["id"]},
+                       {"image", "img/" + std::to_string(records.size()) + ".jpg"},
                        {"conversations", s["conversations"]}});
   const std::string path = tmp.file(name);
   io::write_file_atomic(path, records.dump());
@@ -42,8 +43,8 @@ std::string write_records(test::ScratchDir& tmp, const std::string& name, const 
 
 std::vector<json> run_preview(const std::string& data, const std::string& tokenizer, bool collate) {
   std::string out;
-  const std::string cmd = test::qalign_binary() + " -q data preview --json --data " + data + " --tokenizer " + tokenizer +
-                          (collate ? " --collate" : "");
+  const std::string cmd = test::qalign_binary() + " -q data preview --json --data " + data + " --tokenizer " +
+                          tokenizer + (collate ? " --collate" : "");
   const int rc = test::run_command(cmd, &out);
   EXPECT_EQ(rc, 0) << cmd << "\n" << out;
   std::vector<json> lines;
@@ -124,12 +125,14 @@ TEST(MakeSft, ErrorsNameFileAndField) {
   EXPECT_NE(log.find(in + ": [1].gt_score: \"high\" is not a number"), std::string::npos) << log;
 
   io::write_file_atomic(in, R"([{"image": "a.jpg", "gt_score": 1.0}])");
-  EXPECT_NE(test::run_command(test::qalign_binary() + " data make-sft --soft-labels pdf --range 0 5 --input " + in +
-                                  " --out " + out,
-                              &log),
-            0);
+  EXPECT_NE(
+      test::run_command(
+          test::qalign_binary() + " data make-sft --soft-labels pdf --range 0 5 --input " + in + " --out " + out, &log),
+      0);
   EXPECT_NE(log.find(in + ": [0].std: missing"), std::string::npos) << log;
-  EXPECT_NE(test::run_command(test::qalign_binary() + " data make-sft --preset ava --input " + in + " --out " + out, &log), 0);
+  EXPECT_NE(
+      test::run_command(test::qalign_binary() + " data make-sft --preset ava --input " + in + " --out " + out, &log),
+      0);
   EXPECT_NE(log.find("unknown preset \"ava\""), std::string::npos) << log;
 }
 

@@ -46,7 +46,7 @@ TEST(Dataset, FourTestShapes) {
   EXPECT_EQ(r[1].mos, 4.63);  // KADID: only in the id
   EXPECT_EQ(r[1].mos_text, "4.63");
   EXPECT_EQ(r[2].image, "agi-cgi/AttnGAN_normal_000.jpg");  // img_path
-  EXPECT_EQ(r[2].mos, 0.965602553);                          // AGIQA: a string
+  EXPECT_EQ(r[2].mos, 0.965602553);                         // AGIQA: a string
   EXPECT_EQ(r[2].mos_text, "0.965602553");
   EXPECT_EQ(r[3].mos_text, "63.963406174124174");  // no id: the number as Python writes it
   EXPECT_EQ(r[4].mos, 28.00384536);
@@ -116,7 +116,8 @@ TEST(Dataset, MalformedRecords) {
   const std::vector<Case> cases = {
       {R"([{"gt_score": 1}])", false, "bad.json: [0].image: missing"},
       {R"([{"image": 3, "gt_score": 1}])", false, "bad.json: [0].image: expected a string, got number"},
-      {R"([{"image": "a.jpg", "gt_score": 1}, {"img_path": "", "gt_score": 1}])", false, "bad.json: [1].img_path: empty"},
+      {R"([{"image": "a.jpg", "gt_score": 1}, {"img_path": "", "gt_score": 1}])", false,
+       "bad.json: [1].img_path: empty"},
       {R"([{"image": "a.jpg", "gt_score": "4,5"}])", false, "bad.json: [0].gt_score: \"4,5\" is not a number"},
       {R"([{"image": "a.jpg", "gt_score": true}])", false, "bad.json: [0].gt_score: expected a number"},
       {R"([{"image": "a.jpg", "gt_score": null}])", false, "bad.json: [0].gt_score: expected a number"},
@@ -213,8 +214,9 @@ TEST(DatasetMix, WeightsAndSeed) {
   const auto again = mix_datasets({10, 7}, {2.0, 0.5}, 42);
   const auto other = mix_datasets({10, 7}, {2.0, 0.5}, 43);
   auto same = [](const std::vector<MixEntry>& a, const std::vector<MixEntry>& b) {
-    return std::equal(a.begin(), a.end(), b.begin(), b.end(),
-                      [](const MixEntry& x, const MixEntry& y) { return x.dataset == y.dataset && x.record == y.record; });
+    return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const MixEntry& x, const MixEntry& y) {
+      return x.dataset == y.dataset && x.record == y.record;
+    });
   };
   EXPECT_TRUE(same(mix, again));
   EXPECT_FALSE(same(mix, other));
@@ -239,8 +241,10 @@ TEST(DatasetMix, ReadsAndMixesFiles) {
   auto records = [](const std::string& prefix, int n) {
     json out = json::array();
     for (int i = 0; i < n; ++i)
-      out.push_back({{"id", prefix + std::to_string(i)}, {"image", prefix + std::to_string(i) + ".jpg"},
-                     {"conversations", {{{"from", "human"}, {"value", "q\n<|image|>"}}, {{"from", "gpt"}, {"value", "a"}}}}});
+      out.push_back(
+          {{"id", prefix + std::to_string(i)},
+           {"image", prefix + std::to_string(i) + ".jpg"},
+           {"conversations", {{{"from", "human"}, {"value", "q\n<|image|>"}}, {{"from", "gpt"}, {"value", "a"}}}}});
     return out.dump();
   };
   io::write_file_atomic(a, records("a", 4));
@@ -294,7 +298,8 @@ TEST(DatasetSft, OneHotRecords) {
   EXPECT_EQ(asked.size(), iqa_questions().size());
   SftOptions other = options;
   other.seed = 8;
-  EXPECT_NE(make_sft_records(many, labeler, other, "in.json").records, make_sft_records(many, labeler, options, "in.json").records);
+  EXPECT_NE(make_sft_records(many, labeler, other, "in.json").records,
+            make_sft_records(many, labeler, options, "in.json").records);
 }
 
 TEST(DatasetSft, VideoAndErrors) {

@@ -4,9 +4,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
-#include <map>
 #include <set>
 
 #include "qalign/model/weights.h"
@@ -31,7 +31,8 @@ TEST(DemoCli, MakeDataSplitsByPhotographAndLabelsBySyllabus) {
   if (!fs::exists(kPhotos)) GTEST_SKIP() << "opencv-doc is not installed (scripts/setup.sh installs it)";
   test::ScratchDir tmp("qalign-demo");
   int rc = 0;
-  const auto log = run("demo make-data --out " + tmp.path() + " --size 48 --per-image 6 --test-per-image 3 --seed 3", &rc);
+  const auto log =
+      run("demo make-data --out " + tmp.path() + " --size 48 --per-image 6 --test-per-image 3 --seed 3", &rc);
   ASSERT_EQ(rc, 0) << log;
   const auto manifest = json::parse(std::ifstream(tmp.file("manifest.json")));
   std::set<std::string> train_sources, test_sources;
@@ -89,7 +90,8 @@ TEST(DemoCli, MakeDataSplitsByPhotographAndLabelsBySyllabus) {
           " --out " + tmp.file("init2") + " --seed 5",
       &rc);
   const auto b = model::load_pretrained(tmp.file("init2"));
-  for (const auto& [name, t] : model::state_dict(*a)) EXPECT_TRUE(torch::equal(t, model::state_dict(*b).at(name))) << name;
+  for (const auto& [name, t] : model::state_dict(*a))
+    EXPECT_TRUE(torch::equal(t, model::state_dict(*b).at(name))) << name;
 
   // Each part is drawn at its config's initializer_range; biases zero, norms one.
   auto config = json::parse(std::ifstream(test::source_dir() + "/configs/demo_model.json"));
@@ -127,12 +129,15 @@ TEST(DemoCli, InitFromAPresetWritesThatSize) {
   const auto m = model::load_pretrained(tmp.file("m"));
   EXPECT_EQ(m->config.hidden_size, 64);
   EXPECT_EQ(m->config.vision.image_size, 56);
-  EXPECT_NE(run("init --preset tiny --config x.json --tokenizer " + tokenizer + " --out " + tmp.file("n"), &rc).find("excludes"),
+  EXPECT_NE(run("init --preset tiny --config x.json --tokenizer " + tokenizer + " --out " + tmp.file("n"), &rc)
+                .find("excludes"),
             std::string::npos);
   EXPECT_NE(rc, 0);
-  EXPECT_NE(run("init --preset huge --tokenizer " + tokenizer + " --out " + tmp.file("n"), &rc).find("unknown preset \"huge\""),
+  EXPECT_NE(run("init --preset huge --tokenizer " + tokenizer + " --out " + tmp.file("n"), &rc)
+                .find("unknown preset \"huge\""),
             std::string::npos);
-  EXPECT_NE(run("init --tokenizer " + tokenizer + " --out " + tmp.file("n"), &rc).find("give a config.json, or --preset NAME"),
+  EXPECT_NE(run("init --tokenizer " + tokenizer + " --out " + tmp.file("n"), &rc)
+                .find("give a config.json, or --preset NAME"),
             std::string::npos);
 }
 

@@ -16,11 +16,13 @@ namespace {
 
 std::string configure(const std::string& bundle, const std::string& build, int* rc) {
   std::string out;
-  const std::string torch_dir = "$('" + test::source_dir() +
-                                "/.venv/bin/python' -c 'import os, torch; print(os.path.join(torch.utils.cmake_prefix_path, \"Torch\"))')";
-  *rc = test::run_command("cmake -S '" + test::source_dir() + "' -B '" + build +
-                              "' -DQALIGN_WITH_OPENCV=OFF -DQALIGN_DEPS_BUNDLE='" + bundle + "' -DTorch_DIR=" + torch_dir,
-                          &out);
+  const std::string torch_dir =
+      "$('" + test::source_dir() +
+      "/.venv/bin/python' -c 'import os, torch; print(os.path.join(torch.utils.cmake_prefix_path, \"Torch\"))')";
+  *rc =
+      test::run_command("cmake -S '" + test::source_dir() + "' -B '" + build +
+                            "' -DQALIGN_WITH_OPENCV=OFF -DQALIGN_DEPS_BUNDLE='" + bundle + "' -DTorch_DIR=" + torch_dir,
+                        &out);
   return out;
 }
 
@@ -30,10 +32,12 @@ TEST(DeviceBundle, HoldsEveryDependencyAndConfiguresWithoutOpenCV) {
   test::ScratchDir tmp("qalign-device-bundle");
   const auto bundle = tmp.file("bundle");
   std::string out;
-  ASSERT_EQ(test::run_command("'" + test::source_dir() + "/scripts/device_bundle.sh' '" + bundle + "'", &out), 0) << out;
-  for (const auto* f : {"include/yaml-cpp/yaml.h", "include/nlohmann/json.hpp", "include/CLI/CLI.hpp", "include/gtest/gtest.h",
-                        "include/gloo/config.h", "include/sentencepiece_processor.h", "lib/libyaml-cpp.a", "lib/libgtest.a",
-                        "lib/libgtest_main.a", "lib/libsentencepiece.a", "lib/libsentencepiece_train.a"})
+  ASSERT_EQ(test::run_command("'" + test::source_dir() + "/scripts/device_bundle.sh' '" + bundle + "'", &out), 0)
+      << out;
+  for (const auto* f :
+       {"include/yaml-cpp/yaml.h", "include/nlohmann/json.hpp", "include/CLI/CLI.hpp", "include/gtest/gtest.h",
+        "include/gloo/config.h", "include/sentencepiece_processor.h", "lib/libyaml-cpp.a", "lib/libgtest.a",
+        "lib/libgtest_main.a", "lib/libsentencepiece.a", "lib/libsentencepiece_train.a"})
     EXPECT_TRUE(fs::exists(bundle + "/" + f)) << f;
 
   int rc = 0;
@@ -46,7 +50,8 @@ TEST(DeviceBundle, HoldsEveryDependencyAndConfiguresWithoutOpenCV) {
   EXPECT_EQ(text.str().find("OpenCV_DIR"), std::string::npos) << "OpenCV must not be looked up";
   // The generated build lines name the bundle's includes and no system OpenCV.
   std::string flags;
-  ASSERT_EQ(test::run_command("cat '" + tmp.file("build") + "'/qalign/CMakeFiles/qalign_core.dir/flags.make", &flags), 0);
+  ASSERT_EQ(test::run_command("cat '" + tmp.file("build") + "'/qalign/CMakeFiles/qalign_core.dir/flags.make", &flags),
+            0);
   EXPECT_NE(flags.find(bundle + "/include"), std::string::npos) << flags;
   EXPECT_EQ(flags.find("opencv"), std::string::npos) << flags;
 

@@ -71,8 +71,10 @@ void expect_monotone(Distortion d, Measure f, bool increasing) {
   double prev = f(distort(photo(), d, 0.0, 7));
   for (double s : {0.25, 0.5, 0.75, 1.0}) {
     const double v = f(distort(photo(), d, s, 7));
-    if (increasing) EXPECT_GT(v, prev) << distortion_name(d) << " at strength " << s;
-    else EXPECT_LT(v, prev) << distortion_name(d) << " at strength " << s;
+    if (increasing)
+      EXPECT_GT(v, prev) << distortion_name(d) << " at strength " << s;
+    else
+      EXPECT_LT(v, prev) << distortion_name(d) << " at strength " << s;
     prev = v;
   }
 }

@@ -38,8 +38,12 @@ train::LaunchEnv env_of(const std::map<std::string, std::string>& vars) {
 }
 
 TEST(LaunchEnv, Torchrun) {
-  const auto e = env_of({{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "2"},
-                         {"MASTER_ADDR", "node7"}, {"MASTER_PORT", "1234"}});
+  const auto e = env_of({{"RANK", "3"},
+                         {"WORLD_SIZE", "8"},
+                         {"LOCAL_RANK", "1"},
+                         {"LOCAL_WORLD_SIZE", "2"},
+                         {"MASTER_ADDR", "node7"},
+                         {"MASTER_PORT", "1234"}});
   EXPECT_EQ(e.launcher, "torchrun");
   EXPECT_EQ(e.rank, 3);
   EXPECT_EQ(e.world_size, 8);
@@ -50,8 +54,11 @@ TEST(LaunchEnv, Torchrun) {
 }
 
 TEST(LaunchEnv, Slurm) {
-  const auto e = env_of({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"},
-                         {"SLURM_TASKS_PER_NODE", "4(x2)"}, {"SLURM_JOB_NODELIST", "gpu[03-04,09],login1"}});
+  const auto e = env_of({{"SLURM_PROCID", "5"},
+                         {"SLURM_NTASKS", "8"},
+                         {"SLURM_LOCALID", "1"},
+                         {"SLURM_TASKS_PER_NODE", "4(x2)"},
+                         {"SLURM_JOB_NODELIST", "gpu[03-04,09],login1"}});
   EXPECT_EQ(e.launcher, "slurm");
   EXPECT_EQ(e.rank, 5);
   EXPECT_EQ(e.world_size, 8);
@@ -65,8 +72,10 @@ TEST(LaunchEnv, Slurm) {
 }
 
 TEST(LaunchEnv, OpenMpiAndNone) {
-  const auto e = env_of({{"OMPI_COMM_WORLD_RANK", "2"}, {"OMPI_COMM_WORLD_SIZE", "4"},
-                         {"OMPI_COMM_WORLD_LOCAL_RANK", "0"}, {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"},
+  const auto e = env_of({{"OMPI_COMM_WORLD_RANK", "2"},
+                         {"OMPI_COMM_WORLD_SIZE", "4"},
+                         {"OMPI_COMM_WORLD_LOCAL_RANK", "0"},
+                         {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"},
                          {"MASTER_ADDR", "10.0.0.1"}});
   EXPECT_EQ(e.launcher, "mpi");
   EXPECT_EQ(e.rank, 2);
@@ -169,7 +178,9 @@ std::vector<double> losses(const std::string& dir) {
   return out;
 }
 
-io::StateDict weights(const std::string& dir) { return io::SafetensorsFile::open(dir + "/model.safetensors")->load_all(); }
+io::StateDict weights(const std::string& dir) {
+  return io::SafetensorsFile::open(dir + "/model.safetensors")->load_all();
+}
 
 // Attention key biases get an exactly zero gradient (softmax ignores a shift shared by all keys),
 // so what they receive is rounding noise, which AdamW scales up to steps of ±lr: any change of
@@ -232,8 +243,10 @@ void expect_sharded_memory(const nlohmann::json& report, int n, int64_t paramete
     EXPECT_NEAR(held, shard, 0.01 * shard);
     const double gradients = r["gradients"].get<double>(), full = 4.0 * static_cast<double>(parameters);
     if (stage == 3)  // float32 here: 4 bytes of each parameter's 1/N
-      EXPECT_NEAR(r["parameters"].get<double>(), 4.0 * static_cast<double>(parameters) / n, 0.01 * 4.0 * parameters / n);
-    if (stage == 3) EXPECT_LE(r["gathered_units_peak"].get<int64_t>(), 2);  // zero3_prefetch_blocks 1, plus the one computing
+      EXPECT_NEAR(r["parameters"].get<double>(), 4.0 * static_cast<double>(parameters) / n,
+                  0.01 * 4.0 * parameters / n);
+    if (stage == 3)
+      EXPECT_LE(r["gathered_units_peak"].get<int64_t>(), 2);  // zero3_prefetch_blocks 1, plus the one computing
     if (stage == 2) {
       EXPECT_LT(gradients, full);
       EXPECT_LE(gradients, full / n + 2 * 2 * 0.1 * (1 << 20) + 1024);  // shard + two 0.1 MB buckets sent and received
@@ -248,8 +261,8 @@ void expect_sharded_memory(const nlohmann::json& report, int n, int64_t paramete
 void expect_equal_to_one_process(const std::string& extra, int n = 2, int stage = 0) {
   test::ScratchDir one("qalign_dp1"), two("qalign_dp2");
   std::string out;
-  ASSERT_EQ(run(train_cmd("max_steps=20 per_device_train_batch_size=" + std::to_string(n) + " output_dir=" + one.path() +
-                          " zero_stage=" + std::to_string(stage) + " " + extra),
+  ASSERT_EQ(run(train_cmd("max_steps=20 per_device_train_batch_size=" + std::to_string(n) +
+                          " output_dir=" + one.path() + " zero_stage=" + std::to_string(stage) + " " + extra),
                 &out),
             0);
   ASSERT_EQ(run(launch_cmd(n, "max_steps=20 per_device_train_batch_size=1 output_dir=" + two.path() +
@@ -281,26 +294,44 @@ void expect_equal_to_one_process(const std::string& extra, int n = 2, int stage 
             << " (all weights: " << w.global << ")\n";
 }
 
-TEST(DataParallel, TwoProcessesEqualOneWithTheGlobalBatch) { expect_equal_to_one_process("gradient_accumulation_steps=1"); }
-TEST(DataParallel, TwoProcessesEqualOneWithAccumulation) { expect_equal_to_one_process("gradient_accumulation_steps=2"); }
+TEST(DataParallel, TwoProcessesEqualOneWithTheGlobalBatch) {
+  expect_equal_to_one_process("gradient_accumulation_steps=1");
+}
+TEST(DataParallel, TwoProcessesEqualOneWithAccumulation) {
+  expect_equal_to_one_process("gradient_accumulation_steps=2");
+}
 TEST(DataParallel, FourProcessesEqualOneWithAccumulation) {
   expect_equal_to_one_process("gradient_accumulation_steps=2", 4);
 }
-TEST(Zero1, TwoProcessesEqualOneWithTheGlobalBatch) { expect_equal_to_one_process("gradient_accumulation_steps=1", 2, 1); }
-TEST(Zero1, TwoProcessesEqualOneWithAccumulation) { expect_equal_to_one_process("gradient_accumulation_steps=2", 2, 1); }
-TEST(Zero1, FourProcessesEqualOneWithAccumulation) { expect_equal_to_one_process("gradient_accumulation_steps=2", 4, 1); }
-TEST(Zero2, TwoProcessesEqualOneWithTheGlobalBatch) { expect_equal_to_one_process("gradient_accumulation_steps=1", 2, 2); }
+TEST(Zero1, TwoProcessesEqualOneWithTheGlobalBatch) {
+  expect_equal_to_one_process("gradient_accumulation_steps=1", 2, 1);
+}
+TEST(Zero1, TwoProcessesEqualOneWithAccumulation) {
+  expect_equal_to_one_process("gradient_accumulation_steps=2", 2, 1);
+}
+TEST(Zero1, FourProcessesEqualOneWithAccumulation) {
+  expect_equal_to_one_process("gradient_accumulation_steps=2", 4, 1);
+}
+TEST(Zero2, TwoProcessesEqualOneWithTheGlobalBatch) {
+  expect_equal_to_one_process("gradient_accumulation_steps=1", 2, 2);
+}
 // With activation checkpointing too: gradients then become ready inside the re-run blocks.
 TEST(Zero2, TwoProcessesEqualOneWithAccumulation) {
   expect_equal_to_one_process("gradient_accumulation_steps=2 gradient_checkpointing=true", 2, 2);
 }
-TEST(Zero2, FourProcessesEqualOneWithAccumulation) { expect_equal_to_one_process("gradient_accumulation_steps=2", 4, 2); }
+TEST(Zero2, FourProcessesEqualOneWithAccumulation) {
+  expect_equal_to_one_process("gradient_accumulation_steps=2", 4, 2);
+}
 TEST(Zero2, OffloadTwoProcessesEqualOne) {
   expect_equal_to_one_process("gradient_accumulation_steps=2 offload_optimizer=cpu", 2, 2);
 }
 // ZeRO-3: parameters sharded too, every unit gathered around its forward and its recomputation.
-TEST(Zero3, TwoProcessesEqualOneWithAccumulation) { expect_equal_to_one_process("gradient_accumulation_steps=2", 2, 3); }
-TEST(Zero3, FourProcessesEqualOneWithAccumulation) { expect_equal_to_one_process("gradient_accumulation_steps=2", 4, 3); }
+TEST(Zero3, TwoProcessesEqualOneWithAccumulation) {
+  expect_equal_to_one_process("gradient_accumulation_steps=2", 2, 3);
+}
+TEST(Zero3, FourProcessesEqualOneWithAccumulation) {
+  expect_equal_to_one_process("gradient_accumulation_steps=2", 4, 3);
+}
 TEST(Zero3, OffloadTwoProcessesEqualOne) {
   expect_equal_to_one_process("gradient_accumulation_steps=2 offload_optimizer=cpu", 2, 3);
 }
@@ -315,10 +346,11 @@ TEST(Zero3, ParametersShardedAndGathersBoundedByThePrefetch) {
     SCOPED_TRACE(prefetch);
     test::ScratchDir dir("qalign_zero3_memory");
     std::string out;
-    ASSERT_EQ(run(launch_cmd(2, "max_steps=2 per_device_train_batch_size=1 bf16=true zero_stage=3 zero3_prefetch_blocks=" +
-                                    std::to_string(prefetch) + " output_dir=" + dir.path()),
-                  &out),
-              0);
+    ASSERT_EQ(
+        run(launch_cmd(2, "max_steps=2 per_device_train_batch_size=1 bf16=true zero_stage=3 zero3_prefetch_blocks=" +
+                              std::to_string(prefetch) + " output_dir=" + dir.path()),
+            &out),
+        0);
     const auto report = memory_report(dir.path());
     ASSERT_EQ(report.size(), 2u) << report;
     const double parameters = static_cast<double>(logged_parameters(out));
@@ -343,10 +375,12 @@ TEST(Zero3, OneProcessSaysThereIsNothingToShard) {
 // batch 2 agree.
 void expect_lora_equal_to_one_process(int stage) {
   test::ScratchDir one("qalign_lora1"), two("qalign_lora2");
-  const std::string args = "max_steps=10 gradient_accumulation_steps=2 lora_enable=true lora_r=4 lora_alpha=8 lora_dropout=0 ";
+  const std::string args =
+      "max_steps=10 gradient_accumulation_steps=2 lora_enable=true lora_r=4 lora_alpha=8 lora_dropout=0 ";
   std::string out;
   ASSERT_EQ(run(train_cmd(args + "per_device_train_batch_size=2 output_dir=" + one.path()), &out), 0);
-  ASSERT_EQ(run(launch_cmd(2, args + "zero_stage=" + std::to_string(stage) + " per_device_train_batch_size=1 output_dir=" + two.path()),
+  ASSERT_EQ(run(launch_cmd(2, args + "zero_stage=" + std::to_string(stage) +
+                                  " per_device_train_batch_size=1 output_dir=" + two.path()),
                 &out),
             0);
   const auto l1 = losses(one.path()), l2 = losses(two.path());
@@ -369,15 +403,20 @@ TEST(Zero3, LoraTwoProcessesEqualOne) { expect_lora_equal_to_one_process(3); }
 // others still gather and reduce with it).
 void expect_reshard(int stage) {
   test::ScratchDir dir("qalign_zero_reshard");
-  const std::string args = "zero_stage=" + std::to_string(stage) + " gradient_accumulation_steps=1 max_steps=6 save_steps=3 ";
+  const std::string args =
+      "zero_stage=" + std::to_string(stage) + " gradient_accumulation_steps=1 max_steps=6 save_steps=3 ";
   const auto full = dir.file("full"), checkpoint = full + "/checkpoint-3";
   std::string out;
   ASSERT_EQ(run(launch_cmd(2, args + "per_device_train_batch_size=2 output_dir=" + full), &out), 0);
   ASSERT_TRUE(fs::exists(checkpoint + "/optimizer.rank1-of-2.safetensors"));
   const auto one = dir.file("one"), four = dir.file("four");
-  ASSERT_EQ(run(train_cmd(args + "per_device_train_batch_size=4 output_dir=" + one + " resume_from_checkpoint=" + checkpoint), &out), 0);
+  ASSERT_EQ(
+      run(train_cmd(args + "per_device_train_batch_size=4 output_dir=" + one + " resume_from_checkpoint=" + checkpoint),
+          &out),
+      0);
   EXPECT_NE(out.find("resharded"), std::string::npos) << out;
-  ASSERT_EQ(run(launch_cmd(4, args + "per_device_train_batch_size=1 output_dir=" + four + " resume_from_checkpoint=" + checkpoint),
+  ASSERT_EQ(run(launch_cmd(4, args + "per_device_train_batch_size=1 output_dir=" + four +
+                                  " resume_from_checkpoint=" + checkpoint),
                 &out),
             0);
   const auto reference = losses(full);
@@ -386,7 +425,8 @@ void expect_reshard(int stage) {
     SCOPED_TRACE(resumed);
     const auto l = losses(resumed);
     ASSERT_EQ(l.size(), 3u);
-    for (size_t i = 0; i < 3; ++i) EXPECT_NEAR(l[i], reference[i + 3], 1e-5 * std::abs(reference[i + 3])) << "step " << i + 4;
+    for (size_t i = 0; i < 3; ++i)
+      EXPECT_NEAR(l[i], reference[i + 3], 1e-5 * std::abs(reference[i + 3])) << "step " << i + 4;
     const auto w = weight_diff(weights(resumed), weights(full));
     EXPECT_LE(w.max_relative, 1e-5);
     EXPECT_LE(w.global, 1e-5);
@@ -394,7 +434,10 @@ void expect_reshard(int stage) {
   // Shards that do not cover the model: an error naming the missing file, nothing written.
   fs::remove(checkpoint + "/optimizer.rank1-of-2.safetensors");
   const auto refused = dir.file("refused");
-  EXPECT_NE(run(train_cmd(args + "per_device_train_batch_size=4 output_dir=" + refused + " resume_from_checkpoint=" + checkpoint), &out), 0);
+  EXPECT_NE(run(train_cmd(args + "per_device_train_batch_size=4 output_dir=" + refused +
+                          " resume_from_checkpoint=" + checkpoint),
+                &out),
+            0);
   EXPECT_NE(out.find("optimizer.rank1-of-2.safetensors"), std::string::npos) << out;
   EXPECT_FALSE(fs::exists(refused + "/model.safetensors"));
 }
@@ -405,7 +448,8 @@ TEST(Zero3, CheckpointResumesOnAnotherNumberOfProcesses) { expect_reshard(3); }
 void expect_bitwise_resume(int stage) {
   test::ScratchDir dir("qalign_zero_resume");
   const auto full = dir.file("full"), resumed = dir.file("resumed");
-  const std::string args = "per_device_train_batch_size=1 zero_stage=" + std::to_string(stage) + " max_steps=8 save_steps=4 ";
+  const std::string args =
+      "per_device_train_batch_size=1 zero_stage=" + std::to_string(stage) + " max_steps=8 save_steps=4 ";
   std::string out;
   ASSERT_EQ(run(launch_cmd(2, args + "output_dir=" + full), &out), 0);
   const auto checkpoint = full + "/checkpoint-4";
@@ -429,10 +473,9 @@ TEST(ProcessGroupBackend, NcclWithoutGpuIsAClearError) {
   if (torch::cuda::is_available()) GTEST_SKIP() << "a GPU is present: scripts/device_check_nccl.sh runs NCCL";
   test::ScratchDir dir("qalign_nccl");
   std::string out;
-  const int rc = test::run_command(
-      in_repo("RANK=0 WORLD_SIZE=1 MASTER_PORT=" + std::to_string(free_port()) + " " +
-              train_cmd("max_steps=1 ddp_backend=nccl output_dir=" + dir.path())),
-      &out);
+  const int rc = test::run_command(in_repo("RANK=0 WORLD_SIZE=1 MASTER_PORT=" + std::to_string(free_port()) + " " +
+                                           train_cmd("max_steps=1 ddp_backend=nccl output_dir=" + dir.path())),
+                                   &out);
   EXPECT_NE(rc, 0);
   EXPECT_NE(out.find("nccl needs CUDA"), std::string::npos) << out;
 }
@@ -446,8 +489,10 @@ void expect_eval_shared(int stage) {
   std::ofstream(set) << R"([{"image": "img_wide.png", "gt_score": 3.5}, {"image": "img_tall.jpg", "gt_score": 1.25},
     {"image": "img_big.png", "gt_score": 4.0}, {"image": "video.avi", "gt_score": 2.0}])";
   std::string out;
-  ASSERT_EQ(run(launch_cmd(2, "zero_stage=" + std::to_string(stage) + " max_steps=2 save_steps=2 per_device_train_batch_size=1 eval_steps=2 "
-                              "per_device_eval_batch_size=2 eval_data_paths=" + set + " output_dir=" + dir.file("run")),
+  ASSERT_EQ(run(launch_cmd(2, "zero_stage=" + std::to_string(stage) +
+                                  " max_steps=2 save_steps=2 per_device_train_batch_size=1 eval_steps=2 "
+                                  "per_device_eval_batch_size=2 eval_data_paths=" +
+                                  set + " output_dir=" + dir.file("run")),
                 &out),
             0);
   nlohmann::json logged;
@@ -517,7 +562,8 @@ Background start(const std::string& cmd, const test::ScratchDir& dir) {
   Background b{dir.file("launch.log"), dir.file("launch.rc")};
   std::string out;
   // The subshell writes the launcher's exit code when it ends; its pid is the launcher's parent.
-  const auto wrapped = in_repo("( " + cmd + " > '" + b.log + "' 2>&1; echo $? > '" + b.rc + "' ) > /dev/null 2>&1 & echo $!");
+  const auto wrapped =
+      in_repo("( " + cmd + " > '" + b.log + "' 2>&1; echo $? > '" + b.rc + "' ) > /dev/null 2>&1 & echo $!");
   EXPECT_EQ(test::run_command(wrapped, &out), 0);
   b.pid = std::stoi(out);
   return b;
@@ -532,7 +578,8 @@ int descendant_pid(int root, const std::string& what, const std::vector<std::str
     if (!std::all_of(name.begin(), name.end(), ::isdigit)) continue;
     std::ifstream in(entry.path() / what);
     std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (!std::all_of(needles.begin(), needles.end(), [&](const std::string& n) { return all.find(n) != std::string::npos; }))
+    if (!std::all_of(needles.begin(), needles.end(),
+                     [&](const std::string& n) { return all.find(n) != std::string::npos; }))
       continue;
     for (int pid = std::stoi(name); pid > 1;) {
       std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
@@ -553,7 +600,8 @@ int worker_pid(int root, int rank) {
 }
 
 // Waits until `done` holds, at most `seconds`.
-template <typename F> bool wait_for(F done, double seconds) {
+template <typename F>
+bool wait_for(F done, double seconds) {
   const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (std::chrono::steady_clock::now() < until) {
     if (done()) return true;
@@ -570,7 +618,8 @@ std::string read_all(const std::string& path) {
 TEST(DataParallelFailure, KilledWorkerStopsTheLauncherNamingIt) {
   test::ScratchDir dir("qalign_dpkill");
   const auto run_dir = dir.file("run");
-  const auto b = start(launch_cmd(2, "max_steps=100000 per_device_train_batch_size=1 zero_stage=0 output_dir=" + run_dir), dir);
+  const auto b =
+      start(launch_cmd(2, "max_steps=100000 per_device_train_batch_size=1 zero_stage=0 output_dir=" + run_dir), dir);
   ASSERT_TRUE(wait_for([&] { return losses(run_dir).size() >= 2; }, 60)) << read_all(b.log);
   const int victim = worker_pid(b.pid, 1);
   ASSERT_GT(victim, 0);
@@ -588,9 +637,10 @@ TEST(DataParallelFailure, KilledWorkerStopsTheLauncherNamingIt) {
 TEST(DataParallelFailure, HungWorkerStopsTheOthersAfterTheTimeout) {
   test::ScratchDir dir("qalign_dphang");
   const auto run_dir = dir.file("run");
-  const auto b = start(launch_cmd(2, "max_steps=100000 per_device_train_batch_size=1 zero_stage=0 ddp_timeout=5 output_dir=" + run_dir,
-                                  "--grace 3"),
-                       dir);
+  const auto b = start(
+      launch_cmd(2, "max_steps=100000 per_device_train_batch_size=1 zero_stage=0 ddp_timeout=5 output_dir=" + run_dir,
+                 "--grace 3"),
+      dir);
   ASSERT_TRUE(wait_for([&] { return losses(run_dir).size() >= 2; }, 60)) << read_all(b.log);
   const int victim = worker_pid(b.pid, 1);
   ASSERT_GT(victim, 0);

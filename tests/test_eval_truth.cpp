@@ -40,7 +40,8 @@ void edit_tensor(const std::string& dir, const std::string& tensor, const std::f
   std::memcpy(&header, bytes.data(), 8);
   const auto meta = nlohmann::json::parse(bytes.substr(8, header));
   ASSERT_EQ(meta.at(tensor)["dtype"], "F32");
-  const auto begin = meta.at(tensor)["data_offsets"][0].get<size_t>(), end = meta.at(tensor)["data_offsets"][1].get<size_t>();
+  const auto begin = meta.at(tensor)["data_offsets"][0].get<size_t>(),
+             end = meta.at(tensor)["data_offsets"][1].get<size_t>();
   for (size_t at = 8 + header + begin; at < 8 + header + end; at += 4) {
     float v;
     std::memcpy(&v, bytes.data() + at, 4);
@@ -51,7 +52,9 @@ void edit_tensor(const std::string& dir, const std::string& tensor, const std::f
 }
 
 // The final norm's weights negated: the same architecture, other scores.
-void negate_final_norm(const std::string& dir) { edit_tensor(dir, "model.norm.weight", [](float v) { return -v; }); }
+void negate_final_norm(const std::string& dir) {
+  edit_tensor(dir, "model.norm.weight", [](float v) { return -v; });
+}
 
 // NaN (0x7fc00000) in the final norm: every logit, so every level probability, is NaN.
 void nan_final_norm(const std::string& dir) {
@@ -65,12 +68,14 @@ void nan_final_norm(const std::string& dir) {
 
 // A labelled set on the fixture photographs, its scores distinct per image.
 std::string write_set(const test::ScratchDir& d, const std::string& name = "set.json") {
-  test::write_file(d.file(name), R"([{"image": "img_wide.png", "gt_score": 3.5}, {"image": "img_tall.jpg", "gt_score": 1.25},
+  test::write_file(d.file(name),
+                   R"([{"image": "img_wide.png", "gt_score": 3.5}, {"image": "img_tall.jpg", "gt_score": 1.25},
     {"image": "img_big.png", "gt_score": 4.0}, {"image": "img_wide.png", "gt_score": 2.0}])");
   return d.file(name);
 }
 
-test::Measured eval(const std::string& model, const std::string& data, const std::string& out, const std::string& extra = "") {
+test::Measured eval(const std::string& model, const std::string& data, const std::string& out,
+                    const std::string& extra = "") {
   return test::run_qalign_measured("eval --model " + model + " --data " + data + " --image-folder " + kInputs +
                                    " --batch-size 2 --out " + out + " " + extra);
 }
@@ -178,8 +183,9 @@ TEST(EvalTruth, NanWeightsAreErrorsPerItemInScore) {
     const auto row = nlohmann::json::parse(line);
     EXPECT_TRUE(row["score"].is_null() && row["level"].is_null() && row["probs"].is_null()) << line;
     const auto input = row["input"].get<std::string>();
-    EXPECT_EQ(row["error"], input + ": score: the model gave NaN, not a finite score "
-                                    "(its weights or activations hold NaN or Inf)");
+    EXPECT_EQ(row["error"], input +
+                                ": score: the model gave NaN, not a finite score "
+                                "(its weights or activations hold NaN or Inf)");
   }
   EXPECT_EQ(rows, 2u);
   // Rows on stdout, as the issue ran it: the same errors, and the exit code says so.
@@ -209,7 +215,8 @@ TEST(EvalTruth, FewerThanTwoItemsAreRefused) {
   const test::ScratchDir d("qalign-truth");
   test::write_file(d.file("none.json"), "[]");
   test::write_file(d.file("one.json"), R"([{"image": "img_wide.png", "gt_score": 3.5}])");
-  test::write_file(d.file("half.json"), R"([{"image": "img_wide.png", "gt_score": 3.5}, {"image": "gone.png", "gt_score": 2}])");
+  test::write_file(d.file("half.json"),
+                   R"([{"image": "img_wide.png", "gt_score": 3.5}, {"image": "gone.png", "gt_score": 2}])");
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"none.json", ": holds 0 items; SRCC and PLCC need at least two"},
       {"one.json", ": holds 1 item; SRCC and PLCC need at least two"},
@@ -227,7 +234,8 @@ TEST(EvalTruth, ConstantPredictionsAreReportedUndefined) {
   const test::ScratchDir d("qalign-truth");
   // One rating for two pictures (a constant prediction is the same case; the model's two rows of
   // one picture in a batch may differ in the last bit, so the ratings are what is held fixed).
-  test::write_file(d.file("same.json"), R"([{"image": "img_wide.png", "gt_score": 3.5}, {"image": "img_tall.jpg", "gt_score": 3.5}])");
+  test::write_file(d.file("same.json"),
+                   R"([{"image": "img_wide.png", "gt_score": 3.5}, {"image": "img_tall.jpg", "gt_score": 3.5}])");
   const auto r = eval(kModel, d.file("same.json"), d.file("D"));
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(has(r, "same: SRCC, PLCC and KRCC are undefined (null in results.json): every ground-truth score is 3.5"))

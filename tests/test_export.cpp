@@ -42,7 +42,8 @@ nlohmann::json read_json(const std::string& path) { return nlohmann::json::parse
 TEST(Export, Float32FolderReloadsBitwise) {
   test::ScratchDir dir("export_f32");
   std::string out;
-  ASSERT_EQ(export_model("--checkpoint " + test::fixture(kBase) + " --out " + dir.path() + " --dtype float32", &out), 0) << out;
+  ASSERT_EQ(export_model("--checkpoint " + test::fixture(kBase) + " --out " + dir.path() + " --dtype float32", &out), 0)
+      << out;
   for (const char* file : {"config.json", "model.safetensors", "tokenizer.model", "tokenizer_config.json",
                            "special_tokens_map.json", "preprocessor_config.json", "generation_config.json"})
     EXPECT_TRUE(fs::exists(dir.file(file))) << file;
@@ -60,7 +61,9 @@ TEST(Export, Float32FolderReloadsBitwise) {
 TEST(Export, ShardedBFloat16ReloadsBitwise) {
   test::ScratchDir dir("export_shards");
   std::string out;
-  ASSERT_EQ(export_model("--checkpoint " + test::fixture(kBase) + " --out " + dir.path() + " --dtype bfloat16 --max-shard-size 200KB", &out),
+  ASSERT_EQ(export_model("--checkpoint " + test::fixture(kBase) + " --out " + dir.path() +
+                             " --dtype bfloat16 --max-shard-size 200KB",
+                         &out),
             0)
       << out;
   ASSERT_TRUE(fs::exists(dir.file("model.safetensors.index.json")));
@@ -69,7 +72,8 @@ TEST(Export, ShardedBFloat16ReloadsBitwise) {
   std::set<std::string> shards;
   for (const auto& [name, file] : index["weight_map"].items()) shards.insert(file.get<std::string>());
   EXPECT_GT(shards.size(), 1u);
-  for (const auto& s : shards) EXPECT_LE(fs::file_size(dir.file(s)), 200000u + 100000u) << s;  // one tensor may overflow
+  for (const auto& s : shards)
+    EXPECT_LE(fs::file_size(dir.file(s)), 200000u + 100000u) << s;  // one tensor may overflow
   expect_bitwise(io::load_weights(dir.path()), base_weights(), torch::kBFloat16);
   EXPECT_EQ(read_json(dir.file("config.json"))["torch_dtype"], "bfloat16");
 }
@@ -77,15 +81,17 @@ TEST(Export, ShardedBFloat16ReloadsBitwise) {
 TEST(Export, Float16) {
   test::ScratchDir dir("export_f16");
   std::string out;
-  ASSERT_EQ(export_model("--checkpoint " + test::fixture(kBase) + " --out " + dir.path() + " --dtype float16", &out), 0) << out;
+  ASSERT_EQ(export_model("--checkpoint " + test::fixture(kBase) + " --out " + dir.path() + " --dtype float16", &out), 0)
+      << out;
   expect_bitwise(io::load_weights(dir.path()), base_weights(), torch::kFloat16);
 }
 
 TEST(Export, MergeLoraGivesTheAuthorsMergedWeights) {
   test::ScratchDir dir("export_merge");
   std::string out;
-  ASSERT_EQ(export_model("--checkpoint " + test::fixture(kBase) + " --lora " + test::fixture("qalign-lora/q-align-tiny-lora") +
-                             " --merge-lora --dtype float32 --out " + dir.path(),
+  ASSERT_EQ(export_model("--checkpoint " + test::fixture(kBase) + " --lora " +
+                             test::fixture("qalign-lora/q-align-tiny-lora") + " --merge-lora --dtype float32 --out " +
+                             dir.path(),
                          &out),
             0)
       << out;
@@ -104,13 +110,16 @@ TEST(Export, MergeLoraGivesTheAuthorsMergedWeights) {
 TEST(Export, Errors) {
   test::ScratchDir dir("export_errors");
   std::string out;
-  EXPECT_NE(export_model("--checkpoint " + test::fixture(kBase) + " --lora " + test::fixture("qalign-lora/q-align-tiny-lora") +
-                             " --out " + dir.file("x"),
+  EXPECT_NE(export_model("--checkpoint " + test::fixture(kBase) + " --lora " +
+                             test::fixture("qalign-lora/q-align-tiny-lora") + " --out " + dir.file("x"),
                          &out),
             0);
   EXPECT_NE(out.find("--merge-lora"), std::string::npos) << out;
-  EXPECT_NE(export_model("--checkpoint " + test::fixture(kBase) + " --out " + dir.file("y") + " --dtype float64", &out), 0);
+  EXPECT_NE(export_model("--checkpoint " + test::fixture(kBase) + " --out " + dir.file("y") + " --dtype float64", &out),
+            0);
   EXPECT_NE(out.find("--dtype"), std::string::npos) << out;
-  EXPECT_NE(export_model("--checkpoint " + test::fixture(kBase) + " --out " + dir.file("z") + " --max-shard-size lots", &out), 0);
+  EXPECT_NE(
+      export_model("--checkpoint " + test::fixture(kBase) + " --out " + dir.file("z") + " --max-shard-size lots", &out),
+      0);
   EXPECT_NE(out.find("--max-shard-size"), std::string::npos) << out;
 }

@@ -33,14 +33,15 @@ void touch(const std::string& path) {
 TEST(InputStream, FilesListsAndFoldersInTheirFixedOrder) {
   test::ScratchDir d("qalign-inputs");
   const auto root = d.file("tree");
-  for (const char* f : {"b.jpg", "a/z.png", "a/m/1.JPG", "a.jpg", "c/notes.txt", "c/clip.mp4", "B.png"}) touch(root + "/" + f);
+  for (const char* f : {"b.jpg", "a/z.png", "a/m/1.JPG", "a.jpg", "c/notes.txt", "c/clip.mp4", "B.png"})
+    touch(root + "/" + f);
   fs::create_directory_symlink(root, root + "/a/loop");  // a link back up is not followed
   std::ofstream(d.file("list.txt")) << "first.jpg\r\n\n  spaced name.png\nlast.webp";
 
   const auto got = drain(data::InputStream({d.file("named.txt"), "@" + d.file("list.txt"), root}));
-  const std::vector<std::string> want = {d.file("named.txt"), "first.jpg", "  spaced name.png", "last.webp",
-                                         root + "/B.png",     root + "/a/m/1.JPG", root + "/a/z.png",
-                                         root + "/a.jpg",     root + "/b.jpg",     root + "/c/clip.mp4"};
+  const std::vector<std::string> want = {d.file("named.txt"), "first.jpg",         "  spaced name.png", "last.webp",
+                                         root + "/B.png",     root + "/a/m/1.JPG", root + "/a/z.png",   root + "/a.jpg",
+                                         root + "/b.jpg",     root + "/c/clip.mp4"};
   EXPECT_EQ(got, want);
 }
 
@@ -51,7 +52,8 @@ TEST(InputStream, AMissingListIsAnErrorNamingIt) {
     s.next();
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("/nonexistent/list.txt: cannot open the input list"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/list.txt: cannot open the input list"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -59,17 +61,18 @@ TEST(OrderedPrefetch, ResultsComeInSourceOrderWhateverTheThreadsAndStayWithinThe
   for (int threads : {0, 1, 4}) {
     int next = 0, ahead = 0;
     std::atomic<int> running{0}, most{0}, consumed{0};
-    data::OrderedPrefetch<int, int> p([&]() -> std::optional<int> {
-                                        ahead = std::max(ahead, next - consumed.load());
-                                        return next < 200 ? std::optional(next++) : std::nullopt;
-                                      },
-                                      [&](int& j) {
-                                        most = std::max(most.load(), ++running);
-                                        std::this_thread::sleep_for(std::chrono::microseconds((j * 37) % 200));
-                                        --running;
-                                        return j * j;
-                                      },
-                                      threads, 6);
+    data::OrderedPrefetch<int, int> p(
+        [&]() -> std::optional<int> {
+          ahead = std::max(ahead, next - consumed.load());
+          return next < 200 ? std::optional(next++) : std::nullopt;
+        },
+        [&](int& j) {
+          most = std::max(most.load(), ++running);
+          std::this_thread::sleep_for(std::chrono::microseconds((j * 37) % 200));
+          --running;
+          return j * j;
+        },
+        threads, 6);
     for (int i = 0; i < 200; ++i) {
       auto r = p.next();
       ASSERT_TRUE(r) << threads;
@@ -85,12 +88,13 @@ TEST(OrderedPrefetch, ResultsComeInSourceOrderWhateverTheThreadsAndStayWithinThe
 
 TEST(OrderedPrefetch, AnErrorIsRethrownAtItsPlaceAndTheRestStillCome) {
   int next = 0;
-  data::OrderedPrefetch<int, int> p([&]() -> std::optional<int> { return next < 5 ? std::optional(next++) : std::nullopt; },
-                                    [](int& j) {
-                                      if (j == 2) throw std::runtime_error("bad two");
-                                      return j;
-                                    },
-                                    3, 4);
+  data::OrderedPrefetch<int, int> p(
+      [&]() -> std::optional<int> { return next < 5 ? std::optional(next++) : std::nullopt; },
+      [](int& j) {
+        if (j == 2) throw std::runtime_error("bad two");
+        return j;
+      },
+      3, 4);
   EXPECT_EQ(*p.next(), 0);
   EXPECT_EQ(*p.next(), 1);
   EXPECT_THROW(p.next(), std::runtime_error);

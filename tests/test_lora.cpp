@@ -22,7 +22,8 @@ namespace fs = std::filesystem;
 namespace {
 
 struct Golden {
-  std::shared_ptr<io::SafetensorsFile> tensors = io::SafetensorsFile::open(test::fixture("qalign-lora/golden.safetensors"));
+  std::shared_ptr<io::SafetensorsFile> tensors =
+      io::SafetensorsFile::open(test::fixture("qalign-lora/golden.safetensors"));
   nlohmann::json json = nlohmann::json::parse(std::ifstream(test::fixture("qalign-lora/golden.json")));
   torch::Tensor get(const std::string& name) const { return tensors->get(name); }
 };
@@ -86,7 +87,8 @@ void expect_image_case(model::Owl2ForCausalLM& m, const std::string& stage, doub
   EXPECT_LE(probs_diff, 1e-5);
   EXPECT_LE(max_diff(s.score5, golden().get(stage + ".score_model")), 1e-5);
   EXPECT_LE(max_diff(s.score01, golden().get(stage + ".score_scorer")), 1e-5);
-  std::cout << "[lora] " << stage << ": logits max diff " << logits_diff << ", level_probs max diff " << probs_diff << "\n";
+  std::cout << "[lora] " << stage << ": logits max diff " << logits_diff << ", level_probs max diff " << probs_diff
+            << "\n";
 }
 
 // One training step on the goldens' batch: loss, gradients and parameters after torch's AdamW.
@@ -104,15 +106,17 @@ StepResult train_step(model::Owl2ForCausalLM& m, bool replay_dropout) {
     if (on) trainable.emplace_back(p.key(), p.value());
   }
   for (auto& [name, linear] : model::lora_modules(*m))
-    linear->lora->replay_mask = replay_dropout ? golden().get("train.dropout_mask." + peft_name(name)) : torch::Tensor();
+    linear->lora->replay_mask =
+        replay_dropout ? golden().get("train.dropout_mask." + peft_name(name)) : torch::Tensor();
   if (!replay_dropout) m->eval();  // the golden's train_nodropout ran in eval mode
 
   const auto pixels = golden().get("train.pixel_values");
   const auto tokens = m->model->encode_images(pixels.reshape({-1, pixels.size(2), pixels.size(3), pixels.size(4)}));
   std::vector<torch::Tensor> visual;
   for (int64_t b = 0; b < tokens.size(0); ++b) visual.push_back(tokens[b]);
-  const auto inputs = m->model->splice(golden().get("train.input_ids"), visual,
-                                       golden().get("train.attention_mask").to(torch::kBool), golden().get("train.labels"));
+  const auto inputs =
+      m->model->splice(golden().get("train.input_ids"), visual, golden().get("train.attention_mask").to(torch::kBool),
+                       golden().get("train.labels"));
   const auto loss = m->lm_loss(inputs);
   loss.backward();
   return {loss.item<double>(), trainable};
@@ -120,7 +124,8 @@ StepResult train_step(model::Owl2ForCausalLM& m, bool replay_dropout) {
 
 // `qalign train` from the repository root (the recipes' paths are relative to it).
 int run_train(const std::string& recipe, const std::string& args, std::string* output) {
-  const auto cmd = "cd '" + test::source_dir() + "' && '" + test::qalign_binary() + "' train --config " + recipe + " " + args;
+  const auto cmd =
+      "cd '" + test::source_dir() + "' && '" + test::qalign_binary() + "' train --config " + recipe + " " + args;
   const int rc = test::run_command(cmd, output);
   if (rc != 0) std::cerr << *output;
   return rc;
@@ -147,8 +152,9 @@ TEST(LoraTargets, ShortNamesAndDefault) {
   model::LoraConfig c;
   c.r = 4;
   const auto adapted = model::attach_lora(*m, c);
-  EXPECT_EQ(adapted, (std::vector<std::string>{"model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj.multiway.1",
-                                               "model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.v_proj.multiway.1"}));
+  EXPECT_EQ(adapted, (std::vector<std::string>{
+                         "model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj.multiway.1",
+                         "model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.v_proj.multiway.1"}));
   c.target_modules = {"no_such_proj"};
   auto other = model::load_pretrained(test::fixture(kBase));
   EXPECT_THROW(model::attach_lora(*other, c), Error);
@@ -258,7 +264,8 @@ TEST(LoraGolden, OneTrainingStepWithoutDropout) {
     EXPECT_LE(diff, 1e-4 * std::max(1.0, max_abs(want)));
     worst = std::max(worst, diff);
   }
-  std::cout << "[lora] no-dropout step: loss " << run.loss << " vs " << want_loss << ", grad max diff " << worst << "\n";
+  std::cout << "[lora] no-dropout step: loss " << run.loss << " vs " << want_loss << ", grad max diff " << worst
+            << "\n";
 }
 
 // Our own folder round-trips: what write_lora_folder saves, apply_lora_folder restores.
@@ -272,7 +279,8 @@ TEST(LoraFolder, WrittenFolderReloads) {
   for (const auto& [name, t] : f.non_lora_trainables) extra[name] = model::state_dict(*m).at(name);
   io::write_lora_folder(dir.path(), f.config, adapted, io::lora_state_dict(*m), extra, m->config.to_json(),
                         test::fixture(kBase));
-  for (const char* file : {"adapter_config.json", "adapter_model.safetensors", "non_lora_trainables.bin", "config.json"})
+  for (const char* file :
+       {"adapter_config.json", "adapter_model.safetensors", "non_lora_trainables.bin", "config.json"})
     EXPECT_TRUE(std::filesystem::exists(dir.file(file))) << file;
   // PEFT's key names on disk.
   const auto saved = io::SafetensorsFile::open(dir.file("adapter_model.safetensors"));
@@ -293,9 +301,9 @@ TEST(LoraTrain, FirstStepMatchesTheAuthorsWithoutDropout) {
   const auto out_dir = dir.file("run");
   std::string out;
   ASSERT_EQ(run_train("tests/fixtures/train/tiny_golden.yaml",
-                  "output_dir=" + out_dir + " lora_enable=true lora_dropout=0 lora_weights=" + dir.file("init") +
-                      " --dump-first-step " + dir.file("step.safetensors"),
-                  &out),
+                      "output_dir=" + out_dir + " lora_enable=true lora_dropout=0 lora_weights=" + dir.file("init") +
+                          " --dump-first-step " + dir.file("step.safetensors"),
+                      &out),
             0);
   const auto d = load(dir.file("step.safetensors"));
   const double want_loss = golden().get("train_nodropout.loss").item<double>();
@@ -315,18 +323,20 @@ TEST(LoraTrain, FirstStepMatchesTheAuthorsWithoutDropout) {
   std::cout << "[lora] trainer step without dropout: grad max diff " << worst << "\n";
 
   for (const std::string sub : {"", "checkpoint-1/"})
-    for (const char* file : {"adapter_config.json", "adapter_model.safetensors", "non_lora_trainables.bin", "config.json"})
+    for (const char* file :
+         {"adapter_config.json", "adapter_model.safetensors", "non_lora_trainables.bin", "config.json"})
       EXPECT_TRUE(fs::exists(out_dir + "/" + sub + file)) << sub << file;
   EXPECT_FALSE(fs::exists(out_dir + "/model.safetensors"));
   const auto config = nlohmann::json::parse(std::ifstream(out_dir + "/adapter_config.json"));
   EXPECT_EQ(config["r"], 8);
   EXPECT_EQ(config["lora_alpha"], 16);
   EXPECT_EQ(config["target_modules"].size(), 4u);
-  EXPECT_TRUE(load(out_dir + "/adapter_model.safetensors").count("base_model.model.model.layers.1.self_attn.q_proj.lora_B.weight"));
+  EXPECT_TRUE(load(out_dir + "/adapter_model.safetensors")
+                  .count("base_model.model.model.layers.1.self_attn.q_proj.lora_B.weight"));
 
   // The saved adapter serves: `qalign export --merge-lora` folds it into the base.
-  ASSERT_EQ(test::run_command("'" + test::qalign_binary() + "' export --checkpoint " + test::fixture(kBase) + " --lora " +
-                                  out_dir + " --merge-lora --dtype float32 --out " + dir.file("merged"),
+  ASSERT_EQ(test::run_command("'" + test::qalign_binary() + "' export --checkpoint " + test::fixture(kBase) +
+                                  " --lora " + out_dir + " --merge-lora --dtype float32 --out " + dir.file("merged"),
                               &out),
             0)
       << out;
@@ -340,14 +350,16 @@ TEST(LoraTrain, FirstStepMatchesTheAuthorsWithoutDropout) {
 TEST(LoraTrain, AbstractorLearningRateApplies) {
   test::ScratchDir dir("lora_abstractor_lr");
   std::string out;
-  ASSERT_EQ(run_train("tests/fixtures/train/tiny_golden.yaml",
-                  "output_dir=" + dir.path() + " lora_enable=true lora_r=4 lora_alpha=8 visual_abstractor_lr=1e-7", &out),
-            0);
+  ASSERT_EQ(
+      run_train("tests/fixtures/train/tiny_golden.yaml",
+                "output_dir=" + dir.path() + " lora_enable=true lora_r=4 lora_alpha=8 visual_abstractor_lr=1e-7", &out),
+      0);
   const auto base = io::load_weights(test::fixture(kBase));
   const auto f = io::read_lora_folder(dir.path());
   ASSERT_FALSE(f.non_lora_trainables.empty());
   double abstractor_move = 0;
-  for (const auto& [name, t] : f.non_lora_trainables) abstractor_move = std::max(abstractor_move, max_diff(t, base.at(name)));
+  for (const auto& [name, t] : f.non_lora_trainables)
+    abstractor_move = std::max(abstractor_move, max_diff(t, base.at(name)));
   EXPECT_GT(abstractor_move, 0.0);
   EXPECT_LE(abstractor_move, 5e-7);  // 1e-7 plus float32 rounding of weights of magnitude ~1, far below 1e-3
   // B starts at zero, so its first step is ~lr everywhere it has a gradient.
@@ -364,7 +376,7 @@ TEST(LoraTrain, ResumedRunIsBitwiseIdentical) {
   std::string out;
   ASSERT_EQ(run_train("tests/fixtures/train/tiny_recipe.yaml", "output_dir=" + a.path() + lora, &out), 0);
   ASSERT_EQ(run_train("tests/fixtures/train/tiny_recipe.yaml",
-                  "output_dir=" + b.path() + " resume_from_checkpoint=" + a.path() + "/checkpoint-2" + lora, &out),
+                      "output_dir=" + b.path() + " resume_from_checkpoint=" + a.path() + "/checkpoint-2" + lora, &out),
             0);
   EXPECT_NE(out.find("resumed from"), std::string::npos) << out;
   for (const std::string file : {"adapter_model.safetensors", "checkpoint-4/optimizer.safetensors"}) {
@@ -386,9 +398,10 @@ TEST(LoraTrain, ActivationCheckpointingReplaysDropout) {
   for (int on = 0; on < 2; ++on) {
     const auto run = dir.file(on ? "on" : "off");
     ASSERT_EQ(run_train("tests/fixtures/train/tiny_golden.yaml",
-                    "output_dir=" + run + " lora_enable=true lora_r=4 lora_alpha=8 lora_dropout=0.3 gradient_checkpointing=" +
-                        (on ? "true" : "false") + " --dump-first-step " + run + ".safetensors",
-                    &out),
+                        "output_dir=" + run +
+                            " lora_enable=true lora_r=4 lora_alpha=8 lora_dropout=0.3 gradient_checkpointing=" +
+                            (on ? "true" : "false") + " --dump-first-step " + run + ".safetensors",
+                        &out),
               0);
     dumps[on] = load(run + ".safetensors");
   }
@@ -403,10 +416,11 @@ TEST(LoraTrain, ActivationCheckpointingReplaysDropout) {
 // image case from its file gives their merged model's level probabilities.
 TEST(LoraScore, ScoreCommandAppliesTheFolder) {
   std::string out;
-  ASSERT_EQ(test::run_command("'" + test::qalign_binary() + "' score --json --model " + test::fixture(kBase) + " --lora " +
-                                  test::fixture(kLoraFolder) + " " + test::fixture("qalign-tiny/inputs/img_wide.png"),
-                              &out),
-            0)
+  ASSERT_EQ(
+      test::run_command("'" + test::qalign_binary() + "' score --json --model " + test::fixture(kBase) + " --lora " +
+                            test::fixture(kLoraFolder) + " " + test::fixture("qalign-tiny/inputs/img_wide.png"),
+                        &out),
+      0)
       << out;
   const auto line = out.substr(out.find('{'));
   const auto row = nlohmann::json::parse(line.substr(0, line.find('\n')));
@@ -422,7 +436,8 @@ TEST(LoraTrain, AdaptersAloneWithoutTheAbstractor) {
   test::ScratchDir dir("lora_only");
   std::string out;
   ASSERT_EQ(run_train("tests/fixtures/train/tiny_golden.yaml",
-                      "output_dir=" + dir.file("run") + " lora_enable=true lora_r=4 lora_alpha=8 tune_visual_abstractor=false" +
+                      "output_dir=" + dir.file("run") +
+                          " lora_enable=true lora_r=4 lora_alpha=8 tune_visual_abstractor=false" +
                           " --dump-first-step " + dir.file("step.safetensors"),
                       &out),
             0);

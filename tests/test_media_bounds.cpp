@@ -78,7 +78,8 @@ std::string avi_with_rate(const test::ScratchDir& d, const std::string& name, ui
 std::string png_strip(const test::ScratchDir& d, int width, int height) {
   const cv::Mat m(height, width, CV_8UC3, cv::Scalar(30, 90, 200));
   const std::string path = d.file("strip_" + std::to_string(width) + "x" + std::to_string(height) + ".png");
-  EXPECT_TRUE(cv::imwrite(path, m, {cv::IMWRITE_PNG_COMPRESSION, 9, cv::IMWRITE_PNG_STRATEGY, cv::IMWRITE_PNG_STRATEGY_DEFAULT}));
+  EXPECT_TRUE(cv::imwrite(
+      path, m, {cv::IMWRITE_PNG_COMPRESSION, 9, cv::IMWRITE_PNG_STRATEGY, cv::IMWRITE_PNG_STRATEGY_DEFAULT}));
   return path;
 }
 
@@ -86,8 +87,8 @@ std::string png_strip(const test::ScratchDir& d, int width, int height) {
 // keeps the table from growing to 4-bit codes.
 std::string tiny_gif() {
   std::string gif = "GIF89a";
-  gif += std::string("\x03\x00\x02\x00", 4);   // logical screen 3x2
-  gif += std::string("\xA1\x00\x00", 3);       // global colour table of 4 entries, 2 bits per colour
+  gif += std::string("\x03\x00\x02\x00", 4);  // logical screen 3x2
+  gif += std::string("\xA1\x00\x00", 3);      // global colour table of 4 entries, 2 bits per colour
   gif += std::string("\xFF\x00\x00\x00\xFF\x00\x00\x00\xFF\xFF\xFF\xFF", 12);
   gif += std::string("\x2C\x00\x00\x00\x00\x03\x00\x02\x00\x00", 10);  // image descriptor
   const int clear = 4, end = 5, pixels[6] = {0, 1, 2, 3, 2, 1};
@@ -110,11 +111,11 @@ std::string tiny_gif() {
 
 // `jpeg` with an APP1 Exif segment right after SOI whose only tag is Orientation = `orientation`.
 std::string with_exif_orientation(const std::string& jpeg, uint16_t orientation) {
-  std::string tiff = "MM" + std::string("\x00\x2A", 2) + be32(8);            // big-endian TIFF, IFD at 8
-  tiff += std::string("\x00\x01", 2);                                        // one entry
-  tiff += std::string("\x01\x12\x00\x03", 4) + be32(1);                      // Orientation, SHORT, 1 value
+  std::string tiff = "MM" + std::string("\x00\x2A", 2) + be32(8);  // big-endian TIFF, IFD at 8
+  tiff += std::string("\x00\x01", 2);                              // one entry
+  tiff += std::string("\x01\x12\x00\x03", 4) + be32(1);            // Orientation, SHORT, 1 value
   tiff += std::string{char(orientation >> 8), char(orientation)} + std::string(2, '\0');
-  tiff += be32(0);                                                           // no next IFD
+  tiff += be32(0);  // no next IFD
   const std::string body = std::string("Exif\0\0", 6) + tiff;
   const size_t length = body.size() + 2;
   const std::string app1 = std::string("\xFF\xE1", 2) + char(length >> 8) + char(length & 0xFF) + body;
@@ -163,7 +164,8 @@ TEST(MediaBounds, OneBy100000PngScoresInBoundedMemory) {
 TEST(MediaBounds, PngOverThePixelLimitIsRefusedBeforeDecoding) {
   test::ScratchDir d;
   const std::string ihdr = "IHDR" + be32(1) + be32(200000000) + std::string("\x08\x02\x00\x00\x00", 5);
-  test::write_file(d.file("tall.png"), std::string("\x89PNG\r\n\x1a\n", 8) + be32(13) + ihdr + be32(0) + be32(0) + "IEND" + be32(0));
+  test::write_file(d.file("tall.png"),
+                   std::string("\x89PNG\r\n\x1a\n", 8) + be32(13) + ihdr + be32(0) + be32(0) + "IEND" + be32(0));
   expect_refused(score(d.file("tall.png")), d.file("tall.png"), "1x200000000 pixels, over the 178956970-pixel limit");
 }
 
@@ -218,7 +220,7 @@ TEST(MediaBounds, GifIsRefusedWithAConversionHint) {
   ASSERT_TRUE(cap.read(frame));
   ASSERT_EQ(frame.cols, 3);
   ASSERT_EQ(frame.rows, 2);
-  EXPECT_EQ(frame.at<cv::Vec3b>(0, 0), cv::Vec3b(0, 0, 255));    // palette 0, red, as BGR
+  EXPECT_EQ(frame.at<cv::Vec3b>(0, 0), cv::Vec3b(0, 0, 255));      // palette 0, red, as BGR
   EXPECT_EQ(frame.at<cv::Vec3b>(1, 0), cv::Vec3b(255, 255, 255));  // palette 3, white
   expect_refused(score(path), path, "GIF is not supported: convert it to PNG first");
   test::write_file(d.file("anim.png"), tiny_gif());  // judged by content, not by name

@@ -139,10 +139,14 @@ TEST(Metrics, KendallHandlesManyTiesLikeThePairwiseDefinition) {
   for (size_t i = 0; i < x.size(); ++i)
     for (size_t j = i + 1; j < x.size(); ++j) {
       const double s = (x[i] - x[j]) * (y[i] - y[j]);
-      if (s > 0) ++c;
-      else if (s < 0) ++d;
-      else if (x[i] == x[j] && y[i] != y[j]) ++tx;
-      else if (y[i] == y[j] && x[i] != x[j]) ++ty;
+      if (s > 0)
+        ++c;
+      else if (s < 0)
+        ++d;
+      else if (x[i] == x[j] && y[i] != y[j])
+        ++tx;
+      else if (y[i] == y[j] && x[i] != x[j])
+        ++ty;
     }
   EXPECT_NEAR(kendall_tau_b(x, y), (c - d) / std::sqrt((c + d + tx) * (c + d + ty)), 1e-14);
 }

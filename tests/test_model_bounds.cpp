@@ -85,18 +85,22 @@ TEST(ConfigAgainstWeights, ShardedCheckpointIsCheckedThroughItsIndex) {
 
 TEST(ConfigAgainstWeights, LayerCountsAreBoundedAndChecked) {
   test::ScratchDir d("qalign-bounds");
-  expect_bounded(score(model_with(d, "num_hidden_layers", "2,\n  \"num_key_value_heads\"", "1000000000000,\n  \"num_key_value_heads\"")), 1,
-                 {"model/config.json: num_hidden_layers: expected at most 1024, got 1000000000000"});
+  expect_bounded(score(model_with(d, "num_hidden_layers", "2,\n  \"num_key_value_heads\"",
+                                  "1000000000000,\n  \"num_key_value_heads\"")),
+                 1, {"model/config.json: num_hidden_layers: expected at most 1024, got 1000000000000"});
   fs::remove_all(d.file("model"));
-  expect_bounded(score(model_with(d, "num_hidden_layers", "2,\n  \"num_key_value_heads\"", "1e12,\n  \"num_key_value_heads\"")), 1,
-                 {"model/config.json: num_hidden_layers: expected a positive integer, got 1000000000000.0 (a float)"});
+  expect_bounded(
+      score(model_with(d, "num_hidden_layers", "2,\n  \"num_key_value_heads\"", "1e12,\n  \"num_key_value_heads\"")), 1,
+      {"model/config.json: num_hidden_layers: expected a positive integer, got 1000000000000.0 (a float)"});
   fs::remove_all(d.file("model"));
-  expect_bounded(score(model_with(d, "num_hidden_layers", "2,\n  \"num_key_value_heads\"", "1.5,\n  \"num_key_value_heads\"")), 1,
-                 {"model/config.json: num_hidden_layers: expected a positive integer, got 1.5 (a float)"});
+  expect_bounded(
+      score(model_with(d, "num_hidden_layers", "2,\n  \"num_key_value_heads\"", "1.5,\n  \"num_key_value_heads\"")), 1,
+      {"model/config.json: num_hidden_layers: expected a positive integer, got 1.5 (a float)"});
   fs::remove_all(d.file("model"));
-  expect_bounded(score(model_with(d, "num_hidden_layers", "2,\n  \"num_key_value_heads\"", "900,\n  \"num_key_value_heads\"")), 1,
-                 {"model/config.json: num_hidden_layers: 900, but model.safetensors has 2 (model.layers.0 to "
-                  "model.layers.1)"});
+  expect_bounded(
+      score(model_with(d, "num_hidden_layers", "2,\n  \"num_key_value_heads\"", "900,\n  \"num_key_value_heads\"")), 1,
+      {"model/config.json: num_hidden_layers: 900, but model.safetensors has 2 (model.layers.0 to "
+       "model.layers.1)"});
 }
 
 TEST(ConfigAgainstWeights, VisionSizesAreCheckedToo) {
@@ -109,7 +113,8 @@ TEST(ConfigAgainstWeights, VisionSizesAreCheckedToo) {
 TEST(ConfigAgainstWeights, InitWithoutWeightsStillBuildsAModel) {
   test::ScratchDir d("qalign-bounds");
   expect_bounded("init --config " + kModel + "/config.json --tokenizer " + kModel + " --out " + d.file("fresh"), 0, {});
-  EXPECT_TRUE(fs::exists(d.file("fresh/model.safetensors")) || fs::exists(d.file("fresh/model.safetensors.index.json")));
+  EXPECT_TRUE(fs::exists(d.file("fresh/model.safetensors")) ||
+              fs::exists(d.file("fresh/model.safetensors.index.json")));
   // And what it wrote loads: its config and weights agree.
   expect_bounded(score(d.file("fresh")), 0, {});
 }
@@ -121,10 +126,12 @@ TEST(NonRegularFiles, FifoWeightsAreRefused) {
   const auto dir = d.file("model");
   fs::copy(test::fixture("qalign-tiny/model"), dir, fs::copy_options::recursive);
   make_fifo(dir + "/model.safetensors");
-  expect_bounded(score(dir), 1, {"model/model.safetensors: cannot open file: it is a FIFO (named pipe), not a regular file"});
+  expect_bounded(score(dir), 1,
+                 {"model/model.safetensors: cannot open file: it is a FIFO (named pipe), not a regular file"});
   fs::remove(dir + "/model.safetensors");
   make_fifo(dir + "/pytorch_model.bin");
-  expect_bounded(score(dir), 1, {"model/pytorch_model.bin: cannot open file: it is a FIFO (named pipe), not a regular file"});
+  expect_bounded(score(dir), 1,
+                 {"model/pytorch_model.bin: cannot open file: it is a FIFO (named pipe), not a regular file"});
 }
 
 TEST(NonRegularFiles, FifoConfigJsonIsRefused) {
@@ -140,7 +147,8 @@ TEST(NonRegularFiles, FifoTokenizerIsRefused) {
   const auto dir = d.file("model");
   fs::copy(test::fixture("qalign-tiny/model"), dir, fs::copy_options::recursive);
   make_fifo(dir + "/tokenizer.model");
-  expect_bounded(score(dir), 1, {"model/tokenizer.model: cannot open file: it is a FIFO (named pipe), not a regular file"});
+  expect_bounded(score(dir), 1,
+                 {"model/tokenizer.model: cannot open file: it is a FIFO (named pipe), not a regular file"});
 }
 
 TEST(NonRegularFiles, FifoTrainingYamlAndDataAreRefused) {

@@ -73,8 +73,9 @@ CaseRun run_case(model::Owl2ForCausalLM& m, const std::string& c) {
 }
 
 const std::vector<std::string>& cases() {
-  static const std::vector<std::string> c = {"image.img_wide", "image.img_tall", "image.img_big", "aesthetic.img_wide",
-                                             "model_score_prompt.img_tall", "batch2", "video"};
+  static const std::vector<std::string> c = {
+      "image.img_wide", "image.img_tall", "image.img_big", "aesthetic.img_wide", "model_score_prompt.img_tall",
+      "batch2",         "video"};
   return c;
 }
 
@@ -105,12 +106,12 @@ TEST_P(ModelParity, EveryCaseEveryStage) {
 }
 
 // The same weights from model.safetensors, pytorch_model.bin and the sharded folder.
-INSTANTIATE_TEST_SUITE_P(WeightForms, ModelParity,
-                         ::testing::Values("model", "model-sharded"));
+INSTANTIATE_TEST_SUITE_P(WeightForms, ModelParity, ::testing::Values("model", "model-sharded"));
 
 TEST(ModelParity, WeightsFromTorchBin) {
   auto m = model::load_pretrained(test::fixture("qalign-tiny/model"));
-  model::load_state_dict(*m, io::load_weights(test::fixture("qalign-tiny/model/pytorch_model.bin")), "pytorch_model.bin");
+  model::load_state_dict(*m, io::load_weights(test::fixture("qalign-tiny/model/pytorch_model.bin")),
+                         "pytorch_model.bin");
   m->to(test::test_device());
   for (const auto& c : cases()) expect_case_matches(m, c);
 }
@@ -119,7 +120,9 @@ TEST(ModelParity, FullLogitsOfFirstCase) {
   auto m = tiny("model");
   const auto r = run_case(m, "image.img_wide");
   torch::NoGradGuard g;
-  EXPECT_LE(max_diff(m->logits(r.hidden.back().to(m->lm_head->weight.device())).cpu(), golden().get("image.img_wide.logits")), 1e-3);
+  EXPECT_LE(
+      max_diff(m->logits(r.hidden.back().to(m->lm_head->weight.device())).cpu(), golden().get("image.img_wide.logits")),
+      1e-3);
 }
 
 TEST(ModelParity, BatchEqualsSingleRuns) {
@@ -142,7 +145,8 @@ TEST(ModelParity, BFloat16AgreesWithFloat32) {
 }
 
 TEST(ModelParity, Released7BConfigOnMetaDevice) {
-  model::Owl2ForCausalLM m(model::ModelConfig::owl2_7b(), torch::TensorOptions().device(torch::kMeta).dtype(torch::kBFloat16));
+  model::Owl2ForCausalLM m(model::ModelConfig::owl2_7b(),
+                           torch::TensorOptions().device(torch::kMeta).dtype(torch::kBFloat16));
   int64_t vision = 0, abstractor = 0, total = 0, buffers = 0;
   for (const auto& p : m->named_parameters()) {
     total += p.value().numel();

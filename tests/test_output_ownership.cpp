@@ -39,14 +39,14 @@ TEST(OutputOwnership, KeepListNeverReplacesAnInputOrTheOutput) {
   test::ScratchDir d("qalign-own");
   fs::copy_file(test::source_dir() + "/" + kImage, d.file("photo.png"));
   const auto before = test::read_file(d.file("photo.png"));
-  auto m = run_qalign("score --model " + kModel + " --threshold 0 --overwrite --keep-list " + d.file("photo.png") + " " +
-                  d.file("photo.png"));
+  auto m = run_qalign("score --model " + kModel + " --threshold 0 --overwrite --keep-list " + d.file("photo.png") +
+                      " " + d.file("photo.png"));
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(has(m, "photo.png is one of the inputs")) << m.output;
   EXPECT_EQ(test::read_file(d.file("photo.png")), before);
 
-  m = run_qalign("score --model " + kModel + " --threshold 0 --out " + d.file("s.jsonl") + " --keep-list " + d.file("s.jsonl") +
-             " " + kImage);
+  m = run_qalign("score --model " + kModel + " --threshold 0 --out " + d.file("s.jsonl") + " --keep-list " +
+                 d.file("s.jsonl") + " " + kImage);
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(has(m, "--keep-list: is --out itself")) << m.output;
   EXPECT_FALSE(fs::exists(d.file("s.jsonl")));
@@ -57,7 +57,8 @@ TEST(OutputOwnership, KeepListNeverReplacesAnInputOrTheOutput) {
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(has(m, "keep.txt: exists; --overwrite replaces it")) << m.output;
   EXPECT_EQ(test::read_file(d.file("keep.txt")), "mine\n");
-  m = run_qalign("score --model " + kModel + " --threshold 0 --overwrite --keep-list " + d.file("keep.txt") + " " + kImage);
+  m = run_qalign("score --model " + kModel + " --threshold 0 --overwrite --keep-list " + d.file("keep.txt") + " " +
+                 kImage);
   EXPECT_EQ(m.exit_code, 0) << m.output;
   EXPECT_EQ(test::read_file(d.file("keep.txt")), kImage + "\n");
 }
@@ -129,7 +130,8 @@ TEST(OutputOwnership, InitAndExportDoNotReplaceAModelFolderUnasked) {
   m = run_qalign("export --checkpoint " + kModel + " --out " + out + " --dtype float32 --max-shard-size 100KB");
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(has(m, "exported already holds files; --overwrite replaces its weights")) << m.output;
-  m = run_qalign("export --checkpoint " + kModel + " --out " + out + " --dtype float32 --max-shard-size 100KB --overwrite");
+  m = run_qalign("export --checkpoint " + kModel + " --out " + out +
+                 " --dtype float32 --max-shard-size 100KB --overwrite");
   ASSERT_EQ(m.exit_code, 0) << m.output;
   EXPECT_FALSE(fs::exists(out + "/model.safetensors"));
   EXPECT_TRUE(fs::exists(out + "/model.safetensors.index.json"));
@@ -165,7 +167,7 @@ TEST(OutputOwnership, TrainingNeverWritesOverAnEarlierRunOrItsModel) {
   fs::copy(test::source_dir() + "/" + kModel, model, fs::copy_options::recursive);
   const auto weights = test::read_file(model + "/model.safetensors");
   m = run_qalign("train --config " + kRecipe + " max_steps=1 model_name_or_path=" + model + " output_dir=" + model +
-             " overwrite_output_dir=true");
+                 " overwrite_output_dir=true");
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(has(m, "is model_name_or_path: the run would write over the model it starts from")) << m.output;
   EXPECT_EQ(test::read_file(model + "/model.safetensors"), weights);
@@ -173,8 +175,11 @@ TEST(OutputOwnership, TrainingNeverWritesOverAnEarlierRunOrItsModel) {
 
 TEST(OutputOwnership, AConversationWithoutAnAnswerIsRefusedBeforeTraining) {
   test::ScratchDir d("qalign-own");
-  test::write_file(d.file("q.json"), R"([{"id": "a", "image": "img_wide.png", "conversations": [{"from": "human", "value": "<|image|>Rate."}]}])");
-  const auto m = run_qalign("train --config " + kRecipe + " data_path=" + d.file("q.json") + " output_dir=" + d.file("o"));
+  test::write_file(
+      d.file("q.json"),
+      R"([{"id": "a", "image": "img_wide.png", "conversations": [{"from": "human", "value": "<|image|>Rate."}]}])");
+  const auto m =
+      run_qalign("train --config " + kRecipe + " data_path=" + d.file("q.json") + " output_dir=" + d.file("o"));
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(has(m, "q.json: [0].conversations: no \"gpt\" turn: the record has no answer to learn")) << m.output;
 }

@@ -57,24 +57,25 @@ TEST(PlanVsRun, StateTermsMatchTheTrainersReport) {
     int stage;
     bool offload;
   };
-  for (const auto& [ranks, stage, offload] : {Case{1, 0, false}, Case{2, 0, false}, Case{2, 1, false}, Case{2, 2, false},
-                                              Case{4, 2, false}, Case{2, 2, true}, Case{2, 3, false}, Case{4, 3, false},
-                                              Case{2, 3, true}}) {
+  for (const auto& [ranks, stage, offload] :
+       {Case{1, 0, false}, Case{2, 0, false}, Case{2, 1, false}, Case{2, 2, false}, Case{4, 2, false}, Case{2, 2, true},
+        Case{2, 3, false}, Case{4, 3, false}, Case{2, 3, true}}) {
     SCOPED_TRACE("ranks " + std::to_string(ranks) + ", stage " + std::to_string(stage) + (offload ? ", offload" : ""));
     const std::string run = dir.file("run" + std::to_string(ranks) + std::to_string(stage) + (offload ? "o" : ""));
     const std::vector<std::string> overrides = {
-        "model_name_or_path=" + model,          "output_dir=" + run, "max_steps=3", "gradient_accumulation_steps=1",
+        "model_name_or_path=" + model, "output_dir=" + run, "max_steps=3", "gradient_accumulation_steps=1",
         "zero_stage=" + std::to_string(stage), "dataloader_num_workers=1", "gradient_checkpointing=false",
-        "group_by_modality_length=false",       "save_steps=1000", "ddp_bucket_cap_mb=4",
+        "group_by_modality_length=false", "save_steps=1000", "ddp_bucket_cap_mb=4",
         std::string("offload_optimizer=") + (offload ? "cpu" : "none"),
         // Absolute, so the plan reads the same records as the run whatever the test's folder.
         "data_path=" + test::fixture("train/five_samples.json"), "image_folder=" + test::fixture("qalign-tiny/inputs")};
     std::string args;
     for (const auto& o : overrides) args += " " + o;
-    ASSERT_EQ(test::run_command(cd + "'" + test::qalign_binary() + "' launch --nproc-per-node " + std::to_string(ranks) +
-                                    " -- '" + test::qalign_binary() + "' train --config " + recipe() + args,
-                                &out),
-              0)
+    ASSERT_EQ(
+        test::run_command(cd + "'" + test::qalign_binary() + "' launch --nproc-per-node " + std::to_string(ranks) +
+                              " -- '" + test::qalign_binary() + "' train --config " + recipe() + args,
+                          &out),
+        0)
         << out;
     std::ifstream metrics(run + "/metrics.jsonl");
     std::string line;
@@ -84,7 +85,8 @@ TEST(PlanVsRun, StateTermsMatchTheTrainersReport) {
     std::string last = line;
     while (std::getline(metrics, line)) last = line;
     const double peak = nlohmann::json::parse(last).at("memory").at(0).at("peak_allocated").get<double>();
-    const auto plan = train::plan_training(config::load_train_config(recipe(), overrides), model_config, ranks, 80 * kGiB);
+    const auto plan =
+        train::plan_training(config::load_train_config(recipe(), overrides), model_config, ranks, 80 * kGiB);
     // Offloaded terms are the same tensors in host memory (on the CPU both are the process's).
     const auto& h = plan.host_per_rank;
     auto d = plan.device_per_rank;
@@ -92,9 +94,9 @@ TEST(PlanVsRun, StateTermsMatchTheTrainersReport) {
     d.masters += h.masters;
     d.optimizer += h.optimizer;
     std::cout << "ranks " << ranks << " stage " << stage << ": report " << report.dump() << "; plan parameters "
-              << d.parameters << " gradients " << d.gradients << " masters " << d.masters << " optimizer " << d.optimizer
-              << " activations " << d.activations << " buffers " << d.buffers << " total " << d.total + h.total
-              << "; measured peak " << peak << "\n";
+              << d.parameters << " gradients " << d.gradients << " masters " << d.masters << " optimizer "
+              << d.optimizer << " activations " << d.activations << " buffers " << d.buffers << " total "
+              << d.total + h.total << "; measured peak " << peak << "\n";
     EXPECT_NEAR(static_cast<double>(d.total + h.total), peak, 0.10 * peak) << "total";
     for (const auto& [name, planned] : {std::pair{"parameters", d.parameters}, std::pair{"gradients", d.gradients},
                                         std::pair{"masters", d.masters}, std::pair{"optimizer", d.optimizer}}) {
@@ -173,7 +175,9 @@ TEST(Plan, BadValuesNameTheirKey) {
             std::string::npos);
   EXPECT_NE(error_of([&] { config::apply_override(c, "zero3_prefetch_blocks=-1"); }).find("zero3_prefetch_blocks"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { onealign({"zero_stage=0", "offload_optimizer=cpu"}); }).find("offload_optimizer"),
+  EXPECT_NE(error_of([&] {
+              onealign({"zero_stage=0", "offload_optimizer=cpu"});
+            }).find("offload_optimizer"),
             std::string::npos);
   std::string out;
   EXPECT_NE(test::run_command("'" + test::qalign_binary() + "' plan --config " + test::source_dir() +
@@ -190,10 +194,11 @@ TEST(Plan, BadValuesNameTheirKey) {
 
 TEST(Plan, JsonHasEveryTermInBytes) {
   std::string out;
-  ASSERT_EQ(test::run_command("'" + test::qalign_binary() + "' plan --config " + test::source_dir() +
-                                  "/configs/onealign.yaml --preset owl2-7b --nproc-per-node 8 --gpu-memory 141GB --json",
-                              &out),
-            0)
+  ASSERT_EQ(
+      test::run_command("'" + test::qalign_binary() + "' plan --config " + test::source_dir() +
+                            "/configs/onealign.yaml --preset owl2-7b --nproc-per-node 8 --gpu-memory 141GB --json",
+                        &out),
+      0)
       << out;
   const auto j = nlohmann::json::parse(out.substr(out.find('{')));
   for (const char* side : {"device_per_rank", "host_per_rank"})

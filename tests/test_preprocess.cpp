@@ -30,9 +30,7 @@ using test::golden;
 using test::max_abs_diff;
 using test::read_json;
 
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-}
+void write_bytes(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -166,8 +164,8 @@ TEST(PilResize, SameSizeIsACopyAndOneAxisPassesAlone) {
   Image column(1, 4);
   for (int y = 0; y < 4; ++y) std::copy(img.pixel(2, y), img.pixel(2, y) + 3, column.pixel(0, y));
   const Image column_taller = pil_resize_bicubic(column, 1, 9);
-  for (int y = 0; y < 9; ++y) EXPECT_TRUE(std::equal(column_taller.pixel(0, y), column_taller.pixel(0, y) + 3,
-                                                     taller.pixel(2, y)));
+  for (int y = 0; y < 9; ++y)
+    EXPECT_TRUE(std::equal(column_taller.pixel(0, y), column_taller.pixel(0, y) + 3, taller.pixel(2, y)));
 }
 
 TEST(Preprocess, ShortestEdgeResizeThenCenterCrop) {
@@ -253,9 +251,7 @@ Taps make_taps(int in_size, int out_size) {
 }
 
 // Rounds away the fraction (the accumulator starts at one half) and clamps to a byte.
-uint8_t clip8(int64_t acc) {
-  return static_cast<uint8_t>(std::clamp<int64_t>(acc >> kPrecisionBits, 0, 255));
-}
+uint8_t clip8(int64_t acc) { return static_cast<uint8_t>(std::clamp<int64_t>(acc >> kPrecisionBits, 0, 255)); }
 
 Image horizontal_pass(const Image& in, int out_width, const Taps& t) {
   Image out(out_width, in.height);
@@ -300,7 +296,6 @@ Image reference_resize(const Image& in, int out_width, int out_height) {
   return vertical_pass(wide, out_height, make_taps(in.height, out_height));
 }
 
-
 }  // namespace reference
 
 Image random_image(int w, int h, uint32_t seed) {
@@ -314,7 +309,7 @@ Image random_image(int w, int h, uint32_t seed) {
 
 // An odd mix: thin strips both ways, near-squares, a square, one pixel.
 const std::vector<std::pair<int, int>> kOddShapes = {{1, 40}, {40, 1}, {3, 500}, {500, 3}, {7, 9},
-                                                      {9, 7},  {2, 3},  {1, 1},   {5, 5},   {64, 3}};
+                                                     {9, 7},  {2, 3},  {1, 1},   {5, 5},   {64, 3}};
 
 TEST(ImplicitPadding, SquareResizeIsBitExactAgainstTheBuiltSquare) {
   for (const auto& [w, h] : kOddShapes) {
@@ -336,14 +331,14 @@ TEST(ImplicitPadding, OffCentreCanvasAndOneAxisResizes) {
   const Canvas canvas{12, 10, 5, 0, {3, 250, 128}};
   Image built(canvas.width, canvas.height);
   for (int y = 0; y < built.height; ++y)
-    for (int x = 0; x < built.width; ++x) std::copy(canvas.background.begin(), canvas.background.end(), built.pixel(x, y));
+    for (int x = 0; x < built.width; ++x)
+      std::copy(canvas.background.begin(), canvas.background.end(), built.pixel(x, y));
   for (int y = 0; y < img.height; ++y)
     std::copy(img.pixel(0, y), img.pixel(0, y) + img.width * 3, built.pixel(canvas.left, canvas.top + y));
   for (const auto& [ow, oh] : std::vector<std::pair<int, int>>{{12, 10}, {12, 4}, {5, 10}, {3, 17}, {30, 2}}) {
     EXPECT_EQ(pil_resize_bicubic(img, canvas, ow, oh).rgb, reference::reference_resize(built, ow, oh).rgb)
         << ow << "x" << oh;
-    EXPECT_EQ(pil_resize_bicubic(built, ow, oh).rgb, reference::reference_resize(built, ow, oh).rgb)
-        << ow << "x" << oh;
+    EXPECT_EQ(pil_resize_bicubic(built, ow, oh).rgb, reference::reference_resize(built, ow, oh).rgb) << ow << "x" << oh;
   }
 }
 
@@ -464,7 +459,8 @@ TEST(DecodeImage, HugeDimensionsAreRefusedBeforeDecoding) {
 }
 
 TEST(IsVideoPath, ByExtensionAndContent) {
-  for (const std::string p : {"a.avi", "b.MP4", "c.mkv", "d.mov", "e.webm", "/x/y.m4v"}) EXPECT_TRUE(is_video_path(p)) << p;
+  for (const std::string p : {"a.avi", "b.MP4", "c.mkv", "d.mov", "e.webm", "/x/y.m4v"})
+    EXPECT_TRUE(is_video_path(p)) << p;
   for (const std::string p : {"a.jpg", "b.png", "c.txt", "noext"}) EXPECT_FALSE(is_video_path(p)) << p;
   test::ScratchDir dir;
   write_bytes(dir.file("clip.bin"), read_bytes(fixture("qalign-tiny/inputs/video.avi")));

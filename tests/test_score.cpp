@@ -88,9 +88,10 @@ TEST(ScoreCli, RealPhotosAndVideoAt448InOneBatch) {
 TEST(ScoreCli, UnreadableInputIsReportedSkippedAndFailsTheRun) {
   const auto good = test::fixture("qalign-tiny/inputs/img_wide.png");
   std::string out;
-  const int rc = test::run_command(test::qalign_binary() + " score --json --model " + test::fixture("qalign-tiny/model") +
-                                       " /nonexistent/photo.jpg " + test::fixture("qalign-tiny/MANIFEST.md") + " " + good,
-                                   &out);
+  const int rc =
+      test::run_command(test::qalign_binary() + " score --json --model " + test::fixture("qalign-tiny/model") +
+                            " /nonexistent/photo.jpg " + test::fixture("qalign-tiny/MANIFEST.md") + " " + good,
+                        &out);
   EXPECT_NE(rc, 0);
   EXPECT_NE(out.find("/nonexistent/photo.jpg"), std::string::npos) << out;
   EXPECT_NE(out.find("MANIFEST.md"), std::string::npos) << out;
@@ -98,7 +99,8 @@ TEST(ScoreCli, UnreadableInputIsReportedSkippedAndFailsTheRun) {
 }
 
 TEST(Scorer, VideosOfDifferentLengthsInOneBatchScoreAsAlone) {
-  Scorer scorer(model::load_pretrained(test::fixture("qalign-tiny/model")), Tokenizer(test::fixture("qalign-tiny/model")));
+  Scorer scorer(model::load_pretrained(test::fixture("qalign-tiny/model")),
+                Tokenizer(test::fixture("qalign-tiny/model")));
   const auto video = data::load_video_tensor(test::fixture("qalign-tiny/inputs/video.avi"), scorer.image_size());
   const auto shorter = video.narrow(0, 0, 2);
   const auto both = scorer.score({video, shorter}, Task::kQuality, Media::kVideo);

@@ -28,7 +28,8 @@ namespace {
 constexpr int kPictures = 2000;
 
 void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
-  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
 
 // Writes the collection under `dir` and returns the @list naming it: the pictures (crops of
@@ -42,7 +43,8 @@ std::string make_collection(const std::string& dir) {
   std::ostringstream list;
   for (int i = 0; i < kPictures; ++i) {
     const auto& photo = photos[i % photos.size()];
-    const int w = std::uniform_int_distribution<int>(40, 200)(rng), h = std::uniform_int_distribution<int>(40, 200)(rng);
+    const int w = std::uniform_int_distribution<int>(40, 200)(rng),
+              h = std::uniform_int_distribution<int>(40, 200)(rng);
     const int x = std::uniform_int_distribution<int>(0, photo.width - w)(rng);
     const int y = std::uniform_int_distribution<int>(0, photo.height - h)(rng);
     data::Image crop(w, h);
@@ -63,7 +65,8 @@ std::string make_collection(const std::string& dir) {
   png.resize(png.size() / 3);
   write_bytes(dir + "/truncated.png", png);
   list << dir << "/truncated.png\n";
-  list << test::fixture("qalign-tiny/inputs/video.avi") << "\n" << test::fixture("qalign-tiny/inputs/video.mp4") << "\n";
+  list << test::fixture("qalign-tiny/inputs/video.avi") << "\n"
+       << test::fixture("qalign-tiny/inputs/video.mp4") << "\n";
   io::write_file_atomic(dir + "/list.txt", list.str());
   return dir + "/list.txt";
 }
@@ -71,8 +74,8 @@ std::string make_collection(const std::string& dir) {
 // One math thread: the decoding threads share the cores, and OpenMP threads that must wait for a
 // busy core at every matrix product make a tiny model a hundred times slower.
 std::string score_command(const std::string& list, const std::string& out, const std::string& extra = "") {
-  return "env OMP_NUM_THREADS=1 " + test::qalign_binary() + " score --model " + test::fixture("qalign-tiny/model") + " --batch-size 8 --workers 2 @" +
-         list + " --out " + out + " " + extra;
+  return "env OMP_NUM_THREADS=1 " + test::qalign_binary() + " score --model " + test::fixture("qalign-tiny/model") +
+         " --batch-size 8 --workers 2 @" + list + " --out " + out + " " + extra;
 }
 
 std::vector<nlohmann::json> read_rows(const std::string& path) {
@@ -126,8 +129,8 @@ TEST_F(ScoreAtScale, TwoProcessesGiveTheRowsOfOneInInputOrder) {
   ASSERT_EQ(test::run_command(score_command(list_, dir_.file("one.jsonl")), &out), 1) << out;  // 3 broken inputs
   EXPECT_NE(out.find("3 of 2005 inputs could not be scored"), std::string::npos) << out;
   const int port = 20000 + ::getpid() % 20000;
-  const int rc = test::run_command(test::qalign_binary() + " launch --nproc-per-node 2 --master-port " + std::to_string(port) +
-                                       " -- " + score_command(list_, dir_.file("two.jsonl")),
+  const int rc = test::run_command(test::qalign_binary() + " launch --nproc-per-node 2 --master-port " +
+                                       std::to_string(port) + " -- " + score_command(list_, dir_.file("two.jsonl")),
                                    &out);
   EXPECT_NE(rc, 0) << out;  // the broken inputs again
   EXPECT_NE(out.find("stage times summed over 2 processes"), std::string::npos) << out;
@@ -148,7 +151,8 @@ TEST_F(ScoreAtScale, TwoProcessesGiveTheRowsOfOneInInputOrder) {
     EXPECT_EQ(two[i]["level"], one[i]["level"]) << i;
     if (!one[i]["error"].is_null()) continue;
     worst = std::max(worst, std::abs(two[i]["score"].get<double>() - one[i]["score"].get<double>()));
-    for (const auto& [level, p] : one[i]["probs"].items()) worst = std::max(worst, std::abs(two[i]["probs"][level].get<double>() - p.get<double>()));
+    for (const auto& [level, p] : one[i]["probs"].items())
+      worst = std::max(worst, std::abs(two[i]["probs"][level].get<double>() - p.get<double>()));
   }
   EXPECT_LE(worst, 1e-6);
   EXPECT_EQ(one[2000]["error"], dir_.file("pics") + "/missing.jpg: image file does not exist");
@@ -203,13 +207,15 @@ TEST_F(ScoreAtScale, ARestartWithAnotherCommandIsRefusedNamingTheField) {
 TEST(ScoreOutput, CsvRowsAndTheThresholdsKeepList) {
   test::ScratchDir dir("qalign-score-csv");
   const auto in = test::fixture("qalign-tiny/inputs/");
-  io::write_file_atomic(dir.file("list.txt"), in + "img_wide.png\n" + in + "img_tall.jpg\n" + dir.file("gone,\"odd\".jpg") + "\n" +
-                                                  in + "img_big.png\n" + in + "video.avi\n");
+  io::write_file_atomic(dir.file("list.txt"), in + "img_wide.png\n" + in + "img_tall.jpg\n" +
+                                                  dir.file("gone,\"odd\".jpg") + "\n" + in + "img_big.png\n" + in +
+                                                  "video.avi\n");
   std::string out;
-  ASSERT_EQ(test::run_command("(" + test::qalign_binary() + " score --json --model " + test::fixture("qalign-tiny/model") + " @" +
-                                  dir.file("list.txt") + " > " + dir.file("rows.jsonl") + ")",
-                              &out),
-            1)
+  ASSERT_EQ(
+      test::run_command("(" + test::qalign_binary() + " score --json --model " + test::fixture("qalign-tiny/model") +
+                            " @" + dir.file("list.txt") + " > " + dir.file("rows.jsonl") + ")",
+                        &out),
+      1)
       << out;
   const auto rows = read_rows(dir.file("rows.jsonl"));
   ASSERT_EQ(rows.size(), 5u);
@@ -239,8 +245,8 @@ TEST(ScoreOutput, CsvRowsAndTheThresholdsKeepList) {
       EXPECT_NEAR(score, r["score"].get<double>(), 1e-6) << line;
       if (score >= threshold) kept += r["input"].get<std::string>() + "\n";
     } else {  // quoted, as RFC 4180 asks of a field with a comma or a quote
-      EXPECT_EQ(line, "\"" + dir.file("gone,\"\"odd\"\".jpg") + "\",quality,image,,,,,,,,,\"" + dir.file("gone,\"\"odd\"\".jpg") +
-                          ": image file does not exist\"");
+      EXPECT_EQ(line, "\"" + dir.file("gone,\"\"odd\"\".jpg") + "\",quality,image,,,,,,,,,\"" +
+                          dir.file("gone,\"\"odd\"\".jpg") + ": image file does not exist\"");
     }
   }
   EXPECT_EQ(io::read_file(dir.file("keep.txt")), kept);

@@ -64,9 +64,9 @@ TEST(Syllabus, HalfOpenIntervalsWithComputedThresholds) {
   const Syllabus spaq(preset_range("spaq", "test", "preset"), OutOfRange::kDrop, "test");
   EXPECT_EQ(spaq.threshold(3), 56.400000000000006);  // 3 · 18.8 in double
   EXPECT_EQ(spaq.level(0.0), 0);
-  EXPECT_EQ(spaq.level(18.8), 1);   // a threshold opens the next level
-  EXPECT_EQ(spaq.level(56.4), 2);   // below 56.400000000000006: still fair
-  EXPECT_EQ(spaq.level(75.2), 4);   // 0 + 4 · 18.8 = 75.2 exactly
+  EXPECT_EQ(spaq.level(18.8), 1);  // a threshold opens the next level
+  EXPECT_EQ(spaq.level(56.4), 2);  // below 56.400000000000006: still fair
+  EXPECT_EQ(spaq.level(75.2), 4);  // 0 + 4 · 18.8 = 75.2 exactly
   EXPECT_EQ(spaq.level(93.99), 4);
   EXPECT_EQ(spaq.level(94.0), std::nullopt);
   EXPECT_EQ(spaq.level(-0.01), std::nullopt);
@@ -88,7 +88,7 @@ TEST(Syllabus, LevelWords) {
 
 TEST(Syllabus, OrderStatisticRule) {
   std::vector<double> scores;
-  for (int i = 2499; i >= 0; --i) scores.push_back(i);  // unsorted on purpose
+  for (int i = 2499; i >= 0; --i) scores.push_back(i);       // unsorted on purpose
   const MosRange r = order_statistic_range(scores, "test");  // k = 2
   EXPECT_EQ(r.min, 2.0);
   EXPECT_EQ(r.max, 2498.0);
@@ -145,8 +145,8 @@ TEST(Syllabus, KonIQPresetMatchesFilteredFiles) {
     for (const auto& r : data::read_training_records(f)) scores.push_back(*r.mos);
   const MosRange seen = min_max_range(scores, "koniq");
   const MosRange preset = preset_range("koniq", "test", "preset");
-  std::cout << "[koniq] " << scores.size() << " MOS kept of 10073; min " << seen.min << " (preset m "
-            << preset.min << "), max " << seen.max << " < M " << preset.max << "\n";
+  std::cout << "[koniq] " << scores.size() << " MOS kept of 10073; min " << seen.min << " (preset m " << preset.min
+            << "), max " << seen.max << " < M " << preset.max << "\n";
   EXPECT_EQ(seen.min, preset.min);
   EXPECT_LT(seen.max, preset.max);
 }
@@ -160,7 +160,8 @@ TEST(SoftLabels, MakeSftReproducesDeQAGolden) {
     json input = json::array();
     for (size_t i = 0; i < run["entries"].size(); ++i) {
       const json& e = run["entries"][i];
-      input.push_back({{"image", "kadid10k/img" + std::to_string(i) + ".png"}, {"gt_score", e["mos"]}, {"std", e["std"]}});
+      input.push_back(
+          {{"image", "kadid10k/img" + std::to_string(i) + ".png"}, {"gt_score", e["mos"]}, {"std", e["std"]}});
     }
     const std::string in = tmp.file("in.json"), out = tmp.file("out.json");
     io::write_file_atomic(in, input.dump());
@@ -183,8 +184,8 @@ TEST(SoftLabels, MakeSftReproducesDeQAGolden) {
         const double want = e["level_probs"][l].get<double>(), got = p["level_probs"][l].get<double>();
         const double rel = std::fabs(got - want) / std::max(std::fabs(want), 1e-300);
         worst = std::max(worst, want == 0 ? std::fabs(got) : rel);
-        EXPECT_TRUE(want == 0 ? got == 0 : rel <= 1e-9) << density << " entry " << i << " level " << l << ": " << got
-                                                       << " vs " << want;
+        EXPECT_TRUE(want == 0 ? got == 0 : rel <= 1e-9)
+            << density << " entry " << i << " level " << l << ": " << got << " vs " << want;
         ++checked;
       }
     }

@@ -61,8 +61,7 @@ fs::path llama_folder(const std::string& legacy_dir) {
 
 std::vector<Turn> turns_of(const json& conversations) {
   std::vector<Turn> turns;
-  for (const auto& t : conversations)
-    turns.push_back({t["from"].get<std::string>(), t["value"].get<std::string>()});
+  for (const auto& t : conversations) turns.push_back({t["from"].get<std::string>(), t["value"].get<std::string>()});
   return turns;
 }
 
@@ -83,17 +82,14 @@ std::tuple<PromptStyle, Task, Media, int> golden_prompt_recipe(const std::string
       {"scorer.image_quality", {PromptStyle::kScorer, Task::kQuality, Media::kImage, 1}},
       {"scorer.image_aesthetics", {PromptStyle::kScorer, Task::kAesthetics, Media::kImage, 1}},
       {"scorer.video_quality", {PromptStyle::kScorer, Task::kQuality, Media::kVideo, 1}},
-      {"scorer.video_quality_8_placeholders",
-       {PromptStyle::kScorer, Task::kQuality, Media::kVideo, 8}},
+      {"scorer.video_quality_8_placeholders", {PromptStyle::kScorer, Task::kQuality, Media::kVideo, 8}},
       {"model_score.quality_image", {PromptStyle::kModelScore, Task::kQuality, Media::kImage, 1}},
-      {"model_score.aesthetics_image",
-       {PromptStyle::kModelScore, Task::kAesthetics, Media::kImage, 1}},
+      {"model_score.aesthetics_image", {PromptStyle::kModelScore, Task::kAesthetics, Media::kImage, 1}},
       {"model_score.quality_video", {PromptStyle::kModelScore, Task::kQuality, Media::kVideo, 1}},
       {"iqa_eval.image_quality", {PromptStyle::kEval, Task::kQuality, Media::kImage, 1}},
       {"iaa_eval.image_aesthetics", {PromptStyle::kEval, Task::kAesthetics, Media::kImage, 1}},
       {"vqa_eval.video_quality", {PromptStyle::kEval, Task::kQuality, Media::kVideo, 1}},
-      {"vqa_eval.video_quality_8_placeholders",
-       {PromptStyle::kEval, Task::kQuality, Media::kVideo, 8}},
+      {"vqa_eval.video_quality_8_placeholders", {PromptStyle::kEval, Task::kQuality, Media::kVideo, 8}},
   };
   const auto it = recipes.find(name);
   if (it == recipes.end()) throw std::runtime_error("golden prompt without a recipe: " + name);
@@ -155,9 +151,7 @@ TEST_P(LlamaGoldens, EveryPrompt) {
     EXPECT_EQ(prompt, g["prompt"].get<std::string>()) << name;
     const Ids ids = tok_->tokenizer_image_token(prompt);
     EXPECT_EQ(ids, g["input_ids"].get<Ids>()) << name;
-    EXPECT_EQ(std::count(ids.begin(), ids.end(), kImageTokenIndex),
-              g["num_image_placeholders"].get<int64_t>())
-        << name;
+    EXPECT_EQ(std::count(ids.begin(), ids.end(), kImageTokenIndex), g["num_image_placeholders"].get<int64_t>()) << name;
   }
 }
 
@@ -194,16 +188,13 @@ TEST_P(LlamaGoldens, EveryTrainingConversation) {
     for (const auto& g : golden_[list]) {
       const std::string id = g["id"];
       const auto turns = turns_of(g["conversations"]);
-      EXPECT_EQ(turns_to_json(normalize_image_placeholders(turns)),
-                g["after_preprocess_multimodal"])
-          << id;
+      EXPECT_EQ(turns_to_json(normalize_image_placeholders(turns)), g["after_preprocess_multimodal"]) << id;
       const auto s = build_supervised_sample(*tok_, turns, true, tok_->model_max_length());
       EXPECT_EQ(s.prompt, g["prompt"].get<std::string>()) << id;
       EXPECT_EQ(s.input_ids, g["input_ids"].get<Ids>()) << id;
       EXPECT_EQ(s.labels, g["labels"].get<Ids>()) << id;
       EXPECT_EQ(s.tokenization_mismatch, g["tokenization_mismatch"].get<bool>()) << id;
-      EXPECT_EQ(std::count_if(s.labels.begin(), s.labels.end(),
-                              [](int64_t l) { return l != kIgnoreIndex; }),
+      EXPECT_EQ(std::count_if(s.labels.begin(), s.labels.end(), [](int64_t l) { return l != kIgnoreIndex; }),
                 g["num_supervised"].get<int64_t>())
           << id;
       if (std::string(list) == "train") train.push_back(s);
@@ -225,17 +216,15 @@ TEST(Tokenizer, SpecExampleOfTrainingText) {
   // SPEC §3.5: KonIQ's first phrasing answered "good", 62 ids, 9 supervised.
   const fs::path folder = llama_folder("legacy-false");
   const Tokenizer tok(folder.string());
-  const auto s = build_supervised_sample(
-      tok,
-      {{"human", iqa_questions()[0] + "\n" + kImageToken},
-       {"gpt", training_answer(Task::kQuality, Media::kImage, "good")}},
-      true, 2048);
-  const Ids expected = {1,     319,   13563, 1546,  263,   12758, 1404,  322,   385,   23116, 21082,
-                        20255, 29889, 450,   20255, 4076,  8444,  29892, 13173, 29892, 322,   1248,
-                        568,   6089,  304,   278,   1404,  29915, 29879, 5155,  29889, 3148,  1001,
-                        29901, 29871, -200,  29871, 13,    5328,  723,   366,   6554,  278,   11029,
-                        310,   445,   1967,  29973, 319,   1799,  9047,  13566, 29901, 450,   11029,
-                        310,   278,   1967,  338,   1781,  29889, 2};
+  const auto s = build_supervised_sample(tok,
+                                         {{"human", iqa_questions()[0] + "\n" + kImageToken},
+                                          {"gpt", training_answer(Task::kQuality, Media::kImage, "good")}},
+                                         true, 2048);
+  const Ids expected = {1,     319,   13563, 1546, 263,   12758, 1404,  322,   385,   23116, 21082, 20255, 29889,
+                        450,   20255, 4076,  8444, 29892, 13173, 29892, 322,   1248,  568,   6089,  304,   278,
+                        1404,  29915, 29879, 5155, 29889, 3148,  1001,  29901, 29871, -200,  29871, 13,    5328,
+                        723,   366,   6554,  278,  11029, 310,   445,   1967,  29973, 319,   1799,  9047,  13566,
+                        29901, 450,   11029, 310,  278,   1967,  338,   1781,  29889, 2};
   EXPECT_EQ(s.input_ids, expected);
   Ids labels(expected.size(), kIgnoreIndex);
   std::copy(expected.end() - 9, expected.end(), labels.end() - 9);
@@ -298,8 +287,7 @@ TEST(Tokenizer, TinyTrainingBatch) {
   const auto file = io::SafetensorsFile::open(test::fixture("qalign-tiny/golden.safetensors"));
   EXPECT_TRUE(torch::equal(batch.input_ids, file->get("train.input_ids")));
   EXPECT_TRUE(torch::equal(batch.labels, file->get("train.labels")));
-  EXPECT_TRUE(
-      torch::equal(batch.attention_mask, file->get("train.attention_mask").to(torch::kBool)));
+  EXPECT_TRUE(torch::equal(batch.attention_mask, file->get("train.attention_mask").to(torch::kBool)));
 }
 
 TEST(Tokenizer, PromptsAndPhrasings) {
@@ -327,9 +315,7 @@ TEST(Tokenizer, CoexistsWithLibTorch) {
   const auto table = torch::arange(tok.vocab_size(), torch::kFloat32).unsqueeze(1);
   const auto looked_up = torch::matmul(one_hot, table).squeeze(1).to(torch::kInt64);
   EXPECT_TRUE(torch::equal(looked_up, index));
-  EXPECT_EQ(tok.decode(Ids(looked_up.data_ptr<int64_t>(),
-                           looked_up.data_ptr<int64_t>() + looked_up.numel()),
-                       true),
+  EXPECT_EQ(tok.decode(Ids(looked_up.data_ptr<int64_t>(), looked_up.data_ptr<int64_t>() + looked_up.numel()), true),
             "The quality of the image is excellent.");
 }
 
@@ -346,12 +332,10 @@ std::string error_of(F&& f) {
 
 TEST(Tokenizer, FolderWithoutModelNamesTheFile) {
   const fs::path d = temp_dir("no_model");
-  fs::copy_file(test::fixture("llama2-tokenizer/legacy-false/tokenizer_config.json"),
-                d / "tokenizer_config.json");
+  fs::copy_file(test::fixture("llama2-tokenizer/legacy-false/tokenizer_config.json"), d / "tokenizer_config.json");
   const std::string msg = error_of([&] { Tokenizer tok(d.string()); });
   EXPECT_NE(msg.find((d / "tokenizer.model").string()), std::string::npos) << msg;
-  EXPECT_NE(error_of([&] { Tokenizer tok((d / "nothing.model").string()); }).find("nothing.model"),
-            std::string::npos);
+  EXPECT_NE(error_of([&] { Tokenizer tok((d / "nothing.model").string()); }).find("nothing.model"), std::string::npos);
   remove_folder(d);
 }
 
@@ -363,8 +347,7 @@ TEST(Tokenizer, BadConfigNamesTheFileAndField) {
   EXPECT_NE(msg.find("tokenizer_config.json"), std::string::npos) << msg;
   EXPECT_NE(msg.find("legacy"), std::string::npos) << msg;
   std::ofstream(d / "tokenizer_config.json") << "{not json";
-  EXPECT_NE(error_of([&] { Tokenizer tok(d.string()); }).find("tokenizer_config.json"),
-            std::string::npos);
+  EXPECT_NE(error_of([&] { Tokenizer tok(d.string()); }).find("tokenizer_config.json"), std::string::npos);
   remove_folder(d);
 }
 
@@ -376,7 +359,9 @@ TEST(Tokenizer, MissingLevelWordNamesTheFile) {
   std::stringstream bytes;
   bytes << in.rdbuf();
   std::string model = bytes.str();
-  const size_t at = model.find("\xE2\x96\x81" "excellent");
+  const size_t at = model.find(
+      "\xE2\x96\x81"
+      "excellent");
   ASSERT_NE(at, std::string::npos);
   model.replace(at + 3, 9, "exce11ent");
   std::ofstream(d / "tokenizer.model", std::ios::binary) << model;

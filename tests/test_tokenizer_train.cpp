@@ -64,9 +64,10 @@ TEST(TokenizerTrain, EncodesPromptsCompactlyAndRoundTrips) {
   EXPECT_LT(ids.size(), 30u);  // words, not letters: the prompts are what it learned
 
   // The training text with its answer: the level word right after "is", the end token last.
-  const auto sample = build_supervised_sample(
-      tok, {{"human", std::string(kImageToken) + "\n" + iqa_questions()[3]}, {"gpt", training_answer(Task::kQuality, Media::kImage, "poor")}},
-      true, 2048);
+  const auto sample = build_supervised_sample(tok,
+                                              {{"human", std::string(kImageToken) + "\n" + iqa_questions()[3]},
+                                               {"gpt", training_answer(Task::kQuality, Media::kImage, "poor")}},
+                                              true, 2048);
   EXPECT_FALSE(sample.tokenization_mismatch);
   EXPECT_EQ(sample.input_ids.back(), tok.eos_id());
   const auto poor = tok.level_token_ids()[3];

@@ -12,11 +12,11 @@
 #include <random>
 
 #include "qalign/io/safetensors.h"
-#include "qalign/tokenizer.h"
 #include "qalign/model/weights.h"
-#include "train/checkpointing.h"
+#include "qalign/tokenizer.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/tiny_golden.h"
+#include "train/checkpointing.h"
 
 using namespace qalign;
 namespace fs = std::filesystem;
@@ -43,7 +43,8 @@ std::string scratch(const std::string& name) {
 
 // Runs `qalign train` from the repository root (the recipes' paths are relative to it).
 int run_train(const std::string& recipe, const std::string& args, std::string* output) {
-  const auto cmd = "cd '" + test::source_dir() + "' && '" + test::qalign_binary() + "' train --config " + recipe + " " + args;
+  const auto cmd =
+      "cd '" + test::source_dir() + "' && '" + test::qalign_binary() + "' train --config " + recipe + " " + args;
   const int rc = test::run_command(cmd, output);
   if (rc != 0) std::cerr << *output;
   return rc;
@@ -68,7 +69,8 @@ std::pair<model::MultimodalInputs, torch::Tensor> replay(model::Owl2ForCausalLM&
   const auto tokens = m->model->encode_images(pixels.flatten(0, 1));
   std::vector<torch::Tensor> visual;
   for (int64_t b = 0; b < pixels.size(0); ++b) visual.push_back(tokens[b]);
-  auto in = m->model->splice(step.at("input_ids"), visual, step.at("attention_mask").to(torch::kBool), step.at("labels"));
+  auto in =
+      m->model->splice(step.at("input_ids"), visual, step.at("attention_mask").to(torch::kBool), step.at("labels"));
   auto hidden = m->model(in);
   return {std::move(in), std::move(hidden)};
 }
@@ -89,7 +91,9 @@ struct GoldenRun {
 GoldenRun run_golden_step(const std::string& name, const std::string& extra) {
   const auto dir = scratch(name);
   std::string out;
-  EXPECT_EQ(run_train(kGoldenRecipe, "output_dir=" + dir + " " + extra + " --dump-first-step " + dir + "/step.safetensors", &out), 0);
+  EXPECT_EQ(run_train(kGoldenRecipe,
+                      "output_dir=" + dir + " " + extra + " --dump-first-step " + dir + "/step.safetensors", &out),
+            0);
   return {load(dir + "/step.safetensors"), load(dir + "/checkpoint-1/model.safetensors")};
 }
 
@@ -192,8 +196,8 @@ void expect_bitwise_resume(const std::string& tag, const std::string& extra) {
     EXPECT_EQ(mb[i]["grad_norm"].get<double>(), ma[i + 2]["grad_norm"].get<double>());
     EXPECT_EQ(mb[i]["lr"].get<double>(), ma[i + 2]["lr"].get<double>());
   }
-  for (const std::string file : {"model.safetensors", "checkpoint-4/model.safetensors", "checkpoint-4/optimizer.safetensors",
-                                 "checkpoint-4/rng_state.safetensors"}) {
+  for (const std::string file : {"model.safetensors", "checkpoint-4/model.safetensors",
+                                 "checkpoint-4/optimizer.safetensors", "checkpoint-4/rng_state.safetensors"}) {
     SCOPED_TRACE(file);
     const auto wa = load(a + "/" + file), wb = load(b + "/" + file);
     ASSERT_EQ(wa.size(), wb.size());
@@ -201,7 +205,8 @@ void expect_bitwise_resume(const std::string& tag, const std::string& extra) {
   }
   // The weights did move.
   const auto start = load(test::fixture("qalign-tiny/model/model.safetensors"));
-  EXPECT_FALSE(torch::equal(start.at("lm_head.weight"), load(a + "/model.safetensors").at("lm_head.weight").to(torch::kFloat32)));
+  EXPECT_FALSE(torch::equal(start.at("lm_head.weight"),
+                            load(a + "/model.safetensors").at("lm_head.weight").to(torch::kFloat32)));
 }
 
 }  // namespace
@@ -214,14 +219,18 @@ TEST(TrainResume, ResumedBf16RunIsBitwiseIdentical) { expect_bitwise_resume("res
 TEST(TrainCheckpoints, HuggingFaceLayoutAndRotation) {
   const auto dir = scratch("rotation");
   std::string out;
-  ASSERT_EQ(run_train(kRecipe, "output_dir=" + dir + " max_steps=3 save_steps=1 save_total_limit=2 gradient_checkpointing=false", &out), 0);
+  ASSERT_EQ(run_train(kRecipe,
+                      "output_dir=" + dir + " max_steps=3 save_steps=1 save_total_limit=2 gradient_checkpointing=false",
+                      &out),
+            0);
   EXPECT_FALSE(fs::exists(dir + "/checkpoint-1"));
   ASSERT_TRUE(fs::exists(dir + "/checkpoint-2"));
   ASSERT_TRUE(fs::exists(dir + "/checkpoint-3"));
   for (const auto& e : fs::directory_iterator(dir))  // no temporary folder left behind
     EXPECT_NE(e.path().filename().string().front(), '.') << e.path();
-  for (const char* f : {"model.safetensors", "config.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
-                        "preprocessor_config.json", "trainer_state.json", "optimizer.safetensors", "rng_state.safetensors"})
+  for (const char* f :
+       {"model.safetensors", "config.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
+        "preprocessor_config.json", "trainer_state.json", "optimizer.safetensors", "rng_state.safetensors"})
     EXPECT_TRUE(fs::exists(dir + "/checkpoint-3/" + f)) << f;
   const auto state = nlohmann::json::parse(std::ifstream(dir + "/checkpoint-3/trainer_state.json"));
   EXPECT_EQ(state["global_step"], 3);
@@ -231,7 +240,8 @@ TEST(TrainCheckpoints, HuggingFaceLayoutAndRotation) {
   EXPECT_TRUE(torch::equal(m->lm_head->weight, load(dir + "/checkpoint-3/model.safetensors").at("lm_head.weight")));
   const auto lines = metrics(dir);
   ASSERT_EQ(lines.size(), 3u);
-  for (const char* key : {"step", "epoch", "loss", "grad_norm", "lr", "samples_per_s", "tokens_per_s", "ms_per_step", "peak_memory_mib"})
+  for (const char* key :
+       {"step", "epoch", "loss", "grad_norm", "lr", "samples_per_s", "tokens_per_s", "ms_per_step", "peak_memory_mib"})
     EXPECT_TRUE(lines.back().contains(key)) << key;
   EXPECT_NE(out.find("step 3/3 | epoch"), std::string::npos) << out;
 }
@@ -267,14 +277,18 @@ TEST(TrainGuard, NonFiniteStepIsSkipped) {
   const auto dir = scratch("nonfinite");
   const auto data = write_records(dir, {"good", "cutoff", "good"});
   std::string out;
-  ASSERT_EQ(run_train(kGoldenRecipe, "output_dir=" + dir + "/run data_path=" + data + " per_device_train_batch_size=1 max_steps=3", &out), 0);
+  ASSERT_EQ(
+      run_train(kGoldenRecipe,
+                "output_dir=" + dir + "/run data_path=" + data + " per_device_train_batch_size=1 max_steps=3", &out),
+      0);
   EXPECT_NE(out.find("step 2: non-finite loss"), std::string::npos) << out;
   EXPECT_NE(out.find("cutoff1"), std::string::npos) << out;
   const auto lines = metrics(dir + "/run");
   ASSERT_EQ(lines.size(), 3u);
   EXPECT_EQ(lines[0]["nonfinite_steps"], 0);
   EXPECT_EQ(lines[1]["nonfinite_steps"], 1);
-  const auto w1 = load(dir + "/run/checkpoint-1/model.safetensors"), w2 = load(dir + "/run/checkpoint-2/model.safetensors"),
+  const auto w1 = load(dir + "/run/checkpoint-1/model.safetensors"),
+             w2 = load(dir + "/run/checkpoint-2/model.safetensors"),
              w3 = load(dir + "/run/checkpoint-3/model.safetensors");
   for (const auto& [name, t] : w1) EXPECT_TRUE(torch::equal(t, w2.at(name))) << name;
   EXPECT_FALSE(torch::equal(w2.at("lm_head.weight"), w3.at("lm_head.weight")));
@@ -285,11 +299,13 @@ TEST(TrainGuard, StopsAfterTooManyNonFiniteStepsInARow) {
   const auto dir = scratch("nonfinite_stop");
   const auto data = write_records(dir, {"good", "cutoff", "cutoff", "good"});
   std::string out;
-  EXPECT_NE(run_train(kGoldenRecipe, "output_dir=" + dir + "/run data_path=" + data +
-                                     " per_device_train_batch_size=1 max_steps=4 max_nonfinite_steps=2",
-                  &out),
+  EXPECT_NE(run_train(kGoldenRecipe,
+                      "output_dir=" + dir + "/run data_path=" + data +
+                          " per_device_train_batch_size=1 max_steps=4 max_nonfinite_steps=2",
+                      &out),
             0);
-  EXPECT_NE(out.find("stopping after 2 steps in a row with a non-finite loss or gradient (steps 2 to 3; samples: cutoff1, cutoff2)"),
+  EXPECT_NE(out.find("stopping after 2 steps in a row with a non-finite loss or gradient (steps 2 to 3; samples: "
+                     "cutoff1, cutoff2)"),
             std::string::npos)
       << out;
 }
@@ -307,7 +323,8 @@ TEST(TrainFreezing, FrozenPartsKeepTheirWeights) {
     if (!abstractor || buffer) EXPECT_TRUE(torch::equal(t, start.at(name)));
   }
   EXPECT_EQ(grads, 48u);  // the abstractor's parameters
-  EXPECT_FALSE(torch::equal(run.after.at("model.visual_abstractor.query_embeds"), start.at("model.visual_abstractor.query_embeds")));
+  EXPECT_FALSE(torch::equal(run.after.at("model.visual_abstractor.query_embeds"),
+                            start.at("model.visual_abstractor.query_embeds")));
 }
 
 // eval_steps: the run scores eval_data_paths at steps 2 and 4, logs the agreement, keeps the best
@@ -356,10 +373,12 @@ TEST(TrainSoftLabels, LossIsTokenLossPlusWeightedKlOnTheLevelLogits) {
   std::ofstream(soft_json) << records.dump();
 
   std::string out;
-  ASSERT_EQ(run_train(kGoldenRecipe, "output_dir=" + dir + "/hard --dump-first-step " + dir + "/hard.safetensors", &out), 0);
-  ASSERT_EQ(run_train(kGoldenRecipe, "output_dir=" + dir + "/soft data_path=" + soft_json +
-                                     " level_labels=soft soft_label_weight=0.5 --dump-first-step " + dir + "/soft.safetensors",
-                  &out),
+  ASSERT_EQ(
+      run_train(kGoldenRecipe, "output_dir=" + dir + "/hard --dump-first-step " + dir + "/hard.safetensors", &out), 0);
+  ASSERT_EQ(run_train(kGoldenRecipe,
+                      "output_dir=" + dir + "/soft data_path=" + soft_json +
+                          " level_labels=soft soft_label_weight=0.5 --dump-first-step " + dir + "/soft.safetensors",
+                      &out),
             0);
   const auto hard = load(dir + "/hard.safetensors"), soft = load(dir + "/soft.safetensors");
   ASSERT_TRUE(torch::equal(hard.at("input_ids"), soft.at("input_ids")));
@@ -404,9 +423,10 @@ TEST(TrainAblation, RegressionHeadLossAndGradients) {
   std::ofstream(data) << records.dump();
 
   std::string out;
-  ASSERT_EQ(run_train(kGoldenRecipe, "output_dir=" + dir + "/run data_path=" + data +
-                                     " answer_format=regression --dump-first-step " + dir + "/step.safetensors",
-                  &out),
+  ASSERT_EQ(run_train(kGoldenRecipe,
+                      "output_dir=" + dir + "/run data_path=" + data + " answer_format=regression --dump-first-step " +
+                          dir + "/step.safetensors",
+                      &out),
             0);
   const auto step = load(dir + "/step.safetensors");
   EXPECT_NEAR(step.at("loss").item<double>(), (3.5 * 3.5 + 1.75 * 1.75) / 2, 1e-5);
@@ -426,10 +446,11 @@ TEST(TrainAblation, RegressionHeadLossAndGradients) {
   ASSERT_TRUE(trained->score_head);
   EXPECT_NE(trained->score_head->bias.item<double>(), 0.0);
   const std::string test_file = dir + "/test.json";
-  std::ofstream(test_file) << R"([{"image": "img_wide.png", "gt_score": 3.5}, {"image": "img_big.png", "gt_score": 1.75}])";
+  std::ofstream(test_file)
+      << R"([{"image": "img_wide.png", "gt_score": 3.5}, {"image": "img_big.png", "gt_score": 1.75}])";
   ASSERT_EQ(test::run_command(test::qalign_binary() + " eval --readout regression --model " + dir + "/run --data " +
-                                  test_file + " --image-folder " + test::fixture("qalign-tiny/inputs") + " --out " + dir +
-                                  "/eval",
+                                  test_file + " --image-folder " + test::fixture("qalign-tiny/inputs") + " --out " +
+                                  dir + "/eval",
                               &out),
             0)
       << out;
@@ -494,9 +515,10 @@ TEST(TrainCrashSafety, KilledAtRandomMomentsResumesFromAnIntactCheckpoint) {
   fs::resize_file(all.back().second + "/optimizer.safetensors", 100);
   EXPECT_EQ(train::resolve_resume_dir("latest", run), all[all.size() - 2].second);
   std::string out;
-  ASSERT_EQ(run_train(kRecipe, "output_dir=" + run + " max_steps=" + std::to_string(all.back().first + 2) +
-                               " save_steps=1 resume_from_checkpoint=latest",
-                  &out),
+  ASSERT_EQ(run_train(kRecipe,
+                      "output_dir=" + run + " max_steps=" + std::to_string(all.back().first + 2) +
+                          " save_steps=1 resume_from_checkpoint=latest",
+                      &out),
             0);
   EXPECT_NE(out.find("cannot resume from " + all.back().second), std::string::npos) << out;
   EXPECT_NE(out.find("resumed from " + all[all.size() - 2].second), std::string::npos) << out;

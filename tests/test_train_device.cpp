@@ -89,7 +89,8 @@ TEST(TrainGoldenOnDevice, OneAdamWStepMatchesTheAuthors) {
     SCOPED_TRACE(name);
     ASSERT_TRUE(dump->contains("grad." + name));
     const auto want_grad = g.get("train.grad." + name);
-    EXPECT_LE(max_diff(dump->get("grad." + name), want_grad), 1e-4 * std::max(1.0, want_grad.abs().max().item<double>()));
+    EXPECT_LE(max_diff(dump->get("grad." + name), want_grad),
+              1e-4 * std::max(1.0, want_grad.abs().max().item<double>()));
     grads += 1;
   }
   EXPECT_EQ(grads, 108u);
@@ -110,7 +111,8 @@ TEST(TrainGoldenOnDevice, RightPaddedBatchKeepsTheCausalKernel) {
   const auto device = test::test_device();
   const auto opts = torch::TensorOptions(device).dtype(device.is_cuda() ? torch::kBFloat16 : torch::kFloat32);
   const int64_t B = 4, H = 32, L = 1100, D = 128;
-  const auto q = torch::randn({B, H, L, D}, opts), k = torch::randn({B, H, L, D}, opts), v = torch::randn({B, H, L, D}, opts);
+  const auto q = torch::randn({B, H, L, D}, opts), k = torch::randn({B, H, L, D}, opts),
+             v = torch::randn({B, H, L, D}, opts);
   auto real = torch::ones({B, L}, torch::TensorOptions(device).dtype(torch::kBool));
   real.narrow(1, L - 200, 200).narrow(0, 1, B - 1).fill_(false);  // rows 1..B-1 end in padding
   const auto choice = [&](const std::optional<torch::Tensor>& mask) {

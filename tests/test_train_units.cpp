@@ -28,9 +28,7 @@ const std::vector<std::vector<float>> kGrads = {{0.5f, -1.0f, 2.0f, 0.0f, 1e-7f,
                                                 {-0.25f, 0.75f, 1.5f, -2.0f, 0.0f, 1.0f},
                                                 {1.0f, 1.0f, -1.0f, 0.5f, -3e-8f, -2.0f}};
 
-torch::Tensor start_param() {
-  return torch::tensor({1.0f, -2.0f, 0.5f, 3.0f, 1e-3f, -7.25f}).requires_grad_(true);
-}
+torch::Tensor start_param() { return torch::tensor({1.0f, -2.0f, 0.5f, 3.0f, 1e-3f, -7.25f}).requires_grad_(true); }
 
 }  // namespace
 
@@ -44,9 +42,12 @@ TEST(AdamW, MatchesTorchOptimAdamWBitForBit) {
     p.mutable_grad() = torch::tensor(g);
     opt.step(1.0);
   }
-  const std::vector<float> want = {0x1.f4bba2p-1f, -0x1.fceb8ap+0f, 0x1.e644e2p-2f, 0x1.805604p+1f, -0x1.dea50cp-12f, -0x1.cfe07ep+2f};
-  const std::vector<float> want_avg = {0x1.cac084p-3f, 0x1.89374cp-3f, 0x1.2f1aap-2f, -0x1.c28f5ep-3f, 0x1.d34adep-28f, 0x1.26e976p-3f};
-  const std::vector<float> want_sq = {0x1.ac3eb8p-7f, 0x1.9fa872p-6f, 0x1.24c72ap-4f, 0x1.58e21ap-5f, 0x1.ed7f1ap-54f, 0x1.1ad8e4p-3f};
+  const std::vector<float> want = {0x1.f4bba2p-1f, -0x1.fceb8ap+0f,  0x1.e644e2p-2f,
+                                   0x1.805604p+1f, -0x1.dea50cp-12f, -0x1.cfe07ep+2f};
+  const std::vector<float> want_avg = {0x1.cac084p-3f,  0x1.89374cp-3f,  0x1.2f1aap-2f,
+                                       -0x1.c28f5ep-3f, 0x1.d34adep-28f, 0x1.26e976p-3f};
+  const std::vector<float> want_sq = {0x1.ac3eb8p-7f, 0x1.9fa872p-6f,  0x1.24c72ap-4f,
+                                      0x1.58e21ap-5f, 0x1.ed7f1ap-54f, 0x1.1ad8e4p-3f};
   const auto state = opt.state_dict();
   for (size_t i = 0; i < want.size(); ++i) {
     EXPECT_EQ(p[i].item<float>(), want[i]) << i;
@@ -74,7 +75,8 @@ TEST(AdamW, FusedEqualsTheSingleTensorPath) {
   EXPECT_TRUE(torch::allclose(a, b, 1e-6, 0)) << a << b;
   EXPECT_TRUE(torch::allclose(a2, b2, 1e-6, 0)) << a2 << b2;
   const auto sp = plain.state_dict(), sf = fused.state_dict();
-  for (const auto& [name, t] : sp) EXPECT_TRUE(torch::allclose(t.to(torch::kFloat64), sf.at(name).to(torch::kFloat64), 1e-6, 0)) << name;
+  for (const auto& [name, t] : sp)
+    EXPECT_TRUE(torch::allclose(t.to(torch::kFloat64), sf.at(name).to(torch::kFloat64), 1e-6, 0)) << name;
   EXPECT_EQ(sf.at("step.a2").item<int64_t>(), 2);
   EXPECT_FALSE(torch::equal(a, start_param())) << "the parameters moved";
 }
@@ -120,7 +122,7 @@ TEST(AdamW, ParameterWithoutGradientIsLeftAlone) {
 }
 
 TEST(LrSchedule, WarmupStepsAreCeilOfRatio) {
-  EXPECT_EQ(train::LrSchedule::make("cosine", 0.03, 333).warmup_steps, 10);   // 9.99 -> 10
+  EXPECT_EQ(train::LrSchedule::make("cosine", 0.03, 333).warmup_steps, 10);  // 9.99 -> 10
   EXPECT_EQ(train::LrSchedule::make("cosine", 0.03, 100).warmup_steps, 3);
   EXPECT_EQ(train::LrSchedule::make("cosine", 0.03, 111 * 3).warmup_steps, 10);
   EXPECT_EQ(train::LrSchedule::make("linear", 0.0, 50).warmup_steps, 0);
@@ -207,8 +209,9 @@ std::vector<data::TrainingRecord> fixture_records(const std::vector<std::string>
   for (size_t i = 0; i < images.size(); ++i)
     records.push_back({{"id", "r" + std::to_string(i)},
                        {"image", images[i]},
-                       {"conversations", {{{"from", "human"}, {"value", "Rate the quality of this image.\n<|image|>"}},
-                                          {{"from", "gpt"}, {"value", "The quality of the image is good."}}}}});
+                       {"conversations",
+                        {{{"from", "human"}, {"value", "Rate the quality of this image.\n<|image|>"}},
+                         {{"from", "gpt"}, {"value", "The quality of the image is good."}}}}});
   return data::parse_training_records(records, "test", test::fixture("qalign-tiny/inputs"));
 }
 
@@ -233,7 +236,8 @@ data::LoaderOptions loader_options(int64_t workers) {
 
 TEST(TrainLoader, SameBatchesWithAnyWorkerCountAndSkipsUnreadableSamples) {
   const auto tok = std::make_shared<const Tokenizer>(test::fixture("qalign-tiny/model"));
-  const std::vector<std::string> images = {"img_wide.png", "missing.png", "img_tall.jpg", "img_big.png", "img_wide.png"};
+  const std::vector<std::string> images = {"img_wide.png", "missing.png", "img_tall.jpg", "img_big.png",
+                                           "img_wide.png"};
   data::TrainLoader serial(fixture_records(images), tok, loader_options(0));
   data::TrainLoader threaded(fixture_records(images), tok, loader_options(3));
   for (int64_t epoch = 0; epoch < 2; ++epoch) {
@@ -336,8 +340,15 @@ TEST(ActivationCheckpointing, SameGradientsAsWithout) {
 TEST(ActivationCheckpointing, RecomputesEachBlockInBackward) {
   auto m = model::load_pretrained(test::fixture("qalign-tiny/model"));
   int calls = 0;
-  const model::BlockRunner counting = [&](torch::nn::Module& block, const model::BlockForward& f, const torch::Tensor& h) {
-    return train::checkpointed(block, [&, f](const torch::Tensor& x) { ++calls; return f(x); }, h);
+  const model::BlockRunner counting = [&](torch::nn::Module& block, const model::BlockForward& f,
+                                          const torch::Tensor& h) {
+    return train::checkpointed(
+        block,
+        [&, f](const torch::Tensor& x) {
+          ++calls;
+          return f(x);
+        },
+        h);
   };
   m->model->vision_model->run_block = counting;
   const auto out = m->model->vision_model(torch::randn({1, 3, 56, 56}));

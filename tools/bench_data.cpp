@@ -2,10 +2,10 @@
 // sizes into the model's 448×448 tensors, next to a plain OpenCV decode + resize loop measured
 // in the same run. Each worker is one thread (OpenCV's and LibTorch's own pools set to one), as
 // the loader's workers are.
+#include <unistd.h>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
-#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>

@@ -14,7 +14,10 @@ nlohmann::ordered_json score(const Common& c, const std::vector<int>& batch_size
   const auto config = model::preset_config(c.preset);
   Tokenizer tokenizer(c.tokenizer.empty() ? default_tokenizer(c.preset) : c.tokenizer);
   const auto prompt_tokens =
-      static_cast<int64_t>(tokenizer.tokenizer_image_token(inference_prompt(PromptStyle::kScorer, Task::kQuality, Media::kImage)).size()) - 1;
+      static_cast<int64_t>(
+          tokenizer.tokenizer_image_token(inference_prompt(PromptStyle::kScorer, Task::kQuality, Media::kImage))
+              .size()) -
+      1;
 
   torch::manual_seed(0);
   model::Owl2ForCausalLM m(config, torch::TensorOptions().device(device));
@@ -27,8 +30,10 @@ nlohmann::ordered_json score(const Common& c, const std::vector<int>& batch_size
   nlohmann::ordered_json rows = nlohmann::ordered_json::array();
   for (int b : batch_sizes) {
     std::vector<torch::Tensor> pixels;
-    for (int i = 0; i < b; ++i) pixels.push_back(torch::randn({1, 3, S, S}, torch::TensorOptions().device(device).dtype(dtype)));
-    const double s = median_seconds([&] { scorer.score(pixels, Task::kQuality, Media::kImage); }, c.warmup, c.repeats, device);
+    for (int i = 0; i < b; ++i)
+      pixels.push_back(torch::randn({1, 3, S, S}, torch::TensorOptions().device(device).dtype(dtype)));
+    const double s =
+        median_seconds([&] { scorer.score(pixels, Task::kQuality, Media::kImage); }, c.warmup, c.repeats, device);
     rows.push_back({{"batch_size", b},
                     {"batch_ms", s * 1e3},
                     {"images_per_s", b / s},
@@ -36,9 +41,9 @@ nlohmann::ordered_json score(const Common& c, const std::vector<int>& batch_size
                     {"achieved_flops", per_image * b / s},
                     {"mfu", per_image * b / s / peak}});
   }
-  return {{"bench", "score"},       {"preset", c.preset}, {"device", device_name(device)},
-          {"dtype", c.dtype},       {"flops_per_image", per_image},
-          {"peak_flops", peak},     {"batches", rows}};
+  return {{"bench", "score"}, {"preset", c.preset},           {"device", device_name(device)},
+          {"dtype", c.dtype}, {"flops_per_image", per_image}, {"peak_flops", peak},
+          {"batches", rows}};
 }
 
 }  // namespace qalign::tools::bench

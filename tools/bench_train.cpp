@@ -61,8 +61,9 @@ nlohmann::ordered_json train_step(const Common& c, const TrainStepOptions& o) {
     const std::string question = questions[static_cast<size_t>(b) % questions.size()];
     const std::string word = level_words()[static_cast<size_t>(b) % level_words().size()];
     samples.push_back(build_supervised_sample(
-        tokenizer, {{"human", question + "\n" + kImageToken}, {"gpt", training_answer(Task::kQuality, Media::kImage, word)}},
-        true, 2048));
+        tokenizer,
+        {{"human", question + "\n" + kImageToken}, {"gpt", training_answer(Task::kQuality, Media::kImage, word)}}, true,
+        2048));
     batch.ids.push_back("synthetic" + std::to_string(b));
     batch.pixels.push_back(torch::randn({1, 3, S, S}));
     batch.mos.push_back(std::nan(""));
@@ -72,7 +73,8 @@ nlohmann::ordered_json train_step(const Common& c, const TrainStepOptions& o) {
 
   config::TrainConfig tc;
   tc.model_name_or_path = tokenizer_dir;
-  tc.output_dir = (std::filesystem::temp_directory_path() / ("qalign-bench-train-" + std::to_string(::getpid()))).string();
+  tc.output_dir =
+      (std::filesystem::temp_directory_path() / ("qalign-bench-train-" + std::to_string(::getpid()))).string();
   tc.max_steps = c.warmup + c.repeats;
   tc.per_device_train_batch_size = B;
   tc.learning_rate = 1e-5;
@@ -131,7 +133,8 @@ nlohmann::ordered_json train_step(const Common& c, const TrainStepOptions& o) {
   for (const auto& s : samples) {
     const auto n = static_cast<int64_t>(s.input_ids.size()) - 1;  // the image placeholder becomes the visual tokens
     text_tokens += n;
-    const auto supervised = std::count_if(s.labels.begin() + 1, s.labels.end(), [](int64_t l) { return l != kIgnoreIndex; });
+    const auto supervised =
+        std::count_if(s.labels.begin() + 1, s.labels.end(), [](int64_t l) { return l != kIgnoreIndex; });
     flops += 3 * model::forward_flops(config, 1, n, supervised).total();
   }
   const double llm_tokens = static_cast<double>(text_tokens + B * config.tokens_per_image());

@@ -34,7 +34,8 @@ void print(const nlohmann::ordered_json& j, bool json) {
   const std::string bench = j["bench"];
   if (bench == "train-step") {
     std::cout << "train-step  preset " << j["preset"].get<std::string>() << ", batch " << j["batch_size"] << ", "
-              << j["dtype"].get<std::string>() << ", " << j["optim"].get<std::string>() << " on " << j["device"].get<std::string>() << "\n"
+              << j["dtype"].get<std::string>() << ", " << j["optim"].get<std::string>() << " on "
+              << j["device"].get<std::string>() << "\n"
               << "  step            " << fmt(j["step_ms"], "%.1f") << " ms\n"
               << "  samples/s       " << fmt(j["samples_per_s"], "%.2f") << "\n"
               << "  LLM tokens/s    " << fmt(j["tokens_per_s"], "%.0f") << "\n"
@@ -42,11 +43,12 @@ void print(const nlohmann::ordered_json& j, bool json) {
               << "  achieved FLOP/s " << fmt(j["achieved_flops"]) << "\n"
               << "  matmul peak     " << fmt(j["peak_flops"]) << " FLOP/s\n"
               << "  MFU             " << fmt(100 * j["mfu"].get<double>(), "%.1f") << " %\n"
-              << "  ranks " << j["ranks"] << ", ZeRO stage " << j["zero_stage"] << (j["lora"].get<bool>() ? ", LoRA" : "")
+              << "  ranks " << j["ranks"] << ", ZeRO stage " << j["zero_stage"]
+              << (j["lora"].get<bool>() ? ", LoRA" : "")
               << (j["gradient_checkpointing"].get<bool>() ? ", activation checkpointing" : "") << "\n";
     for (const auto& r : j["memory"])
-      std::cout << "  rank " << r["rank"] << " peak    " << fmt(r["peak_allocated"].get<double>() / (1 << 20), "%.0f") << " MiB "
-                << (r["device"] == "cuda" ? "allocated" : "resident") << "\n";
+      std::cout << "  rank " << r["rank"] << " peak    " << fmt(r["peak_allocated"].get<double>() / (1 << 20), "%.0f")
+                << " MiB " << (r["device"] == "cuda" ? "allocated" : "resident") << "\n";
   } else if (bench == "score") {
     std::cout << "score  preset " << j["preset"].get<std::string>() << ", " << j["dtype"].get<std::string>() << " on "
               << j["device"].get<std::string>() << ", " << fmt(j["flops_per_image"]) << " FLOPs/image, matmul peak "
@@ -70,8 +72,9 @@ void add_common(CLI::App* sub, bench::Common& c) {
   std::string presets;
   for (const auto& n : model::preset_names()) presets += (presets.empty() ? "" : " | ") + n;
   sub->add_option("--preset", c.preset, presets)->capture_default_str();
-  sub->add_option("--tokenizer", c.tokenizer,
-                  "Tokenizer folder (default: tests/fixtures/qalign-tiny/model for tiny, else tests/fixtures/llama2-tokenizer)");
+  sub->add_option(
+      "--tokenizer", c.tokenizer,
+      "Tokenizer folder (default: tests/fixtures/qalign-tiny/model for tiny, else tests/fixtures/llama2-tokenizer)");
   sub->add_option("--device", c.device, "cpu | cuda")->capture_default_str();
   sub->add_option("--dtype", c.dtype, "float32 | bfloat16")->capture_default_str();
   sub->add_option("--warmup", c.warmup, "Untimed runs first")->capture_default_str();
@@ -86,17 +89,21 @@ Command add_bench(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   cmd->add_flag("--json", a->json, "One JSON object instead of the table");
 
-  auto* train = cmd->add_subcommand("train-step", "qalign train's step (forward, backward, AdamW) on a preset model; MFU, memory");
+  auto* train = cmd->add_subcommand("train-step",
+                                    "qalign train's step (forward, backward, AdamW) on a preset model; MFU, memory");
   add_common(train, a->common);
-  train->add_option("--batch-size", a->train.batch_size, "Conversations per step and rank (the micro-batch)")->capture_default_str();
-  train->add_flag("--gradient-checkpointing", a->train.gradient_checkpointing, "Activation checkpointing of every block");
+  train->add_option("--batch-size", a->train.batch_size, "Conversations per step and rank (the micro-batch)")
+      ->capture_default_str();
+  train->add_flag("--gradient-checkpointing", a->train.gradient_checkpointing,
+                  "Activation checkpointing of every block");
   train->add_option("--zero-stage", a->train.zero_stage, "0, 1, 2 or 3 (under qalign launch, with one rank or several)")
       ->check(CLI::Range(0, 3))
       ->capture_default_str();
   train->add_flag("--offload", a->train.offload, "offload_optimizer: cpu (ZeRO's masters and moments in host memory)");
   train->add_flag("--lora", a->train.lora, "The authors' LoRA recipe (q_proj + v_proj.multiway.1, abstractor trained)");
   train->add_option("--trace", a->common.trace, "Also write a Chrome trace (chrome://tracing) of the run");
-  train->add_option("--optim", a->common.optim, "adamw_torch | adamw_torch_fused (the trainer's optim)")->capture_default_str();
+  train->add_option("--optim", a->common.optim, "adamw_torch | adamw_torch_fused (the trainer's optim)")
+      ->capture_default_str();
   train->add_flag("--json", a->json, "One JSON object instead of the table");
 
   auto* score = cmd->add_subcommand("score", "Scoring images/s and latency by batch size");

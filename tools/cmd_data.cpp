@@ -63,8 +63,8 @@ int run_make_sft(const MakeSftArgs& a) {
   for (size_t i = 0; i < result.records.size(); ++i) text += (i ? ",\n" : "\n") + result.records[i].dump();
   text += "\n]\n";
   io::write_file_atomic(a.out, text);
-  log::info("wrote ", result.records.size(), " records to ", a.out, " (range ", range.min, " … ", range.max,
-            ", ", result.dropped, " dropped out of range)");
+  log::info("wrote ", result.records.size(), " records to ", a.out, " (range ", range.min, " … ", range.max, ", ",
+            result.dropped, " dropped out of range)");
   return 0;
 }
 
@@ -85,7 +85,8 @@ int run_preview(const PreviewArgs& a) {
       line["tokenization_mismatch"] = s.tokenization_mismatch;
       std::cout << line.dump() << "\n";
     } else {
-      std::cout << "# " << r.id << "\n" << s.prompt << "\ninput_ids: " << nlohmann::json(s.input_ids).dump()
+      std::cout << "# " << r.id << "\n"
+                << s.prompt << "\ninput_ids: " << nlohmann::json(s.input_ids).dump()
                 << "\nlabels: " << nlohmann::json(s.labels).dump() << "\n\n";
     }
   }
@@ -115,7 +116,8 @@ Command add_data(CLI::App& app) {
 
   auto sft = std::make_shared<MakeSftArgs>();
   auto* make = cmd->add_subcommand("make-sft", "Turn scored records (any test-file shape) into training conversations");
-  make->add_option("--input", sft->input, "Scored records: JSON array with image|img_path and gt_score (or id \"…->MOS\")")
+  make->add_option("--input", sft->input,
+                   "Scored records: JSON array with image|img_path and gt_score (or id \"…->MOS\")")
       ->required();
   make->add_option("--out", sft->out, "Training records to write (JSON array)")->required();
   make->add_option("--task", sft->task, "quality | aesthetics")->capture_default_str();
@@ -130,7 +132,8 @@ Command add_data(CLI::App& app) {
   auto* preview = cmd->add_subcommand("preview", "Prompt, input_ids and labels per record, as the trainer builds them");
   preview->add_option("--data", pv->data, "Training records (JSON array)")->required();
   preview->add_option("--tokenizer", pv->tokenizer, "Tokenizer folder or tokenizer.model")->required();
-  preview->add_flag("--json", pv->json, "One JSON object per line: id, prompt, input_ids, labels, tokenization_mismatch");
+  preview->add_flag("--json", pv->json,
+                    "One JSON object per line: id, prompt, input_ids, labels, tokenization_mismatch");
   preview->add_flag("--collate", pv->collate, "Also print the padded batch of all records");
   preview->add_option("--model-max-length", pv->model_max_length, "Training model_max_length")->capture_default_str();
 

@@ -38,9 +38,10 @@ using nlohmann::ordered_json;
 // the stereo partners) are left out.
 const std::vector<std::pair<std::string, std::vector<std::string>>> kPhotoSources = {
     {"/usr/share/doc/opencv-doc/examples/data",
-     {"aero1.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "board.jpg", "building.jpg", "butterfly.jpg",
-      "ela_original.jpg", "fruits.jpg", "home.jpg", "left.jpg", "leuvenA.jpg", "messi5.jpg", "orange.jpg",
-      "squirrel_cls.jpg", "stuff.jpg", "chicky_512.png", "graf1.png", "rubberwhale1.png", "smarties.png"}},
+     {"aero1.jpg",    "aloeL.jpg",      "apple.jpg",        "baboon.jpg",       "board.jpg",
+      "building.jpg", "butterfly.jpg",  "ela_original.jpg", "fruits.jpg",       "home.jpg",
+      "left.jpg",     "leuvenA.jpg",    "messi5.jpg",       "orange.jpg",       "squirrel_cls.jpg",
+      "stuff.jpg",    "chicky_512.png", "graf1.png",        "rubberwhale1.png", "smarties.png"}},
     {"/usr/lib/python3/dist-packages/skimage/data",
      {"astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png"}},
 };
@@ -82,8 +83,7 @@ data::Image random_crop(const data::Image& img, int size, std::mt19937_64& rng) 
   const int x0 = static_cast<int>(rng() % static_cast<uint64_t>(img.width - size + 1));
   const int y0 = static_cast<int>(rng() % static_cast<uint64_t>(img.height - size + 1));
   data::Image out(size, size);
-  for (int y = 0; y < size; ++y)
-    std::copy_n(img.pixel(x0, y0 + y), static_cast<size_t>(size) * 3, out.pixel(0, y));
+  for (int y = 0; y < size; ++y) std::copy_n(img.pixel(x0, y0 + y), static_cast<size_t>(size) * 3, out.pixel(0, y));
   return out;
 }
 
@@ -166,26 +166,30 @@ int run_make_data(const MakeDataArgs& a) {
       if (fs::exists(fs::path(dir) / n)) photos.emplace_back(fs::path(n).stem().string(), (fs::path(dir) / n).string());
   }
   if (photos.size() < 4)
-    fail(searched, "", "found " + std::to_string(photos.size()) +
-                           " of the demo's photographs; install opencv-doc (and python3-skimage for more)");
+    fail(searched, "",
+         "found " + std::to_string(photos.size()) +
+             " of the demo's photographs; install opencv-doc (and python3-skimage for more)");
 
   // Fisher–Yates with our own draws, so the split is the same everywhere for a seed.
   std::mt19937_64 rng(a.seed);
   for (size_t i = photos.size() - 1; i > 0; --i) std::swap(photos[i], photos[rng() % (i + 1)]);
-  const size_t n_test = std::clamp<size_t>(static_cast<size_t>(std::lround(photos.size() * a.test_fraction)), 1,
-                                           photos.size() - 1);
+  const size_t n_test =
+      std::clamp<size_t>(static_cast<size_t>(std::lround(photos.size() * a.test_fraction)), 1, photos.size() - 1);
 
   const fs::path out(a.out), images = out / "images";
   std::error_code ec;
   fs::create_directories(images, ec);
   if (ec) fail(images.string(), "", "cannot create: " + ec.message());
   std::vector<Variant> train, test;
-  ordered_json manifest = {{"seed", a.seed}, {"size", a.size}, {"train_photos", ordered_json::array()},
+  ordered_json manifest = {{"seed", a.seed},
+                           {"size", a.size},
+                           {"train_photos", ordered_json::array()},
                            {"test_photos", ordered_json::array()}};
   for (size_t i = 0; i < photos.size(); ++i) {
     const bool is_test = i < n_test;
     const auto scene = data::resize_short_side(data::decode_image(photos[i].second), scene_side);
-    auto v = write_variants(scene, photos[i].first, is_test ? a.test_per_image : a.per_image, a.size, types, images, rng);
+    auto v =
+        write_variants(scene, photos[i].first, is_test ? a.test_per_image : a.per_image, a.size, types, images, rng);
     auto& split = is_test ? test : train;
     split.insert(split.end(), v.begin(), v.end());
     manifest[is_test ? "test_photos" : "train_photos"].push_back(photos[i].second);
@@ -292,7 +296,9 @@ int run_plot(const PlotArgs& a) {
   double eval_lo = 0;
   for (double v : eval.y) eval_lo = std::min(eval_lo, std::floor(v * 10) / 10);
   auto px = [&](double x) { return left + static_cast<int>(std::lround(x / x_max * pw)); };
-  auto py = [&](double y, double lo, double hi) { return top + ph - static_cast<int>(std::lround((y - lo) / (hi - lo) * ph)); };
+  auto py = [&](double y, double lo, double hi) {
+    return top + ph - static_cast<int>(std::lround((y - lo) / (hi - lo) * ph));
+  };
 
   const cv::Scalar grid(225, 225, 225), ink(40, 40, 40), loss_colour(180, 90, 30), eval_colour(30, 120, 230);
   const int font = cv::FONT_HERSHEY_SIMPLEX;
@@ -303,7 +309,8 @@ int run_plot(const PlotArgs& a) {
     cv::putText(img, tick_label(fx), {px(fx) - 14, top + ph + 20}, font, 0.45, ink, 1, cv::LINE_AA);
     cv::putText(img, tick_label(fl), {left - 52, py(fl, 0, loss_max) + 5}, font, 0.45, loss_colour, 1, cv::LINE_AA);
     if (!eval.x.empty())
-      cv::putText(img, tick_label(fe), {left + pw + 8, py(fe, eval_lo, 1) + 5}, font, 0.45, eval_colour, 1, cv::LINE_AA);
+      cv::putText(img, tick_label(fe), {left + pw + 8, py(fe, eval_lo, 1) + 5}, font, 0.45, eval_colour, 1,
+                  cv::LINE_AA);
   }
   cv::rectangle(img, {left, top}, {left + pw, top + ph}, ink);
   std::vector<cv::Point> line;
@@ -339,7 +346,8 @@ Command add_demo(CLI::App& app) {
   cmd->require_subcommand(1);
 
   auto m = std::make_shared<MakeDataArgs>();
-  auto* make = cmd->add_subcommand("make-data", "Distort the photographs Debian ships into train/test sets + tokenizer");
+  auto* make =
+      cmd->add_subcommand("make-data", "Distort the photographs Debian ships into train/test sets + tokenizer");
   make->add_option("--out", m->out, "Output folder (images/, train.json, test.json, tokenizer/)")->required();
   make->add_option("--seed", m->seed, "Split, strengths and noise")->capture_default_str();
   make->add_option("--per-image", m->per_image, "Distorted variants per training photograph")->capture_default_str();
@@ -351,14 +359,16 @@ Command add_demo(CLI::App& app) {
       ->capture_default_str();
   make->add_option("--scene", m->scene, "Short side the photographs are scaled to before cropping (0: 8/7 of --size)")
       ->capture_default_str();
-  make->add_option("--distortions", m->distortions, "Comma-separated types: blur, noise, jpeg, contrast, color_shift, downscale")
+  make->add_option("--distortions", m->distortions,
+                   "Comma-separated types: blur, noise, jpeg, contrast, color_shift, downscale")
       ->delimiter(',')
       ->capture_default_str();
   make->add_option("--vocab-size", m->vocab_size, "Pieces of the prompt tokenizer")->capture_default_str();
 
   auto p = std::make_shared<PlotArgs>();
   auto* plot = cmd->add_subcommand("plot", "PNG plot of the training loss and evaluation SRCC");
-  plot->add_option("--metrics", p->metrics, "The run's output_dir/metrics.jsonl (loss and eval_steps evaluations)")->required();
+  plot->add_option("--metrics", p->metrics, "The run's output_dir/metrics.jsonl (loss and eval_steps evaluations)")
+      ->required();
   plot->add_option("--dataset", p->dataset, "Evaluation dataset to plot (default: the first in the file)");
   plot->add_option("--metric", p->metric, "srcc | plcc | krcc")->capture_default_str();
   plot->add_option("--out", p->out, "PNG file to write")->required();

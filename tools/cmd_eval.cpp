@@ -48,7 +48,7 @@ struct Prediction {
 };
 
 ordered_json to_json(const Prediction& p) {
-  return {{"dataset", p.dataset}, {"index", p.index},  {"image", p.image},
+  return {{"dataset", p.dataset},   {"index", p.index}, {"image", p.image},
           {"gt_score", p.gt_score}, {"score", p.score}, {"score01", p.score01}};
 }
 
@@ -97,8 +97,9 @@ void write_reports(const std::string& out, const std::vector<std::string>& datas
                    const std::map<std::string, std::vector<Prediction>>& by_dataset, bool lower_is_better) {
   ordered_json results = ordered_json::object();
   std::string csv = "dataset,index,image,gt_score,score,score01\n";
-  std::string md = "| dataset | n | SRCC | PLCC | KRCC | PLCC (logistic) | RMSE (logistic) |\n"
-                   "|---|---:|---:|---:|---:|---:|---:|\n";
+  std::string md =
+      "| dataset | n | SRCC | PLCC | KRCC | PLCC (logistic) | RMSE (logistic) |\n"
+      "|---|---:|---:|---:|---:|---:|---:|\n";
   std::printf("%-24s %6s %7s %7s %7s %9s %9s\n", "dataset", "n", "srcc", "plcc", "krcc", "plcc_log", "rmse_log");
   for (const auto& name : datasets) {
     const auto& rows = by_dataset.at(name);
@@ -150,21 +151,29 @@ ordered_json job_record(const EvalOptions& o) {
   }
   // An empty path stamps nothing: the model folder's stamps already cover its own tokenizer.
   auto stamps = [](const std::string& path) { return path.empty() ? ordered_json::object() : file_stamps(path); };
-  return {{"model", absolute(o.model)},          {"model weights", stamps(absolute(o.model))},
-          {"LoRA", absolute(o.lora)},            {"LoRA weights", stamps(absolute(o.lora))},
-          {"tokenizer", absolute(o.tokenizer)},  {"tokenizer files", stamps(absolute(o.tokenizer))},
-          {"task", o.task},                      {"prompt", o.prompt},
-          {"readout", o.readout},                {"dtype", o.dtype},
-          {"data", data},                        {"data files", data_files},
+  return {{"model", absolute(o.model)},
+          {"model weights", stamps(absolute(o.model))},
+          {"LoRA", absolute(o.lora)},
+          {"LoRA weights", stamps(absolute(o.lora))},
+          {"tokenizer", absolute(o.tokenizer)},
+          {"tokenizer files", stamps(absolute(o.tokenizer))},
+          {"task", o.task},
+          {"prompt", o.prompt},
+          {"readout", o.readout},
+          {"dtype", o.dtype},
+          {"data", data},
+          {"data files", data_files},
           {"image folder", absolute(o.image_folder)}};
 }
 
 int run_eval(const EvalOptions& o) {
   const Task task = parse_task(o.task, "--task", "task");
   const PromptStyle style = parse_prompt_style(o.prompt, "--prompt", "prompt");
-  if (o.dtype != "float32" && o.dtype != "bfloat16") fail("--dtype", "", "expected float32 or bfloat16, got " + o.dtype);
+  if (o.dtype != "float32" && o.dtype != "bfloat16")
+    fail("--dtype", "", "expected float32 or bfloat16, got " + o.dtype);
   if (o.device != "cpu" && o.device != "cuda") fail("--device", "", "expected cpu or cuda, got " + o.device);
-  if (o.device == "cuda" && !compat::cuda_available()) fail("--device", "", "cuda requested but no CUDA device is visible");
+  if (o.device == "cuda" && !compat::cuda_available())
+    fail("--device", "", "cuda requested but no CUDA device is visible");
   if (o.batch_size < 1) fail("--batch-size", "", "must be at least 1");
 
   // Read every file first, so a malformed one fails before any model time is spent.
@@ -199,9 +208,10 @@ int run_eval(const EvalOptions& o) {
   }
   if (resumed) log::info("resuming: ", resumed, " items already scored in ", jsonl);
 
-  Scorer scorer(io::load_pretrained_with_lora(o.model, o.lora, o.dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32,
-                                       o.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU)),
-                Tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer), style, parse_readout(o.readout, "--readout"));
+  Scorer scorer(
+      io::load_pretrained_with_lora(o.model, o.lora, o.dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32,
+                                    o.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU)),
+      Tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer), style, parse_readout(o.readout, "--readout"));
   data::check_preprocessor_config(o.model, scorer.image_size());
   std::ofstream append(jsonl, std::ios::app);
   if (!append) fail(jsonl, "", "cannot open for appending");
@@ -210,26 +220,29 @@ int run_eval(const EvalOptions& o) {
     const auto& recs = records[name];
     log::info(name, ": ", recs.size(), " items, ", recs.size() - by_dataset[name].size(), " to score");
     size_t scored = 0, batches = 0;
-    failed += train::score_records(scorer, recs, done[name], o.batch_size, task, [&](const std::vector<train::ItemScore>& batch) {
-      for (const auto& s : batch) {
-        const auto& r = recs[s.index];
-        Prediction p{name, s.index, r.image, r.mos, s.score, s.score01};
-        append << to_json(p).dump() << "\n";
-        by_dataset[name].push_back(std::move(p));
-      }
-      append.flush();
-      if (!append) fail(jsonl, "", "write failed (disk full?)");
-      scored += batch.size();
-      if (++batches % 10 == 0) log::info(name, ": scored ", scored, " this run");
-    });
+    failed += train::score_records(scorer, recs, done[name], o.batch_size, task,
+                                   [&](const std::vector<train::ItemScore>& batch) {
+                                     for (const auto& s : batch) {
+                                       const auto& r = recs[s.index];
+                                       Prediction p{name, s.index, r.image, r.mos, s.score, s.score01};
+                                       append << to_json(p).dump() << "\n";
+                                       by_dataset[name].push_back(std::move(p));
+                                     }
+                                     append.flush();
+                                     if (!append) fail(jsonl, "", "write failed (disk full?)");
+                                     scored += batch.size();
+                                     if (++batches % 10 == 0) log::info(name, ": scored ", scored, " this run");
+                                   });
     log::info(name, ": scored ", scored, " this run");
     std::sort(by_dataset[name].begin(), by_dataset[name].end(),
               [](const Prediction& a, const Prediction& b) { return a.index < b.index; });
   }
-  for (const auto& name : datasets) train::check_enough_items(files[name], by_dataset[name].size(), records[name].size());
+  for (const auto& name : datasets)
+    train::check_enough_items(files[name], by_dataset[name].size(), records[name].size());
   write_reports(o.out, datasets, by_dataset, o.lower_is_better);
   log::info("wrote ", (fs::path(o.out) / "results.json").string(), ", results.md, predictions.jsonl, predictions.csv");
-  if (failed) log::error(failed, " items could not be scored; their datasets are reported without them (rerun to retry)");
+  if (failed)
+    log::error(failed, " items could not be scored; their datasets are reported without them (rerun to retry)");
   return failed ? 1 : 0;
 }
 

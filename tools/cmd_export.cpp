@@ -30,15 +30,18 @@ struct ExportOptions {
 // reads them (GB = 10^9, GiB = 2^30).
 uint64_t parse_size(const std::string& text) {
   size_t digits = 0;
-  while (digits < text.size() && (std::isdigit(static_cast<unsigned char>(text[digits])) || text[digits] == '.')) ++digits;
+  while (digits < text.size() && (std::isdigit(static_cast<unsigned char>(text[digits])) || text[digits] == '.'))
+    ++digits;
   const std::string unit = text.substr(digits);
-  static const std::map<std::string, double> units = {{"", 1},     {"B", 1},     {"KB", 1e3},         {"MB", 1e6},
-                                                       {"GB", 1e9}, {"KiB", 1024}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}};
+  static const std::map<std::string, double> units = {
+      {"", 1},     {"B", 1},      {"KB", 1e3},        {"MB", 1e6},
+      {"GB", 1e9}, {"KiB", 1024}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}};
   const auto it = units.find(unit);
   if (digits == 0 || it == units.end()) fail("--max-shard-size", text, "expected a size such as 5GB, 500MB or 2GiB");
   const double bytes = std::stod(text.substr(0, digits)) * it->second;
   if (bytes < 1) fail("--max-shard-size", text, "must be positive");
-  if (bytes >= 9.2e18) fail("--max-shard-size", text, "too large: a shard is at most 9.2 EB");  // past int64, it would wrap
+  if (bytes >= 9.2e18)
+    fail("--max-shard-size", text, "too large: a shard is at most 9.2 EB");  // past int64, it would wrap
   return static_cast<uint64_t>(bytes);
 }
 
@@ -63,7 +66,8 @@ int run_export(const ExportOptions& o) {
            "'" + base + "' is not a model folder here; pass the base as --checkpoint and this folder as --lora");
   }
   if (!lora_dir.empty() && !o.merge_lora)
-    fail("--lora", lora_dir, "a Hugging Face model folder holds plain weights: add --merge-lora to fold the adapters in");
+    fail("--lora", lora_dir,
+         "a Hugging Face model folder holds plain weights: add --merge-lora to fold the adapters in");
   if (io::same_file(o.out, base)) fail("--out", o.out, "is the source folder");
   if (!o.overwrite) io::require_new_folder(o.out, "--out", "--overwrite replaces its weights");
 
@@ -85,7 +89,8 @@ int run_export(const ExportOptions& o) {
 
 Command add_export(CLI::App& app) {
   auto o = std::make_shared<ExportOptions>();
-  auto* cmd = app.add_subcommand("export", "Write a model (optionally with LoRA merged) in the authors' Hugging Face layout");
+  auto* cmd =
+      app.add_subcommand("export", "Write a model (optionally with LoRA merged) in the authors' Hugging Face layout");
   cmd->add_option("--checkpoint", o->checkpoint, "Model folder, or a LoRA training output (its base is read from it)")
       ->required();
   cmd->add_option("--lora", o->lora, "LoRA folder to apply to --checkpoint (needs --merge-lora)");
@@ -93,7 +98,8 @@ Command add_export(CLI::App& app) {
   cmd->add_option("--out", o->out, "Output folder")->required();
   cmd->add_flag("--overwrite", o->overwrite, "Write into --out even if it holds files (its old weights are removed)");
   cmd->add_option("--dtype", o->dtype, "bfloat16 | float16 | float32")->capture_default_str();
-  cmd->add_option("--max-shard-size", o->max_shard_size, "Largest weights file, e.g. 5GB, 500MB")->capture_default_str();
+  cmd->add_option("--max-shard-size", o->max_shard_size, "Largest weights file, e.g. 5GB, 500MB")
+      ->capture_default_str();
   return {cmd, [o] { return run_export(*o); }};
 }
 

@@ -30,15 +30,18 @@ struct InitArgs {
 
 int run_init(const InitArgs& a) {
   if (a.config.empty() && a.preset.empty()) fail("--config", "", "give a config.json, or --preset NAME");
-  const auto config = a.preset.empty() ? model::ModelConfig::from_json_file(a.config) : model::preset_config(a.preset, "--preset");
+  const auto config =
+      a.preset.empty() ? model::ModelConfig::from_json_file(a.config) : model::preset_config(a.preset, "--preset");
   const std::string source = a.preset.empty() ? a.config : "--preset " + a.preset;
   if (!a.overwrite) io::require_new_folder(a.out, "--out", "--overwrite replaces its weights");
   const Tokenizer tokenizer(a.tokenizer);
   if (tokenizer.vocab_size() > config.vocab_size)
-    fail(source, "vocab_size", std::to_string(config.vocab_size) + " is smaller than the tokenizer's " +
-                                     std::to_string(tokenizer.vocab_size()) + " pieces (" + a.tokenizer + ")");
+    fail(source, "vocab_size",
+         std::to_string(config.vocab_size) + " is smaller than the tokenizer's " +
+             std::to_string(tokenizer.vocab_size()) + " pieces (" + a.tokenizer + ")");
   model::Owl2ForCausalLM m(config);
-  model::initialize_weights(*m, a.preset.empty() ? model::init_ranges_from_config_file(a.config) : model::InitRanges{}, a.seed);
+  model::initialize_weights(*m, a.preset.empty() ? model::init_ranges_from_config_file(a.config) : model::InitRanges{},
+                            a.seed);
   if (a.overwrite) io::remove_weight_files(a.out);
   train::write_model_folder(a.out, model::state_dict(*m), config.to_json(), a.tokenizer);
   log::info("wrote ", a.out, ": ", model::count_parameters(*m), " parameters drawn with seed ", a.seed);
@@ -48,7 +51,8 @@ int run_init(const InitArgs& a) {
 }  // namespace
 
 Command add_init(CLI::App& app) {
-  auto* cmd = app.add_subcommand("init", "A randomly initialised model folder from a config.json, to train from scratch");
+  auto* cmd =
+      app.add_subcommand("init", "A randomly initialised model folder from a config.json, to train from scratch");
   auto a = std::make_shared<InitArgs>();
   auto* config = cmd->add_option("--config", a->config, "Model config.json (the Hugging Face mPLUG-Owl2 layout)");
   auto* preset = cmd->add_option("--preset", a->preset, "A built-in size instead: tiny, small, owl2-7b, owl2-7b-<N>l");

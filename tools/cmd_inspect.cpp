@@ -11,9 +11,7 @@ namespace qalign::tools {
 
 namespace {
 
-uint64_t dtype_bytes(const std::string& dtype) {
-  return c10::elementSize(io::dtype_from_safetensors(dtype, "", ""));
-}
+uint64_t dtype_bytes(const std::string& dtype) { return c10::elementSize(io::dtype_from_safetensors(dtype, "", "")); }
 
 std::string shape_text(const std::vector<int64_t>& shape) {
   std::string s = "[";

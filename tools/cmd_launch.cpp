@@ -43,8 +43,8 @@ struct LaunchArgs {
 struct Worker {
   int rank = 0;
   pid_t pid = -1;
-  int fds[2] = {-1, -1};        // stdout, stderr (read ends)
-  std::string partial[2];       // an unfinished line of each
+  int fds[2] = {-1, -1};         // stdout, stderr (read ends)
+  std::string partial[2];        // an unfinished line of each
   std::deque<std::string> last;  // the last lines, for the failure report
   bool running = true;
   int code = 0;
@@ -143,9 +143,9 @@ bool pump(Worker& w, int s, const LaunchArgs& a) {
 int exit_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
 
 std::string describe(int status) {
-  return WIFEXITED(status) ? "exited with code " + std::to_string(WEXITSTATUS(status))
-                           : "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" +
-                                 strsignal(WTERMSIG(status)) + ")";
+  return WIFEXITED(status)
+             ? "exited with code " + std::to_string(WEXITSTATUS(status))
+             : "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
 }
 
 int run_launch(const LaunchArgs& a) {
@@ -217,7 +217,8 @@ int run_launch(const LaunchArgs& a) {
     if (first) {
       failed = first;
       failed_status = first_status;
-      log::error("rank ", first->rank, " (pid ", first->pid, ") ", describe(first_status), "; stopping the other workers");
+      log::error("rank ", first->rank, " (pid ", first->pid, ") ", describe(first_status),
+                 "; stopping the other workers");
       stop_all(SIGTERM);
       kill_at = clock::now() + std::chrono::seconds(a.grace_s);
     }
@@ -228,9 +229,9 @@ int run_launch(const LaunchArgs& a) {
     if (any_running) continue;
     // After a stop, what is left gets the rest of the grace and a second after SIGKILL; after a
     // clean finish, a second to flush. Then we stop reading rather than wait on an orphan.
-    if (!drain_until)
-      drain_until = (kill_at ? *kill_at : clock::now()) + std::chrono::seconds(1);
-    const bool reading = std::any_of(workers.begin(), workers.end(), [](const Worker& w) { return w.fds[0] >= 0 || w.fds[1] >= 0; });
+    if (!drain_until) drain_until = (kill_at ? *kill_at : clock::now()) + std::chrono::seconds(1);
+    const bool reading =
+        std::any_of(workers.begin(), workers.end(), [](const Worker& w) { return w.fds[0] >= 0 || w.fds[1] >= 0; });
     if (!reading || clock::now() > *drain_until) break;
   }
   for (auto& w : workers)

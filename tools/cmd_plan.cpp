@@ -38,11 +38,16 @@ int64_t parse_size(const std::string& text) {
   }
   const std::string unit = text.substr(end);
   double scale = 0;
-  if (unit.empty() || unit == "B") scale = 1;
-  else if (unit == "GiB") scale = 1 << 30;
-  else if (unit == "GB") scale = 1e9;
-  else if (unit == "MiB") scale = 1 << 20;
-  else if (unit == "MB") scale = 1e6;
+  if (unit.empty() || unit == "B")
+    scale = 1;
+  else if (unit == "GiB")
+    scale = 1 << 30;
+  else if (unit == "GB")
+    scale = 1e9;
+  else if (unit == "MiB")
+    scale = 1 << 20;
+  else if (unit == "MB")
+    scale = 1e6;
   if (end == 0 || scale == 0 || !std::isfinite(value) || value <= 0)
     fail("--gpu-memory", "", "expected a size like 80GiB, 141GB or 512MiB, got '" + text + "'");
   return static_cast<int64_t>(value * scale);
@@ -55,8 +60,9 @@ int64_t default_device_memory() {
 }
 
 nlohmann::json terms_json(const train::MemoryTerms& t) {
-  return {{"parameters", t.parameters}, {"gradients", t.gradients},     {"masters", t.masters}, {"optimizer", t.optimizer},
-          {"activations", t.activations}, {"buffers", t.buffers}, {"total", t.total}};
+  return {
+      {"parameters", t.parameters},   {"gradients", t.gradients}, {"masters", t.masters}, {"optimizer", t.optimizer},
+      {"activations", t.activations}, {"buffers", t.buffers},     {"total", t.total}};
 }
 
 int run_plan(const PlanArgs& a, const std::vector<std::string>& overrides) {
@@ -67,7 +73,8 @@ int run_plan(const PlanArgs& a, const std::vector<std::string>& overrides) {
   if (a.preset.empty() && !std::filesystem::exists(model_json))
     fail(a.config, "model_name_or_path",
          model_json + " not found: point it at a model folder, or give the sizes with --preset (e.g. owl2-7b)");
-  const auto model = a.preset.empty() ? model::ModelConfig::from_json_file(model_json) : model::preset_config(a.preset, "--preset");
+  const auto model =
+      a.preset.empty() ? model::ModelConfig::from_json_file(model_json) : model::preset_config(a.preset, "--preset");
   const int64_t memory = a.gpu_memory.empty() ? default_device_memory() : parse_size(a.gpu_memory);
   const auto plan = train::plan_training(config, model, a.nproc * a.nnodes, memory);
   if (a.json)
@@ -92,12 +99,15 @@ Command add_plan(CLI::App& app) {
   cmd->add_option("--config", a->config, "Training recipe (YAML), as for qalign train")->required();
   cmd->add_option("--nproc-per-node", a->nproc, "Processes (GPUs) per node")->required();
   cmd->add_option("--nnodes", a->nnodes, "Nodes")->capture_default_str();
-  cmd->add_option("--gpu-memory", a->gpu_memory, "Memory of one device: 80GiB, 141GB, 512MiB (default: this CUDA device's, else 80GiB)");
-  cmd->add_option("--preset", a->preset, "Model sizes from a preset (owl2-7b, small, ...) instead of model_name_or_path/config.json");
+  cmd->add_option("--gpu-memory", a->gpu_memory,
+                  "Memory of one device: 80GiB, 141GB, 512MiB (default: this CUDA device's, else 80GiB)");
+  cmd->add_option("--preset", a->preset,
+                  "Model sizes from a preset (owl2-7b, small, ...) instead of model_name_or_path/config.json");
   cmd->add_flag("--json", a->json, "Print one JSON object, sizes in bytes");
   cmd->allow_extras();
-  cmd->footer("Overrides: key=value, --key=value or --key value, as for qalign train, e.g.\n"
-              "  qalign plan --config configs/onealign.yaml --nproc-per-node 8 zero_stage=1");
+  cmd->footer(
+      "Overrides: key=value, --key=value or --key value, as for qalign train, e.g.\n"
+      "  qalign plan --config configs/onealign.yaml --nproc-per-node 8 zero_stage=1");
   return {cmd, [cmd, a]() { return run_plan(*a, config::overrides_from_args(cmd->remaining())); }};
 }
 

@@ -150,8 +150,8 @@ Decoded decode(Job& job, int64_t image_size) {
 
 void print_table_row(const nlohmann::ordered_json& row) {
   if (!row["error"].is_null()) return;  // already logged
-  std::printf("%-40s %-5s %6.4f %6.4f  %-9s", row["input"].get<std::string>().c_str(), row["media"].get<std::string>().c_str(),
-              row["score"].get<double>(), row["score01"].get<double>(),
+  std::printf("%-40s %-5s %6.4f %6.4f  %-9s", row["input"].get<std::string>().c_str(),
+              row["media"].get<std::string>().c_str(), row["score"].get<double>(), row["score01"].get<double>(),
               row["level"].is_null() ? "-" : row["level"].get<std::string>().c_str());
   if (!row["probs"].is_null())
     for (const char* w : kLevelWords) std::printf(" %.4f", row["probs"][w].get<double>());
@@ -180,7 +180,7 @@ std::vector<nlohmann::ordered_json> score_chunk(Scorer& scorer, Task task, const
 }
 
 nlohmann::ordered_json job_record(const ScoreOptions& o) {
-  return {{"inputs", o.inputs}, {"model", o.model},   {"lora", o.lora},    {"tokenizer", o.tokenizer},
+  return {{"inputs", o.inputs}, {"model", o.model},   {"lora", o.lora},  {"tokenizer", o.tokenizer},
           {"task", o.task},     {"prompt", o.prompt}, {"dtype", o.dtype}};
 }
 
@@ -206,19 +206,23 @@ void record_written(const std::string& out, const nlohmann::ordered_json& job) {
 int run_score(const ScoreOptions& o) {
   const Task task = parse_task(o.task, "--task", "task");
   const PromptStyle style = parse_prompt_style(o.prompt, "--prompt", "prompt");
-  if (o.dtype != "float32" && o.dtype != "bfloat16") fail("--dtype", "", "expected float32 or bfloat16, got " + o.dtype);
+  if (o.dtype != "float32" && o.dtype != "bfloat16")
+    fail("--dtype", "", "expected float32 or bfloat16, got " + o.dtype);
   if (o.device != "cpu" && o.device != "cuda") fail("--device", "", "expected cpu or cuda, got " + o.device);
-  if (o.device == "cuda" && !compat::cuda_available()) fail("--device", "", "cuda requested but no CUDA device is visible");
+  if (o.device == "cuda" && !compat::cuda_available())
+    fail("--device", "", "cuda requested but no CUDA device is visible");
   if (o.batch_size < 1) fail("--batch-size", "", "must be at least 1");
   config::check_worker_count(o.workers, "--workers", "");
   if (!o.keep_list.empty() && !o.threshold) fail("--keep-list", "", "needs --threshold");
-  if (!o.keep_list.empty() && !o.out.empty() && fs::absolute(o.keep_list).lexically_normal() == fs::absolute(o.out).lexically_normal())
+  if (!o.keep_list.empty() && !o.out.empty() &&
+      fs::absolute(o.keep_list).lexically_normal() == fs::absolute(o.out).lexically_normal())
     fail("--keep-list", "", "is --out itself: give the list of kept inputs its own file");
   const std::optional<RowFormat> format = o.out.empty() ? std::nullopt : std::optional(row_format_of(o.out));
 
   const auto env = train::read_launch_env([](const char* name) { return std::getenv(name); });
   const int rank = env.rank, world = env.world_size;
-  if (world > 1 && o.out.empty()) fail("--out", "", "needed when scoring with several processes: each writes its share there");
+  if (world > 1 && o.out.empty())
+    fail("--out", "", "needed when scoring with several processes: each writes its share there");
   std::unique_ptr<train::ProcessGroup> group;
   if (world > 1) group = std::make_unique<train::ProcessGroup>(env, "gloo", std::chrono::seconds(o.timeout_s));
   auto barrier = [&] {
@@ -240,8 +244,9 @@ int run_score(const ScoreOptions& o) {
       }
       for (const auto& file : {o.out, o.keep_list})
         if (!file.empty() && fs::exists(file))
-          fail(file, "", "exists and was not written by this command (no matching " + job_marker(o.out) +
-                             "); --overwrite replaces it");
+          fail(file, "",
+               "exists and was not written by this command (no matching " + job_marker(o.out) +
+                   "); --overwrite replaces it");
     }
     barrier();
     if (rank == 0) {
@@ -253,16 +258,18 @@ int run_score(const ScoreOptions& o) {
     barrier();
     if (rank != 0) check_or_record_job(folder, job_record(o));
     done = scan_parts(folder);
-    if (rank == 0 && done->count() > 0) log::info("resuming: ", done->count(), " inputs already have a row in ", folder);
+    if (rank == 0 && done->count() > 0)
+      log::info("resuming: ", done->count(), " inputs already have a row in ", folder);
     part = std::make_unique<PartWriter>(part_file(folder, rank, world));
     barrier();  // every rank has read the parts before any appends
   }
 
   const auto dtype = o.dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32;
-  const torch::Device device = o.device == "cuda" ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank))
-                                                  : torch::Device(torch::kCPU);
-  Scorer scorer(io::load_pretrained_with_lora(o.model, o.lora, dtype, device), Tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer),
-                style);
+  const torch::Device device = o.device == "cuda"
+                                   ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank))
+                                   : torch::Device(torch::kCPU);
+  Scorer scorer(io::load_pretrained_with_lora(o.model, o.lora, dtype, device),
+                Tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer), style);
   const int64_t image_size = scorer.image_size();
   data::check_preprocessor_config(o.model, image_size);
 
@@ -274,7 +281,8 @@ int run_score(const ScoreOptions& o) {
     keep_file.emplace(o.keep_list);
   }
   if (rows_on_stdout && !o.json)
-    std::printf("%-40s %-5s %6s %6s  %-9s %s\n", "input", "media", "score", "0..1", "level", "p(excellent good fair poor bad)");
+    std::printf("%-40s %-5s %6s %6s  %-9s %s\n", "input", "media", "score", "0..1", "level",
+                "p(excellent good fair poor bad)");
 
   const DoneSet* done_set = done ? &*done : nullptr;
   const bool show_progress = rank == 0 && (format || ::isatty(2));
@@ -284,8 +292,8 @@ int run_score(const ScoreOptions& o) {
   if (show_progress) counter.emplace(o.inputs, rank, world, done_set, &progress);
   Share share(o.inputs, rank, world, done_set);
   data::OrderedPrefetch<Job, Decoded> prefetch([&] { return share.next(); },
-                                                 [&](Job& j) { return decode(j, image_size); }, o.workers,
-                                                 2 * o.batch_size + o.workers);
+                                               [&](Job& j) { return decode(j, image_size); }, o.workers,
+                                               2 * o.batch_size + o.workers);
   StageTimes t;
   int64_t scored = 0, failed = 0;
   const bool keep_list_exists = !o.keep_list.empty() && fs::exists(o.keep_list);  // only then can it be an input
@@ -325,8 +333,10 @@ int run_score(const ScoreOptions& o) {
       }
       const bool kept = o.threshold && rows[k]["score"].is_number() && rows[k]["score"].get<double>() >= *o.threshold;
       if (rows_on_stdout) {
-        if (o.json) std::cout << rows[k].dump() << "\n";
-        else print_table_row(rows[k]);
+        if (o.json)
+          std::cout << rows[k].dump() << "\n";
+        else
+          print_table_row(rows[k]);
       } else if (kept) {
         std::cout << chunk[k].job.path << "\n";
       }
@@ -347,9 +357,9 @@ int run_score(const ScoreOptions& o) {
   if (part) part->close();
 
   // Every rank's figures, summed on rank 0.
-  auto totals = torch::tensor({static_cast<double>(scored), static_cast<double>(failed), t.decode, t.preprocess, t.model,
-                               t.wait, t.write},
-                              torch::kFloat64);
+  auto totals = torch::tensor(
+      {static_cast<double>(scored), static_cast<double>(failed), t.decode, t.preprocess, t.model, t.wait, t.write},
+      torch::kFloat64);
   if (group) group->allreduce_sum(totals);
   const double wall = seconds_since(start);
   if (rank != 0) return 0;
@@ -366,7 +376,8 @@ int run_score(const ScoreOptions& o) {
   fs::remove_all(folder);
   log::info("wrote ", merged.rows, " rows to ", o.out,
             o.threshold ? ", " + std::to_string(merged.kept) + " inputs at or above the threshold" : "");
-  if (merged.failed) log::error(merged.failed, " of ", merged.rows, " inputs could not be scored: their rows carry the error");
+  if (merged.failed)
+    log::error(merged.failed, " of ", merged.rows, " inputs could not be scored: their rows carry the error");
   return merged.failed ? 1 : 0;
 }
 
@@ -385,14 +396,16 @@ Command add_score(CLI::App& app) {
   cmd->add_option("--workers", o->workers, "Threads decoding and pre-processing ahead of the model (0: none)")
       ->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "float32 | bfloat16")->capture_default_str();
-  cmd->add_option("--device", o->device, "cpu | cuda (each process of a launch takes its local GPU)")->capture_default_str();
+  cmd->add_option("--device", o->device, "cpu | cuda (each process of a launch takes its local GPU)")
+      ->capture_default_str();
   cmd->add_flag("--json", o->json, "One JSON object per line on stdout");
   cmd->add_option("--out", o->out,
                   "Write the rows to FILE (.jsonl or .csv), resumably: rerunning the same command finishes the job")
       ->type_name("FILE");
   cmd->add_flag("--overwrite", o->overwrite, "With --out: start over, discarding earlier rows");
   cmd->add_option("--threshold", o->threshold, "Keep the inputs scoring at least T (1-5 scale)")->type_name("T");
-  cmd->add_option("--keep-list", o->keep_list, "Where the kept inputs go, one per line (default: stdout)")->type_name("FILE");
+  cmd->add_option("--keep-list", o->keep_list, "Where the kept inputs go, one per line (default: stdout)")
+      ->type_name("FILE");
   cmd->add_option("--timeout", o->timeout_s, "Seconds a process waits for the others at the start and the end")
       ->capture_default_str();
   cmd->add_option("inputs", o->inputs, "Image or video files, folders (recursed), @list.txt (one path per line)")

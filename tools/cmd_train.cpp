@@ -19,8 +19,9 @@ Command add_train(CLI::App& app) {
   cmd->add_option("--dump-first-step", *dump,
                   "Write the first step's batch, loss and gradients to this safetensors file (parity checks)");
   cmd->allow_extras();
-  cmd->footer("Overrides: key=value, --key=value or --key value, with the recipe's option names, e.g.\n"
-              "  qalign train --config configs/l1_koniq.yaml output_dir=runs/x --max_steps 100");
+  cmd->footer(
+      "Overrides: key=value, --key=value or --key value, with the recipe's option names, e.g.\n"
+      "  qalign train --config configs/l1_koniq.yaml output_dir=runs/x --max_steps 100");
   return {cmd, [cmd, config_path, dump]() {
             const auto overrides = config::overrides_from_args(cmd->remaining());
             train::TrainerOptions options;

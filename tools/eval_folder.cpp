@@ -21,7 +21,8 @@ namespace {
 
 constexpr const char* kJob = "job.json";
 constexpr const char* kMarker = "written by";
-const std::array<const char*, 5> kOutputs = {kJob, "predictions.jsonl", "predictions.csv", "results.json", "results.md"};
+const std::array<const char*, 5> kOutputs = {kJob, "predictions.jsonl", "predictions.csv", "results.json",
+                                             "results.md"};
 
 // One of the files eval writes, or the temporary file a killed atomic write of one left.
 bool is_ours(const fs::directory_entry& e) {
@@ -138,9 +139,10 @@ void claim_eval_folder(const std::string& out, const ordered_json& job, bool ove
   }
   if (!foreign.empty()) {
     std::sort(foreign.begin(), foreign.end());
-    fail(out, "", "holds files qalign eval did not write (" + foreign.front() +
-                      (foreign.size() > 1 ? " and " + std::to_string(foreign.size() - 1) + " more" : "") +
-                      "); use another --out (qalign never deletes them, --overwrite neither)");
+    fail(out, "",
+         "holds files qalign eval did not write (" + foreign.front() +
+             (foreign.size() > 1 ? " and " + std::to_string(foreign.size() - 1) + " more" : "") +
+             "); use another --out (qalign never deletes them, --overwrite neither)");
   }
   if (overwrite) {
     for (const auto& name : ours) fs::remove(fs::path(out) / name);
@@ -152,8 +154,10 @@ void claim_eval_folder(const std::string& out, const ordered_json& job, bool ove
   const bool scored = fs::exists(rows) && fs::file_size(rows) > 0;
   if (!job_is_ours) {
     if (scored)
-      fail(out, "", "holds predictions that record no job (an older qalign wrote them), so whose they are is unknown; "
-                    "add --overwrite to start " + out + " fresh, or use another --out");
+      fail(out, "",
+           "holds predictions that record no job (an older qalign wrote them), so whose they are is unknown; "
+           "add --overwrite to start " +
+               out + " fresh, or use another --out");
     record(out, job);
     return;
   }
@@ -168,8 +172,9 @@ void claim_eval_folder(const std::string& out, const ordered_json& job, bool ove
     there = "a job its job.json describes differently";
     now = "not that job";
   }
-  fail(out, "", "holds an evaluation of " + there + "; this run is " + now + "; add --overwrite to start " + out +
-                    " fresh, or use another --out");
+  fail(out, "",
+       "holds an evaluation of " + there + "; this run is " + now + "; add --overwrite to start " + out +
+           " fresh, or use another --out");
 }
 
 }  // namespace qalign::tools

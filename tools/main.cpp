@@ -17,19 +17,12 @@ int main(int argc, char** argv) {
   app.add_flag("-v,--verbose", verbose, "Print debug messages");
 
   std::vector<tools::Command> commands = {
-      tools::add_inspect(app),
-      tools::add_data(app),
-      tools::add_score(app),
-      tools::add_init(app),
-      tools::add_train(app),
-      tools::add_plan(app),
-      tools::add_eval(app),
+      tools::add_inspect(app), tools::add_data(app),   tools::add_score(app), tools::add_init(app),
+      tools::add_train(app),   tools::add_plan(app),   tools::add_eval(app),
 #ifdef QALIGN_WITH_OPENCV
       tools::add_demo(app),
 #endif
-      tools::add_export(app),
-      tools::add_launch(app),
-      tools::add_bench(app),
+      tools::add_export(app),  tools::add_launch(app), tools::add_bench(app),
   };
   try {
     app.parse(argc, argv);

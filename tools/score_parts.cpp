@@ -21,9 +21,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 // "<index>\t<json>" -> index, or -1 when the line is not one of ours.
 int64_t split_line(std::string_view line, std::string_view* json) {
@@ -86,8 +84,10 @@ void check_or_record_job(const std::string& folder, const nlohmann::ordered_json
   }
   for (const auto& [key, value] : job.items())
     if (!before.contains(key) || before[key] != value)
-      fail(path, key, "this run differs from the one that began these rows (" + (before.contains(key) ? before[key].dump() : "absent") +
-                          " there, " + value.dump() + " now); rerun that command, or remove " + folder + " to start over");
+      fail(path, key,
+           "this run differs from the one that began these rows (" +
+               (before.contains(key) ? before[key].dump() : "absent") + " there, " + value.dump() +
+               " now); rerun that command, or remove " + folder + " to start over");
 }
 
 uint64_t read_part(const std::string& path, const std::function<void(int64_t, std::string_view)>& row) {
@@ -191,16 +191,19 @@ MergeResult merge_parts(const std::string& folder, const std::string& out, RowFo
     if (c.index < next) {
       log::warn(c.path, ": a second row for input ", c.index, " is ignored");
     } else if (c.index > next) {
-      fail(folder, "", "no row for input " + std::to_string(next) + " (the next one found is " + std::to_string(c.index) +
-                           "); rerun the same command to score it");
+      fail(folder, "",
+           "no row for input " + std::to_string(next) + " (the next one found is " + std::to_string(c.index) +
+               "); rerun the same command to score it");
     } else {
       const auto row = nlohmann::ordered_json::parse(c.json);
       const std::string text = format == RowFormat::kCsv ? csv_line(row) : std::string(c.json) + "\n";
       if (!row["error"].is_null()) ++r.failed;
       if (threshold && row["score"].is_number() && row["score"].get<double>() >= *threshold) {
         const std::string line = row["input"].get<std::string>() + "\n";
-        if (keep_file) keep_file->write(line.data(), line.size());
-        else std::cout << line;
+        if (keep_file)
+          keep_file->write(line.data(), line.size());
+        else
+          std::cout << line;
         ++r.kept;
       }
       writer.write(text.data(), text.size());
@@ -210,8 +213,9 @@ MergeResult merge_parts(const std::string& folder, const std::string& out, RowFo
     if (c.advance()) heap.push(at);
   }
   if (next != expected_rows)
-    fail(folder, "", "rows for " + std::to_string(next) + " of " + std::to_string(expected_rows) +
-                         " inputs; rerun the same command to score the rest");
+    fail(folder, "",
+         "rows for " + std::to_string(next) + " of " + std::to_string(expected_rows) +
+             " inputs; rerun the same command to score the rest");
   writer.commit();
   if (keep_file) keep_file->commit();
   std::cout.flush();

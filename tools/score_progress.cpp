@@ -66,7 +66,8 @@ std::string summary_line(int64_t scored, int64_t failed, double wall_s, const St
                 "scored %lld, failed %lld in %.1f s: %.1f items/s | decode %.1f s, preprocess %.1f s (on %d threads), "
                 "model %.1f s, waiting for input %.1f s, writing %.1f s",
                 static_cast<long long>(scored), static_cast<long long>(failed), wall_s,
-                wall_s > 0 ? (scored + failed) / wall_s : 0.0, t.decode, t.preprocess, threads, t.model, t.wait, t.write);
+                wall_s > 0 ? (scored + failed) / wall_s : 0.0, t.decode, t.preprocess, threads, t.model, t.wait,
+                t.write);
   return buf;
 }
 

@@ -19,8 +19,11 @@ RowFormat row_format_of(const std::string& path) {
 nlohmann::ordered_json scored_row(const std::string& input, Task task, Media media, const LevelScores& s, int64_t b) {
   const std::string nonfinite = nonfinite_score(s, b);
   if (!nonfinite.empty()) return failed_row(input, task, media, input + ": " + nonfinite);
-  nlohmann::ordered_json row = {{"input", input}, {"task", task_name(task)}, {"media", media_name(media)},
-                                {"score", s.score5[b].item<double>()}, {"score01", s.score01[b].item<double>()}};
+  nlohmann::ordered_json row = {{"input", input},
+                                {"task", task_name(task)},
+                                {"media", media_name(media)},
+                                {"score", s.score5[b].item<double>()},
+                                {"score01", s.score01[b].item<double>()}};
   if (s.probs.defined()) {
     row["level"] = kLevelWords[s.level[b].item<int64_t>()];
     nlohmann::ordered_json probs = nlohmann::ordered_json::object();
@@ -35,8 +38,8 @@ nlohmann::ordered_json scored_row(const std::string& input, Task task, Media med
 }
 
 nlohmann::ordered_json failed_row(const std::string& input, Task task, Media media, const std::string& error) {
-  return {{"input", input}, {"task", task_name(task)}, {"media", media_name(media)}, {"score", nullptr},
-          {"score01", nullptr}, {"level", nullptr},         {"probs", nullptr},           {"error", error}};
+  return {{"input", input},     {"task", task_name(task)}, {"media", media_name(media)}, {"score", nullptr},
+          {"score01", nullptr}, {"level", nullptr},        {"probs", nullptr},           {"error", error}};
 }
 
 namespace {
@@ -61,8 +64,7 @@ std::string csv_header() {
 
 std::string csv_line(const nlohmann::ordered_json& row) {
   std::string line;
-  for (const char* key : {"input", "task", "media", "score", "score01", "level"})
-    line += csv_field(row.at(key)) + ",";
+  for (const char* key : {"input", "task", "media", "score", "score01", "level"}) line += csv_field(row.at(key)) + ",";
   const auto& probs = row.at("probs");
   for (const char* w : kLevelWords) line += csv_field(probs.is_null() ? nlohmann::ordered_json() : probs.at(w)) + ",";
   return line + csv_field(row.at("error")) + "\n";

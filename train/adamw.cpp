@@ -7,11 +7,11 @@
 
 namespace qalign::train {
 
-AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions options)
-    : groups_(std::move(groups)), options_(options) {
+AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions options) : groups_(std::move(groups)), options_(options) {
   for (const auto& g : groups_) {
-    if (g.names.size() != g.params.size()) throw Error("AdamW: a group has " + std::to_string(g.names.size()) +
-                                                       " names for " + std::to_string(g.params.size()) + " parameters");
+    if (g.names.size() != g.params.size())
+      throw Error("AdamW: a group has " + std::to_string(g.names.size()) + " names for " +
+                  std::to_string(g.params.size()) + " parameters");
     state_.emplace_back(g.params.size());
   }
 }
@@ -67,7 +67,8 @@ void AdamW::fused_step(size_t gi, double lr) {
     avgs.push_back(m.exp_avg);
     sqs.push_back(m.exp_avg_sq);
     // The kernel reads the step already counted, as torch increments state_steps before calling it.
-    steps.push_back(torch::full({}, static_cast<double>(m.step), torch::TensorOptions().dtype(torch::kFloat32).device(param.device())));
+    steps.push_back(torch::full({}, static_cast<double>(m.step),
+                                torch::TensorOptions().dtype(torch::kFloat32).device(param.device())));
   }
   if (params.empty()) return;
   at::_fused_adamw_(params, grads, avgs, sqs, {}, steps, lr, options_.beta1, options_.beta2, group.weight_decay,

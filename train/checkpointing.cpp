@@ -23,8 +23,8 @@ namespace fs = std::filesystem;
 namespace {
 
 // Files of a model folder that are not weights, copied so a checkpoint is a usable model.
-const char* const kModelSideFiles[] = {"tokenizer.model",         "tokenizer_config.json",     "special_tokens_map.json",
-                                       "added_tokens.json",       "preprocessor_config.json",  "generation_config.json"};
+const char* const kModelSideFiles[] = {"tokenizer.model",   "tokenizer_config.json",    "special_tokens_map.json",
+                                       "added_tokens.json", "preprocessor_config.json", "generation_config.json"};
 
 void sync_folder(const fs::path& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
@@ -71,8 +71,10 @@ void write_checkpoint(const std::string& dir, const CheckpointContents& c) {
   const fs::path parent = final_dir.parent_path();
   const fs::path tmp = parent / ("." + final_dir.filename().string() + ".tmp");
   fs::remove_all(tmp);
-  if (c.write_model) c.write_model(tmp.string());
-  else write_model_folder(tmp.string(), c.model, c.model_config, c.source_model_dir);
+  if (c.write_model)
+    c.write_model(tmp.string());
+  else
+    write_model_folder(tmp.string(), c.model, c.model_config, c.source_model_dir);
   if (c.optimizer) io::save_safetensors((tmp / "optimizer.safetensors").string(), *c.optimizer);
   for (const auto& f : c.extra_files) fs::rename(f, tmp / fs::path(f).filename());
   io::save_safetensors((tmp / "rng_state.safetensors").string(), c.rng_and_masters);
@@ -106,12 +108,14 @@ void prepare_output_dir(const std::string& output_dir, const std::string& model_
   std::error_code ec;
   if (fs::equivalent(output_dir, model_dir, ec) && !ec)
     fail("training config", "output_dir",
-         output_dir + " is model_name_or_path: the run would write over the model it starts from; choose another folder");
+         output_dir +
+             " is model_name_or_path: the run would write over the model it starts from; choose another folder");
   if (resuming || !fs::exists(output_dir, ec) || fs::is_empty(output_dir, ec)) return;
   if (!overwrite)
     fail("training config", "output_dir",
-         output_dir + " already holds files (an earlier run?): resume_from_checkpoint=latest continues it, "
-                      "overwrite_output_dir=true starts afresh there");
+         output_dir +
+             " already holds files (an earlier run?): resume_from_checkpoint=latest continues it, "
+             "overwrite_output_dir=true starts afresh there");
   if (!remove_old) return;
   for (const auto& entry : fs::directory_iterator(output_dir)) {
     const std::string name = entry.path().filename().string();
@@ -131,7 +135,8 @@ void rotate_checkpoints(const std::string& output_dir, int64_t limit) {
 }
 
 void write_latest_pointer(const std::string& output_dir, const std::string& checkpoint_dir) {
-  io::write_file_atomic((fs::path(output_dir) / "latest").string(), fs::path(checkpoint_dir).filename().string() + "\n");
+  io::write_file_atomic((fs::path(output_dir) / "latest").string(),
+                        fs::path(checkpoint_dir).filename().string() + "\n");
 }
 
 std::optional<std::string> checkpoint_problem(const std::string& dir) {
@@ -147,7 +152,7 @@ std::optional<std::string> checkpoint_problem(const std::string& dir) {
       if (fs::path(weights).extension() == ".safetensors") tensors.push_back(weights);
     }
     for (const auto& f : optimizer_files(dir)) tensors.push_back(f);  // every rank's shard, or the whole state
-    for (const auto& t : tensors) io::SafetensorsFile::open(t);  // the header, and its sizes against the file's
+    for (const auto& t : tensors) io::SafetensorsFile::open(t);       // the header, and its sizes against the file's
   } catch (const Error& e) {
     return std::string(e.what());
   }

@@ -23,12 +23,12 @@
 namespace qalign::train {
 
 struct CheckpointContents {
-  io::StateDict model;                // the weights, in the model's dtype
-  nlohmann::json model_config;        // ModelConfig::to_json
-  std::string source_model_dir;       // tokenizer and preprocessor files are copied from here
-  nlohmann::json trainer_state;       // TrainerState::to_json
+  io::StateDict model;                     // the weights, in the model's dtype
+  nlohmann::json model_config;             // ModelConfig::to_json
+  std::string source_model_dir;            // tokenizer and preprocessor files are copied from here
+  nlohmann::json trainer_state;            // TrainerState::to_json
   std::optional<io::StateDict> optimizer;  // AdamW::state_dict; unset with ZeRO (shards in extra_files)
-  io::StateDict rng_and_masters;      // "rng.cpu" and "master.<name>"
+  io::StateDict rng_and_masters;           // "rng.cpu" and "master.<name>"
   // When set, writes the model part into the folder instead of the full model (LoRA runs write
   // their adapter folder, lora_training.h).
   std::function<void(const std::string& dir)> write_model;

@@ -16,7 +16,8 @@ torch::Device training_device(const std::string& setting, int local_rank) {
   if (setting == "cpu") return torch::kCPU;
   const int64_t gpus = torch::cuda::is_available() ? static_cast<int64_t>(torch::cuda::device_count()) : 0;
   if (gpus == 0) {
-    if (setting == "cuda") fail("training config", "device", "cuda asked for, but no GPU is available here; use cpu or auto");
+    if (setting == "cuda")
+      fail("training config", "device", "cuda asked for, but no GPU is available here; use cpu or auto");
     return torch::kCPU;
   }
   if (local_rank >= gpus)
@@ -41,8 +42,10 @@ DeviceMemory device_memory(torch::Device device) {
 }
 
 void reset_peak_memory(torch::Device device) {
-  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
-  else reset_peak_cpu_tensor_bytes();
+  if (device.is_cuda())
+    c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+  else
+    reset_peak_cpu_tensor_bytes();
 }
 
 namespace {

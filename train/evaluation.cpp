@@ -52,7 +52,8 @@ size_t score_records(Scorer& scorer, const std::vector<data::ScoredRecord>& reco
   }
   const int64_t size = scorer.image_size();
   std::future<LoadedBatch> next;
-  if (!batches.empty()) next = std::async(std::launch::async, load_batch, std::cref(records), std::cref(batches[0]), size);
+  if (!batches.empty())
+    next = std::async(std::launch::async, load_batch, std::cref(records), std::cref(batches[0]), size);
   size_t failed = 0;
   for (size_t b = 0; b < batches.size(); ++b) {
     const LoadedBatch loaded = next.get();

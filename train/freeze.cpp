@@ -20,11 +20,17 @@ std::vector<std::pair<std::string, torch::Tensor>> apply_freezing(model::Owl2For
     // With LoRA the authors train the adapters and, with tune_visual_abstractor, the abstractor;
     // the vision tower stays frozen whatever freeze_vision_model says.
     // A regression head is new weights on every setting.
-    if (starts_with(name, "score_head.")) on = true;
-    else if (c.lora_enable) on = model::is_lora_parameter(name) || (c.tune_visual_abstractor && starts_with(name, "model.visual_abstractor."));
-    else if (starts_with(name, "model.vision_model.")) on = !c.freeze_vision_model;
-    else if (starts_with(name, "model.visual_abstractor.")) on = c.tune_visual_abstractor;
-    else on = c.tune_language_model;
+    if (starts_with(name, "score_head."))
+      on = true;
+    else if (c.lora_enable)
+      on =
+          model::is_lora_parameter(name) || (c.tune_visual_abstractor && starts_with(name, "model.visual_abstractor."));
+    else if (starts_with(name, "model.vision_model."))
+      on = !c.freeze_vision_model;
+    else if (starts_with(name, "model.visual_abstractor."))
+      on = c.tune_visual_abstractor;
+    else
+      on = c.tune_language_model;
     p.value().set_requires_grad(on);
     if (on) trainable.emplace_back(name, p.value());
   }

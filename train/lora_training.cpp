@@ -18,7 +18,8 @@ model::LoraConfig lora_config(const config::TrainConfig& c) {
 void attach_run_adapters(model::Owl2ForCausalLM& m, const config::TrainConfig& c) {
   if (c.lora_weights.empty()) {
     const auto adapted = model::attach_lora(*m, lora_config(c));
-    log::info("LoRA: ", adapted.size(), " adapters, r ", c.lora_r, ", alpha ", c.lora_alpha, ", dropout ", c.lora_dropout);
+    log::info("LoRA: ", adapted.size(), " adapters, r ", c.lora_r, ", alpha ", c.lora_alpha, ", dropout ",
+              c.lora_dropout);
     return;
   }
   auto f = io::read_lora_folder(c.lora_weights);

@@ -41,22 +41,23 @@ void MetricsLog::write(const StepMetrics& m, int64_t total_steps) {
                 static_cast<long long>(m.step), static_cast<long long>(total_steps), m.epoch, m.loss, m.grad_norm, m.lr,
                 m.samples_per_s, m.tokens_per_s, m.ms_per_step, m.peak_memory_mib);
   std::string text = line;
-  if (m.input_wait_ms_per_step >= 1) text += " | waited " + std::to_string(std::lround(m.input_wait_ms_per_step)) + " ms/step for input";
+  if (m.input_wait_ms_per_step >= 1)
+    text += " | waited " + std::to_string(std::lround(m.input_wait_ms_per_step)) + " ms/step for input";
   if (m.nonfinite_steps > 0) text += " | " + std::to_string(m.nonfinite_steps) + " non-finite steps skipped";
   if (m.skipped_samples > 0) text += " | " + std::to_string(m.skipped_samples) + " unreadable samples skipped";
   log::info(text);
   nlohmann::json j = {{"step", m.step},
-                            {"epoch", m.epoch},
-                            {"loss", m.loss},
-                            {"grad_norm", m.grad_norm},
-                            {"lr", m.lr},
-                            {"samples_per_s", m.samples_per_s},
-                            {"tokens_per_s", m.tokens_per_s},
-                            {"ms_per_step", m.ms_per_step},
-                            {"input_wait_ms_per_step", m.input_wait_ms_per_step},
-                            {"peak_memory_mib", m.peak_memory_mib},
-                            {"nonfinite_steps", m.nonfinite_steps},
-                            {"skipped_samples", m.skipped_samples}};
+                      {"epoch", m.epoch},
+                      {"loss", m.loss},
+                      {"grad_norm", m.grad_norm},
+                      {"lr", m.lr},
+                      {"samples_per_s", m.samples_per_s},
+                      {"tokens_per_s", m.tokens_per_s},
+                      {"ms_per_step", m.ms_per_step},
+                      {"input_wait_ms_per_step", m.input_wait_ms_per_step},
+                      {"peak_memory_mib", m.peak_memory_mib},
+                      {"nonfinite_steps", m.nonfinite_steps},
+                      {"skipped_samples", m.skipped_samples}};
   if (!m.memory.is_null()) j["memory"] = m.memory;
   if (!m.memory_report.is_null() && !m.memory_report.empty()) j["memory_report"] = m.memory_report;
   out_ << j.dump() << "\n";

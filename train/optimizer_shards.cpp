@@ -28,7 +28,8 @@ std::vector<std::string> optimizer_files(const std::string& dir) {
   if (world <= 0) fail(dir, "optimizer.safetensors", "no optimizer state in the checkpoint");
   std::vector<std::string> files;
   for (int64_t r = 0; r < world; ++r) {
-    const auto path = fs::path(dir) / ("optimizer.rank" + std::to_string(r) + "-of-" + std::to_string(world) + ".safetensors");
+    const auto path =
+        fs::path(dir) / ("optimizer.rank" + std::to_string(r) + "-of-" + std::to_string(world) + ".safetensors");
     if (!fs::exists(path)) fail(path.string(), "", "missing: the checkpoint's optimizer shards do not cover the model");
     files.push_back(path.string());
   }
@@ -64,9 +65,12 @@ io::StateDict read_optimizer_ranges(const std::string& dir, const std::vector<Sh
     const auto& f = *files.back();
     for (const auto& t : f.tensors()) {
       std::string name;
-      if (t.name.rfind("master.", 0) == 0) name = t.name.substr(7);
-      else if (t.name.rfind("exp_avg.", 0) == 0 && !f.contains("master." + t.name.substr(8))) name = t.name.substr(8);
-      else continue;
+      if (t.name.rfind("master.", 0) == 0)
+        name = t.name.substr(7);
+      else if (t.name.rfind("exp_avg.", 0) == 0 && !f.contains("master." + t.name.substr(8)))
+        name = t.name.substr(8);
+      else
+        continue;
       Piece p{files.size() - 1, 0, f.get(t.name).numel()};
       if (f.contains("offset." + name)) {
         const auto offset = f.get("offset." + name);
@@ -91,7 +95,9 @@ io::StateDict read_optimizer_ranges(const std::string& dir, const std::vector<Sh
       if (hi <= lo) continue;
       if (lo > covered) break;
       const auto& f = *files[p.file];
-      const auto part = [&](const std::string& key) { return f.get(key + w.name).reshape({-1}).narrow(0, lo - p.offset, hi - lo); };
+      const auto part = [&](const std::string& key) {
+        return f.get(key + w.name).reshape({-1}).narrow(0, lo - p.offset, hi - lo);
+      };
       if (f.contains("step." + w.name)) {
         if (!avg.defined()) {
           avg = torch::zeros({w.numel}, f32);

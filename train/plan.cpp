@@ -112,19 +112,22 @@ int64_t zero_gradient_peak(const std::vector<int64_t>& numel, int64_t world, int
 // gradient flowing between layers. Calibrated on CPU runs of the small preset (tests/test_plan.cpp).
 constexpr int64_t kHidden = 14, kIntermediate = 4;
 
-int64_t activation_bytes(const model::ModelConfig& m, int64_t b, int64_t s, int64_t images, bool checkpointing, int64_t d) {
+int64_t activation_bytes(const model::ModelConfig& m, int64_t b, int64_t s, int64_t images, bool checkpointing,
+                         int64_t d) {
   const auto& v = m.vision;
   const auto& a = m.abstractor;
   const int64_t patches = m.num_patches() + 1;  // with the class token
   const int64_t decoder_layer = b * s * (kHidden * m.hidden_size + kIntermediate * m.intermediate_size) * d;
-  const int64_t vision_layer = b * images * patches * (kHidden * v.hidden_size + kIntermediate * v.intermediate_size) * d;
+  const int64_t vision_layer =
+      b * images * patches * (kHidden * v.hidden_size + kIntermediate * v.intermediate_size) * d;
   const int64_t decoder_inputs = m.num_hidden_layers * b * s * m.hidden_size * d;
   const int64_t vision_inputs = v.num_hidden_layers * b * images * patches * v.hidden_size * d;
   // The abstractor runs without checkpointing: queries attend to the image's patches and themselves.
-  const int64_t abstractor = a.num_hidden_layers * b * images *
-                             (a.num_learnable_queries * (kHidden * a.hidden_size + kIntermediate * a.intermediate_size) +
-                              2 * (patches + a.num_learnable_queries) * a.hidden_size) *
-                             d;
+  const int64_t abstractor =
+      a.num_hidden_layers * b * images *
+      (a.num_learnable_queries * (kHidden * a.hidden_size + kIntermediate * a.intermediate_size) +
+       2 * (patches + a.num_learnable_queries) * a.hidden_size) *
+      d;
   // The output layer's logits at the answer rows, in the compute dtype, float32 and their softmax.
   const int64_t loss = b * kAnswerTokens * m.vocab_size * (d + 8);
   const int64_t flowing = 2 * b * s * m.hidden_size * 4;
@@ -177,7 +180,8 @@ class Planner {
       // After the step each bucket's chunk is gathered into the parameters, two buckets at a time.
       for (size_t i = 0; i < buckets_.size(); ++i) {
         int64_t pair = 0;
-        for (size_t j = i; j < std::min(i + 2, buckets_.size()); ++j) pair += (round_up(buckets_[j], w) + round_up(buckets_[j], w) / w) * d;
+        for (size_t j = i; j < std::min(i + 2, buckets_.size()); ++j)
+          pair += (round_up(buckets_[j], w) + round_up(buckets_[j], w) / w) * d;
         dev.buffers = std::max(dev.buffers, pair);
       }
     } else {
@@ -274,7 +278,8 @@ int64_t sequence_tokens(const config::TrainConfig& c, const model::ModelConfig& 
     const auto images = static_cast<int64_t>(r.images.size());
     // The placeholder gives way to each picture's visual tokens (a video's frames are counted as
     // one picture: their number is known only once decoded).
-    longest = std::max(longest, static_cast<int64_t>(sample.input_ids.size()) + images * m.tokens_per_image() - (images ? 1 : 0));
+    longest = std::max(
+        longest, static_cast<int64_t>(sample.input_ids.size()) + images * m.tokens_per_image() - (images ? 1 : 0));
   }
   return longest;
 }
@@ -323,10 +328,12 @@ Plan plan_training(const config::TrainConfig& c, const model::ModelConfig& m, in
   std::vector<Setting> tries;
   for (int64_t stage = asked.stage + 1; stage <= 3; ++stage) tries.push_back({stage, asked.offload, asked.micro_batch});
   if (!asked.offload)
-    for (int64_t stage = std::max<int64_t>(asked.stage, 1); stage <= 3; ++stage) tries.push_back({stage, true, asked.micro_batch});
+    for (int64_t stage = std::max<int64_t>(asked.stage, 1); stage <= 3; ++stage)
+      tries.push_back({stage, true, asked.micro_batch});
   for (const auto& s : tries)
     if (planner.fits(s, device_memory)) {
-      p.advice = "set " + setting_text(s, s.offload != asked.offload) + " (device total " + size_text(planner.terms(s).first.total) + ")";
+      p.advice = "set " + setting_text(s, s.offload != asked.offload) + " (device total " +
+                 size_text(planner.terms(s).first.total) + ")";
       return p;
     }
   const int64_t global = asked.micro_batch * c.gradient_accumulation_steps;
@@ -336,10 +343,13 @@ Plan plan_training(const config::TrainConfig& c, const model::ModelConfig& m, in
     const int64_t most = planner.max_micro_batch(s, device_memory);
     for (s.micro_batch = std::min(most, asked.micro_batch - 1); s.micro_batch >= 1; --s.micro_batch) {
       if (global % s.micro_batch != 0) continue;  // keeps the global batch exactly
-      p.advice = "set " + (s.stage == asked.stage && s.offload == asked.offload ? std::string() : setting_text(s, s.offload != asked.offload) + " ") +
-                 "per_device_train_batch_size=" + std::to_string(s.micro_batch) +
-                 " gradient_accumulation_steps=" + std::to_string(global / s.micro_batch) + " (device total " +
-                 size_text(planner.terms(s).first.total) + ")";
+      p.advice =
+          "set " +
+          (s.stage == asked.stage && s.offload == asked.offload ? std::string()
+                                                                : setting_text(s, s.offload != asked.offload) + " ") +
+          "per_device_train_batch_size=" + std::to_string(s.micro_batch) +
+          " gradient_accumulation_steps=" + std::to_string(global / s.micro_batch) + " (device total " +
+          size_text(planner.terms(s).first.total) + ")";
       return p;
     }
   }
@@ -377,8 +387,8 @@ std::string describe(const Plan& p) {
   row("buffers", d.buffers, h.buffers);
   row("total", d.total, h.total);
   if (p.device_memory <= 0) return out.str();  // no device to hold it against (a CPU run)
-  out << "  " << (p.fits ? "fits" : "does not fit") << " in " << size_text(p.device_memory) << " per device; largest micro-batch "
-      << p.max_micro_batch << "\n  advice: " << p.advice;
+  out << "  " << (p.fits ? "fits" : "does not fit") << " in " << size_text(p.device_memory)
+      << " per device; largest micro-batch " << p.max_micro_batch << "\n  advice: " << p.advice;
   return out.str();
 }
 

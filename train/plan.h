@@ -34,14 +34,14 @@ struct Plan {
   int64_t micro_batch = 1;
   int64_t sequence_tokens = 0;  // per sample: text plus visual tokens
   int64_t trainable_parameters = 0, all_parameters = 0;
-  int64_t device_memory = 0;    // what `fits` was judged against
+  int64_t device_memory = 0;  // what `fits` was judged against
   MemoryTerms device_per_rank, host_per_rank;
   bool fits = false;
   int64_t max_micro_batch = 0;  // the largest per-device micro-batch that fits; 0 if none
   // "fits as configured", else the first of: a higher zero_stage, offload_optimizer: cpu, a smaller
   // micro-batch with more accumulation steps; or why nothing fits.
   std::string advice;
-  bool nothing_fits = false;    // not even ZeRO-3 with offload at micro-batch 1
+  bool nothing_fits = false;  // not even ZeRO-3 with offload at micro-batch 1
 };
 
 // Tokens per training sample: the longest record of data_path tokenized as the trainer does

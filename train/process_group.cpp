@@ -33,8 +33,7 @@ int leading_int(const char* name, const char* value) {
 std::string first_slurm_host(const std::string& nodelist) {
   const auto bracket = nodelist.find('[');
   const auto comma = nodelist.find(',');
-  if (bracket == std::string::npos || (comma != std::string::npos && comma < bracket))
-    return nodelist.substr(0, comma);
+  if (bracket == std::string::npos || (comma != std::string::npos && comma < bracket)) return nodelist.substr(0, comma);
   const auto first = nodelist.substr(bracket + 1, nodelist.find_first_of(",-]", bracket + 1) - bracket - 1);
   return nodelist.substr(0, bracket) + first;
 }
@@ -75,7 +74,8 @@ LaunchEnv read_launch_env(const std::function<const char*(const char*)>& getenv)
   e.master_port = get_int("MASTER_PORT", e.master_port);
   if (e.world_size < 1) fail("environment", "WORLD_SIZE", "must be at least 1");
   if (e.rank >= e.world_size)
-    fail("environment", "RANK", "rank " + std::to_string(e.rank) + " is not below the world size " + std::to_string(e.world_size));
+    fail("environment", "RANK",
+         "rank " + std::to_string(e.rank) + " is not below the world size " + std::to_string(e.world_size));
   if (e.master_port > 65535) fail("environment", "MASTER_PORT", "not a port: " + std::to_string(e.master_port));
   return e;
 }

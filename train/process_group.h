@@ -4,9 +4,9 @@
 // Launchers understood: torchrun and `qalign launch` (RANK, WORLD_SIZE, LOCAL_RANK,
 // LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), SLURM (SLURM_PROCID, SLURM_NTASKS,
 // SLURM_LOCALID, the first host of SLURM_JOB_NODELIST) and Open MPI (OMPI_COMM_WORLD_*).
+#include <torch/torch.h>
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/Store.hpp>
-#include <torch/torch.h>
 
 #include <chrono>
 #include <functional>

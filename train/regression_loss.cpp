@@ -16,13 +16,14 @@ torch::Tensor score_head_mse(model::Owl2ForCausalLM& m, const torch::Tensor& hid
   std::vector<float> target;
   for (int64_t b = 0; b < B; ++b) {
     const double y = mos[static_cast<size_t>(b)];
-    if (!std::isfinite(y)) fail(ids[static_cast<size_t>(b)], "gt_score", "missing: a regression target needs the record's MOS");
+    if (!std::isfinite(y))
+      fail(ids[static_cast<size_t>(b)], "gt_score", "missing: a regression target needs the record's MOS");
     target.push_back(static_cast<float>(y));
   }
   const auto device = hidden.device();
   const auto at = hidden.reshape({B * L, hidden.size(-1)})
                       .index_select(0, torch::tensor(positions, torch::kInt64).to(device));  // [B,E]
-  const auto predicted = m->score(at).to(torch::kFloat32);                  // [B]
+  const auto predicted = m->score(at).to(torch::kFloat32);                                   // [B]
   return torch::mse_loss(predicted, torch::tensor(target).to(device));
 }
 

@@ -16,8 +16,8 @@ torch::Tensor soft_level_kl(model::Owl2ForCausalLM& m, const torch::Tensor& hidd
   const auto device = hidden.device();
   const auto at = hidden.reshape({B * L, hidden.size(-1)})
                       .index_select(0, torch::tensor(positions, torch::kInt64).to(device));  // [B,E]
-  const auto level_logits = m->logits(at).to(torch::kFloat32).index_select(
-      1, torch::tensor(level_ids, torch::kInt64).to(device));  // [B,5]
+  const auto level_logits =
+      m->logits(at).to(torch::kFloat32).index_select(1, torch::tensor(level_ids, torch::kInt64).to(device));  // [B,5]
   const auto log_q = torch::log_softmax(level_logits, 1);
   std::vector<float> flat;
   for (const auto& t : targets)

@@ -162,12 +162,13 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
           std::move(units));
     } else {
       masters_ = std::make_unique<MasterWeights>(trainable, c.bf16);
-      grad_sync_ = std::make_unique<GradSync>(*group_, params, masters_->masters(),
-                                              [this](size_t i) { masters_->accumulate_grad(i); }, bucket_bytes);
+      grad_sync_ = std::make_unique<GradSync>(
+          *group_, params, masters_->masters(), [this](size_t i) { masters_->accumulate_grad(i); }, bucket_bytes);
     }
   } else {
     if (c.zero_stage == 3) log::info("zero_stage 3 in one process: nothing to shard, the model stays whole");
-    if (c.offload_optimizer != "none") log::info("offload_optimizer in one process: ZeRO is off, the optimizer stays on ", device_.str());
+    if (c.offload_optimizer != "none")
+      log::info("offload_optimizer in one process: ZeRO is off, the optimizer stays on ", device_.str());
     masters_ = std::make_unique<MasterWeights>(trainable, c.bf16);
   }
   set_activation_checkpointing(model_, c.gradient_checkpointing);
@@ -176,9 +177,10 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
     if (!c.gradient_checkpointing && rank() == 0)
       log::info("zero_stage 3 recomputes every unit in backward: activation checkpointing is implied");
   }
-  optimizer_ = std::make_unique<AdamW>(param_groups(zero_ ? zero_->names() : masters_->names(),
-                                                    zero_ ? zero_->slices() : masters_->masters(), no_weight_decay(model_), c),
-                                       AdamWOptions{c.adam_beta1, c.adam_beta2, c.adam_epsilon, c.optim == "adamw_torch_fused"});
+  optimizer_ =
+      std::make_unique<AdamW>(param_groups(zero_ ? zero_->names() : masters_->names(),
+                                           zero_ ? zero_->slices() : masters_->masters(), no_weight_decay(model_), c),
+                              AdamWOptions{c.adam_beta1, c.adam_beta2, c.adam_epsilon, c.optim == "adamw_torch_fused"});
 
   data::LoaderOptions lo;
   lo.batch_size = c.per_device_train_batch_size;
@@ -202,8 +204,9 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
 
   const int64_t accumulation = c.gradient_accumulation_steps;
   steps_per_epoch_ = (loader_->batches_per_epoch() + accumulation - 1) / accumulation;
-  const int64_t total = c.max_steps > 0 ? c.max_steps
-                                        : static_cast<int64_t>(std::ceil(c.num_train_epochs * static_cast<double>(steps_per_epoch_)));
+  const int64_t total =
+      c.max_steps > 0 ? c.max_steps
+                      : static_cast<int64_t>(std::ceil(c.num_train_epochs * static_cast<double>(steps_per_epoch_)));
   state_.schedule = LrSchedule::make(c.lr_scheduler_type, c.warmup_ratio, total);
 
   if (c.eval_steps > 0) {
@@ -217,9 +220,9 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   int64_t parameters = 0;
   for (const auto& t : params) parameters += t.numel();
   log::info("training ", trainable_names_.size(), " parameter tensors (", parameters, " parameters) on ", device_.str(),
-            ", ",
-            loader_->size(), " samples: ", total, " steps of ", env.world_size, " x ", c.per_device_train_batch_size, " x ",
-            accumulation, " samples, ", steps_per_epoch_, " steps per epoch, warm-up ", state_.schedule.warmup_steps, ", ",
+            ", ", loader_->size(), " samples: ", total, " steps of ", env.world_size, " x ",
+            c.per_device_train_batch_size, " x ", accumulation, " samples, ", steps_per_epoch_,
+            " steps per epoch, warm-up ", state_.schedule.warmup_steps, ", ",
             c.bf16 ? "bfloat16 compute with float32 masters" : "float32",
             zero_ ? ", ZeRO stage " + std::to_string(c.zero_stage) +
                         (c.offload_optimizer == "cpu" ? ", optimizer state in host memory" : "")
@@ -358,8 +361,8 @@ Trainer::StepResult Trainer::step() {
   double loss_sum = loss_acc.item<double>();
   if (group_) {
     if (grad_sync_) grad_sync_->finish();
-    auto totals = torch::tensor({loss_sum / group_->size(), static_cast<double>(r.samples), static_cast<double>(r.tokens),
-                                 stop_requested() ? 1.0 : 0.0},
+    auto totals = torch::tensor({loss_sum / group_->size(), static_cast<double>(r.samples),
+                                 static_cast<double>(r.tokens), stop_requested() ? 1.0 : 0.0},
                                 torch::kFloat64);
     group_->allreduce_sum(totals);
     loss_sum = totals[0].item<double>();
@@ -379,9 +382,12 @@ Trainer::StepResult Trainer::step() {
     if (config_.max_grad_norm > 0)
       clip_grads(zero_ ? zero_->slices() : masters_->masters(), config_.max_grad_norm, norm);
     optimizer_->step(state_.schedule.factor(state_.global_step));
-    if (zero3_) zero3_->take_masters(*zero_);
-    else if (zero_) zero_->all_gather();
-    else masters_->copy_to_model();
+    if (zero3_)
+      zero3_->take_masters(*zero_);
+    else if (zero_)
+      zero_->all_gather();
+    else
+      masters_->copy_to_model();
     r.applied = true;
     state_.nonfinite_in_row = 0;
     nonfinite_ids_.clear();
@@ -393,15 +399,18 @@ Trainer::StepResult Trainer::step() {
               ", grad norm ", r.grad_norm, "); step skipped; samples: ", join(r.ids));
   }
   if (memory_report_.is_null()) report_memory();
-  if (zero_) zero_->zero_grad();
-  else masters_->zero_grad();
+  if (zero_)
+    zero_->zero_grad();
+  else
+    masters_->zero_grad();
   state_.global_step += 1;
   state_.samples_seen += r.samples;
   if (state_.nonfinite_in_row >= config_.max_nonfinite_steps)
     fail("training", "max_nonfinite_steps",
-         "stopping after " + std::to_string(state_.nonfinite_in_row) + " steps in a row with a non-finite loss or gradient (steps " +
-             std::to_string(state_.global_step - state_.nonfinite_in_row + 1) + " to " + std::to_string(state_.global_step) +
-             "; samples: " + join(nonfinite_ids_) + ")");
+         "stopping after " + std::to_string(state_.nonfinite_in_row) +
+             " steps in a row with a non-finite loss or gradient (steps " +
+             std::to_string(state_.global_step - state_.nonfinite_in_row + 1) + " to " +
+             std::to_string(state_.global_step) + "; samples: " + join(nonfinite_ids_) + ")");
   return r;
 }
 
@@ -418,24 +427,31 @@ void Trainer::report_memory() {
     if (masters_->separate()) masters = bytes_of(masters_->masters());
   }
   const auto peak = device_memory(device_);
-  const auto table = every_rank(torch::tensor({static_cast<double>(parameters), static_cast<double>(gradients),
-                                               static_cast<double>(masters), static_cast<double>(optimizer_->state_bytes()),
-                                               peak.peak_allocated, peak.peak_reserved,
-                                               static_cast<double>(zero3_ ? zero3_->peak_gathered_in_forward() : 0),
-                                               static_cast<double>(zero3_ ? zero3_->gathered_bytes_peak() : 0)},
-                                              torch::kFloat64));
+  const auto table = every_rank(
+      torch::tensor({static_cast<double>(parameters), static_cast<double>(gradients), static_cast<double>(masters),
+                     static_cast<double>(optimizer_->state_bytes()), peak.peak_allocated, peak.peak_reserved,
+                     static_cast<double>(zero3_ ? zero3_->peak_gathered_in_forward() : 0),
+                     static_cast<double>(zero3_ ? zero3_->gathered_bytes_peak() : 0)},
+                    torch::kFloat64));
   memory_report_ = nlohmann::json::array();
   for (int r = 0; r < table.size(0); ++r) {
     const auto row = table[r];
     const auto at = [&](int i) { return static_cast<int64_t>(row[i].item<double>()); };
-    memory_report_.push_back({{"rank", r}, {"parameters", at(0)}, {"gradients", at(1)}, {"masters", at(2)},
-                              {"optimizer", at(3)}, {"peak_allocated", at(4)}, {"peak_reserved", at(5)}});
-    if (config_.offload_optimizer == "cpu" && zero_) memory_report_.back()["state_on_host"] = true;  // masters, moments, gradient shard
+    memory_report_.push_back({{"rank", r},
+                              {"parameters", at(0)},
+                              {"gradients", at(1)},
+                              {"masters", at(2)},
+                              {"optimizer", at(3)},
+                              {"peak_allocated", at(4)},
+                              {"peak_reserved", at(5)}});
+    if (config_.offload_optimizer == "cpu" && zero_)
+      memory_report_.back()["state_on_host"] = true;  // masters, moments, gradient shard
     if (zero3_)  // ZeRO-3: the most units gathered at once in a forward, and their peak bytes
       memory_report_.back().update({{"gathered_units_peak", at(6)}, {"gathered_bytes_peak", at(7)}});
     if (rank() != 0) continue;
-    log::info("memory of rank ", r, " after the first step: parameters ", at(0), " B, gradients ", at(1), " B, masters ",
-              at(2), " B, optimizer ", at(3), " B; peak ", device_.is_cuda() ? "allocated " : "resident ", at(4), " B");
+    log::info("memory of rank ", r, " after the first step: parameters ", at(0), " B, gradients ", at(1),
+              " B, masters ", at(2), " B, optimizer ", at(3), " B; peak ",
+              device_.is_cuda() ? "allocated " : "resident ", at(4), " B");
   }
 }
 
@@ -504,7 +520,8 @@ void Trainer::write_checkpoint_folder(const std::string& dir) const {
   if (group_)  // each rank's place in its share of the epoch
     c.rng_and_masters["data_position"] = every_rank(torch::tensor({state_.position})).reshape({-1}).to(torch::kInt64);
   if (masters_ && masters_->separate())
-    for (size_t i = 0; i < masters_->names().size(); ++i) c.rng_and_masters["master." + masters_->names()[i]] = masters_->masters()[i].detach();
+    for (size_t i = 0; i < masters_->names().size(); ++i)
+      c.rng_and_masters["master." + masters_->names()[i]] = masters_->masters()[i].detach();
   if (rank() == 0) {
     write_checkpoint(dir, c);
     if (zero_) fs::remove_all(dir + ".shards");
@@ -522,8 +539,9 @@ void Trainer::save_checkpoint() const {
 }
 
 std::string Trainer::optimizer_file(const std::string& dir, int rank) const {
-  const auto name = zero_ ? "optimizer.rank" + std::to_string(rank) + "-of-" + std::to_string(group_->size()) + ".safetensors"
-                          : std::string("optimizer.safetensors");
+  const auto name =
+      zero_ ? "optimizer.rank" + std::to_string(rank) + "-of-" + std::to_string(group_->size()) + ".safetensors"
+            : std::string("optimizer.safetensors");
   return (fs::path(dir) / name).string();
 }
 
@@ -578,7 +596,8 @@ void Trainer::resume(const std::string& dir) {
     want = zero_->ranges();
     like = zero_->slices();
   } else {
-    for (size_t i = 0; i < masters_->names().size(); ++i) want.push_back({masters_->names()[i], 0, masters_->masters()[i].numel()});
+    for (size_t i = 0; i < masters_->names().size(); ++i)
+      want.push_back({masters_->names()[i], 0, masters_->masters()[i].numel()});
     like = masters_->masters();
   }
   auto state = read_optimizer_ranges(dir, want, like);
@@ -616,10 +635,9 @@ void Trainer::resume(const std::string& dir) {
   const int64_t taken = positions != extra.end() ? positions->second.sum().item<int64_t>() : saved.position;
   state_.position = data::rank_position(taken, config_.per_device_train_batch_size, rank(), ranks);
   const int64_t saved_ranks = positions != extra.end() ? positions->second.numel() : 1;
-  if (saved_ranks != ranks)
-    log::info("resharded ", dir, " from ", saved_ranks, " to ", ranks, " processes");
-  log::info("resumed from ", dir, " at step ", state_.global_step, " (epoch ", state_.epoch, ", sample ", state_.position,
-            ")");
+  if (saved_ranks != ranks) log::info("resharded ", dir, " from ", saved_ranks, " to ", ranks, " processes");
+  log::info("resumed from ", dir, " at step ", state_.global_step, " (epoch ", state_.epoch, ", sample ",
+            state_.position, ")");
 }
 
 void Trainer::train() {
@@ -688,8 +706,10 @@ void Trainer::train() {
   std::optional<Zero3Params::Whole> whole;
   if (zero3_ && options_.write_final_model) whole.emplace(*zero3_, /*write_back=*/false);
   if (rank() == 0 && options_.write_final_model) {
-    if (c.lora_enable) write_lora_output(c.output_dir, model_, trainable_names_, c);
-    else write_model_folder(c.output_dir, model::state_dict(*model_), model_->config.to_json(), c.model_name_or_path);
+    if (c.lora_enable)
+      write_lora_output(c.output_dir, model_, trainable_names_, c);
+    else
+      write_model_folder(c.output_dir, model::state_dict(*model_), model_->config.to_json(), c.model_name_or_path);
     log::info("training done: ", state_.global_step, " steps; model written to ", c.output_dir);
   }
   if (group_) log::info("rank ", rank(), ": peak memory ", peak_memory_mib(), " MiB");

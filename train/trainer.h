@@ -95,7 +95,8 @@ class Trainer {
   int rank() const { return group_ ? group_->rank() : 0; }
   // Forward of one micro-batch (its pixels already on the device): the mean token loss and the
   // number of real positions.
-  std::pair<torch::Tensor, int64_t> forward_loss(const data::TrainBatch& batch, const std::vector<torch::Tensor>& pixels);
+  std::pair<torch::Tensor, int64_t> forward_loss(const data::TrainBatch& batch,
+                                                 const std::vector<torch::Tensor>& pixels);
   void dump_step(const data::TrainBatch& batch, double loss) const;
   // Writes checkpoint folder `dir` (rank 0 writes; with ZeRO every rank adds its shard).
   void write_checkpoint_folder(const std::string& dir) const;
@@ -128,14 +129,14 @@ class Trainer {
   std::unique_ptr<ZeroShards> zero_;     // zero_stage 1, 2 or 3 with several processes
   std::unique_ptr<Zero3Params> zero3_;   // zero_stage 3: the parameters' shards
   double input_wait_s_ = 0;
-  int stopped_by_ = 0;  // the training thread's time waiting for the loader, summed
+  int stopped_by_ = 0;            // the training thread's time waiting for the loader, summed
   nlohmann::json memory_report_;  // null until the first step; then written once with the next metrics line
   std::shared_ptr<data::BatchSource> loader_;
   int64_t steps_per_epoch_ = 1;
   TrainerState state_;
   std::vector<int64_t> level_ids_;  // the five level words' ids, for soft targets
   std::unique_ptr<Evaluator> evaluator_;
-  double best_metric_ = -1e300;  // the best mean eval metric so far (output_dir/best/best.json)
+  double best_metric_ = -1e300;             // the best mean eval metric so far (output_dir/best/best.json)
   std::vector<std::string> nonfinite_ids_;  // sample ids of the current run of skipped steps
 };
 

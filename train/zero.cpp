@@ -7,7 +7,9 @@
 namespace qalign::train {
 
 namespace {
-int64_t bytes_of(const torch::Tensor& t) { return t.defined() ? t.numel() * static_cast<int64_t>(t.element_size()) : 0; }
+int64_t bytes_of(const torch::Tensor& t) {
+  return t.defined() ? t.numel() * static_cast<int64_t>(t.element_size()) : 0;
+}
 }  // namespace
 
 ZeroShards::ZeroShards(ProcessGroup& group, std::vector<std::string> names, std::vector<torch::Tensor> params,

@@ -30,8 +30,8 @@
 namespace qalign::train {
 
 struct ZeroOptions {
-  int stage = 2;                                // 1, 2, or 3 (gradients as stage 2; zero3.h keeps the parameters)
-  int64_t bucket_bytes = 25 << 20;              // of float32 gradient per bucket
+  int stage = 2;                                   // 1, 2, or 3 (gradients as stage 2; zero3.h keeps the parameters)
+  int64_t bucket_bytes = 25 << 20;                 // of float32 gradient per bucket
   torch::ScalarType comm_dtype = torch::kFloat32;  // gradients on the wire
   // offload_optimizer: cpu. The owned masters and gradient chunks (and so AdamW's moments, which
   // take their device) in host memory; reduced gradients are copied there and the updated

@@ -10,7 +10,9 @@
 namespace qalign::train {
 
 namespace {
-int64_t bytes_of(const torch::Tensor& t) { return t.defined() ? t.numel() * static_cast<int64_t>(t.element_size()) : 0; }
+int64_t bytes_of(const torch::Tensor& t) {
+  return t.defined() ? t.numel() * static_cast<int64_t>(t.element_size()) : 0;
+}
 }  // namespace
 
 Zero3Params::Zero3Params(ProcessGroup& group, model::Owl2ForCausalLM& m, const std::vector<std::string>& trainable,
@@ -24,7 +26,8 @@ Zero3Params::Zero3Params(ProcessGroup& group, model::Owl2ForCausalLM& m, const s
   parts.push_back({"model.vision_model.post_layernorm.", v.post_layernorm.get()});
   parts.push_back({"model.visual_abstractor.", o.visual_abstractor.get()});
   parts.push_back({"model.embed_tokens.", o.embed_tokens.get()});
-  for (size_t i = 0; i < o.layers->size(); ++i) parts.push_back({"model.layers." + std::to_string(i) + ".", o.layers[i].get()});
+  for (size_t i = 0; i < o.layers->size(); ++i)
+    parts.push_back({"model.layers." + std::to_string(i) + ".", o.layers[i].get()});
   parts.push_back({"model.norm.", o.norm.get()});
   parts.push_back({"lm_head.", m->lm_head.get()});
   if (m->score_head) parts.push_back({"score_head.", m->score_head.get()});
@@ -52,9 +55,11 @@ Zero3Params::Zero3Params(ProcessGroup& group, model::Owl2ForCausalLM& m, const s
       const int64_t chunk = part->padded / world, begin = chunk * rank;
       part->shard = torch::zeros({chunk}, part->params.front().options().requires_grad(false));
       for (size_t s = 0; s < part->params.size(); ++s) {
-        const int64_t lo = std::max(begin, part->offsets[s]), hi = std::min(begin + chunk, part->offsets[s] + part->params[s].numel());
+        const int64_t lo = std::max(begin, part->offsets[s]),
+                      hi = std::min(begin + chunk, part->offsets[s] + part->params[s].numel());
         if (lo < hi)
-          part->shard.narrow(0, lo - begin, hi - lo).copy_(part->params[s].detach().reshape({-1}).narrow(0, lo - part->offsets[s], hi - lo));
+          part->shard.narrow(0, lo - begin, hi - lo)
+              .copy_(part->params[s].detach().reshape({-1}).narrow(0, lo - part->offsets[s], hi - lo));
       }
       covered += part->numel;
     }
@@ -69,8 +74,10 @@ Zero3Params::Zero3Params(ProcessGroup& group, model::Owl2ForCausalLM& m, const s
                 " parameters (" + std::to_string(trainable_covered) + " of " + std::to_string(trainable.size()) +
                 " trainable tensors)");
   // Backward's schedule: the units gradients pass through, those from the first trainable one on.
-  const auto first = std::find_if(units_.begin(), units_.end(), [](const Unit& u) { return !u.trainable.params.empty(); });
-  for (auto i = static_cast<int64_t>(units_.size()) - 1; i >= first - units_.begin(); --i) backward_order_.push_back(static_cast<size_t>(i));
+  const auto first =
+      std::find_if(units_.begin(), units_.end(), [](const Unit& u) { return !u.trainable.params.empty(); });
+  for (auto i = static_cast<int64_t>(units_.size()) - 1; i >= first - units_.begin(); --i)
+    backward_order_.push_back(static_cast<size_t>(i));
   for (size_t i = 0; i < units_.size(); ++i) forward_order_.push_back(i);
 }
 
@@ -181,7 +188,8 @@ void Zero3Params::install(size_t u) {
     group_.wait(part->work, "parameter all-gather (" + unit.name + ")");
     part->work.reset();
     for (size_t s = 0; s < part->params.size(); ++s)
-      part->params[s].set_data(part->flat.narrow(0, part->offsets[s], part->params[s].numel()).view(part->params[s].sizes()));
+      part->params[s].set_data(
+          part->flat.narrow(0, part->offsets[s], part->params[s].numel()).view(part->params[s].sizes()));
   }
   unit.state = 2;
 }

@@ -84,8 +84,8 @@ class Zero3Params {
     std::vector<int64_t> trainable_index;  // for the trainable part: indices into `trainable`
     std::vector<int64_t> offsets;
     int64_t numel = 0, padded = 0;
-    torch::Tensor shard;                   // owned chunk [padded / W], compute dtype
-    torch::Tensor flat, sent;              // while gathered or in flight
+    torch::Tensor shard;       // owned chunk [padded / W], compute dtype
+    torch::Tensor flat, sent;  // while gathered or in flight
     c10::intrusive_ptr<c10d::Work> work;
   };
   struct Unit {
@@ -109,7 +109,7 @@ class Zero3Params {
   std::vector<int64_t> bucket_of_unit_;  // ZeroShards' bucket of each unit's trainable part, or -1
   c10::intrusive_ptr<c10d::Backend> gathers_;
   model::Owl2ForCausalLM model_;
-  std::vector<Unit> units_;  // in forward order
+  std::vector<Unit> units_;                             // in forward order
   std::vector<size_t> forward_order_, backward_order_;  // the schedules, as unit indices
   std::map<const torch::nn::Module*, size_t> unit_of_;
   int64_t prefetch_ = 1;

@@ -10,8 +10,9 @@ namespace qalign::data {
 namespace {
 
 [[noreturn]] void unavailable(const std::string& path) {
-  fail(path, "", "this qalign was built without OpenCV (QALIGN_WITH_OPENCV=OFF) and cannot decode files; "
-                 "rebuild with OpenCV or pass pixel tensors");
+  fail(path, "",
+       "this qalign was built without OpenCV (QALIGN_WITH_OPENCV=OFF) and cannot decode files; "
+       "rebuild with OpenCV or pass pixel tensors");
 }
 
 }  // namespace

@@ -29,8 +29,7 @@ size_t edit_distance(const std::string& a, const std::string& b) {
     for (size_t j = 1; j <= n; ++j) {
       const size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
       cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
-        cur[j] = std::min(cur[j], prev2[j - 2] + 1);
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) cur[j] = std::min(cur[j], prev2[j - 2] + 1);
     }
     std::swap(prev2, prev);
     std::swap(prev, cur);
@@ -53,15 +52,14 @@ std::string closest_key(const std::string& key, const std::vector<std::string>& 
   if (k.size() < kMinSubstring) return "";
   for (const auto& c : candidates) {
     const std::string lc = lower(c);
-    const bool related = lc.find(k) != std::string::npos ||
-                         (lc.size() >= kMinSubstring && k.find(lc) != std::string::npos);
+    const bool related =
+        lc.find(k) != std::string::npos || (lc.size() >= kMinSubstring && k.find(lc) != std::string::npos);
     if (related && (best.empty() || c.size() < best.size())) best = c;
   }
   return best;
 }
 
-std::string unknown_key_message(const std::string& key,
-                                const std::vector<std::string>& candidates) {
+std::string unknown_key_message(const std::string& key, const std::vector<std::string>& candidates) {
   const std::string suggestion = closest_key(key, candidates);
   if (!suggestion.empty()) return "unknown key; did you mean '" + suggestion + "'?";
   if (candidates.empty()) return "unknown key; no keys are allowed here";

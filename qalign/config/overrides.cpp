@@ -35,8 +35,7 @@ std::vector<std::string> overrides_from_args(const std::vector<std::string>& arg
     } else if (eq != std::string::npos && eq > 0) {
       out.push_back(key_value(arg.substr(0, eq), arg.substr(eq + 1)));
     } else {
-      fail(kSource, "",
-           "unexpected argument '" + arg + "': expected key=value, --key=value or --key value");
+      fail(kSource, "", "unexpected argument '" + arg + "': expected key=value, --key=value or --key value");
     }
   }
   return out;

@@ -18,9 +18,9 @@ namespace qalign::config {
 
 namespace {
 
-using Member = std::variant<int64_t TrainConfig::*, double TrainConfig::*, bool TrainConfig::*,
-                            std::string TrainConfig::*, std::vector<std::string> TrainConfig::*,
-                            std::optional<double> TrainConfig::*>;
+using Member =
+    std::variant<int64_t TrainConfig::*, double TrainConfig::*, bool TrainConfig::*, std::string TrainConfig::*,
+                 std::vector<std::string> TrainConfig::*, std::optional<double> TrainConfig::*>;
 
 // A bound on a number; `expect` completes "expected ..." in the error when it does not hold.
 struct Check {
@@ -143,9 +143,7 @@ std::string describe(const YAML::Node& n) {
   }
 }
 
-bool is_null_text(const std::string& s) {
-  return s.empty() || s == "null" || s == "~" || s == "none" || s == "None";
-}
+bool is_null_text(const std::string& s) { return s.empty() || s == "null" || s == "~" || s == "none" || s == "None"; }
 
 // Scalars parse here rather than through yaml-cpp's as<T>, which takes YAML 1.1 booleans
 // ("y", "on", "off") and ".inf"/".nan" as values a user rarely means.
@@ -184,9 +182,8 @@ class Setter {
   }
   void operator()(double TrainConfig::*m) const { c_.*m = number(); }
   void operator()(std::optional<double> TrainConfig::*m) const {
-    c_.*m = n_.IsNull() || (plain_scalar() && is_null_text(n_.Scalar()))
-                ? std::nullopt
-                : std::optional<double>(number());
+    c_.*m =
+        n_.IsNull() || (plain_scalar() && is_null_text(n_.Scalar())) ? std::nullopt : std::optional<double>(number());
   }
   void operator()(bool TrainConfig::*m) const {
     const auto v = plain_scalar() ? parse_bool(n_.Scalar()) : std::nullopt;
@@ -196,8 +193,7 @@ class Setter {
   void operator()(std::string TrainConfig::*m) const {
     if (!n_.IsScalar()) wrong("a string");
     const std::string& s = n_.Scalar();
-    if (!f_.choices.empty() &&
-        std::find(f_.choices.begin(), f_.choices.end(), s) == f_.choices.end()) {
+    if (!f_.choices.empty() && std::find(f_.choices.begin(), f_.choices.end(), s) == f_.choices.end()) {
       std::string list;
       for (const auto& c : f_.choices) list += (list.empty() ? "" : ", ") + c;
       fail(where_, f_.name, "expected one of " + list + ", got '" + s + "'");
@@ -212,8 +208,7 @@ class Setter {
     } else if (n_.IsSequence()) {
       for (const auto& item : n_) {
         if (!item.IsScalar())
-          fail(where_, f_.name,
-               "expected a list of strings, got an item that is " + describe(item));
+          fail(where_, f_.name, "expected a list of strings, got an item that is " + describe(item));
         items.push_back(item.Scalar());
       }
     } else if (!n_.IsNull()) {
@@ -279,14 +274,12 @@ YAML::Node parse_file(const std::string& path) {
 // The YAML node an override's text stands for: the text itself, or for a list option a flow
 // sequence "[a, b]" or comma-separated items.
 YAML::Node override_node(const Field& f, const std::string& value, const std::string& where) {
-  if (!std::holds_alternative<std::vector<std::string> TrainConfig::*>(f.member))
-    return YAML::Node(value);
+  if (!std::holds_alternative<std::vector<std::string> TrainConfig::*>(f.member)) return YAML::Node(value);
   if (!value.empty() && value.front() == '[') {
     try {
       return YAML::Load(value);
     } catch (const YAML::Exception& e) {
-      fail(where, f.name,
-           "expected a list like [a, b] or a,b, got '" + value + "' (" + e.msg + ")");
+      fail(where, f.name, "expected a list like [a, b] or a,b, got '" + value + "' (" + e.msg + ")");
     }
   }
   YAML::Node items(YAML::NodeType::Sequence);
@@ -301,31 +294,26 @@ YAML::Node override_node(const Field& f, const std::string& value, const std::st
 void apply_override(TrainConfig& config, const std::string& key_value) {
   const std::string where = "command line";
   const size_t eq = key_value.find('=');
-  if (eq == std::string::npos || eq == 0)
-    fail(where, "", "override '" + key_value + "': expected key=value");
+  if (eq == std::string::npos || eq == 0) fail(where, "", "override '" + key_value + "': expected key=value");
   const Field& f = find_field(key_value.substr(0, eq), where);
   set(config, f, override_node(f, key_value.substr(eq + 1), where), where);
 }
 
 TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides) {
   const YAML::Node root = parse_file(path);
-  if (root.IsNull())
-    fail(path, "", "the file is empty; expected a mapping of training options (key: value)");
+  if (root.IsNull()) fail(path, "", "the file is empty; expected a mapping of training options (key: value)");
   if (!root.IsMap())
     fail(at_line(path, root.Mark()), "",
-         "expected a mapping of training options (key: value) at the top level, got " +
-             describe(root));
+         "expected a mapping of training options (key: value) at the top level, got " + describe(root));
   TrainConfig config;
   std::map<std::string, int> first_line;
   for (const auto& item : root) {
     const std::string where = at_line(path, item.first.Mark());
-    if (!item.first.IsScalar())
-      fail(where, "", "expected an option name, got " + describe(item.first));
+    if (!item.first.IsScalar()) fail(where, "", "expected an option name, got " + describe(item.first));
     const std::string key = item.first.Scalar();
     // yaml-cpp keeps both entries of a repeated key; a silent "last one wins" hides mistakes.
     const auto [it, fresh] = first_line.emplace(key, item.first.Mark().line + 1);
-    if (!fresh)
-      fail(where, key, "duplicate key (first set on line " + std::to_string(it->second) + ")");
+    if (!fresh) fail(where, key, "duplicate key (first set on line " + std::to_string(it->second) + ")");
     set(config, find_field(key, where), item.second, at_line(path, item.second.Mark()));
   }
   for (const auto& o : overrides) apply_override(config, o);
@@ -335,12 +323,9 @@ TrainConfig load_train_config(const std::string& path, const std::vector<std::st
 
 void validate(const TrainConfig& config, const std::string& source) {
   if (config.model_name_or_path.empty())
-    fail(source, "model_name_or_path",
-         "required: the folder of the initial model (config.json and weights)");
-  if (config.data_path.empty())
-    fail(source, "data_path", "required: one or more training JSON files");
-  if (config.output_dir.empty())
-    fail(source, "output_dir", "required: where checkpoints are written");
+    fail(source, "model_name_or_path", "required: the folder of the initial model (config.json and weights)");
+  if (config.data_path.empty()) fail(source, "data_path", "required: one or more training JSON files");
+  if (config.output_dir.empty()) fail(source, "output_dir", "required: where checkpoints are written");
   if (config.offload_optimizer != "none" && config.zero_stage == 0)
     fail(source, "offload_optimizer", "needs zero_stage 1 or more: only ZeRO's sharded state can live on the host");
   check_worker_count(config.dataloader_num_workers, source, "dataloader_num_workers");

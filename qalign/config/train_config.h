@@ -105,7 +105,7 @@ struct TrainConfig {
   // Logging, checkpoints, evaluation.
   int64_t logging_steps = 1;
   int64_t save_steps = 500;
-  int64_t save_total_limit = 0;                // 0 = keep every checkpoint
+  int64_t save_total_limit = 0;  // 0 = keep every checkpoint
   // A checkpoint-<step> folder, or "latest" for the newest one in output_dir; "" starts afresh.
   std::string resume_from_checkpoint;
   // Train into an output_dir that already holds files, starting afresh (as Hugging Face's flag).
@@ -119,8 +119,7 @@ struct TrainConfig {
 
 // Reads `path`, applies `overrides` ("key=value", later ones win) and validates. Errors name the
 // file, the line and the key, or "command line" and the key for an override.
-TrainConfig load_train_config(const std::string& path,
-                              const std::vector<std::string>& overrides = {});
+TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides = {});
 
 // Sets one option from "key=value", typed by the option: numbers, true/false, null for an unset
 // optional, and for lists "a,b" or "[a, b]".

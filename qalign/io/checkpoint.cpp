@@ -61,13 +61,14 @@ StateDict load_file(const std::string& path) {
 std::string resolve_weights(const std::string& path) {
   if (!fs::exists(path)) fail(path, "", "no such file or folder");
   if (!fs::is_directory(path)) return path;
-  for (const char* name : {"model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                           "pytorch_model.bin.index.json"}) {
+  for (const char* name :
+       {"model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"}) {
     const fs::path p = fs::path(path) / name;
     if (fs::exists(p)) return p.string();
   }
-  fail(path, "", "no weights found (looked for model.safetensors, model.safetensors.index.json, "
-                 "pytorch_model.bin, pytorch_model.bin.index.json)");
+  fail(path, "",
+       "no weights found (looked for model.safetensors, model.safetensors.index.json, "
+       "pytorch_model.bin, pytorch_model.bin.index.json)");
 }
 
 StateDict load_weights(const std::string& path) {
@@ -77,8 +78,7 @@ StateDict load_weights(const std::string& path) {
   const fs::path dir = fs::path(file).parent_path();
   for (const auto& [shard, names] : read_index(file)) {
     const fs::path shard_path = dir / shard;
-    if (!fs::exists(shard_path))
-      fail(file, names.front(), "its shard " + shard_path.string() + " is missing");
+    if (!fs::exists(shard_path)) fail(file, names.front(), "its shard " + shard_path.string() + " is missing");
     StateDict part = load_file(shard_path.string());
     for (const auto& n : names)
       if (!part.count(n)) fail(shard_path.string(), n, "listed in " + file + " but not in this shard");
@@ -144,8 +144,10 @@ void save_weights(const std::string& dir, const StateDict& tensors, WeightFormat
     total += n;
   }
   auto write = [&](const std::string& path, const StateDict& part) {
-    if (st) save_safetensors(path, part);
-    else save_torch_bin(path, part);
+    if (st)
+      save_safetensors(path, part);
+    else
+      save_torch_bin(path, part);
   };
   if (shards.size() == 1) {
     write((fs::path(dir) / (st ? "model.safetensors" : "pytorch_model.bin")).string(), shards[0]);

@@ -32,7 +32,8 @@ model::LoraConfig parse_adapter_config(const nlohmann::json& j, const std::strin
   };
   if (j.value("peft_type", "LORA") != "LORA") fail(path, "peft_type", "only LORA adapters are supported");
   if (j.value("bias", "none") != "none") fail(path, "bias", "only bias \"none\" is supported (the authors' setting)");
-  if (j.value("fan_in_fan_out", false)) fail(path, "fan_in_fan_out", "true is for Conv1D layers, which this model has none of");
+  if (j.value("fan_in_fan_out", false))
+    fail(path, "fan_in_fan_out", "true is for Conv1D layers, which this model has none of");
   // PEFT variants that change the update: applying their weights as plain LoRA gives wrong scores.
   for (const char* variant : {"use_dora", "use_rslora"})
     if (j.contains(variant) && j[variant].is_boolean() && j[variant].get<bool>())
@@ -43,7 +44,8 @@ model::LoraConfig parse_adapter_config(const nlohmann::json& j, const std::strin
     c.alpha = field("lora_alpha").get<double>();
     c.dropout = j.value("lora_dropout", 0.0);
     const auto& targets = field("target_modules");
-    if (!targets.is_array()) fail(path, "target_modules", "a regular expression is not supported; list the module names");
+    if (!targets.is_array())
+      fail(path, "target_modules", "a regular expression is not supported; list the module names");
     c.target_modules = targets.get<std::vector<std::string>>();
   } catch (const nlohmann::json::exception& e) {
     fail(path, "", std::string("unexpected value type: ") + e.what());
@@ -98,8 +100,9 @@ void write_lora_folder(const std::string& dir, const model::LoraConfig& config,
                        const std::string& base_model) {
   fs::create_directories(dir);
   // PEFT's lora_alpha is an int; a whole alpha is written as one.
-  const nlohmann::json alpha_json = config.alpha == std::floor(config.alpha) ? nlohmann::json(static_cast<int64_t>(config.alpha))
-                                                                             : nlohmann::json(config.alpha);
+  const nlohmann::json alpha_json = config.alpha == std::floor(config.alpha)
+                                        ? nlohmann::json(static_cast<int64_t>(config.alpha))
+                                        : nlohmann::json(config.alpha);
   // PEFT 0.4.0's LoraConfig fields, sorted as its save_pretrained writes them.
   const nlohmann::json adapter_config = {{"auto_mapping", nullptr},
                                          {"base_model_name_or_path", base_model},

@@ -33,7 +33,8 @@ void remove_weight_files(const std::string& dir) {
   static const std::regex weights(R"((model|pytorch_model)(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?)");
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec))
-    if (entry.is_regular_file() && std::regex_match(entry.path().filename().string(), weights)) fs::remove(entry.path());
+    if (entry.is_regular_file() && std::regex_match(entry.path().filename().string(), weights))
+      fs::remove(entry.path());
 }
 
 OutputLock::OutputLock(const std::string& target) : path_(target + ".lock") {
@@ -44,12 +45,14 @@ OutputLock::OutputLock(const std::string& target) : path_(target + ".lock") {
       const std::string holder = read_file(path_);
       ::close(fd_);
       fd_ = -1;
-      fail(target, "", "another qalign (pid " + (holder.empty() ? std::string("unknown") : holder) +
-                           ") is writing it now; wait for it, or remove " + path_ + " if no such process runs");
+      fail(target, "",
+           "another qalign (pid " + (holder.empty() ? std::string("unknown") : holder) +
+               ") is writing it now; wait for it, or remove " + path_ + " if no such process runs");
     }
     // The holder before us may have removed the file between our open and our lock: then the
     // lock is on a name nobody else sees, so take it again on the file now at that path.
-    struct stat held{}, named{};
+    struct stat held {
+    }, named{};
     if (::fstat(fd_, &held) == 0 && ::stat(path_.c_str(), &named) == 0 && held.st_ino == named.st_ino &&
         held.st_dev == named.st_dev)
       break;

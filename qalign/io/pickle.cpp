@@ -22,11 +22,11 @@ struct Value {
   Kind kind = Kind::None;
   int64_t i = 0;
   double f = 0;
-  std::string s;                            // Str, Bytes, Global ("module.name")
-  std::vector<Ptr> items;                   // Tuple, List
-  std::vector<std::pair<Ptr, Ptr>> dict;    // Dict, in insertion order
-  torch::Dtype dtype = torch::kFloat32;     // StorageType, Storage
-  torch::Tensor tensor;                     // Storage (flat), Tensor
+  std::string s;                          // Str, Bytes, Global ("module.name")
+  std::vector<Ptr> items;                 // Tuple, List
+  std::vector<std::pair<Ptr, Ptr>> dict;  // Dict, in insertion order
+  torch::Dtype dtype = torch::kFloat32;   // StorageType, Storage
+  torch::Tensor tensor;                   // Storage (flat), Tensor
 };
 
 const std::map<std::string, torch::Dtype>& storage_types() {
@@ -51,24 +51,39 @@ class Unpickler {
     while (true) {
       const uint8_t op = byte();
       switch (op) {
-        case 0x80: byte(); break;                  // PROTO
-        case 0x95: take(8); break;                 // FRAME: framing only
-        case '.': {                                // STOP
+        case 0x80:
+          byte();
+          break;  // PROTO
+        case 0x95:
+          take(8);
+          break;     // FRAME: framing only
+        case '.': {  // STOP
           if (stack_.size() != 1) bad("STOP with " + std::to_string(stack_.size()) + " values on the stack");
           return stack_.back();
         }
-        case '(': marks_.push_back(stack_.size()); break;  // MARK
-        case 'N': push(make(Value::Kind::None)); break;
-        case 0x88: case 0x89: {                    // NEWTRUE / NEWFALSE
+        case '(':
+          marks_.push_back(stack_.size());
+          break;  // MARK
+        case 'N':
+          push(make(Value::Kind::None));
+          break;
+        case 0x88:
+        case 0x89: {  // NEWTRUE / NEWFALSE
           auto v = make(Value::Kind::Bool);
           v->i = op == 0x88;
           push(v);
           break;
         }
-        case 'K': push_int(byte()); break;         // BININT1
-        case 'M': push_int(le(2)); break;          // BININT2
-        case 'J': push_int(static_cast<int32_t>(le(4))); break;  // BININT
-        case 0x8a: {                               // LONG1
+        case 'K':
+          push_int(byte());
+          break;  // BININT1
+        case 'M':
+          push_int(le(2));
+          break;  // BININT2
+        case 'J':
+          push_int(static_cast<int32_t>(le(4)));
+          break;      // BININT
+        case 0x8a: {  // LONG1
           const size_t n = byte();
           if (n > 8) bad("LONG1 integer wider than 64 bits");
           const uint8_t* b = take(n);
@@ -78,7 +93,7 @@ class Unpickler {
           push_int(static_cast<int64_t>(u));
           break;
         }
-        case 'G': {                                // BINFLOAT, big-endian
+        case 'G': {  // BINFLOAT, big-endian
           const uint8_t* b = take(8);
           uint64_t u = 0;
           for (int k = 0; k < 8; ++k) u = (u << 8) | b[k];
@@ -87,21 +102,39 @@ class Unpickler {
           push(v);
           break;
         }
-        case 'X': push_str(Value::Kind::Str, le(4)); break;      // BINUNICODE
-        case 0x8c: push_str(Value::Kind::Str, byte()); break;    // SHORT_BINUNICODE
-        case 0x8d: push_str(Value::Kind::Str, le(8)); break;     // BINUNICODE8
-        case 'B': push_str(Value::Kind::Bytes, le(4)); break;    // BINBYTES
-        case 'C': push_str(Value::Kind::Bytes, byte()); break;   // SHORT_BINBYTES
-        case ')': push(make(Value::Kind::Tuple)); break;         // EMPTY_TUPLE
-        case ']': push(make(Value::Kind::List)); break;          // EMPTY_LIST
-        case '}': push(make(Value::Kind::Dict)); break;          // EMPTY_DICT
-        case 't': {                                              // TUPLE
+        case 'X':
+          push_str(Value::Kind::Str, le(4));
+          break;  // BINUNICODE
+        case 0x8c:
+          push_str(Value::Kind::Str, byte());
+          break;  // SHORT_BINUNICODE
+        case 0x8d:
+          push_str(Value::Kind::Str, le(8));
+          break;  // BINUNICODE8
+        case 'B':
+          push_str(Value::Kind::Bytes, le(4));
+          break;  // BINBYTES
+        case 'C':
+          push_str(Value::Kind::Bytes, byte());
+          break;  // SHORT_BINBYTES
+        case ')':
+          push(make(Value::Kind::Tuple));
+          break;  // EMPTY_TUPLE
+        case ']':
+          push(make(Value::Kind::List));
+          break;  // EMPTY_LIST
+        case '}':
+          push(make(Value::Kind::Dict));
+          break;     // EMPTY_DICT
+        case 't': {  // TUPLE
           auto v = make(Value::Kind::Tuple);
           v->items = pop_mark();
           push(v);
           break;
         }
-        case 0x85: case 0x86: case 0x87: {                       // TUPLE1..3
+        case 0x85:
+        case 0x86:
+        case 0x87: {  // TUPLE1..3
           const size_t n = op - 0x84;
           auto v = make(Value::Kind::Tuple);
           v->items.resize(n);
@@ -109,52 +142,64 @@ class Unpickler {
           push(v);
           break;
         }
-        case 'q': memo_[byte()] = top(); break;                  // BINPUT
-        case 'r': memo_[le(4)] = top(); break;                   // LONG_BINPUT
-        case 0x94: memo_[memo_.size()] = top(); break;           // MEMOIZE
-        case 'h': push(memo(byte())); break;                     // BINGET
-        case 'j': push(memo(le(4))); break;                      // LONG_BINGET
-        case 'c': {                                              // GLOBAL
+        case 'q':
+          memo_[byte()] = top();
+          break;  // BINPUT
+        case 'r':
+          memo_[le(4)] = top();
+          break;  // LONG_BINPUT
+        case 0x94:
+          memo_[memo_.size()] = top();
+          break;  // MEMOIZE
+        case 'h':
+          push(memo(byte()));
+          break;  // BINGET
+        case 'j':
+          push(memo(le(4)));
+          break;     // LONG_BINGET
+        case 'c': {  // GLOBAL
           const std::string module = line(), name = line();
           push(global(module, name));
           break;
         }
-        case 0x93: {                                             // STACK_GLOBAL
+        case 0x93: {  // STACK_GLOBAL
           auto name = pop(), module = pop();
           if (module->kind != Value::Kind::Str || name->kind != Value::Kind::Str) bad("STACK_GLOBAL needs two strings");
           push(global(module->s, name->s));
           break;
         }
-        case 'a': {                                              // APPEND
+        case 'a': {  // APPEND
           auto v = pop();
           list_of(top())->items.push_back(v);
           break;
         }
-        case 'e': {                                              // APPENDS
+        case 'e': {  // APPENDS
           auto vs = pop_mark();
           auto l = list_of(top());
           l->items.insert(l->items.end(), vs.begin(), vs.end());
           break;
         }
-        case 's': {                                              // SETITEM
+        case 's': {  // SETITEM
           auto v = pop(), k = pop();
           dict_of(top())->dict.emplace_back(k, v);
           break;
         }
-        case 'u': {                                              // SETITEMS
+        case 'u': {  // SETITEMS
           auto vs = pop_mark();
           if (vs.size() % 2) bad("SETITEMS with an odd number of values");
           auto d = dict_of(top());
           for (size_t k = 0; k < vs.size(); k += 2) d->dict.emplace_back(vs[k], vs[k + 1]);
           break;
         }
-        case 'Q': push(persistent_load(pop())); break;           // BINPERSID
-        case 'R': {                                              // REDUCE
+        case 'Q':
+          push(persistent_load(pop()));
+          break;     // BINPERSID
+        case 'R': {  // REDUCE
           auto args = pop(), fn = pop();
           push(call(fn, args));
           break;
         }
-        case 'b': {                                              // BUILD
+        case 'b': {  // BUILD
           auto state = pop();
           // OrderedDict's state is its attribute dict ({"_metadata": ...}): nothing to apply.
           if (top()->kind != Value::Kind::Dict) bad("BUILD on something other than a dict");
@@ -316,9 +361,12 @@ class Unpickler {
     bool empty = false;
     for (size_t k = 0; k < size.size(); ++k) {
       if (size[k] < 0 || stride[k] < 0) bad("negative tensor size or stride");
-      if (size[k] == 0) empty = true;
-      else if (size[k] - 1 > (INT64_MAX - last) / std::max<int64_t>(stride[k], 1)) bad("tensor extent overflows");
-      else last += (size[k] - 1) * stride[k];
+      if (size[k] == 0)
+        empty = true;
+      else if (size[k] - 1 > (INT64_MAX - last) / std::max<int64_t>(stride[k], 1))
+        bad("tensor extent overflows");
+      else
+        last += (size[k] - 1) * stride[k];
     }
     if (offset < 0 || (!empty && last >= numel))
       bad("tensor view runs past its storage " + a[0]->s + " (" + std::to_string(numel) + " elements)");

@@ -50,8 +50,8 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   if (size < 8) {
     ::close(fd);
-    fail(path, "header", "truncated: " + std::to_string(size) +
-                             " bytes, but a safetensors file starts with an 8-byte header length");
+    fail(path, "header",
+         "truncated: " + std::to_string(size) + " bytes, but a safetensors file starts with an 8-byte header length");
   }
   f->map_ = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
   ::close(fd);
@@ -64,8 +64,9 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
   if (header_len > size - 8)
-    fail(path, "header", "header length " + std::to_string(header_len) + " runs past the end of the file (" +
-                             std::to_string(size) + " bytes): the file is truncated or not safetensors");
+    fail(path, "header",
+         "header length " + std::to_string(header_len) + " runs past the end of the file (" + std::to_string(size) +
+             " bytes): the file is truncated or not safetensors");
   if (header_len > kMaxHeader)
     fail(path, "header", "header length " + std::to_string(header_len) + " exceeds the 100 MB limit");
   const uint64_t data_size = size - 8 - header_len;
@@ -76,15 +77,15 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   std::string duplicate;
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(
-        reinterpret_cast<const char*>(bytes + 8), reinterpret_cast<const char*>(bytes + 8 + header_len),
-        [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
-          if (depth == 1 && ev == nlohmann::json::parse_event_t::key) {
-            const auto k = parsed.get<std::string>();
-            if (!seen.insert(k).second && duplicate.empty()) duplicate = k;
-          }
-          return true;
-        });
+    header = nlohmann::json::parse(reinterpret_cast<const char*>(bytes + 8),
+                                   reinterpret_cast<const char*>(bytes + 8 + header_len),
+                                   [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
+                                     if (depth == 1 && ev == nlohmann::json::parse_event_t::key) {
+                                       const auto k = parsed.get<std::string>();
+                                       if (!seen.insert(k).second && duplicate.empty()) duplicate = k;
+                                     }
+                                     return true;
+                                   });
   } catch (const nlohmann::json::exception& e) {
     fail(path, "header", std::string("not valid JSON: ") + e.what());
   }
@@ -118,8 +119,9 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     t.end = off[1].get<uint64_t>();
     if (t.end < t.begin) fail(path, name, "data_offsets end precedes begin");
     if (t.end > data_size)
-      fail(path, name, "data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) +
-                           "] run past the data section (" + std::to_string(data_size) + " bytes)");
+      fail(path, name,
+           "data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) + "] run past the data section (" +
+               std::to_string(data_size) + " bytes)");
     // Overflow-safe numel * element size.
     unsigned __int128 bytes_needed = c10::elementSize(dtype);
     for (auto d : t.shape) {
@@ -127,12 +129,15 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
       if (bytes_needed > (static_cast<unsigned __int128>(1) << 64)) break;
     }
     if (bytes_needed != t.end - t.begin)
-      fail(path, name, "shape x dtype needs " + std::to_string(static_cast<uint64_t>(std::min<unsigned __int128>(bytes_needed, UINT64_MAX))) +
-                           " bytes but data_offsets span " + std::to_string(t.end - t.begin));
+      fail(path, name,
+           "shape x dtype needs " +
+               std::to_string(static_cast<uint64_t>(std::min<unsigned __int128>(bytes_needed, UINT64_MAX))) +
+               " bytes but data_offsets span " + std::to_string(t.end - t.begin));
     f->tensors_.push_back(std::move(t));
   }
-  std::sort(f->tensors_.begin(), f->tensors_.end(),
-            [](const TensorInfo& a, const TensorInfo& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
+  std::sort(f->tensors_.begin(), f->tensors_.end(), [](const TensorInfo& a, const TensorInfo& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
   for (size_t i = 1; i < f->tensors_.size(); ++i) {
     const auto& prev = f->tensors_[i - 1];
     const auto& cur = f->tensors_[i];
@@ -158,7 +163,8 @@ torch::Tensor SafetensorsFile::get(const std::string& name) const {
   if (reinterpret_cast<uintptr_t>(ptr) % c10::elementSize(dtype) != 0)
     return torch::from_blob(ptr, t.shape, opts).clone();
   auto keep = self_.lock();
-  return torch::from_blob(ptr, t.shape, [keep](void*) {}, opts);
+  return torch::from_blob(
+      ptr, t.shape, [keep](void*) {}, opts);
 }
 
 void SafetensorsFile::release(const std::string& name, uint64_t begin, uint64_t end) const {

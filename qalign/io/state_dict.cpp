@@ -6,15 +6,22 @@ namespace qalign::io {
 
 namespace {
 const std::pair<const char*, torch::Dtype> kDtypes[] = {
-    {"F64", torch::kFloat64},  {"F32", torch::kFloat32},   {"F16", torch::kFloat16},
-    {"BF16", torch::kBFloat16}, {"I64", torch::kInt64},    {"I32", torch::kInt32},
-    {"I16", torch::kInt16},    {"I8", torch::kInt8},       {"U8", torch::kUInt8},
-    {"BOOL", torch::kBool},    {"F8_E4M3", torch::kFloat8_e4m3fn}, {"F8_E5M2", torch::kFloat8_e5m2},
+    {"F64", torch::kFloat64},
+    {"F32", torch::kFloat32},
+    {"F16", torch::kFloat16},
+    {"BF16", torch::kBFloat16},
+    {"I64", torch::kInt64},
+    {"I32", torch::kInt32},
+    {"I16", torch::kInt16},
+    {"I8", torch::kInt8},
+    {"U8", torch::kUInt8},
+    {"BOOL", torch::kBool},
+    {"F8_E4M3", torch::kFloat8_e4m3fn},
+    {"F8_E5M2", torch::kFloat8_e5m2},
 };
 }  // namespace
 
-torch::Dtype dtype_from_safetensors(const std::string& name, const std::string& source,
-                                    const std::string& field) {
+torch::Dtype dtype_from_safetensors(const std::string& name, const std::string& source, const std::string& field) {
   for (const auto& [n, d] : kDtypes)
     if (name == n) return d;
   fail(source, field, "unknown dtype \"" + name + "\" (expected F64, F32, F16, BF16, I64, I32, I16, I8, U8 or BOOL)");

@@ -11,8 +11,7 @@ using StateDict = std::map<std::string, torch::Tensor>;
 
 // safetensors dtype names ("F32", "BF16", ...) <-> torch dtypes; throws qalign::Error naming
 // `source` and `field` for a name it does not know.
-torch::Dtype dtype_from_safetensors(const std::string& name, const std::string& source,
-                                    const std::string& field);
+torch::Dtype dtype_from_safetensors(const std::string& name, const std::string& source, const std::string& field);
 std::string dtype_to_safetensors(torch::Dtype dtype);
 
 }  // namespace qalign::io

@@ -42,12 +42,14 @@ StateDict read_torch_bin(const std::string& path, bool read_data) {
       // small number, which an empty record would then match.
       const size_t element = c10::elementSize(dtype), count = static_cast<size_t>(numel);
       if (n % element != 0 || n / element != count)
-        fail(path, rec, "storage holds " + std::to_string(n) + " bytes, expected " +
-                            (count <= SIZE_MAX / element ? std::to_string(count * element)
-                                                         : std::to_string(count) + " x " + std::to_string(element)));
+        fail(path, rec,
+             "storage holds " + std::to_string(n) + " bytes, expected " +
+                 (count <= SIZE_MAX / element ? std::to_string(count * element)
+                                              : std::to_string(count) + " x " + std::to_string(element)));
       if (!read_data) return torch::empty({numel}, torch::TensorOptions().dtype(dtype).device(torch::kMeta));
       auto holder = std::make_shared<at::DataPtr>(std::move(data));
-      return torch::from_blob(holder->get(), {numel}, [holder](void*) {}, torch::TensorOptions().dtype(dtype));
+      return torch::from_blob(
+          holder->get(), {numel}, [holder](void*) {}, torch::TensorOptions().dtype(dtype));
     };
     StateDict out;
     for (auto& [name, t] : unpickle_state_dict(static_cast<const uint8_t*>(pkl.get()), pkl_size, path, loader)) {
@@ -108,17 +110,28 @@ class StateDictPickler {
 
 std::string storage_type(torch::Dtype d) {
   switch (d) {
-    case torch::kFloat64: return "DoubleStorage";
-    case torch::kFloat32: return "FloatStorage";
-    case torch::kFloat16: return "HalfStorage";
-    case torch::kBFloat16: return "BFloat16Storage";
-    case torch::kInt64: return "LongStorage";
-    case torch::kInt32: return "IntStorage";
-    case torch::kInt16: return "ShortStorage";
-    case torch::kInt8: return "CharStorage";
-    case torch::kUInt8: return "ByteStorage";
-    case torch::kBool: return "BoolStorage";
-    default: throw Error(std::string("cannot save dtype ") + c10::toString(d) + " in a .bin checkpoint");
+    case torch::kFloat64:
+      return "DoubleStorage";
+    case torch::kFloat32:
+      return "FloatStorage";
+    case torch::kFloat16:
+      return "HalfStorage";
+    case torch::kBFloat16:
+      return "BFloat16Storage";
+    case torch::kInt64:
+      return "LongStorage";
+    case torch::kInt32:
+      return "IntStorage";
+    case torch::kInt16:
+      return "ShortStorage";
+    case torch::kInt8:
+      return "CharStorage";
+    case torch::kUInt8:
+      return "ByteStorage";
+    case torch::kBool:
+      return "BoolStorage";
+    default:
+      throw Error(std::string("cannot save dtype ") + c10::toString(d) + " in a .bin checkpoint");
   }
 }
 

@@ -19,8 +19,8 @@ torch::Tensor sincos_1d(int64_t dim, int64_t positions) {
 }
 
 torch::Tensor sincos_2d_with_cls(int64_t dim, int64_t grid) {
-  const auto cols = sincos_1d(dim / 2, grid).repeat({grid, 1});              // patch r*G+c -> column c
-  const auto rows = sincos_1d(dim / 2, grid).repeat_interleave(grid, 0);     // patch r*G+c -> row r
+  const auto cols = sincos_1d(dim / 2, grid).repeat({grid, 1});           // patch r*G+c -> column c
+  const auto rows = sincos_1d(dim / 2, grid).repeat_interleave(grid, 0);  // patch r*G+c -> row r
   return torch::cat({torch::zeros({1, dim}), torch::cat({cols, rows}, 1)}, 0);
 }
 
@@ -46,8 +46,8 @@ torch::Tensor AbstractorAttentionImpl::forward(const torch::Tensor& queries_n, c
   const auto q = query(queries_n + pos.narrow(0, 0, Q)).view({B, Q, heads, hd}).transpose(1, 2);
   const auto k = key(kv + pos).view({B, L, heads, hd}).transpose(1, 2);
   const auto v = value(kv).view({B, L, heads, hd}).transpose(1, 2);  // no position on values
-  const auto ctx = compat::scaled_dot_product_attention(q, k, v, std::nullopt, false,
-                                                        1.0 / std::sqrt(static_cast<double>(hd)));
+  const auto ctx =
+      compat::scaled_dot_product_attention(q, k, v, std::nullopt, false, 1.0 / std::sqrt(static_cast<double>(hd)));
   return ctx.transpose(1, 2).reshape({B, Q, D});
 }
 
@@ -58,9 +58,7 @@ AbstractorMlpImpl::AbstractorMlpImpl(const AbstractorConfig& c, const torch::Ten
   ffn_ln = register_module("ffn_ln", LayerNorm(c.intermediate_size, c.layer_norm_eps, opts));
 }
 
-torch::Tensor AbstractorMlpImpl::forward(const torch::Tensor& x) {
-  return w2(ffn_ln(torch::silu(w1(x)) * w3(x)));
-}
+torch::Tensor AbstractorMlpImpl::forward(const torch::Tensor& x) { return w2(ffn_ln(torch::silu(w1(x)) * w3(x))); }
 
 AbstractorLayerImpl::AbstractorLayerImpl(const AbstractorConfig& c, const torch::TensorOptions& opts) {
   auto cross = register_module("crossattention", std::make_shared<torch::nn::Module>());
@@ -76,7 +74,7 @@ AbstractorLayerImpl::AbstractorLayerImpl(const AbstractorConfig& c, const torch:
 torch::Tensor AbstractorLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& image) {
   const auto xn = norm1(x);
   const auto kv = torch::cat({xn, normk(image)}, 1);  // queries attend to themselves and the image
-  const auto y = xn + out_proj(attention(xn, kv));     // residual on the normalised queries
+  const auto y = xn + out_proj(attention(xn, kv));    // residual on the normalised queries
   return y + mlp(norm2(y));
 }
 

@@ -11,7 +11,7 @@ namespace qalign::model {
 
 // Fixed sin-cos tables (MAE convention). The checkpoint stores them as persistent buffers and
 // the authors load them from there; these are the values for a fresh model.
-torch::Tensor sincos_1d(int64_t dim, int64_t positions);  // [positions, dim]
+torch::Tensor sincos_1d(int64_t dim, int64_t positions);      // [positions, dim]
 torch::Tensor sincos_2d_with_cls(int64_t dim, int64_t grid);  // [1 + grid², dim]: zeros, then (column, row)
 
 class AbstractorAttentionImpl : public torch::nn::Module {
@@ -50,8 +50,8 @@ class VisualAbstractorImpl : public torch::nn::Module {
  public:
   VisualAbstractorImpl(const AbstractorConfig& c, int64_t llm_hidden, const torch::TensorOptions& opts);
   torch::Tensor forward(const torch::Tensor& image);  // [B,N,D] -> [B,Q+1,E]
-  torch::Tensor query_embeds, vit_eos;  // [1,Q,D], [1,1,E]
-  torch::nn::ModuleList layers;         // registered as encoder.layers
+  torch::Tensor query_embeds, vit_eos;                // [1,Q,D], [1,1,E]
+  torch::nn::ModuleList layers;                       // registered as encoder.layers
   Linear visual_fc{nullptr};
 };
 TORCH_MODULE(VisualAbstractor);

@@ -106,11 +106,9 @@ const std::vector<std::string> kIgnoredModelKeys = {
     "use_cache",           "initializer_range",      "pretraining_tp",
     "attention_dropout",   "image_aspect_ratio",     "image_grid_pinpoints",
     "freeze_vision_model", "tune_visual_abstractor", "visual_abstractor_lr"};
-const std::vector<std::string> kIgnoredVisionKeys = {"projection_dim", "attention_dropout",
-                                                     "initializer_range", "initializer_factor",
-                                                     "use_flash_attn"};
-const std::vector<std::string> kIgnoredAbstractorKeys = {"attention_probs_dropout_prob",
-                                                         "initializer_range"};
+const std::vector<std::string> kIgnoredVisionKeys = {"projection_dim", "attention_dropout", "initializer_range",
+                                                     "initializer_factor", "use_flash_attn"};
+const std::vector<std::string> kIgnoredAbstractorKeys = {"attention_probs_dropout_prob", "initializer_range"};
 
 std::string path_of(const std::string& prefix, const std::string& key) {
   return prefix.empty() ? key : prefix + "." + key;
@@ -137,8 +135,7 @@ class Section {
   Section(const json& j, std::string source, std::string prefix)
       : j_(j), source_(std::move(source)), prefix_(std::move(prefix)) {
     if (!j_.is_object())
-      qalign::fail(source_, prefix_.empty() ? "(top level)" : prefix_,
-                   "expected a JSON object, got " + describe(j_));
+      qalign::fail(source_, prefix_.empty() ? "(top level)" : prefix_, "expected a JSON object, got " + describe(j_));
   }
 
   // The value at `key`, or nullptr when absent; marks the key as known.
@@ -182,11 +179,9 @@ class Section {
  private:
   template <class S>
   void assign(const Field<S>& f, const json& v, int64_t& out) const {
-    const char* expected =
-        f.range == Range::Positive ? "a positive integer" : "a non-negative integer";
+    const char* expected = f.range == Range::Positive ? "a positive integer" : "a non-negative integer";
     const bool fits = v.is_number_integer() &&
-                      (!v.is_number_unsigned() ||
-                       v.get<uint64_t>() <= uint64_t(std::numeric_limits<int64_t>::max()));
+                      (!v.is_number_unsigned() || v.get<uint64_t>() <= uint64_t(std::numeric_limits<int64_t>::max()));
     if (!fits) fail(f.key, std::string("expected ") + expected + ", got " + describe(v));
     out = v.get<int64_t>();
     if (out < 0 || (out == 0 && f.range == Range::Positive))
@@ -227,18 +222,15 @@ json write(const std::vector<Field<S>>& fields, const S& in) {
 
 // Keys whose only supported value is the one the released model has: any other value would
 // change the network, so it is an error rather than silently ignored.
-void require_value(Section& s, const std::string& key, const json& expected,
-                   const std::string& why) {
+void require_value(Section& s, const std::string& key, const json& expected, const std::string& why) {
   const json* v = s.get(key);
   if (v != nullptr && *v != expected)
     s.fail(key, "only " + expected.dump() + " is supported (" + why + "), got " + describe(*v));
 }
 
-void require_divisible(const Section& s, const std::string& key, int64_t value,
-                       const std::string& by_key, int64_t by) {
+void require_divisible(const Section& s, const std::string& key, int64_t value, const std::string& by_key, int64_t by) {
   if (value % by != 0)
-    s.fail(key, "must be divisible by " + by_key + " = " + std::to_string(by) + ", got " +
-                    std::to_string(value));
+    s.fail(key, "must be divisible by " + by_key + " = " + std::to_string(by) + ", got " + std::to_string(value));
 }
 
 void read_vision(Section& s, VisionConfig& v) {
@@ -262,13 +254,12 @@ void read_abstractor(Section& s, AbstractorConfig& a) {
 }
 
 // Checks between the two visual sections, made even where one of them is left at its defaults.
-void check_visual_pair(const std::string& source, const VisionConfig& v,
-                       const AbstractorConfig& a) {
+void check_visual_pair(const std::string& source, const VisionConfig& v, const AbstractorConfig& a) {
   const std::string prefix = "visual_config.visual_abstractor.";
   if (a.encoder_hidden_size != v.hidden_size)
     fail(source, prefix + "encoder_hidden_size",
-         "must equal visual_model.hidden_size = " + std::to_string(v.hidden_size) +
-             " (it reads the ViT output), got " + std::to_string(a.encoder_hidden_size));
+         "must equal visual_model.hidden_size = " + std::to_string(v.hidden_size) + " (it reads the ViT output), got " +
+             std::to_string(a.encoder_hidden_size));
   // k_pos_embed has 1 + grid_size² rows, one per ViT token.
   const int64_t side = v.image_size / v.patch_size;
   if (a.grid_size != side)
@@ -289,8 +280,7 @@ ModelConfig ModelConfig::from_json_file(const std::string& path) {
     // number too large for a double); the rest names line/column or the number.
     std::string what = e.what();
     const size_t bracket = what.find("] ");
-    fail(path, "",
-         "invalid JSON: " + (bracket == std::string::npos ? what : what.substr(bracket + 2)));
+    fail(path, "", "invalid JSON: " + (bracket == std::string::npos ? what : what.substr(bracket + 2)));
   }
   return from_json(j, path);
 }
@@ -330,24 +320,19 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& s
   top.finish();
   check_visual_pair(source, c.vision, c.abstractor);
 
-  require_divisible(top, "hidden_size", c.hidden_size, "num_attention_heads",
-                    c.num_attention_heads);
-  require_divisible(top, "num_attention_heads", c.num_attention_heads, "num_key_value_heads",
-                    c.num_key_value_heads);
+  require_divisible(top, "hidden_size", c.hidden_size, "num_attention_heads", c.num_attention_heads);
+  require_divisible(top, "num_attention_heads", c.num_attention_heads, "num_key_value_heads", c.num_key_value_heads);
   // RoPE rotates the two halves of each head.
   if (c.head_dim() % 2 != 0)
-    top.fail("hidden_size",
-             "hidden_size / num_attention_heads must be even for rotary positions, got " +
-                 std::to_string(c.head_dim()));
+    top.fail("hidden_size", "hidden_size / num_attention_heads must be even for rotary positions, got " +
+                                std::to_string(c.head_dim()));
   for (const auto& [key, id] : {std::pair<const char*, int64_t>{"bos_token_id", c.bos_token_id},
                                 {"eos_token_id", c.eos_token_id},
                                 {"pad_token_id", c.pad_token_id}})
     if (id >= c.vocab_size)
-      top.fail(key, "must be below vocab_size = " + std::to_string(c.vocab_size) + ", got " +
-                        std::to_string(id));
+      top.fail(key, "must be below vocab_size = " + std::to_string(c.vocab_size) + ", got " + std::to_string(id));
   if (c.torch_dtype != "float32" && c.torch_dtype != "float16" && c.torch_dtype != "bfloat16")
-    top.fail("torch_dtype",
-             "expected \"float32\", \"float16\" or \"bfloat16\", got \"" + c.torch_dtype + "\"");
+    top.fail("torch_dtype", "expected \"float32\", \"float16\" or \"bfloat16\", got \"" + c.torch_dtype + "\"");
   return c;
 }
 

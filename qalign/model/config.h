@@ -54,7 +54,9 @@ struct ModelConfig {
   AbstractorConfig abstractor;
 
   int64_t head_dim() const { return hidden_size / num_attention_heads; }
-  int64_t num_patches() const { return (vision.image_size / vision.patch_size) * (vision.image_size / vision.patch_size); }
+  int64_t num_patches() const {
+    return (vision.image_size / vision.patch_size) * (vision.image_size / vision.patch_size);
+  }
   // Visual tokens one image adds to the sequence: the learned queries plus vit_eos.
   int64_t tokens_per_image() const { return abstractor.num_learnable_queries + 1; }
 

@@ -35,7 +35,8 @@ struct Count {
 // Distinct block indices under `prefix`.
 int64_t count_blocks(const TensorShapes& shapes, const std::string& prefix) {
   std::set<std::string> seen;
-  for (auto it = shapes.lower_bound(prefix); it != shapes.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+  for (auto it = shapes.lower_bound(prefix); it != shapes.end() && it->first.compare(0, prefix.size(), prefix) == 0;
+       ++it) {
     const auto rest = it->first.substr(prefix.size());
     seen.insert(rest.substr(0, rest.find('.')));
   }
@@ -78,8 +79,7 @@ void check_config_against_weights(const ModelConfig& c, const TensorShapes& shap
       {kAbstractor + "hidden_size", a.hidden_size, "model.visual_abstractor.query_embeds", 2, a.hidden_size},
       {kAbstractor + "encoder_hidden_size", a.encoder_hidden_size, kAbstractorLayer + "attention.key.weight", 1,
        a.encoder_hidden_size},
-      {kAbstractor + "grid_size", a.grid_size, kAbstractorLayer + "attention.k_pos_embed", 0,
-       grid_rows(a.grid_size)},
+      {kAbstractor + "grid_size", a.grid_size, kAbstractorLayer + "attention.k_pos_embed", 0, grid_rows(a.grid_size)},
       {kAbstractor + "intermediate_size", a.intermediate_size, kAbstractorLayer + "output.mlp.w1.weight", 0,
        a.intermediate_size},
   };
@@ -92,19 +92,21 @@ void check_config_against_weights(const ModelConfig& c, const TensorShapes& shap
   for (const auto& n : counts) {
     const int64_t have = count_blocks(shapes, n.prefix);
     if (have != n.value)
-      fail(config, n.key, std::to_string(n.value) + ", but " + weights + " has " + std::to_string(have) +
-                              (have == 0 ? " (no " + n.prefix + "N tensors)"
-                                         : " (" + n.prefix + "0 to " + n.prefix + std::to_string(have - 1) + ")"));
+      fail(config, n.key,
+           std::to_string(n.value) + ", but " + weights + " has " + std::to_string(have) +
+               (have == 0 ? " (no " + n.prefix + "N tensors)"
+                          : " (" + n.prefix + "0 to " + n.prefix + std::to_string(have - 1) + ")"));
   }
   for (const auto& d : dims) {
     const auto it = shapes.find(d.tensor);
     if (it == shapes.end())
-      fail(weights, d.tensor, "missing from the checkpoint (it gives config.json's " + d.key + " = " +
-                                  std::to_string(d.value) + " its size)");
+      fail(weights, d.tensor,
+           "missing from the checkpoint (it gives config.json's " + d.key + " = " + std::to_string(d.value) +
+               " its size)");
     const auto& shape = it->second;
     if (shape.size() <= d.dim || shape[d.dim] != d.expect)
-      fail(config, d.key, std::to_string(d.value) + ", but " + weights + " has " + d.tensor + " of shape " +
-                              shape_text(shape));
+      fail(config, d.key,
+           std::to_string(d.value) + ", but " + weights + " has " + d.tensor + " of shape " + shape_text(shape));
   }
 }
 

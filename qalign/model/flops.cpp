@@ -17,17 +17,17 @@ ForwardFlops forward_flops(const ModelConfig& c, int64_t images, int64_t text_to
   const double patches = static_cast<double>(c.num_patches()), nv = patches + 1;  // + cls
   const double dv = static_cast<double>(v.hidden_size), iv = static_cast<double>(v.intermediate_size);
   double vit = linear(patches, static_cast<double>(v.num_channels * v.patch_size * v.patch_size), dv);
-  vit += static_cast<double>(v.num_hidden_layers) *
-         (linear(nv, dv, 3 * dv) + attention(nv, nv, dv) + linear(nv, dv, dv) + linear(nv, dv, iv) + linear(nv, iv, dv));
+  vit += static_cast<double>(v.num_hidden_layers) * (linear(nv, dv, 3 * dv) + attention(nv, nv, dv) +
+                                                     linear(nv, dv, dv) + linear(nv, dv, iv) + linear(nv, iv, dv));
   f.vision = vit * static_cast<double>(images);
 
   // The abstractor's queries attend to themselves and the ViT tokens together (SPEC.md §1.3).
   const auto& a = c.abstractor;
   const double q = static_cast<double>(a.num_learnable_queries), da = static_cast<double>(a.hidden_size);
   const double ia = static_cast<double>(a.intermediate_size), kv = q + nv;
-  double abs = static_cast<double>(a.num_hidden_layers) *
-               (linear(q, da, da) + 2 * linear(kv, da, da) + attention(q, kv, da) + linear(q, da, da) +
-                2 * linear(q, da, ia) + linear(q, ia, da));
+  double abs =
+      static_cast<double>(a.num_hidden_layers) * (linear(q, da, da) + 2 * linear(kv, da, da) + attention(q, kv, da) +
+                                                  linear(q, da, da) + 2 * linear(q, da, ia) + linear(q, ia, da));
   abs += linear(q, da, static_cast<double>(c.hidden_size));  // visual_fc
   f.abstractor = abs * static_cast<double>(images);
 

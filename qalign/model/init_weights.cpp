@@ -47,7 +47,7 @@ void initialize_weights(Owl2ForCausalLMImpl& m, const InitRanges& ranges, uint64
     } else if (norm) {
       p.fill_(1.0);
     } else {
-      const double std = starts_with(name, "model.vision_model.")       ? ranges.vision
+      const double std = starts_with(name, "model.vision_model.")        ? ranges.vision
                          : starts_with(name, "model.visual_abstractor.") ? ranges.abstractor
                                                                          : ranges.language;
       p.normal_(0.0, std, gen);

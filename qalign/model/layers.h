@@ -12,12 +12,14 @@ namespace qalign::model {
 // the block's forward. Unset, the block is simply called; training installs activation
 // checkpointing here (train/activation_checkpoint.h) so the model itself stays plain math.
 using BlockForward = std::function<torch::Tensor(const torch::Tensor&)>;
-using BlockRunner = std::function<torch::Tensor(torch::nn::Module& block, const BlockForward& f, const torch::Tensor& h)>;
+using BlockRunner =
+    std::function<torch::Tensor(torch::nn::Module& block, const BlockForward& f, const torch::Tensor& h)>;
 
 // f(h) through `run` when one is installed. The model calls every parameter-holding part outside
 // its repeated blocks (embeddings, norms, abstractor, output layers) this way too, so that ZeRO-3
 // (train/zero3.h) can gather each part's parameters around its use.
-inline torch::Tensor call_part(const BlockRunner& run, torch::nn::Module& part, const BlockForward& f, const torch::Tensor& h) {
+inline torch::Tensor call_part(const BlockRunner& run, torch::nn::Module& part, const BlockForward& f,
+                               const torch::Tensor& h) {
   return run ? run(part, f, h) : f(h);
 }
 

@@ -8,7 +8,7 @@ Rotary Rotary::make(int64_t length, int64_t head_dim, double theta, torch::Dtype
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(device);
   const auto inv_freq = 1.0 / torch::pow(theta, torch::arange(0, head_dim, 2, f32) / static_cast<double>(head_dim));
   const auto freqs = torch::outer(torch::arange(length, f32), inv_freq);  // [L,hd/2]
-  const auto emb = torch::cat({freqs, freqs}, -1);                         // [L,hd]
+  const auto emb = torch::cat({freqs, freqs}, -1);                        // [L,hd]
   return {emb.cos().to(dtype), emb.sin().to(dtype)};
 }
 
@@ -22,14 +22,16 @@ LlamaAttentionImpl::LlamaAttentionImpl(const ModelConfig& c, const torch::Tensor
     : heads(c.num_attention_heads), kv_heads(c.num_key_value_heads), head_dim(c.head_dim()) {
   const int64_t E = c.hidden_size, kv = kv_heads * head_dim;
   q_proj = register_module("q_proj", Linear(E, heads * head_dim, false, opts));
-  k_proj = register_module("k_proj", std::make_shared<MultiwayLinear>(Linear(E, kv, false, opts), Linear(E, kv, false, opts)));
-  v_proj = register_module("v_proj", std::make_shared<MultiwayLinear>(Linear(E, kv, false, opts), Linear(E, kv, false, opts)));
+  k_proj = register_module("k_proj",
+                           std::make_shared<MultiwayLinear>(Linear(E, kv, false, opts), Linear(E, kv, false, opts)));
+  v_proj = register_module("v_proj",
+                           std::make_shared<MultiwayLinear>(Linear(E, kv, false, opts), Linear(E, kv, false, opts)));
   o_proj = register_module("o_proj", Linear(heads * head_dim, E, false, opts));
 }
 
 torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& h, const DecoderContext& ctx) {
   const int64_t B = h.size(0), L = h.size(1);
-  auto q = q_proj(h).view({B, L, heads, head_dim}).transpose(1, 2);                     // [B,H,L,hd]
+  auto q = q_proj(h).view({B, L, heads, head_dim}).transpose(1, 2);                         // [B,H,L,hd]
   auto k = k_proj->forward(h, ctx.route).view({B, L, kv_heads, head_dim}).transpose(1, 2);  // [B,Hkv,L,hd]
   const auto v = v_proj->forward(h, ctx.route).view({B, L, kv_heads, head_dim}).transpose(1, 2);
   q = apply_rotary(q, ctx.rotary);
@@ -66,7 +68,8 @@ bool has_inner_padding(const torch::Tensor& attention_mask) {
   return (real.narrow(1, 1, L - 1) & ~real.narrow(1, 0, L - 1)).any().item<bool>();
 }
 
-std::optional<torch::Tensor> causal_padding_mask(const torch::Tensor& attention_mask, std::optional<bool> inner_padding) {
+std::optional<torch::Tensor> causal_padding_mask(const torch::Tensor& attention_mask,
+                                                 std::optional<bool> inner_padding) {
   if (!attention_mask.defined()) return std::nullopt;
   if (!(inner_padding ? *inner_padding : has_inner_padding(attention_mask))) return std::nullopt;
   const int64_t L = attention_mask.size(1);

@@ -37,8 +37,10 @@ std::vector<std::string> lora_targets(const std::vector<std::string>& spelled, c
   for (const auto& s : spelled) {
     if (s.empty()) fail(source, "lora_target_modules", "empty target name");
     const auto it = short_names.find(s);
-    if (it != short_names.end()) out.insert(out.end(), it->second.begin(), it->second.end());
-    else out.push_back(s);
+    if (it != short_names.end())
+      out.insert(out.end(), it->second.begin(), it->second.end());
+    else
+      out.push_back(s);
   }
   return out;
 }

@@ -15,8 +15,9 @@ Owl2ModelImpl::Owl2ModelImpl(const ModelConfig& c, const torch::TensorOptions& o
 
 torch::Tensor Owl2ModelImpl::encode_images(const torch::Tensor& pixels) {
   const auto dtype = vision_model->embeddings->cls_token.scalar_type();
-  return call_part(run_part, *visual_abstractor, [this](const torch::Tensor& x) { return visual_abstractor(x); },
-                  vision_model(pixels.to(dtype)));
+  return call_part(
+      run_part, *visual_abstractor, [this](const torch::Tensor& x) { return visual_abstractor(x); },
+      vision_model(pixels.to(dtype)));
 }
 
 MultimodalInputs Owl2ModelImpl::splice(const torch::Tensor& input_ids, const std::vector<torch::Tensor>& visual,
@@ -29,8 +30,9 @@ MultimodalInputs Owl2ModelImpl::splice(const torch::Tensor& input_ids, const std
   const auto device = embed_tokens->weight.device();
   const auto ids_cpu = input_ids.to(torch::kCPU).contiguous();
   const auto host = ids_cpu.options();
-  const auto text = call_part(run_part, *embed_tokens, [this](const torch::Tensor& ids) { return embed_tokens(ids); },
-                             input_ids.clamp_min(0).to(device, /*non_blocking=*/true));  // placeholders as id 0, then replaced
+  const auto text = call_part(
+      run_part, *embed_tokens, [this](const torch::Tensor& ids) { return embed_tokens(ids); },
+      input_ids.clamp_min(0).to(device, /*non_blocking=*/true));  // placeholders as id 0, then replaced
   const auto mask = attention_mask.defined() ? attention_mask.to(torch::kCPU).to(torch::kBool)
                                              : torch::ones({B, T}, host.dtype(torch::kBool));
   const auto host_labels = labels.defined() ? labels.to(torch::kCPU) : labels;
@@ -42,8 +44,9 @@ MultimodalInputs Owl2ModelImpl::splice(const torch::Tensor& input_ids, const std
     std::vector<int64_t> places;
     for (int64_t t = 0; t < T; ++t)
       if (row[t] == kImageTokenIndex) places.push_back(t);
-    if (places.size() > 1) throw Error("splice: sample " + std::to_string(b) + " has " + std::to_string(places.size()) +
-                                       " image placeholders; one per sample is supported");
+    if (places.size() > 1)
+      throw Error("splice: sample " + std::to_string(b) + " has " + std::to_string(places.size()) +
+                  " image placeholders; one per sample is supported");
     const auto lab = labels.defined() ? host_labels[b] : torch::Tensor();
     if (places.empty()) {
       if (visual[b].defined() && visual[b].numel() > 0)
@@ -59,8 +62,8 @@ MultimodalInputs Owl2ModelImpl::splice(const torch::Tensor& input_ids, const std
       mods[b] = torch::cat({torch::zeros({p}, host), torch::ones({V}, host), torch::zeros({T - p - 1}, host)});
       masks[b] = torch::cat({torch::ones({V - 1}, mask.options()), mask[b]});
       if (lab.defined())
-        labs[b] = torch::cat({lab.narrow(0, 0, p), torch::full({V}, kIgnoreIndex, lab.options()),
-                              lab.narrow(0, p + 1, T - p - 1)});
+        labs[b] = torch::cat(
+            {lab.narrow(0, 0, p), torch::full({V}, kIgnoreIndex, lab.options()), lab.narrow(0, p + 1, T - p - 1)});
     }
     L = std::max(L, embeds[b].size(0));
   }
@@ -91,18 +94,20 @@ MultimodalInputs Owl2ModelImpl::splice(const torch::Tensor& input_ids, const std
 
 torch::Tensor Owl2ModelImpl::forward(const MultimodalInputs& in, std::vector<torch::Tensor>* hidden_states) {
   DecoderContext ctx{ModalityRoute::from_indicators(in.modality),
-                     Rotary::make(in.embeds.size(1), config.head_dim(), config.rope_theta,
-                                  in.embeds.scalar_type(), in.embeds.device()),
+                     Rotary::make(in.embeds.size(1), config.head_dim(), config.rope_theta, in.embeds.scalar_type(),
+                                  in.embeds.device()),
                      causal_padding_mask(in.attention_mask, in.inner_padding)};
   auto h = in.embeds;
   for (const auto& layer : *layers) {
     if (hidden_states) hidden_states->push_back(h);
     auto* block = layer->as<LlamaDecoderLayer>();
     // The context is copied into the closure: a checkpointing runner calls it again in backward.
-    h = run_block ? run_block(*block, [block, ctx](const torch::Tensor& x) { return block->forward(x, ctx); }, h)
+    h = run_block ? run_block(
+                        *block, [block, ctx](const torch::Tensor& x) { return block->forward(x, ctx); }, h)
                   : block->forward(h, ctx);
   }
-  h = call_part(run_part, *norm, [this](const torch::Tensor& x) { return norm(x); }, h);
+  h = call_part(
+      run_part, *norm, [this](const torch::Tensor& x) { return norm(x); }, h);
   if (hidden_states) hidden_states->push_back(h);
   return h;
 }

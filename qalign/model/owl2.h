@@ -65,11 +65,13 @@ class Owl2ForCausalLMImpl : public torch::nn::Module {
   explicit Owl2ForCausalLMImpl(const ModelConfig& c, const torch::TensorOptions& opts = {});
   // hidden [..., E] -> logits [..., V]
   torch::Tensor logits(const torch::Tensor& hidden) {
-    return call_part(model->run_part, *lm_head, [this](const torch::Tensor& x) { return lm_head(x); }, hidden);
+    return call_part(
+        model->run_part, *lm_head, [this](const torch::Tensor& x) { return lm_head(x); }, hidden);
   }
   // hidden [..., E] -> the regression head's score [...] (config.score_head).
   torch::Tensor score(const torch::Tensor& hidden) {
-    return call_part(model->run_part, *score_head, [this](const torch::Tensor& x) { return score_head(x); }, hidden)
+    return call_part(
+               model->run_part, *score_head, [this](const torch::Tensor& x) { return score_head(x); }, hidden)
         .squeeze(-1);
   }
   // Decoder output at each sample's last real position -> [B,E].

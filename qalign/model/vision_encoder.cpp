@@ -16,7 +16,7 @@ VisionEmbeddingsImpl::VisionEmbeddingsImpl(const VisionConfig& c, const torch::T
 
 torch::Tensor VisionEmbeddingsImpl::forward(const torch::Tensor& pixels) {
   auto x = torch::conv2d(pixels, patch_weight, {}, patch);  // [B,D,S/p,S/p]
-  x = x.flatten(2).transpose(1, 2);                          // [B,P,D], row-major patches
+  x = x.flatten(2).transpose(1, 2);                         // [B,P,D], row-major patches
   const auto cls = cls_token.expand({x.size(0), 1, x.size(2)});
   x = torch::cat({cls, x}, 1) + position_embedding.narrow(1, 0, x.size(1) + 1);
   return pre_layernorm(x);
@@ -69,13 +69,16 @@ VisionEncoderImpl::VisionEncoderImpl(const VisionConfig& c, const torch::TensorO
 }
 
 torch::Tensor VisionEncoderImpl::forward(const torch::Tensor& pixels) {
-  auto h = call_part(run_part, *embeddings, [this](const torch::Tensor& x) { return embeddings(x); }, pixels);
+  auto h = call_part(
+      run_part, *embeddings, [this](const torch::Tensor& x) { return embeddings(x); }, pixels);
   for (const auto& layer : *layers) {
     auto* block = layer->as<VisionLayer>();
-    h = run_block ? run_block(*block, [block](const torch::Tensor& x) { return block->forward(x); }, h)
+    h = run_block ? run_block(
+                        *block, [block](const torch::Tensor& x) { return block->forward(x); }, h)
                   : block->forward(h);
   }
-  return call_part(run_part, *post_layernorm, [this](const torch::Tensor& x) { return post_layernorm(x); }, h);
+  return call_part(
+      run_part, *post_layernorm, [this](const torch::Tensor& x) { return post_layernorm(x); }, h);
 }
 
 }  // namespace qalign::model

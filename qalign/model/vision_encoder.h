@@ -11,7 +11,7 @@ namespace qalign::model {
 class VisionEmbeddingsImpl : public torch::nn::Module {
  public:
   VisionEmbeddingsImpl(const VisionConfig& c, const torch::TensorOptions& opts);
-  torch::Tensor forward(const torch::Tensor& pixels);  // [B,3,S,S] -> [B,N,D]
+  torch::Tensor forward(const torch::Tensor& pixels);         // [B,3,S,S] -> [B,N,D]
   torch::Tensor cls_token, position_embedding, patch_weight;  // patch_embed.weight: [D,3,p,p], no bias
   LayerNorm pre_layernorm{nullptr};
   int64_t patch;

@@ -42,8 +42,7 @@ io::StateDict state_dict(const torch::nn::Module& m) {
 namespace {
 
 // Every model tensor present in `have` with its shape, and nothing else (recomputed buffers aside).
-void check_coverage(const io::StateDict& target, const TensorShapes& have,
-                    const std::string& source) {
+void check_coverage(const io::StateDict& target, const TensorShapes& have, const std::string& source) {
   std::vector<std::string> missing, unexpected;
   for (const auto& [name, t] : target)
     if (!have.count(name)) missing.push_back(name);
@@ -79,8 +78,8 @@ Owl2ForCausalLM load_pretrained(const std::string& dir, torch::Dtype dtype, torc
   // Nothing of the config's sizes is allocated until the weights agree with them: first the
   // sizes themselves, then every tensor of a model built on the meta device (no memory).
   check_config_against_weights(config, have, config_path, std::filesystem::path(weights).filename().string());
-  check_coverage(state_dict(*Owl2ForCausalLM(config, torch::TensorOptions().dtype(dtype).device(torch::kMeta))),
-                 have, weights);
+  check_coverage(state_dict(*Owl2ForCausalLM(config, torch::TensorOptions().dtype(dtype).device(torch::kMeta))), have,
+                 weights);
   // Every parameter is loaded below (check_coverage made sure), so none is drawn first.
   Owl2ForCausalLM model = [&] {
     SkipInitGuard uninitialised;

@@ -1,7 +1,7 @@
 // The authors' label files: the input read both as training records and as scored records.
 #include "data/dataset.h"
-#include "tests/fuzz/fuzz_input.h"
 #include "qalign/error.h"
+#include "tests/fuzz/fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path = qalign::fuzz::write_input(data, size, "data.json");

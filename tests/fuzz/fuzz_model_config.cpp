@@ -2,9 +2,9 @@
 // back (to_json) as a config that reads to the same JSON.
 #include <cstdlib>
 
-#include "tests/fuzz/fuzz_input.h"
 #include "qalign/error.h"
 #include "qalign/model/config.h"
+#include "tests/fuzz/fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path = qalign::fuzz::write_input(data, size, "config.json");

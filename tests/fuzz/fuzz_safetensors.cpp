@@ -1,8 +1,8 @@
 // safetensors: SafetensorsFile::open on the input (through its mmap), then every tensor read
 // back in full, so that a header pointing outside the file shows up as an ASan read error.
-#include "tests/fuzz/fuzz_input.h"
 #include "qalign/error.h"
 #include "qalign/io/safetensors.h"
+#include "tests/fuzz/fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path = qalign::fuzz::write_input(data, size, "model.safetensors");

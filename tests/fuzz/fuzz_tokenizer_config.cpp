@@ -2,9 +2,9 @@
 // the tiny fixture's (8 KB, so a config that parses still loads quickly).
 #include <filesystem>
 
-#include "tests/fuzz/fuzz_input.h"
 #include "qalign/error.h"
 #include "qalign/tokenizer.h"
+#include "tests/fuzz/fuzz_input.h"
 
 #ifndef QALIGN_TINY_TOKENIZER
 #error "QALIGN_TINY_TOKENIZER (tests/fixtures/qalign-tiny/model/tokenizer.model) must be defined"

@@ -2,9 +2,9 @@
 // to_yaml and back unchanged.
 #include <cstdlib>
 
-#include "tests/fuzz/fuzz_input.h"
 #include "qalign/config/train_config.h"
 #include "qalign/error.h"
+#include "tests/fuzz/fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path = qalign::fuzz::write_input(data, size, "recipe.yaml");
@@ -15,8 +15,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   const std::string yaml = qalign::config::to_yaml(config);
-  const std::string again = qalign::fuzz::write_input(reinterpret_cast<const uint8_t*>(yaml.data()), yaml.size(),
-                                                      "again.yaml");
+  const std::string again =
+      qalign::fuzz::write_input(reinterpret_cast<const uint8_t*>(yaml.data()), yaml.size(), "again.yaml");
   if (qalign::config::to_yaml(qalign::config::load_train_config(again)) != yaml) std::abort();
   return 0;
 }

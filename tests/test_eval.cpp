@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "qalign/io/atomic_file.h"
+#include "qalign/io/csv.h"
 #include "qalign/metrics.h"
 #include "tests/support/fixtures.h"
 
@@ -66,6 +67,16 @@ std::map<std::pair<std::string, int>, nlohmann::json> by_key(const std::vector<n
 }
 
 }  // namespace
+
+// RFC 4180: a field with a comma, quote, CR or LF is quoted, inner quotes doubled; others as is.
+TEST(Csv, FieldsAreQuotedOnlyWhenTheyMustBe) {
+  EXPECT_EQ(io::csv_field("plain/path.png"), "plain/path.png");
+  EXPECT_EQ(io::csv_field("a,b.png"), "\"a,b.png\"");
+  EXPECT_EQ(io::csv_field("say \"hi\".png"), "\"say \"\"hi\"\".png\"");
+  EXPECT_EQ(io::csv_field("line\rbreak.png"), "\"line\rbreak.png\"");
+  EXPECT_EQ(io::csv_field("line\nbreak.png"), "\"line\nbreak.png\"");
+  EXPECT_EQ(io::csv_field(""), "");
+}
 
 TEST(EvalCli, WritesResultsPredictionsAndTable) {
   const std::string out = workspace().dir + "/run";

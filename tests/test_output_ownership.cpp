@@ -119,7 +119,8 @@ TEST(OutputOwnership, InitAndExportDoNotReplaceAModelFolderUnasked) {
   const auto weights = test::read_file(model + "/model.safetensors");
   auto m = run_qalign("init --preset tiny --tokenizer " + kModel + " --out " + model);
   EXPECT_EQ(m.exit_code, 1) << m.output;
-  EXPECT_TRUE(has(m, "model already holds files; --overwrite replaces its weights")) << m.output;
+  EXPECT_TRUE(has(m, "model already holds files; --overwrite writes there, removing its old weights first"))
+      << m.output;
   EXPECT_EQ(test::read_file(model + "/model.safetensors"), weights);
 
   // Export into a folder with other weights: refused, and with --overwrite the old weights go, so
@@ -129,7 +130,8 @@ TEST(OutputOwnership, InitAndExportDoNotReplaceAModelFolderUnasked) {
   fs::copy_file(model + "/model.safetensors", out + "/model.safetensors");
   m = run_qalign("export --checkpoint " + kModel + " --out " + out + " --dtype float32 --max-shard-size 100KB");
   EXPECT_EQ(m.exit_code, 1) << m.output;
-  EXPECT_TRUE(has(m, "exported already holds files; --overwrite replaces its weights")) << m.output;
+  EXPECT_TRUE(has(m, "exported already holds files; --overwrite writes there, removing its old weights first"))
+      << m.output;
   m = run_qalign("export --checkpoint " + kModel + " --out " + out +
                  " --dtype float32 --max-shard-size 100KB --overwrite");
   ASSERT_EQ(m.exit_code, 0) << m.output;

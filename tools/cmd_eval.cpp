@@ -16,6 +16,7 @@
 #include "qalign/compat.h"
 #include "qalign/error.h"
 #include "qalign/io/atomic_file.h"
+#include "qalign/io/csv.h"
 #include "qalign/io/lora_folder.h"
 #include "qalign/log.h"
 #include "qalign/metrics.h"
@@ -86,13 +87,6 @@ std::string number(double v, int digits = 4) {
 
 ordered_json json_number(double v) { return std::isfinite(v) ? ordered_json(v) : ordered_json(nullptr); }
 
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
-
 void write_reports(const std::string& out, const std::vector<std::string>& datasets,
                    const std::map<std::string, std::vector<Prediction>>& by_dataset, bool lower_is_better) {
   ordered_json results = ordered_json::object();
@@ -107,7 +101,7 @@ void write_reports(const std::string& out, const std::vector<std::string>& datas
     for (const auto& p : rows) {
       pred.push_back(p.score);
       gt.push_back(p.gt_score);
-      csv += csv_field(p.dataset) + "," + std::to_string(p.index) + "," + csv_field(p.image) + "," +
+      csv += io::csv_field(p.dataset) + "," + std::to_string(p.index) + "," + io::csv_field(p.image) + "," +
              data::python_float_text(p.gt_score) + "," + data::python_float_text(p.score) + "," +
              data::python_float_text(p.score01) + "\n";
     }

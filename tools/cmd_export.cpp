@@ -69,7 +69,7 @@ int run_export(const ExportOptions& o) {
     fail("--lora", lora_dir,
          "a Hugging Face model folder holds plain weights: add --merge-lora to fold the adapters in");
   if (io::same_file(o.out, base)) fail("--out", o.out, "is the source folder");
-  if (!o.overwrite) io::require_new_folder(o.out, "--out", "--overwrite replaces its weights");
+  if (!o.overwrite) io::require_new_folder(o.out, "--out", "--overwrite writes there, removing its old weights first");
 
   auto m = io::load_pretrained_with_lora(base, lora_dir, torch::kFloat32);
   io::StateDict weights;

@@ -33,7 +33,7 @@ int run_init(const InitArgs& a) {
   const auto config =
       a.preset.empty() ? model::ModelConfig::from_json_file(a.config) : model::preset_config(a.preset, "--preset");
   const std::string source = a.preset.empty() ? a.config : "--preset " + a.preset;
-  if (!a.overwrite) io::require_new_folder(a.out, "--out", "--overwrite replaces its weights");
+  if (!a.overwrite) io::require_new_folder(a.out, "--out", "--overwrite writes there, removing its old weights first");
   const Tokenizer tokenizer(a.tokenizer);
   if (tokenizer.vocab_size() > config.vocab_size)
     fail(source, "vocab_size",

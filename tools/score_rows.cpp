@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "qalign/error.h"
+#include "qalign/io/csv.h"
 
 namespace qalign::tools {
 
@@ -44,14 +45,9 @@ nlohmann::ordered_json failed_row(const std::string& input, Task task, Media med
 
 namespace {
 
-// RFC 4180 quoting by hand: a dozen lines, where a CSV library would be a new dependency.
 std::string csv_field(const nlohmann::ordered_json& v) {
   if (v.is_null()) return "";
-  const std::string s = v.is_string() ? v.get<std::string>() : v.dump();
-  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
+  return io::csv_field(v.is_string() ? v.get<std::string>() : v.dump());
 }
 
 }  // namespace

@@ -21,7 +21,7 @@ void require_new_folder(const std::string& dir, const std::string& source, const
   if (!fs::exists(dir, ec)) return;
   if (!fs::is_directory(dir, ec)) fail(source, "", dir + " exists and is not a folder");
   if (fs::is_empty(dir, ec)) return;
-  fail(source, "", dir + " already holds files; " + override_hint + " to write there anyway");
+  fail(source, "", dir + " already holds files; " + override_hint);
 }
 
 bool same_file(const std::string& a, const std::string& b) {

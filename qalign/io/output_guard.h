@@ -6,7 +6,7 @@
 namespace qalign::io {
 
 // Fails unless `dir` is absent or an empty folder. `source` names it in the message (e.g.
-// "--out DIR"), `override_hint` says how to write there anyway (e.g. "--overwrite").
+// "--out DIR"), `override_hint` says how to write there anyway.
 void require_new_folder(const std::string& dir, const std::string& source, const std::string& override_hint);
 
 // Whether `a` and `b` name the same existing file (hard links and symlinks included).

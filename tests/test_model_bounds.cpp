@@ -121,34 +121,19 @@ TEST(ConfigAgainstWeights, InitWithoutWeightsStillBuildsAModel) {
 
 // --- FIFOs are refused before they are opened -----------------------------------------------
 
-TEST(NonRegularFiles, FifoWeightsAreRefused) {
-  test::ScratchDir d("qalign-bounds");
-  const auto dir = d.file("model");
-  fs::copy(test::fixture("qalign-tiny/model"), dir, fs::copy_options::recursive);
-  make_fifo(dir + "/model.safetensors");
-  expect_bounded(score(dir), 1,
-                 {"model/model.safetensors: cannot open file: it is a FIFO (named pipe), not a regular file"});
-  fs::remove(dir + "/model.safetensors");
-  make_fifo(dir + "/pytorch_model.bin");
-  expect_bounded(score(dir), 1,
-                 {"model/pytorch_model.bin: cannot open file: it is a FIFO (named pipe), not a regular file"});
-}
-
-TEST(NonRegularFiles, FifoConfigJsonIsRefused) {
-  test::ScratchDir d("qalign-bounds");
-  const auto dir = d.file("model");
-  fs::copy(test::fixture("qalign-tiny/model"), dir, fs::copy_options::recursive);
-  make_fifo(dir + "/config.json");
-  expect_bounded(score(dir), 1, {"model/config.json: cannot open file: it is a FIFO (named pipe), not a regular file"});
-}
-
-TEST(NonRegularFiles, FifoTokenizerIsRefused) {
-  test::ScratchDir d("qalign-bounds");
-  const auto dir = d.file("model");
-  fs::copy(test::fixture("qalign-tiny/model"), dir, fs::copy_options::recursive);
-  make_fifo(dir + "/tokenizer.model");
-  expect_bounded(score(dir), 1,
-                 {"model/tokenizer.model: cannot open file: it is a FIFO (named pipe), not a regular file"});
+// Each file of a model folder a FIFO in turn (the weights in both formats: the .bin is read once
+// the safetensors are gone).
+TEST(NonRegularFiles, FifoInAModelFolderIsRefused) {
+  for (const std::string file : {"model.safetensors", "pytorch_model.bin", "config.json", "tokenizer.model"}) {
+    SCOPED_TRACE(file);
+    test::ScratchDir d("qalign-bounds");
+    const auto dir = d.file("model");
+    fs::copy(test::fixture("qalign-tiny/model"), dir, fs::copy_options::recursive);
+    if (file == "pytorch_model.bin") fs::remove(dir + "/model.safetensors");
+    make_fifo(dir + "/" + file);
+    expect_bounded(score(dir), 1,
+                   {"model/" + file + ": cannot open file: it is a FIFO (named pipe), not a regular file"});
+  }
 }
 
 TEST(NonRegularFiles, FifoTrainingYamlAndDataAreRefused) {

@@ -26,14 +26,7 @@ config::TrainConfig onealign(const std::vector<std::string>& overrides = {}) {
 // The onealign recipe's samples: one picture and a short question and answer.
 constexpr int64_t kOnealignTokens = 160;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 // --- against real runs ------------------------------------------------------------------------
 

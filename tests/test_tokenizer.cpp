@@ -319,16 +319,7 @@ TEST(Tokenizer, CoexistsWithLibTorch) {
             "The quality of the image is excellent.");
 }
 
-// The message of the Error thrown by `f`, or "" when none is thrown.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 TEST(Tokenizer, FolderWithoutModelNamesTheFile) {
   const fs::path d = temp_dir("no_model");

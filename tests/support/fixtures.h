@@ -1,9 +1,12 @@
 #pragma once
 // Paths to the fixtures the tests read: tests/fixtures in the repository (always there) and
 // ../shared (large label files; tests that need it skip when it is absent).
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <string>
+
+#include "qalign/error.h"
 
 namespace qalign::test {
 
@@ -32,6 +35,18 @@ struct Measured {
 };
 // Runs `qalign <args>` (args are split by the shell) and kills it after `limit_s` seconds.
 Measured run_qalign_measured(const std::string& args, double limit_s = 60);
+// Runs `f` and returns the qalign::Error message it must throw (a test failure when it throws none).
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no qalign::Error thrown";
+  return "";
+}
+
 // Where device-aware tests run: QALIGN_TEST_DEVICE=cuda (the GPU check), else the CPU.
 torch::Device test_device();
 

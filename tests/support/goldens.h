@@ -1,7 +1,6 @@
 #pragma once
 // What the tests on the authors' goldens share: the JSON metadata and safetensors of a fixture
-// set, pictures as tensors, and the message of the qalign::Error a call must throw.
-#include <gtest/gtest.h>
+// set and pictures as tensors.
 #include <torch/torch.h>
 
 #include <fstream>
@@ -11,7 +10,6 @@
 #include <string>
 
 #include "data/image.h"
-#include "qalign/error.h"
 #include "qalign/io/safetensors.h"
 #include "tests/support/fixtures.h"
 
@@ -37,18 +35,6 @@ inline torch::Tensor as_tensor(const data::Image& img) {
 
 inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
-}
-
-// Runs `f` and returns the qalign::Error message it must throw.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no qalign::Error thrown";
-  return "";
 }
 
 }  // namespace qalign::test

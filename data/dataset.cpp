@@ -7,9 +7,9 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "qalign/error.h"
-#include "qalign/io/atomic_file.h"
-#include "qalign/io/json_file.h"
+#include "qalign/base/atomic_file.h"
+#include "qalign/base/error.h"
+#include "qalign/base/json_file.h"
 #include "qalign/tokenizer.h"
 
 namespace qalign::data {

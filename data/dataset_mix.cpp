@@ -5,7 +5,7 @@
 #include <numeric>
 
 #include "data/dataset_random.h"
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 
 namespace qalign::data {
 

@@ -1,7 +1,7 @@
 #include "data/dataset_sft.h"
 
 #include "data/dataset_random.h"
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "qalign/tokenizer.h"
 
 namespace qalign::data {

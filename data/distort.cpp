@@ -6,7 +6,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 
 namespace qalign::data {
 

@@ -12,7 +12,7 @@
 
 #include "data/image_header.h"
 #include "data/media_type.h"
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 
 namespace qalign::data {
 

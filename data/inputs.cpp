@@ -4,7 +4,7 @@
 #include <cctype>
 
 #include "data/media_type.h"
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 
 namespace qalign::data {
 

@@ -5,8 +5,8 @@
 
 #include "data/preprocess.h"
 #include "data/video.h"
-#include "qalign/error.h"
-#include "qalign/log.h"
+#include "qalign/base/error.h"
+#include "qalign/base/log.h"
 
 namespace qalign::data {
 

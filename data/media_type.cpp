@@ -7,8 +7,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "qalign/error.h"
-#include "qalign/io/regular_file.h"
+#include "qalign/base/error.h"
+#include "qalign/base/regular_file.h"
 
 namespace qalign::data {
 

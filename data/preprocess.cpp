@@ -8,8 +8,8 @@
 
 #include "data/image_decode.h"
 #include "data/pil_resize.h"
-#include "qalign/error.h"
-#include "qalign/io/json_file.h"
+#include "qalign/base/error.h"
+#include "qalign/base/json_file.h"
 
 namespace qalign::data {
 

@@ -6,7 +6,7 @@
 #include <cctype>
 #include <limits>
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 
 namespace qalign::data {
 

@@ -7,7 +7,7 @@
 
 #include "data/media_type.h"
 #include "data/preprocess.h"
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 
 namespace qalign::data {
 

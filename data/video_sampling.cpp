@@ -2,7 +2,7 @@
 
 #include <sstream>
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 
 namespace qalign::data {
 

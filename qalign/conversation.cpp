@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
-#include "qalign/error.h"
-#include "qalign/log.h"
+#include "qalign/base/error.h"
+#include "qalign/base/log.h"
 
 namespace qalign {
 namespace {

@@ -1,7 +1,7 @@
 #include "qalign/prompts.h"
 
+#include "qalign/base/error.h"
 #include "qalign/conversation.h"
-#include "qalign/error.h"
 #include "qalign/tokenizer.h"
 
 namespace qalign {

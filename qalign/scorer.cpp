@@ -3,8 +3,8 @@
 #include <cmath>
 #include <cstdlib>
 
-#include "qalign/error.h"
-#include "qalign/log.h"
+#include "qalign/base/error.h"
+#include "qalign/base/log.h"
 
 namespace qalign {
 

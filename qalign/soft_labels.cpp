@@ -4,7 +4,7 @@
 #include <cmath>
 #include <limits>
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 
 namespace qalign {
 

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <sstream>
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 
 namespace qalign {
 

@@ -8,9 +8,9 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "qalign/error.h"
-#include "qalign/io/atomic_file.h"
-#include "qalign/io/json_file.h"
+#include "qalign/base/atomic_file.h"
+#include "qalign/base/error.h"
+#include "qalign/base/json_file.h"
 
 namespace qalign {
 namespace {

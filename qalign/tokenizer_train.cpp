@@ -6,9 +6,9 @@
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
+#include "qalign/base/atomic_file.h"
+#include "qalign/base/error.h"
 #include "qalign/conversation.h"
-#include "qalign/error.h"
-#include "qalign/io/atomic_file.h"
 #include "qalign/prompts.h"
 #include "qalign/tokenizer.h"
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, for a machine with nothing but PyTorch (CUDA) in its python3: no apt, no
-# network. Prepare here with scripts/device_bundle.sh --opencv, then run through the device tool as
+# network (README, "Checking a GPU machine"). Prepare here with scripts/device_bundle.sh --opencv,
+# copy the tree with .deps/device there and run it; through this project's device tool that is
 #   run(command="scripts/device_check.sh", carry=[".deps/device"], timeout_s=480)
 # It builds qalign against python3's torch and the carried bundle (with the bundle's static OpenCV
 # when it has one, else without decoding), checks that build's decoding against the authors'

@@ -3,6 +3,8 @@
 #   Debian packages, LibTorch 2.11.0 (PyPI wheel) in .venv, SentencePiece (static) in .deps.
 # Re-running skips what is already there. QALIGN_FULL_CUDA_WHEELS=1 installs torch's own
 # nvidia-* wheels (gigabytes) instead of using the machine's CUDA 13 libraries.
+# --demo adds the packages whose photographs only the demo uses (62 MB, no dependencies:
+# data/demo_photographs.h); the tests never need them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -16,6 +18,9 @@ APT_PKGS=(build-essential cmake pkg-config python3-venv libyaml-cpp-dev libopenc
           nlohmann-json3-dev libcli11-dev libgtest-dev libgloo-dev
           opencv-doc   # the photographs and clips of the demo and tests
           clang-format-14)  # scripts/format.sh --check, which CI runs
+if [ "${1:-}" = "--demo" ]; then
+  APT_PKGS+=(gcompris-qt-data lomiri-wallpapers-16.04 palapeli-data)
+fi
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

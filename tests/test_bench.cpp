@@ -6,7 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "qalign/model/flops.h"
 #include "qalign/model/owl2.h"
 #include "qalign/model/presets.h"

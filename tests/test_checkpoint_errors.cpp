@@ -7,12 +7,12 @@
 #include <filesystem>
 #include <fstream>
 
-#include "qalign/error.h"
-#include "qalign/io/atomic_file.h"
+#include "qalign/base/atomic_file.h"
+#include "qalign/base/error.h"
 #include "qalign/io/checkpoint.h"
 #include "qalign/io/safetensors.h"
 #include "qalign/io/torch_bin.h"
-#include "qalign/model/weights.h"
+#include "qalign/io/weights.h"
 #include "tests/support/fixtures.h"
 
 namespace fs = std::filesystem;
@@ -181,24 +181,24 @@ std::vector<Case> cases() {
        [] {
          auto sd = io::load_weights(fixture_model());
          sd.erase("model.norm.weight");
-         auto m = model::load_pretrained(fixture_model());
-         model::load_state_dict(*m, sd, "partial.safetensors");
+         auto m = io::load_pretrained(fixture_model());
+         io::load_state_dict(*m, sd, "partial.safetensors");
        },
        {"partial.safetensors", "model.norm.weight", "missing from the checkpoint"}},
       {"checkpoint with a wrongly shaped tensor",
        [] {
          auto sd = io::load_weights(fixture_model());
          sd["lm_head.weight"] = torch::zeros({3, 3});
-         auto m = model::load_pretrained(fixture_model());
-         model::load_state_dict(*m, sd, "shapes.safetensors");
+         auto m = io::load_pretrained(fixture_model());
+         io::load_state_dict(*m, sd, "shapes.safetensors");
        },
        {"shapes.safetensors", "lm_head.weight", "shape [3, 3] but the model expects [576, 64]"}},
       {"checkpoint with an extra tensor",
        [] {
          auto sd = io::load_weights(fixture_model());
          sd["model.extra.weight"] = torch::zeros({1});
-         auto m = model::load_pretrained(fixture_model());
-         model::load_state_dict(*m, sd, "extra.safetensors");
+         auto m = io::load_pretrained(fixture_model());
+         io::load_state_dict(*m, sd, "extra.safetensors");
        },
        {"extra.safetensors", "model.extra.weight", "not a parameter of this model"}},
       {"folder without weights", [] { io::load_weights(dir().string()); }, {dir().string(), "no weights found"}},

@@ -7,12 +7,12 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "qalign/io/atomic_file.h"
+#include "qalign/base/atomic_file.h"
 #include "qalign/io/checkpoint.h"
 #include "qalign/io/safetensors.h"
 #include "qalign/io/torch_bin.h"
+#include "qalign/io/weights.h"
 #include "qalign/model/presets.h"
-#include "qalign/model/weights.h"
 #include "tests/support/fixtures.h"
 #include "train/device.h"
 
@@ -158,27 +158,27 @@ TEST(CheckpointIO, InspectAgreesOnTheThreeForms) {
   EXPECT_EQ(j["num_parameters"].get<uint64_t>(), 958976u / 4);
 }
 
-// Loading a bf16 model folder for training (the trainer's model::load_pretrained): weights go
+// Loading a bf16 model folder for training (the trainer's io::load_pretrained): weights go
 // piece by piece straight into bf16 parameters, so the resident memory the load adds stays near
 // the weights' size: no float32 model, no second copy of the file in memory.
 TEST(LoadPretrained, Bf16FolderAddsAboutItsOwnSizeOfMemory) {
   test::ScratchDir dir("qalign_loadmem");
   {
     model::Owl2ForCausalLM m(model::preset_config("small"), torch::TensorOptions().dtype(torch::kBFloat16));
-    io::save_weights(dir.path(), model::state_dict(*m), io::WeightFormat::Safetensors);
+    io::save_weights(dir.path(), io::state_dict(*m), io::WeightFormat::Safetensors);
     io::write_file_atomic(dir.file("config.json"), m->config.to_json().dump());
   }
   malloc_trim(0);
   const double file = static_cast<double>(fs::file_size(dir.file("model.safetensors")));
   const int64_t before = train::resident_bytes();
   ASSERT_TRUE(train::reset_peak_resident()) << "/proc/self/clear_refs refused: the peak cannot be measured here";
-  const auto m = model::load_pretrained(dir.path(), torch::kBFloat16);
+  const auto m = io::load_pretrained(dir.path(), torch::kBFloat16);
   const double added = static_cast<double>(train::peak_resident_bytes() - before);
   std::cout << "weights " << file / (1 << 20) << " MiB; the load added " << added / (1 << 20) << " MiB at peak ("
             << added / file << "x)\n";
   EXPECT_LE(added, 1.3 * file);
   EXPECT_GE(added, 0.9 * file);  // the parameters themselves are resident
   const auto saved = io::SafetensorsFile::open(dir.file("model.safetensors"));
-  const auto loaded = model::state_dict(*m);
+  const auto loaded = io::state_dict(*m);
   for (const auto& t : saved->tensors()) EXPECT_TRUE(bitwise_equal(loaded.at(t.name), saved->get(t.name))) << t.name;
 }

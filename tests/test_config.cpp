@@ -9,10 +9,10 @@
 #include <functional>
 #include <sstream>
 
-#include "qalign/config/keys.h"
+#include "qalign/base/error.h"
+#include "qalign/base/keys.h"
 #include "qalign/config/overrides.h"
 #include "qalign/config/train_config.h"
-#include "qalign/error.h"
 #include "qalign/model/config.h"
 #include "tests/support/fixtures.h"
 

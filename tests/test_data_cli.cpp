@@ -10,7 +10,7 @@
 #include <stdexcept>
 
 #include "data/dataset.h"
-#include "qalign/io/atomic_file.h"
+#include "qalign/base/atomic_file.h"
 #include "tests/support/fixtures.h"
 
 namespace qalign {

@@ -12,8 +12,8 @@
 #include "data/dataset.h"
 #include "data/dataset_mix.h"
 #include "data/dataset_sft.h"
-#include "qalign/error.h"
-#include "qalign/io/atomic_file.h"
+#include "qalign/base/atomic_file.h"
+#include "qalign/base/error.h"
 #include "qalign/prompts.h"
 #include "tests/support/fixtures.h"
 

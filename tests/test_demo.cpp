@@ -8,8 +8,9 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <set>
+#include <sstream>
 
-#include "qalign/model/weights.h"
+#include "qalign/io/weights.h"
 #include "qalign/syllabus.h"
 #include "tests/support/fixtures.h"
 
@@ -85,13 +86,51 @@ TEST(DemoCli, MakeDataSplitsByPhotographAndLabelsBySyllabus) {
                                 tmp.file("tokenizer") + " --out " + tmp.file("init") + " --seed 5",
                             &rc);
   ASSERT_EQ(rc, 0) << init_log;
-  const auto a = model::load_pretrained(tmp.file("init"));
+  const auto a = io::load_pretrained(tmp.file("init"));
   run("init --config " + test::source_dir() + "/configs/demo_model.json --tokenizer " + tmp.file("tokenizer") +
           " --out " + tmp.file("init2") + " --seed 5",
       &rc);
-  const auto b = model::load_pretrained(tmp.file("init2"));
-  for (const auto& [name, t] : model::state_dict(*a))
-    EXPECT_TRUE(torch::equal(t, model::state_dict(*b).at(name))) << name;
+  const auto b = io::load_pretrained(tmp.file("init2"));
+  for (const auto& [name, t] : io::state_dict(*a)) EXPECT_TRUE(torch::equal(t, io::state_dict(*b).at(name))) << name;
+
+  // The report: SRCC per type over exactly the held-out pictures, and the sheet of 3 + 3 tiles.
+  const auto report = run("demo report --model " + tmp.file("init") + " --data " + tmp.path() + " --sheet " +
+                              tmp.file("sheet.png") + " --count 3",
+                          &rc);
+  ASSERT_EQ(rc, 0) << report;
+  std::map<std::string, int> pictures;
+  std::istringstream rows(report);
+  for (std::string line; std::getline(rows, line);) {
+    char type[32];
+    int n = 0;
+    char srcc[32];
+    if (std::sscanf(line.c_str(), "| %31s | %d | %31s |", type, &n, srcc) != 3) continue;
+    pictures[type] = n;
+    if (std::string(srcc) != "undefined") {
+      EXPECT_GE(std::stod(srcc), -1.0) << line;
+      EXPECT_LE(std::stod(srcc), 1.0) << line;
+    }
+  }
+  std::set<std::string> test_types;
+  for (const auto& it : manifest["items"])
+    if (it["split"] == "test") test_types.insert(it["distortion"].get<std::string>());
+  EXPECT_EQ(pictures.size(), test_types.size() + 1) << report;  // each type and all
+  EXPECT_EQ(pictures["all"], static_cast<int>(test_set.size())) << report;
+  int per_type = 0;
+  for (const auto& [type, n] : pictures) per_type += type == "all" ? 0 : n;
+  EXPECT_EQ(per_type, pictures["all"]);
+  const cv::Mat sheet = cv::imread(tmp.file("sheet.png"));
+  EXPECT_EQ(sheet.cols, 3 * (192 + 8) + 8);
+  EXPECT_EQ(sheet.rows, 2 * (28 + 192 + 44) + 8);
+  // The photographs' list with packages and licences, one row per photograph used.
+  const std::string readme = test::read_file(tmp.file("README.md"));
+  size_t listed = 0;
+  for (const char* split : {"\n| train |", "\n| test |"})
+    for (size_t at = readme.find(split); at != std::string::npos; at = readme.find(split, at + 1)) ++listed;
+  EXPECT_EQ(listed, train_sources.size() + test_sources.size());
+  EXPECT_NE(
+      readme.find("| opencv-doc | `/usr/share/doc/opencv-doc/examples/data/baboon.jpg` | Apache-2.0 AND BSD-3-Clause"),
+      std::string::npos);
 
   // Each part is drawn at its config's initializer_range; biases zero, norms one.
   auto config = json::parse(std::ifstream(test::source_dir() + "/configs/demo_model.json"));
@@ -103,7 +142,7 @@ TEST(DemoCli, MakeDataSplitsByPhotographAndLabelsBySyllabus) {
                                   tmp.file("tokenizer") + " --out " + tmp.file("init3"),
                               nullptr),
             0);
-  const auto c = model::state_dict(*model::load_pretrained(tmp.file("init3")));
+  const auto c = io::state_dict(*io::load_pretrained(tmp.file("init3")));
   auto std_of = [&](const std::string& name) { return c.at(name).std().item<double>(); };
   EXPECT_NEAR(std_of("model.vision_model.encoder.layers.0.mlp.fc1.weight"), 0.2, 0.01);
   EXPECT_NEAR(std_of("model.visual_abstractor.encoder.layers.0.crossattention.attention.query.weight"), 0.03, 0.003);
@@ -120,13 +159,37 @@ TEST(DemoCli, MakeDataSplitsByPhotographAndLabelsBySyllabus) {
   EXPECT_NE(out.find("visual_config.visual_model.initializer_range"), std::string::npos) << out;
 }
 
+// With the demo's packages installed (scripts/setup.sh --demo): photographs from Qt resource
+// archives and plain files, and photographs of one subject never on both sides of the split.
+TEST(DemoCli, MakeDataKeepsEachSubjectOnOneSide) {
+  if (!fs::exists("/usr/share/gcompris-qt/rcc/erase.rcc"))
+    GTEST_SKIP() << "gcompris-qt-data is not installed (scripts/setup.sh --demo installs it; the tests do not need it)";
+  test::ScratchDir tmp("qalign-demo-subjects");
+  int rc = 0;
+  const auto log = run(
+      "demo make-data --out " + tmp.path() + " --size 32 --scene 32 --per-image 1 --test-per-image 1 --seed 1", &rc);
+  ASSERT_EQ(rc, 0) << log;
+  const auto manifest = json::parse(std::ifstream(tmp.file("manifest.json")));
+  std::map<std::string, std::set<std::string>> sides;  // subject -> splits
+  for (const auto& p : manifest["photos"]) sides[p["subject"].get<std::string>()].insert(p["split"].get<std::string>());
+  std::set<std::string> names;
+  for (const auto& p : manifest["photos"]) names.insert(p["name"].get<std::string>());
+  for (const auto& it : manifest["items"]) EXPECT_EQ(names.count(it["source"].get<std::string>()), 1u);
+  EXPECT_GE(manifest["train_photos"].size() + manifest["test_photos"].size(), 169u);
+  EXPECT_GE(manifest["train_photos"].size(), 100u);
+  for (const auto& subject : {"giraffe", "chameleon", "taj-mahal", "chenonceau", "cat"})
+    EXPECT_EQ(sides[subject].size(), 1u) << subject;
+  for (const auto& [subject, splits] : sides) EXPECT_EQ(splits.size(), 1u) << subject;
+  EXPECT_TRUE(fs::exists(tmp.file("sources/giraffe-1.webp")));
+}
+
 TEST(DemoCli, InitFromAPresetWritesThatSize) {
   test::ScratchDir tmp("qalign-init-preset");
   int rc = 0;
   const auto tokenizer = test::fixture("qalign-tiny/model");
   const auto log = run("init --preset tiny --tokenizer " + tokenizer + " --out " + tmp.file("m"), &rc);
   ASSERT_EQ(rc, 0) << log;
-  const auto m = model::load_pretrained(tmp.file("m"));
+  const auto m = io::load_pretrained(tmp.file("m"));
   EXPECT_EQ(m->config.hidden_size, 64);
   EXPECT_EQ(m->config.vision.image_size, 56);
   EXPECT_NE(run("init --preset tiny --config x.json --tokenizer " + tokenizer + " --out " + tmp.file("n"), &rc)

@@ -6,7 +6,7 @@
 
 #include "data/distort.h"
 #include "data/image_decode.h"
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "tests/support/fixtures.h"
 
 using namespace qalign;

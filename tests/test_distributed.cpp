@@ -20,18 +20,18 @@
 #include <thread>
 
 #include "data/sampler.h"
-#include "qalign/error.h"
+#include "qalign/base/error.h"
+#include "qalign/dist/process_group.h"
 #include "qalign/io/safetensors.h"
 #include "tests/support/fixtures.h"
-#include "train/process_group.h"
 
 using namespace qalign;
 namespace fs = std::filesystem;
 
 namespace {
 
-train::LaunchEnv env_of(const std::map<std::string, std::string>& vars) {
-  return train::read_launch_env([&](const char* name) -> const char* {
+dist::LaunchEnv env_of(const std::map<std::string, std::string>& vars) {
+  return dist::read_launch_env([&](const char* name) -> const char* {
     const auto it = vars.find(name);
     return it == vars.end() ? nullptr : it->second.c_str();
   });
@@ -66,9 +66,9 @@ TEST(LaunchEnv, Slurm) {
   EXPECT_EQ(e.local_world_size, 4);
   EXPECT_EQ(e.master_addr, "gpu03");
   EXPECT_EQ(e.master_port, 29500);
-  EXPECT_EQ(train::first_slurm_host("a1,b2"), "a1");
-  EXPECT_EQ(train::first_slurm_host("solo"), "solo");
-  EXPECT_EQ(train::first_slurm_host("n[7,9]"), "n7");
+  EXPECT_EQ(dist::first_slurm_host("a1,b2"), "a1");
+  EXPECT_EQ(dist::first_slurm_host("solo"), "solo");
+  EXPECT_EQ(dist::first_slurm_host("n[7,9]"), "n7");
 }
 
 TEST(LaunchEnv, OpenMpiAndNone) {

@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "qalign/io/atomic_file.h"
+#include "qalign/base/atomic_file.h"
 #include "qalign/io/csv.h"
 #include "qalign/metrics.h"
 #include "tests/support/fixtures.h"

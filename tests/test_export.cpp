@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "qalign/io/checkpoint.h"
-#include "qalign/model/weights.h"
+#include "qalign/io/weights.h"
 #include "tests/support/fixtures.h"
 
 using namespace qalign;
@@ -24,7 +24,7 @@ int export_model(const std::string& args, std::string* out) {
 }
 
 // The base checkpoint as our model holds it (what export writes, before the dtype cast).
-io::StateDict base_weights() { return model::state_dict(*model::load_pretrained(test::fixture(kBase))); }
+io::StateDict base_weights() { return io::state_dict(*io::load_pretrained(test::fixture(kBase))); }
 
 void expect_bitwise(const io::StateDict& got, const io::StateDict& want, torch::Dtype dtype) {
   ASSERT_EQ(got.size(), want.size());
@@ -54,8 +54,8 @@ TEST(Export, Float32FolderReloadsBitwise) {
   source["torch_dtype"] = "float32";
   EXPECT_EQ(config, source);
   // And it is a model again.
-  auto m = model::load_pretrained(dir.path());
-  EXPECT_EQ(model::count_parameters(*m), model::count_parameters(*model::load_pretrained(test::fixture(kBase))));
+  auto m = io::load_pretrained(dir.path());
+  EXPECT_EQ(model::count_parameters(*m), model::count_parameters(*io::load_pretrained(test::fixture(kBase))));
 }
 
 TEST(Export, ShardedBFloat16ReloadsBitwise) {

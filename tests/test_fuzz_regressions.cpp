@@ -9,7 +9,7 @@
 
 #include "data/dataset.h"
 #include "data/image_decode.h"
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "qalign/io/pickle.h"
 #include "qalign/io/torch_bin.h"
 #include "qalign/model/config.h"

@@ -9,7 +9,7 @@
 
 #include "data/inputs.h"
 #include "data/prefetch.h"
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "tests/support/fixtures.h"
 
 using namespace qalign;

@@ -6,12 +6,12 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "qalign/io/checkpoint.h"
 #include "qalign/io/lora_folder.h"
 #include "qalign/io/safetensors.h"
+#include "qalign/io/weights.h"
 #include "qalign/model/lora.h"
-#include "qalign/model/weights.h"
 #include "qalign/scoring.h"
 #include "tests/support/fixtures.h"
 #include "train/adamw.h"
@@ -65,7 +65,7 @@ model::LoraConfig fixture_config() {
 
 // The base model with the goldens' initial adapters (A, B before training).
 model::Owl2ForCausalLM model_with_initial_adapters() {
-  auto m = model::load_pretrained(test::fixture(kBase));
+  auto m = io::load_pretrained(test::fixture(kBase));
   model::attach_lora(*m, fixture_config());
   torch::NoGradGuard no_grad;
   for (auto& [name, t] : io::lora_state_dict(*m)) t.copy_(golden().get("init." + peft_name(name)));
@@ -148,7 +148,7 @@ TEST(LoraTargets, ShortNamesAndDefault) {
   EXPECT_EQ(model::lora_targets({}, "test"), (std::vector<std::string>{"q_proj", "v_proj.multiway.1"}));
   EXPECT_EQ(model::lora_targets({"q", "v", "down"}, "test"),
             (std::vector<std::string>{"q_proj", "v_proj.multiway.0", "v_proj.multiway.1", "down_proj"}));
-  auto m = model::load_pretrained(test::fixture(kBase));
+  auto m = io::load_pretrained(test::fixture(kBase));
   model::LoraConfig c;
   c.r = 4;
   const auto adapted = model::attach_lora(*m, c);
@@ -156,13 +156,13 @@ TEST(LoraTargets, ShortNamesAndDefault) {
                          "model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj.multiway.1",
                          "model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.v_proj.multiway.1"}));
   c.target_modules = {"no_such_proj"};
-  auto other = model::load_pretrained(test::fixture(kBase));
+  auto other = io::load_pretrained(test::fixture(kBase));
   EXPECT_THROW(model::attach_lora(*other, c), Error);
 }
 
 // A fresh adapter (B = 0) leaves the model's output unchanged.
 TEST(LoraGolden, FreshAdapterIsTheBaseModel) {
-  auto m = model::load_pretrained(test::fixture(kBase));
+  auto m = io::load_pretrained(test::fixture(kBase));
   model::attach_lora(*m, fixture_config());
   torch::NoGradGuard no_grad;
   m->eval();
@@ -177,7 +177,7 @@ TEST(LoraGolden, InitialAdaptersGivePreTrain) {
 }
 
 TEST(LoraGolden, AuthorsFolderGivesPostTrain) {
-  auto m = model::load_pretrained(test::fixture(kBase));
+  auto m = io::load_pretrained(test::fixture(kBase));
   const auto f = io::apply_lora_folder(m, test::fixture(kLoraFolder));
   EXPECT_EQ(f.adapters.size(), 8u);
   EXPECT_EQ(f.non_lora_trainables.size(), golden().json["non_lora_trainables.bin_keys"].size());
@@ -186,12 +186,12 @@ TEST(LoraGolden, AuthorsFolderGivesPostTrain) {
 }
 
 TEST(LoraGolden, MergeGivesTheAuthorsMergedWeights) {
-  auto m = model::load_pretrained(test::fixture(kBase));
+  auto m = io::load_pretrained(test::fixture(kBase));
   io::apply_lora_folder(m, test::fixture(kLoraFolder));
   model::merge_lora(*m);
   EXPECT_TRUE(model::lora_modules(*m).empty());
   const auto want = io::load_weights(test::fixture("qalign-lora/merged/model.safetensors"));
-  const auto got = model::state_dict(*m);
+  const auto got = io::state_dict(*m);
   double worst = 0;
   for (const auto& [name, t] : want) {
     if (name.find("rotary_emb.inv_freq") != std::string::npos) continue;
@@ -271,12 +271,12 @@ TEST(LoraGolden, OneTrainingStepWithoutDropout) {
 // Our own folder round-trips: what write_lora_folder saves, apply_lora_folder restores.
 TEST(LoraFolder, WrittenFolderReloads) {
   test::ScratchDir dir("lora_folder");
-  auto m = model::load_pretrained(test::fixture(kBase));
+  auto m = io::load_pretrained(test::fixture(kBase));
   const auto f = io::apply_lora_folder(m, test::fixture(kLoraFolder));
   std::vector<std::string> adapted;
   for (const auto& [name, linear] : model::lora_modules(*m)) adapted.push_back(name);
   io::StateDict extra;
-  for (const auto& [name, t] : f.non_lora_trainables) extra[name] = model::state_dict(*m).at(name);
+  for (const auto& [name, t] : f.non_lora_trainables) extra[name] = io::state_dict(*m).at(name);
   io::write_lora_folder(dir.path(), f.config, adapted, io::lora_state_dict(*m), extra, m->config.to_json(),
                         test::fixture(kBase));
   for (const char* file :
@@ -286,9 +286,9 @@ TEST(LoraFolder, WrittenFolderReloads) {
   const auto saved = io::SafetensorsFile::open(dir.file("adapter_model.safetensors"));
   EXPECT_TRUE(saved->contains("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"));
 
-  auto again = model::load_pretrained(test::fixture(kBase));
+  auto again = io::load_pretrained(test::fixture(kBase));
   io::apply_lora_folder(again, dir.path());
-  const auto a = model::state_dict(*m), b = model::state_dict(*again);
+  const auto a = io::state_dict(*m), b = io::state_dict(*again);
   ASSERT_EQ(a.size(), b.size());
   for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, b.at(name))) << name;
 }
@@ -340,7 +340,7 @@ TEST(LoraTrain, FirstStepMatchesTheAuthorsWithoutDropout) {
                               &out),
             0)
       << out;
-  auto merged = model::load_pretrained(dir.file("merged"));
+  auto merged = io::load_pretrained(dir.file("merged"));
   EXPECT_TRUE(model::lora_modules(*merged).empty());
 }
 

@@ -16,7 +16,7 @@
 #include "data/image_decode.h"
 #include "data/media_type.h"
 #include "data/video.h"
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "tests/support/fixtures.h"
 
 namespace qalign::data {

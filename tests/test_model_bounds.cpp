@@ -8,10 +8,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include "qalign/base/atomic_file.h"
+#include "qalign/base/error.h"
 #include "qalign/config/limits.h"
 #include "qalign/config/train_config.h"
-#include "qalign/error.h"
-#include "qalign/io/atomic_file.h"
 #include "qalign/io/checkpoint.h"
 #include "tests/support/fixtures.h"
 

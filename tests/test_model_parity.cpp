@@ -9,8 +9,8 @@
 
 #include "qalign/io/checkpoint.h"
 #include "qalign/io/safetensors.h"
+#include "qalign/io/weights.h"
 #include "qalign/model/owl2.h"
-#include "qalign/model/weights.h"
 #include "qalign/scoring.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/tiny_golden.h"
@@ -37,7 +37,7 @@ struct CaseRun {
 
 // The fixture model in `sub` on the test device.
 model::Owl2ForCausalLM tiny(const std::string& sub, torch::ScalarType dtype = torch::kFloat32) {
-  auto m = model::load_pretrained(test::fixture("qalign-tiny/" + sub), dtype);
+  auto m = io::load_pretrained(test::fixture("qalign-tiny/" + sub), dtype);
   m->to(test::test_device());
   return m;
 }
@@ -109,9 +109,8 @@ TEST_P(ModelParity, EveryCaseEveryStage) {
 INSTANTIATE_TEST_SUITE_P(WeightForms, ModelParity, ::testing::Values("model", "model-sharded"));
 
 TEST(ModelParity, WeightsFromTorchBin) {
-  auto m = model::load_pretrained(test::fixture("qalign-tiny/model"));
-  model::load_state_dict(*m, io::load_weights(test::fixture("qalign-tiny/model/pytorch_model.bin")),
-                         "pytorch_model.bin");
+  auto m = io::load_pretrained(test::fixture("qalign-tiny/model"));
+  io::load_state_dict(*m, io::load_weights(test::fixture("qalign-tiny/model/pytorch_model.bin")), "pytorch_model.bin");
   m->to(test::test_device());
   for (const auto& c : cases()) expect_case_matches(m, c);
 }

@@ -5,8 +5,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "qalign/base/error.h"
 #include "qalign/config/train_config.h"
-#include "qalign/error.h"
 #include "qalign/model/presets.h"
 #include "tests/support/fixtures.h"
 #include "train/plan.h"

@@ -13,7 +13,7 @@
 #include "data/media_type.h"
 #include "data/pil_resize.h"
 #include "data/preprocess.h"
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "qalign/io/safetensors.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/goldens.h"

@@ -10,7 +10,7 @@
 #include "data/preprocess.h"
 #include "data/video.h"
 #include "qalign/io/safetensors.h"
-#include "qalign/model/weights.h"
+#include "qalign/io/weights.h"
 #include "qalign/scorer.h"
 #include "tests/support/fixtures.h"
 
@@ -99,8 +99,7 @@ TEST(ScoreCli, UnreadableInputIsReportedSkippedAndFailsTheRun) {
 }
 
 TEST(Scorer, VideosOfDifferentLengthsInOneBatchScoreAsAlone) {
-  Scorer scorer(model::load_pretrained(test::fixture("qalign-tiny/model")),
-                Tokenizer(test::fixture("qalign-tiny/model")));
+  Scorer scorer(io::load_pretrained(test::fixture("qalign-tiny/model")), Tokenizer(test::fixture("qalign-tiny/model")));
   const auto video = data::load_video_tensor(test::fixture("qalign-tiny/inputs/video.avi"), scorer.image_size());
   const auto shorter = video.narrow(0, 0, 2);
   const auto both = scorer.score({video, shorter}, Task::kQuality, Media::kVideo);

@@ -17,7 +17,7 @@
 
 #include "data/distort.h"
 #include "data/image_decode.h"
-#include "qalign/io/atomic_file.h"
+#include "qalign/base/atomic_file.h"
 #include "tests/support/fixtures.h"
 
 using namespace qalign;

@@ -12,8 +12,8 @@
 #include <stdexcept>
 
 #include "data/dataset.h"
-#include "qalign/error.h"
-#include "qalign/io/atomic_file.h"
+#include "qalign/base/atomic_file.h"
+#include "qalign/base/error.h"
 #include "qalign/soft_labels.h"
 #include "qalign/syllabus.h"
 #include "tests/support/fixtures.h"

@@ -12,8 +12,8 @@
 #include <sstream>
 #include <tuple>
 
+#include "qalign/base/error.h"
 #include "qalign/conversation.h"
-#include "qalign/error.h"
 #include "qalign/io/safetensors.h"
 #include "qalign/prompts.h"
 #include "qalign/tokenizer.h"

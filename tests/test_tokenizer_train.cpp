@@ -8,8 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "qalign/base/error.h"
 #include "qalign/conversation.h"
-#include "qalign/error.h"
 #include "qalign/prompts.h"
 #include "qalign/tokenizer.h"
 #include "qalign/tokenizer_train.h"

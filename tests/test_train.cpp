@@ -12,7 +12,7 @@
 #include <random>
 
 #include "qalign/io/safetensors.h"
-#include "qalign/model/weights.h"
+#include "qalign/io/weights.h"
 #include "qalign/tokenizer.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/tiny_golden.h"
@@ -236,7 +236,7 @@ TEST(TrainCheckpoints, HuggingFaceLayoutAndRotation) {
   EXPECT_EQ(state["global_step"], 3);
   EXPECT_EQ(state["lr_schedule"]["total_steps"], 3);
   // A checkpoint is a model folder the rest of qalign loads.
-  auto m = model::load_pretrained(dir + "/checkpoint-3");
+  auto m = io::load_pretrained(dir + "/checkpoint-3");
   EXPECT_TRUE(torch::equal(m->lm_head->weight, load(dir + "/checkpoint-3/model.safetensors").at("lm_head.weight")));
   const auto lines = metrics(dir);
   ASSERT_EQ(lines.size(), 3u);
@@ -383,7 +383,7 @@ TEST(TrainSoftLabels, LossIsTokenLossPlusWeightedKlOnTheLevelLogits) {
   const auto hard = load(dir + "/hard.safetensors"), soft = load(dir + "/soft.safetensors");
   ASSERT_TRUE(torch::equal(hard.at("input_ids"), soft.at("input_ids")));
 
-  auto m = model::load_pretrained(test::fixture("qalign-tiny/model"));
+  auto m = io::load_pretrained(test::fixture("qalign-tiny/model"));
   const auto [in, hidden] = replay(m, soft);
   const auto level_ids = Tokenizer(test::fixture("qalign-tiny/model")).level_token_ids();
   torch::NoGradGuard no_grad;
@@ -434,7 +434,7 @@ TEST(TrainAblation, RegressionHeadLossAndGradients) {
   EXPECT_EQ(step.count("grad.lm_head.weight"), 0u) << "no token loss: the output layer takes no part";
   EXPECT_EQ(max_abs(step.at("grad.model.norm.weight")), 0.0) << "only the head learns while it is zero";
 
-  auto m = model::load_pretrained(test::fixture("qalign-tiny/model"));
+  auto m = io::load_pretrained(test::fixture("qalign-tiny/model"));
   const auto [in, hidden] = replay(m, step);
   auto expected = torch::zeros({hidden.size(-1)}, torch::kFloat64);
   for (int64_t b = 0; b < in.labels.size(0); ++b)
@@ -442,7 +442,7 @@ TEST(TrainAblation, RegressionHeadLossAndGradients) {
   EXPECT_LT(max_diff(step.at("grad.score_head.weight").flatten(), expected), 1e-5 * max_abs(expected));
 
   // The written model carries its head, and the regression readout scores with it.
-  const auto trained = model::load_pretrained(dir + "/run");
+  const auto trained = io::load_pretrained(dir + "/run");
   ASSERT_TRUE(trained->score_head);
   EXPECT_NE(trained->score_head->bias.item<double>(), 0.0);
   const std::string test_file = dir + "/test.json";

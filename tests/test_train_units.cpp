@@ -10,9 +10,9 @@
 
 #include "data/loader.h"
 #include "data/sampler.h"
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "qalign/io/safetensors.h"
-#include "qalign/model/weights.h"
+#include "qalign/io/weights.h"
 #include "tests/support/fixtures.h"
 #include "train/activation_checkpoint.h"
 #include "train/adamw.h"
@@ -307,7 +307,7 @@ namespace {
 // Loss and gradients of the golden training batch (fed directly) through the tiny model.
 std::map<std::string, torch::Tensor> golden_grads(bool checkpointing, bool freeze_vision) {
   auto golden = io::SafetensorsFile::open(test::fixture("qalign-tiny/golden.safetensors"));
-  auto m = model::load_pretrained(test::fixture("qalign-tiny/model"));
+  auto m = io::load_pretrained(test::fixture("qalign-tiny/model"));
   m->train();
   for (auto& p : m->model->vision_model->parameters()) p.set_requires_grad(!freeze_vision);
   train::set_activation_checkpointing(m, checkpointing);
@@ -338,7 +338,7 @@ TEST(ActivationCheckpointing, SameGradientsAsWithout) {
 }
 
 TEST(ActivationCheckpointing, RecomputesEachBlockInBackward) {
-  auto m = model::load_pretrained(test::fixture("qalign-tiny/model"));
+  auto m = io::load_pretrained(test::fixture("qalign-tiny/model"));
   int calls = 0;
   const model::BlockRunner counting = [&](torch::nn::Module& block, const model::BlockForward& f,
                                           const torch::Tensor& h) {

@@ -14,7 +14,7 @@
 
 #include "data/preprocess.h"
 #include "data/video.h"
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "qalign/io/safetensors.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/goldens.h"

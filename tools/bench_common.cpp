@@ -3,7 +3,7 @@
 #include <fstream>
 #include <thread>
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "tools/bench.h"
 
 namespace qalign::tools::bench {

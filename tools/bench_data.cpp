@@ -12,7 +12,7 @@
 #include <thread>
 
 #include "data/preprocess.h"
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "tools/bench.h"
 
 namespace qalign::tools::bench {

@@ -12,8 +12,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "qalign/base/error.h"
 #include "qalign/conversation.h"
-#include "qalign/error.h"
 #include "qalign/model/flops.h"
 #include "qalign/model/owl2.h"
 #include "qalign/model/presets.h"

@@ -6,9 +6,9 @@
 
 #include "data/dataset.h"
 #include "data/dataset_sft.h"
+#include "qalign/base/atomic_file.h"
+#include "qalign/base/log.h"
 #include "qalign/conversation.h"
-#include "qalign/io/atomic_file.h"
-#include "qalign/log.h"
 #include "qalign/soft_labels.h"
 #include "qalign/syllabus.h"
 #include "qalign/tokenizer.h"

@@ -6,12 +6,12 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "qalign/error.h"
-#include "qalign/io/json_file.h"
+#include "qalign/base/error.h"
+#include "qalign/base/json_file.h"
+#include "qalign/base/log.h"
 #include "qalign/io/lora_folder.h"
 #include "qalign/io/output_guard.h"
-#include "qalign/log.h"
-#include "qalign/model/weights.h"
+#include "qalign/io/weights.h"
 #include "tools/commands.h"
 #include "train/checkpointing.h"
 
@@ -73,7 +73,7 @@ int run_export(const ExportOptions& o) {
 
   auto m = io::load_pretrained_with_lora(base, lora_dir, torch::kFloat32);
   io::StateDict weights;
-  for (const auto& [name, t] : model::state_dict(*m)) weights[name] = t.to(dtype);
+  for (const auto& [name, t] : io::state_dict(*m)) weights[name] = t.to(dtype);
 
   // The source's own config.json (every field the authors' code reads), with the new dtype.
   const auto config_path = (fs::path(base) / "config.json").string();

@@ -6,14 +6,14 @@
 #include <memory>
 #include <string>
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
+#include "qalign/base/log.h"
 #include "qalign/io/output_guard.h"
-#include "qalign/log.h"
+#include "qalign/io/weights.h"
 #include "qalign/model/config.h"
 #include "qalign/model/init_weights.h"
 #include "qalign/model/owl2.h"
 #include "qalign/model/presets.h"
-#include "qalign/model/weights.h"
 #include "qalign/tokenizer.h"
 #include "tools/commands.h"
 #include "train/checkpointing.h"
@@ -43,7 +43,7 @@ int run_init(const InitArgs& a) {
   model::initialize_weights(*m, a.preset.empty() ? model::init_ranges_from_config_file(a.config) : model::InitRanges{},
                             a.seed);
   if (a.overwrite) io::remove_weight_files(a.out);
-  train::write_model_folder(a.out, model::state_dict(*m), config.to_json(), a.tokenizer);
+  train::write_model_folder(a.out, io::state_dict(*m), config.to_json(), a.tokenizer);
   log::info("wrote ", a.out, ": ", model::count_parameters(*m), " parameters drawn with seed ", a.seed);
   return 0;
 }

@@ -23,8 +23,8 @@
 #include <string>
 #include <vector>
 
-#include "qalign/error.h"
-#include "qalign/log.h"
+#include "qalign/base/error.h"
+#include "qalign/base/log.h"
 #include "tools/commands.h"
 
 namespace qalign::tools {

@@ -9,9 +9,9 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "qalign/base/error.h"
 #include "qalign/config/overrides.h"
 #include "qalign/config/train_config.h"
-#include "qalign/error.h"
 #include "qalign/model/presets.h"
 #include "tools/commands.h"
 #include "train/device.h"

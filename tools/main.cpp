@@ -4,8 +4,8 @@
 #include <iostream>
 #include <vector>
 
-#include "qalign/error.h"
-#include "qalign/log.h"
+#include "qalign/base/error.h"
+#include "qalign/base/log.h"
 #include "tools/commands.h"
 
 int main(int argc, char** argv) {

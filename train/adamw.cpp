@@ -3,7 +3,7 @@
 #include <cmath>
 #include <set>
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 
 namespace qalign::train {
 

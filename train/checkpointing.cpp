@@ -8,12 +8,12 @@
 #include <fstream>
 
 #include "data/preprocess.h"
-#include "qalign/error.h"
-#include "qalign/io/atomic_file.h"
+#include "qalign/base/atomic_file.h"
+#include "qalign/base/error.h"
+#include "qalign/base/json_file.h"
+#include "qalign/base/log.h"
 #include "qalign/io/checkpoint.h"
-#include "qalign/io/json_file.h"
 #include "qalign/io/safetensors.h"
-#include "qalign/log.h"
 #include "train/optimizer_shards.h"
 
 namespace qalign::train {

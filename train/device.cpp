@@ -7,7 +7,7 @@
 #include <fstream>
 #include <string>
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "train/cpu_memory.h"
 
 namespace qalign::train {

@@ -1,6 +1,6 @@
 #include "train/freeze.h"
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "qalign/model/lora.h"
 
 namespace qalign::train {

@@ -1,8 +1,8 @@
 #include "train/lora_training.h"
 
+#include "qalign/base/log.h"
 #include "qalign/io/lora_folder.h"
-#include "qalign/log.h"
-#include "qalign/model/weights.h"
+#include "qalign/io/weights.h"
 
 namespace qalign::train {
 
@@ -40,7 +40,7 @@ void write_lora_output(const std::string& dir, model::Owl2ForCausalLM m, const s
     l.alpha = linear->lora->alpha;
     l.dropout = linear->lora->dropout;
   }
-  const auto params = model::state_dict(*m);
+  const auto params = io::state_dict(*m);
   io::StateDict extra;
   for (const auto& name : trainable)
     if (!model::is_lora_parameter(name)) extra[name] = params.at(name);

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 
 namespace qalign::train {
 

@@ -2,13 +2,14 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "qalign/error.h"
-#include "qalign/io/atomic_file.h"
-#include "qalign/log.h"
+#include "qalign/base/atomic_file.h"
+#include "qalign/base/error.h"
+#include "qalign/base/log.h"
 
 namespace qalign::train {
 
@@ -18,7 +19,19 @@ double peak_memory_mib() {
   return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
 }
 
-MetricsLog::MetricsLog(const std::string& output_dir, int64_t resume_step) : path_(output_dir + "/metrics.jsonl") {
+namespace {
+
+std::string clock_text(double s) {
+  const auto t = static_cast<long long>(std::max(0.0, s) + 0.5);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", t / 3600, t / 60 % 60, t % 60);
+  return buf;
+}
+
+}  // namespace
+
+MetricsLog::MetricsLog(const std::string& output_dir, int64_t resume_step)
+    : path_(output_dir + "/metrics.jsonl"), first_step_(std::max<int64_t>(resume_step, 0)) {
   std::string kept;
   if (resume_step >= 0) {
     std::ifstream in(path_);
@@ -45,7 +58,20 @@ void MetricsLog::write(const StepMetrics& m, int64_t total_steps) {
     text += " | waited " + std::to_string(std::lround(m.input_wait_ms_per_step)) + " ms/step for input";
   if (m.nonfinite_steps > 0) text += " | " + std::to_string(m.nonfinite_steps) + " non-finite steps skipped";
   if (m.skipped_samples > 0) text += " | " + std::to_string(m.skipped_samples) + " unreadable samples skipped";
-  log::info(text);
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const int64_t done = m.step - first_step_;
+  const std::string eta =
+      " | ETA " + (done > 0
+                       ? clock_text(elapsed / static_cast<double>(done) * static_cast<double>(total_steps - m.step))
+                       : std::string("-"));
+  if (log::to_terminal()) {
+    char brief[160];
+    std::snprintf(brief, sizeof brief, "step %lld/%lld | loss %.4f | %.1f samples/s", static_cast<long long>(m.step),
+                  static_cast<long long>(total_steps), m.loss, m.samples_per_s);
+    log::status(brief + eta + last_eval_);
+  } else {
+    log::info(text + eta);
+  }
   nlohmann::json j = {{"step", m.step},
                       {"epoch", m.epoch},
                       {"loss", m.loss},
@@ -73,6 +99,8 @@ void MetricsLog::write_eval(int64_t step, double epoch, const std::map<std::stri
     std::snprintf(line, sizeof line, "eval step %lld | %s (%zu items) | srcc %.4f | plcc %.4f | krcc %.4f",
                   static_cast<long long>(step), name.c_str(), a.n, a.srcc, a.plcc, a.krcc);
     log::info(line);
+    std::snprintf(line, sizeof line, " | held-out SRCC %.4f (step %lld)", a.srcc, static_cast<long long>(step));
+    if (name == results.begin()->first) last_eval_ = line;
     j["eval_" + name + "_n"] = a.n;
     j["eval_" + name + "_srcc"] = number(a.srcc);
     j["eval_" + name + "_plcc"] = number(a.plcc);

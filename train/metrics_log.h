@@ -1,12 +1,15 @@
 #pragma once
-// What a run reports: one line on the log every logging_steps, and the same numbers as one JSON
-// object per line in output_dir/metrics.jsonl.
+// What a run reports: every logging_steps a line on the log with the time left (on a terminal one
+// progress line redrawn in place: step, loss, samples/s, ETA, the last held-out SRCC), and the
+// same numbers as one JSON object per line in output_dir/metrics.jsonl.
+#include <chrono>
 #include <cstdint>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "qalign/base/log.h"
 #include "qalign/metrics.h"
 
 namespace qalign::train {
@@ -40,6 +43,7 @@ class MetricsLog {
   // Opens output_dir/metrics.jsonl. A fresh run (resume_step < 0) empties it; a resumed one
   // keeps the entries up to resume_step and drops any an interrupted run wrote after it.
   MetricsLog(const std::string& output_dir, int64_t resume_step);
+  ~MetricsLog() { log::end_status(); }  // a stopped or failed run leaves the terminal on a fresh line
   void write(const StepMetrics& m, int64_t total_steps);
   // An evaluation: one line per dataset on the log; one object with eval_<dataset>_<metric> keys.
   void write_eval(int64_t step, double epoch, const std::map<std::string, metrics::Agreement>& results);
@@ -47,6 +51,10 @@ class MetricsLog {
  private:
   std::string path_;
   std::ofstream out_;
+  // For the ETA: the steps this process has run and how long they took.
+  int64_t first_step_ = 0;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::string last_eval_;  // " | held-out SRCC 0.7123 (step 250)" once evaluated
 };
 
 }  // namespace qalign::train

@@ -5,7 +5,7 @@
 #include <map>
 #include <regex>
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "qalign/io/safetensors.h"
 
 namespace qalign::train {

@@ -9,12 +9,12 @@
 #include "data/dataset.h"
 #include "data/dataset_mix.h"
 #include "data/sampler.h"
+#include "qalign/base/error.h"
+#include "qalign/base/log.h"
 #include "qalign/conversation.h"
-#include "qalign/error.h"
-#include "qalign/log.h"
+#include "qalign/dist/buckets.h"
 #include "qalign/model/owl2.h"
 #include "qalign/tokenizer.h"
-#include "train/buckets.h"
 #include "train/freeze.h"
 #include "train/lora_training.h"
 
@@ -148,7 +148,7 @@ class Planner {
   Planner(const config::TrainConfig& c, const model::ModelConfig& m, int world, int64_t tokens)
       : c_(c), m_(m), world_(world), tokens_(tokens), layout_(read_layout(c, m)) {
     const auto bucket_bytes = static_cast<int64_t>(c.ddp_bucket_cap_mb * (1 << 20));
-    for (const auto& b : layout_buckets(layout_.trainable, bucket_bytes).buckets) buckets_.push_back(b.numel);
+    for (const auto& b : dist::layout_buckets(layout_.trainable, bucket_bytes).buckets) buckets_.push_back(b.numel);
     for (const auto& t : layout_.trainable) trainable_ += t.numel();
   }
 

@@ -1,7 +1,7 @@
 #pragma once
 // The memory a training recipe needs per rank, before any run: the state the trainer allocates
 // (parameters, gradients, float32 masters, AdamW's moments), counted the way train/master_weights,
-// train/grad_sync and train/zero lay it out, for the parameters the recipe trains (freezing, LoRA),
+// qalign/dist/ddp and train/zero lay it out, for the parameters the recipe trains (freezing, LoRA),
 // plus an activation estimate from the model's sizes. `qalign plan` prints it; the trainer logs it.
 //
 // The plan assumes a process group of `world_size` ranks (`qalign launch`, torchrun), as a

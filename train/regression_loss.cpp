@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "train/level_position.h"
 
 namespace qalign::train {

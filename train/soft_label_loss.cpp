@@ -1,6 +1,6 @@
 #include "train/soft_label_loss.h"
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "train/level_position.h"
 
 namespace qalign::train {

@@ -9,14 +9,14 @@
 
 #include "data/dataset_mix.h"
 #include "data/preprocess.h"
-#include "qalign/error.h"
-#include "qalign/io/atomic_file.h"
+#include "qalign/base/atomic_file.h"
+#include "qalign/base/error.h"
+#include "qalign/base/json_file.h"
+#include "qalign/base/log.h"
 #include "qalign/io/checkpoint.h"
-#include "qalign/io/json_file.h"
 #include "qalign/io/lora_folder.h"
 #include "qalign/io/safetensors.h"
-#include "qalign/log.h"
-#include "qalign/model/weights.h"
+#include "qalign/io/weights.h"
 #include "train/activation_checkpoint.h"
 #include "train/checkpointing.h"
 #include "train/cpu_memory.h"
@@ -100,7 +100,7 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   const auto& c = config_;
   torch::manual_seed(static_cast<uint64_t>(c.seed));  // HF's set_seed at the start of a run
 
-  const auto env = read_launch_env([](const char* name) { return std::getenv(name); });
+  const auto env = dist::read_launch_env([](const char* name) { return std::getenv(name); });
   // Before any process of the job writes there.
   prepare_output_dir(c.output_dir, c.model_name_or_path, !c.resume_from_checkpoint.empty(), c.overwrite_output_dir,
                      env.rank == 0);
@@ -122,7 +122,7 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   // values, as DeepSpeed takes them from the bf16 module.
   const auto dtype = c.bf16 ? torch::kBFloat16 : torch::kFloat32;
   model_ = options_.build_model ? options_.build_model(dtype, device_)
-                                : model::load_pretrained(c.model_name_or_path, dtype, device_);
+                                : io::load_pretrained(c.model_name_or_path, dtype, device_);
   if (measured)
     log::info("loaded ", c.model_name_or_path, " onto ", device_.str(), ": resident memory +",
               (peak_resident_bytes() - resident) >> 20, " MiB at peak");
@@ -139,7 +139,7 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   const auto bucket_bytes = static_cast<int64_t>(c.ddp_bucket_cap_mb * (1 << 20));
   // torchrun-style variables ask for a process group even for one process (an NCCL check).
   if (env.world_size > 1 || env.launcher == "torchrun") {
-    group_ = std::make_unique<ProcessGroup>(env, c.ddp_backend, std::chrono::seconds(c.ddp_timeout));
+    group_ = std::make_unique<dist::ProcessGroup>(env, c.ddp_backend, std::chrono::seconds(c.ddp_timeout));
     if (group_->device() != device_)
       fail("training config", "ddp_backend",
            "the process group's tensors live on " + group_->device().str() + " but the model on " + device_.str() +
@@ -149,7 +149,7 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
       for (auto p : params) group_->broadcast(p);
     }
     if (c.zero_stage > 0) {
-      std::optional<BucketLayout> units;
+      std::optional<dist::BucketLayout> units;
       if (c.zero_stage == 3) {
         zero3_ = std::make_unique<Zero3Params>(*group_, model_, trainable_names_, c.zero3_prefetch_blocks);
         units = zero3_->trainable_layout();
@@ -162,7 +162,7 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
           std::move(units));
     } else {
       masters_ = std::make_unique<MasterWeights>(trainable, c.bf16);
-      grad_sync_ = std::make_unique<GradSync>(
+      ddp_ = std::make_unique<dist::DataParallel>(
           *group_, params, masters_->masters(), [this](size_t i) { masters_->accumulate_grad(i); }, bucket_bytes);
     }
   } else {
@@ -231,7 +231,7 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
 
 Trainer::~Trainer() = default;
 
-void Trainer::check_memory_plan(const std::vector<data::TrainingRecord>& records, const LaunchEnv& env) const {
+void Trainer::check_memory_plan(const std::vector<data::TrainingRecord>& records, const dist::LaunchEnv& env) const {
   const auto& c = config_;
   const auto model = model::ModelConfig::from_json_file((fs::path(c.model_name_or_path) / "config.json").string());
   const int64_t memory = device_total_memory(device_);
@@ -330,7 +330,7 @@ Trainer::StepResult Trainer::step() {
   const data::TrainBatch* batch = nullptr;
   for (size_t micro = 0; micro < micro_batches.size(); ++micro) {
     const bool last = micro + 1 == micro_batches.size();
-    if (grad_sync_ && last) grad_sync_->arm();
+    if (ddp_ && last) ddp_->arm();
     if (zero_) zero_->begin_micro(last);
     if (zero3_) zero3_->begin_micro();
     const auto& [next, share] = micro_batches[micro];
@@ -360,7 +360,7 @@ Trainer::StepResult Trainer::step() {
   const auto micro = static_cast<int64_t>(micro_batches.size());
   double loss_sum = loss_acc.item<double>();
   if (group_) {
-    if (grad_sync_) grad_sync_->finish();
+    if (ddp_) ddp_->finish();
     auto totals = torch::tensor({loss_sum / group_->size(), static_cast<double>(r.samples),
                                  static_cast<double>(r.tokens), stop_requested() ? 1.0 : 0.0},
                                 torch::kFloat64);
@@ -423,7 +423,7 @@ void Trainer::report_memory() {
   } else {
     std::vector<torch::Tensor> grads;
     for (const auto& m : masters_->masters()) grads.push_back(m.grad());
-    gradients = bytes_of(grads) + (grad_sync_ ? grad_sync_->buffer_bytes() : 0);
+    gradients = bytes_of(grads) + (ddp_ ? ddp_->buffer_bytes() : 0);
     if (masters_->separate()) masters = bytes_of(masters_->masters());
   }
   const auto peak = device_memory(device_);
@@ -498,7 +498,7 @@ void Trainer::write_checkpoint_folder(const std::string& dir) const {
   std::optional<Zero3Params::Whole> whole;  // ZeRO-3: the weights gathered while they are written
   if (zero3_) whole.emplace(*zero3_, /*write_back=*/false);
   CheckpointContents c;
-  c.model = model::state_dict(*model_);
+  c.model = io::state_dict(*model_);
   c.model_config = model_->config.to_json();
   c.source_model_dir = config_.model_name_or_path;
   c.trainer_state = state_.to_json();
@@ -585,7 +585,7 @@ void Trainer::resume(const std::string& dir) {
     io::load_lora_weights(model_, io::read_lora_folder(dir), dir);
   } else {
     const auto weights = io::resolve_weights(dir);
-    model::load_state_dict(*model_, io::load_weights(weights), weights);
+    io::load_state_dict(*model_, io::load_weights(weights), weights);
   }
   const auto extra_path = (fs::path(dir) / "rng_state.safetensors").string();
   const auto extra = io::SafetensorsFile::open(extra_path)->load_all();
@@ -709,7 +709,7 @@ void Trainer::train() {
     if (c.lora_enable)
       write_lora_output(c.output_dir, model_, trainable_names_, c);
     else
-      write_model_folder(c.output_dir, model::state_dict(*model_), model_->config.to_json(), c.model_name_or_path);
+      write_model_folder(c.output_dir, io::state_dict(*model_), model_->config.to_json(), c.model_name_or_path);
     log::info("training done: ", state_.global_step, " steps; model written to ", c.output_dir);
   }
   if (group_) log::info("rank ", rank(), ": peak memory ", peak_memory_mib(), " MiB");

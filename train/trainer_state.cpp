@@ -1,6 +1,6 @@
 #include "train/trainer_state.h"
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 
 namespace qalign::train {
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <limits>
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "train/activation_checkpoint.h"
 #include "train/zero.h"
 
@@ -15,8 +15,8 @@ int64_t bytes_of(const torch::Tensor& t) {
 }
 }  // namespace
 
-Zero3Params::Zero3Params(ProcessGroup& group, model::Owl2ForCausalLM& m, const std::vector<std::string>& trainable,
-                         int64_t prefetch)
+Zero3Params::Zero3Params(dist::ProcessGroup& group, model::Owl2ForCausalLM& m,
+                         const std::vector<std::string>& trainable, int64_t prefetch)
     : group_(group), gathers_(group.another_backend("zero3-gathers")), model_(m), prefetch_(prefetch) {
   auto& o = *m->model;
   auto& v = *o.vision_model;
@@ -88,8 +88,8 @@ Zero3Params::~Zero3Params() {
   model_->model->vision_model->run_block = model_->model->vision_model->run_part = nullptr;
 }
 
-BucketLayout Zero3Params::trainable_layout() const {
-  BucketLayout layout;
+dist::BucketLayout Zero3Params::trainable_layout() const {
+  dist::BucketLayout layout;
   size_t params = 0;
   for (const auto& u : units_) params += u.trainable.params.size();
   layout.bucket_of.resize(params);
@@ -97,7 +97,7 @@ BucketLayout Zero3Params::trainable_layout() const {
   for (auto it = units_.rbegin(); it != units_.rend(); ++it) {
     const auto& part = it->trainable;
     if (part.params.empty()) continue;
-    BucketLayout::Bucket b;
+    dist::BucketLayout::Bucket b;
     for (size_t s = 0; s < part.params.size(); ++s) {
       const auto k = static_cast<size_t>(part.trainable_index[s]);
       layout.bucket_of[k] = layout.buckets.size();

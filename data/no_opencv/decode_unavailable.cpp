@@ -3,7 +3,7 @@
 // to decode a file says why it cannot.
 #include "data/image_decode.h"
 #include "data/video.h"
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 
 namespace qalign::data {
 

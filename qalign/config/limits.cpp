@@ -1,6 +1,6 @@
 #include "qalign/config/limits.h"
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 
 namespace qalign::config {
 

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 
 namespace qalign::config {
 

@@ -9,10 +9,10 @@
 #include <sstream>
 #include <variant>
 
-#include "qalign/config/keys.h"
+#include "qalign/base/atomic_file.h"
+#include "qalign/base/error.h"
+#include "qalign/base/keys.h"
 #include "qalign/config/limits.h"
-#include "qalign/error.h"
-#include "qalign/io/atomic_file.h"
 
 namespace qalign::config {
 

@@ -3,13 +3,13 @@
 #include <cmath>
 #include <filesystem>
 
-#include "qalign/error.h"
-#include "qalign/io/atomic_file.h"
-#include "qalign/io/json_file.h"
+#include "qalign/base/atomic_file.h"
+#include "qalign/base/error.h"
+#include "qalign/base/json_file.h"
+#include "qalign/base/log.h"
 #include "qalign/io/safetensors.h"
 #include "qalign/io/torch_bin.h"
-#include "qalign/log.h"
-#include "qalign/model/weights.h"
+#include "qalign/io/weights.h"
 
 namespace qalign::io {
 
@@ -137,7 +137,7 @@ StateDict lora_state_dict(torch::nn::Module& m) {
 }
 
 void load_lora_weights(model::Owl2ForCausalLM& m, const LoraFolder& f, const std::string& dir) {
-  const auto params = model::state_dict(*m);
+  const auto params = io::state_dict(*m);
   const auto source = (fs::path(dir) / "adapter_model").string();
   torch::NoGradGuard no_grad;
   auto copy_in = [&](const StateDict& sd, const std::string& file) {
@@ -166,8 +166,8 @@ LoraFolder apply_lora_folder(model::Owl2ForCausalLM& m, const std::string& dir) 
 
 model::Owl2ForCausalLM load_pretrained_with_lora(const std::string& model_dir, const std::string& lora_dir,
                                                  torch::Dtype dtype, torch::Device device) {
-  if (lora_dir.empty()) return model::load_pretrained(model_dir, dtype, device);
-  auto m = model::load_pretrained(model_dir, torch::kFloat32);
+  if (lora_dir.empty()) return io::load_pretrained(model_dir, dtype, device);
+  auto m = io::load_pretrained(model_dir, torch::kFloat32);
   apply_lora_folder(m, lora_dir);
   model::merge_lora(*m);
   m->to(device, dtype);

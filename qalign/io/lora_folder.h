@@ -48,7 +48,7 @@ void load_lora_weights(model::Owl2ForCausalLM& m, const LoraFolder& f, const std
 
 // A model folder with a LoRA folder applied and merged (as builder.py serves it), for inference:
 // loaded and merged in float32, then cast to `dtype` and moved to `device`. Without `lora_dir`,
-// model::load_pretrained.
+// io::load_pretrained.
 model::Owl2ForCausalLM load_pretrained_with_lora(const std::string& model_dir, const std::string& lora_dir,
                                                  torch::Dtype dtype = torch::kFloat32,
                                                  torch::Device device = torch::kCPU);

@@ -9,8 +9,8 @@
 #include <filesystem>
 #include <regex>
 
-#include "qalign/error.h"
-#include "qalign/io/atomic_file.h"
+#include "qalign/base/atomic_file.h"
+#include "qalign/base/error.h"
 
 namespace qalign::io {
 

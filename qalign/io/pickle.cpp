@@ -4,7 +4,7 @@
 #include <map>
 #include <memory>
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 
 namespace qalign::io {
 

@@ -11,9 +11,9 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "qalign/error.h"
-#include "qalign/io/atomic_file.h"
-#include "qalign/io/regular_file.h"
+#include "qalign/base/atomic_file.h"
+#include "qalign/base/error.h"
+#include "qalign/base/regular_file.h"
 
 namespace qalign::io {
 

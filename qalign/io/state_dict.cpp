@@ -1,6 +1,6 @@
 #include "qalign/io/state_dict.h"
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 
 namespace qalign::io {
 

@@ -1,7 +1,7 @@
 #include "qalign/model/abstractor.h"
 
-#include "qalign/compat.h"
-#include "qalign/error.h"
+#include "qalign/base/compat.h"
+#include "qalign/base/error.h"
 
 namespace qalign::model {
 

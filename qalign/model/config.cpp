@@ -5,10 +5,10 @@
 #include <variant>
 #include <vector>
 
-#include "qalign/config/keys.h"
-#include "qalign/error.h"
-#include "qalign/io/atomic_file.h"
-#include "qalign/io/json_file.h"
+#include "qalign/base/atomic_file.h"
+#include "qalign/base/error.h"
+#include "qalign/base/json_file.h"
+#include "qalign/base/keys.h"
 
 namespace qalign::model {
 

@@ -1,7 +1,7 @@
 #include "qalign/model/init_weights.h"
 
-#include "qalign/error.h"
-#include "qalign/io/json_file.h"
+#include "qalign/base/error.h"
+#include "qalign/base/json_file.h"
 
 namespace qalign::model {
 

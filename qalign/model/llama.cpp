@@ -1,6 +1,6 @@
 #include "qalign/model/llama.h"
 
-#include "qalign/compat.h"
+#include "qalign/base/compat.h"
 
 namespace qalign::model {
 

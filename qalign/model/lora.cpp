@@ -3,7 +3,7 @@
 #include <cmath>
 #include <map>
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 
 namespace qalign::model {
 

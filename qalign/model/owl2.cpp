@@ -1,6 +1,6 @@
 #include "qalign/model/owl2.h"
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 
 namespace qalign::model {
 

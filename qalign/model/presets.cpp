@@ -2,7 +2,7 @@
 
 #include <regex>
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 
 namespace qalign::model {
 

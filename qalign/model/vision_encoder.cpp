@@ -1,6 +1,6 @@
 #include "qalign/model/vision_encoder.h"
 
-#include "qalign/compat.h"
+#include "qalign/base/compat.h"
 
 namespace qalign::model {
 

@@ -1,6 +1,6 @@
 // The authors' label files: the input read both as training records and as scored records.
 #include "data/dataset.h"
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "tests/fuzz/fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -1,6 +1,6 @@
 // Image decoding: decode_image on the input (the JPEG/PNG header check, then OpenCV).
 #include "data/image_decode.h"
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "tests/fuzz/fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -2,7 +2,7 @@
 // back (to_json) as a config that reads to the same JSON.
 #include <cstdlib>
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "qalign/model/config.h"
 #include "tests/fuzz/fuzz_input.h"
 

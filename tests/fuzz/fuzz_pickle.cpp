@@ -1,7 +1,7 @@
 // The restricted unpickler alone, on the bare data.pkl bytes: inside a .bin the zip's CRC turns
 // away nearly every mutated pickle before it is parsed. Every storage is a 64-byte record, and a
 // numel that does not fill it is refused, as load_torch_bin refuses it.
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "qalign/io/pickle.h"
 #include "tests/fuzz/fuzz_input.h"
 

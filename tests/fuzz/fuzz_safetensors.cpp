@@ -1,6 +1,6 @@
 // safetensors: SafetensorsFile::open on the input (through its mmap), then every tensor read
 // back in full, so that a header pointing outside the file shows up as an ASan read error.
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "qalign/io/safetensors.h"
 #include "tests/fuzz/fuzz_input.h"
 

@@ -2,7 +2,7 @@
 // the tiny fixture's (8 KB, so a config that parses still loads quickly).
 #include <filesystem>
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "qalign/tokenizer.h"
 #include "tests/fuzz/fuzz_input.h"
 

@@ -1,6 +1,6 @@
 // PyTorch .bin: load_torch_bin on the input (zip, data.pkl through the restricted unpickler, the
 // storage records), then every tensor read back in full through its strided view.
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 #include "qalign/io/torch_bin.h"
 #include "tests/fuzz/fuzz_input.h"
 

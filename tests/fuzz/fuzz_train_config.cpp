@@ -2,8 +2,8 @@
 // to_yaml and back unchanged.
 #include <cstdlib>
 
+#include "qalign/base/error.h"
 #include "qalign/config/train_config.h"
-#include "qalign/error.h"
 #include "tests/fuzz/fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

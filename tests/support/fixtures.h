@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "qalign/error.h"
+#include "qalign/base/error.h"
 
 namespace qalign::test {
 

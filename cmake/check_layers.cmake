@@ -1,0 +1,48 @@
+# Fails when a file includes the header of a higher layer: the libraries link only downward, and
+# this keeps their sources honest too (a header-only use would link, and tie the layers anyway).
+#   cmake -DROOT=<source tree> -P check_layers.cmake
+# Layers, lowest first; a file may include its own layer and those below.
+set(QALIGN_LAYERS base model io core dist data scoring train tools)
+
+# The layer of a path relative to ROOT ("" for files outside the layers: tests, experiments).
+function(qalign_layer_of path out)
+  if(path MATCHES "^qalign/(base|model|io|dist|scoring)/")
+    set(layer ${CMAKE_MATCH_1})
+  elseif(path MATCHES "^qalign/config/" OR path MATCHES "^qalign/[^/]+$")
+    set(layer core)
+  elseif(path MATCHES "^(data|train|tools)/")
+    set(layer ${CMAKE_MATCH_1})
+  else()
+    set(layer "")
+  endif()
+  set(${out} "${layer}" PARENT_SCOPE)
+endfunction()
+
+if(NOT ROOT)
+  message(FATAL_ERROR "check_layers.cmake: give -DROOT=<source tree>")
+endif()
+file(GLOB_RECURSE sources RELATIVE "${ROOT}" "${ROOT}/qalign/*.h" "${ROOT}/qalign/*.cpp" "${ROOT}/data/*.h"
+     "${ROOT}/data/*.cpp" "${ROOT}/train/*.h" "${ROOT}/train/*.cpp" "${ROOT}/tools/*.h" "${ROOT}/tools/*.cpp")
+set(violations "")
+foreach(src ${sources})
+  qalign_layer_of("${src}" from)
+  list(FIND QALIGN_LAYERS "${from}" from_rank)
+  file(STRINGS "${ROOT}/${src}" includes REGEX "^#include \"")
+  foreach(line ${includes})
+    string(REGEX REPLACE "^#include \"([^\"]+)\".*" "\\1" header "${line}")
+    qalign_layer_of("${header}" to)
+    if(to STREQUAL "")
+      continue()
+    endif()
+    list(FIND QALIGN_LAYERS "${to}" to_rank)
+    if(to_rank GREATER from_rank)
+      string(APPEND violations "  ${src} (${from}) includes ${header} (${to})\n")
+    endif()
+  endforeach()
+endforeach()
+if(violations)
+  list(JOIN QALIGN_LAYERS " <- " order)
+  message(FATAL_ERROR "headers included from a higher layer (the order is ${order}):\n${violations}")
+endif()
+list(LENGTH sources n)
+message(STATUS "layers: ${n} files, every include at or below its own layer")

@@ -1,0 +1,72 @@
+#pragma once
+// The processes of a data-parallel run: where this one stands (rank, world size, local rank),
+// read from the launcher's environment, and a c10d backend joined through c10d's TCPStore.
+// Launchers understood: torchrun and `qalign launch` (RANK, WORLD_SIZE, LOCAL_RANK,
+// LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), SLURM (SLURM_PROCID, SLURM_NTASKS,
+// SLURM_LOCALID, the first host of SLURM_JOB_NODELIST) and Open MPI (OMPI_COMM_WORLD_*).
+#include <torch/torch.h>
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/distributed/c10d/Store.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace qalign::dist {
+
+struct LaunchEnv {
+  int rank = 0, world_size = 1, local_rank = 0, local_world_size = 1;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  std::string launcher = "none";  // torchrun | slurm | mpi | none
+};
+
+// The environment as `getenv` reports it (std::getenv in a run, a map in tests). Variables that
+// are set but malformed are errors naming the variable.
+LaunchEnv read_launch_env(const std::function<const char*(const char*)>& getenv);
+
+// "node[01-04],gpu7" -> "node01": the first host of a SLURM node list.
+std::string first_slurm_host(const std::string& nodelist);
+
+class ProcessGroup {
+ public:
+  // Rendezvous of env.world_size processes at env.master_addr:env.master_port (rank 0 serves
+  // the store). `backend`: auto (nccl when CUDA is available, else gloo), gloo or nccl.
+  // Collectives wait at most `timeout` for the other ranks.
+  ProcessGroup(const LaunchEnv& env, const std::string& backend, std::chrono::milliseconds timeout);
+
+  int rank() const { return env_.rank; }
+  int size() const { return env_.world_size; }
+  // Where tensors must be for the backend: the local GPU for nccl, else the CPU.
+  torch::Device device() const { return device_; }
+  c10d::Backend& backend() { return *backend_; }
+  // Another communicator over the same ranks, for a stream of collectives whose order must not
+  // interleave with the first's (ZeRO-3's parameter gathers beside its gradient reduce-scatters).
+  // Every rank calls it at the same point of the program.
+  c10::intrusive_ptr<c10d::Backend> another_backend(const std::string& name);
+
+  // Blocking collectives on one tensor, in place.
+  void broadcast(torch::Tensor& t, int root = 0);
+  void allreduce_sum(torch::Tensor& t);
+  // Returns once every rank has called it (an all-reduce of one number: every backend has that).
+  void barrier();
+  // Waits for `work`, turning a timeout or a lost peer into a qalign::Error naming the operation.
+  void wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what);
+
+ private:
+  LaunchEnv env_;
+  torch::Device device_{torch::kCPU};
+  std::chrono::milliseconds timeout_;
+  c10::intrusive_ptr<c10d::Store> store_;
+  c10::intrusive_ptr<c10d::Backend> backend_;
+  std::string kind_;  // nccl or gloo
+};
+
+// The backends, each in its own file because each needs its own transport's headers.
+c10::intrusive_ptr<c10d::Backend> make_gloo_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
+                                                    std::chrono::milliseconds timeout);
+c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
+                                                    int local_rank, std::chrono::milliseconds timeout);
+
+}  // namespace qalign::dist

@@ -1,0 +1,17 @@
+// NCCL through c10d's ProcessGroupNCCL (in the wheel's libtorch_cuda.so; nccl.h from CUDA).
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+
+#include "qalign/dist/process_group.h"
+
+namespace qalign::dist {
+
+c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
+                                                    int local_rank, std::chrono::milliseconds timeout) {
+  c10::cuda::set_device(static_cast<c10::DeviceIndex>(local_rank));  // each rank on its own GPU
+  auto options = c10d::ProcessGroupNCCL::Options::create();
+  options->timeout = timeout;
+  return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, options);
+}
+
+}  // namespace qalign::dist

@@ -1,0 +1,24 @@
+#pragma once
+// Moving weights between a model and a checkpoint, by the checkpoint's parameter names.
+#include <torch/torch.h>
+
+#include <string>
+
+#include "qalign/io/state_dict.h"
+#include "qalign/model/owl2.h"
+
+namespace qalign::io {
+
+// Parameters and persistent buffers by their full names.
+StateDict state_dict(const torch::nn::Module& m);
+
+// Copies every tensor of `sd` into `m` (cast to the model's dtype and device). A missing,
+// unexpected or wrongly shaped tensor is an error naming `source` and the tensor; buffers the
+// reference recomputes (rotary inv_freq) are skipped.
+void load_state_dict(torch::nn::Module& m, const StateDict& sd, const std::string& source);
+
+// config.json + weights of a Hugging Face model folder.
+model::Owl2ForCausalLM load_pretrained(const std::string& dir, torch::Dtype dtype = torch::kFloat32,
+                                       torch::Device device = torch::kCPU);
+
+}  // namespace qalign::io

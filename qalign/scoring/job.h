@@ -1,0 +1,76 @@
+#pragma once
+// The `qalign score` job: images and videos -> level probabilities and scores.
+//
+// Small jobs print rows on stdout. Large ones write --out FILE (JSON Lines or CSV) and may run
+// under `qalign launch` (or torchrun, SLURM): rank r scores inputs r, r+W, r+2W, ... (a fixed
+// split, so a restart finds the same shares), decoding on worker threads ahead of the model, and
+// appends its rows to FILE.parts/; rank 0 merges them in input order once every rank is done.
+// A restart of the same command skips every input that already has a row.
+//
+// Inputs are taken in chunks of --batch-size; a chunk's images form one batch and its videos
+// another (each video read at its own last position). Rows are appended a chunk at a time, so
+// a resumed run starts on a chunk boundary and batches exactly as an uninterrupted one.
+//
+// The inputs, the decoder and the other ranks come in as arguments, so that a test can run the
+// job in-process: ranks as threads, a decoder that counts or stops.
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "data/timed_decode.h"
+#include "qalign/dist/process_group.h"
+
+namespace qalign::scoring {
+
+// The options of `qalign score`, as its command line spells them.
+struct ScoreJob {
+  std::string model, lora, tokenizer, task = "quality", dtype = "float32", device = "cpu", prompt = "scorer";
+  int batch_size = 8, workers = 2, timeout_s = 3600;
+  bool json = false, overwrite = false;
+  std::string out, keep_list;
+  std::optional<double> threshold;
+  std::vector<std::string> inputs;  // as given (files, folders, @lists): recorded with the job
+};
+
+// The job's inputs in their fixed order. Each call of an InputSource starts a new reader from the
+// first input: the job reads them twice when it shows progress (once on a thread, to count).
+using NextInput = std::function<std::optional<std::string>()>;
+using InputSource = std::function<NextInput()>;
+// data::InputStream over `args`: files, folders (recursed), @lists.
+InputSource input_stream(std::vector<std::string> args);
+
+// One input read into model pixels (data::timed_decode in the command). Throws on a file that
+// cannot be read: the job makes it a failed row.
+using Decoder = std::function<data::DecodedInput(const std::string& path, int64_t image_size)>;
+
+// What the ranks of a job do together.
+class Collective {
+ public:
+  virtual ~Collective() = default;
+  // Returns once every rank has called it.
+  virtual void barrier() = 0;
+  // Sums a CPU tensor over the ranks, in place.
+  virtual void allreduce_sum(torch::Tensor& t) = 0;
+};
+
+// Where this process stands among the ranks and how it joins the others. Both are called once the
+// options are checked, so that a bad option fails before anything waits for the other ranks.
+struct Launch {
+  std::function<dist::LaunchEnv()> where;  // empty: a single process
+  // Called when where() gives more than one rank.
+  std::function<std::shared_ptr<Collective>(const dist::LaunchEnv& env, std::chrono::seconds timeout)> join;
+};
+// The launcher's environment (dist::read_launch_env) and a Gloo process group over it.
+Launch launch_from_environment();
+
+// Runs the job on this rank and returns the exit code: 0, or 1 when an input could not be
+// scored. Errors in the options, the inputs or the output files throw qalign::Error.
+int score(const ScoreJob& job, const InputSource& inputs, const Decoder& decode, const Launch& launch = {});
+
+}  // namespace qalign::scoring

@@ -27,16 +27,6 @@ const char* name(Level l) {
       return "ERROR";
   }
 }
-}  // namespace
-
-bool to_terminal() {
-  static const bool is_tty = ::isatty(2) != 0;
-  return is_tty;
-}
-
-void set_level(Level l) { g_level = l; }
-Level level() { return g_level; }
-
 std::string stamped(Level l, const std::string& message) {
   const auto now = std::chrono::system_clock::now();
   const std::time_t t = std::chrono::system_clock::to_time_t(now);
@@ -50,6 +40,16 @@ std::string stamped(Level l, const std::string& message) {
   std::snprintf(head, sizeof head, "%s.%03d %s ", stamp, ms, name(l));
   return head + message;
 }
+
+}  // namespace
+
+bool to_terminal() {
+  static const bool is_tty = ::isatty(2) != 0;
+  return is_tty;
+}
+
+void set_level(Level l) { g_level = l; }
+Level level() { return g_level; }
 
 void write(Level l, const std::string& message) {
   const std::string line = stamped(l, message);

@@ -11,6 +11,7 @@
 #include "qalign/base/atomic_file.h"
 #include "qalign/base/error.h"
 #include "qalign/base/json_file.h"
+#include "qalign/base/text.h"
 
 namespace qalign {
 namespace {
@@ -19,8 +20,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 const std::string kSpaceSymbol = "\xE2\x96\x81";  // "▁", SentencePiece's space
-
-bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
 
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
   for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size()))

@@ -324,6 +324,13 @@ std::vector<Case> cases() {
        },
        1,
        {"--max-shard-size: 5XB: expected a size such as 5GB"}},
+      {"bad device memory",
+       [](const auto&) {
+         return "plan --config " + test::source_dir() +
+                "/configs/onealign.yaml --preset tiny --nproc-per-node 1 --gpu-memory 80GiBs";
+       },
+       1,
+       {"--gpu-memory: 80GiBs: expected a size such as 5GB"}},
       // Ratings outside the declared range are dropped and counted, not an error.
       {"MOS outside the range",
        [](const auto& d) {

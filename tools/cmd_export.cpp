@@ -1,9 +1,7 @@
 // qalign export: a model folder (optionally with a LoRA folder merged in) -> the authors' Hugging
 // Face layout (config.json, model.safetensors or shards + model.safetensors.index.json, tokenizer
 // and preprocessor files), in the dtype asked for, loadable by their Python code.
-#include <cctype>
 #include <filesystem>
-#include <map>
 #include <nlohmann/json.hpp>
 
 #include "qalign/base/error.h"
@@ -12,6 +10,7 @@
 #include "qalign/io/lora_folder.h"
 #include "qalign/io/output_guard.h"
 #include "qalign/io/weights.h"
+#include "tools/byte_size.h"
 #include "tools/commands.h"
 #include "train/checkpointing.h"
 
@@ -26,25 +25,6 @@ struct ExportOptions {
   bool merge_lora = false, overwrite = false;
 };
 
-// "5GB", "500MB", "10KB", "2GiB" or a byte count, as transformers' convert_file_size_to_int
-// reads them (GB = 10^9, GiB = 2^30).
-uint64_t parse_size(const std::string& text) {
-  size_t digits = 0;
-  while (digits < text.size() && (std::isdigit(static_cast<unsigned char>(text[digits])) || text[digits] == '.'))
-    ++digits;
-  const std::string unit = text.substr(digits);
-  static const std::map<std::string, double> units = {
-      {"", 1},     {"B", 1},      {"KB", 1e3},        {"MB", 1e6},
-      {"GB", 1e9}, {"KiB", 1024}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}};
-  const auto it = units.find(unit);
-  if (digits == 0 || it == units.end()) fail("--max-shard-size", text, "expected a size such as 5GB, 500MB or 2GiB");
-  const double bytes = std::stod(text.substr(0, digits)) * it->second;
-  if (bytes < 1) fail("--max-shard-size", text, "must be positive");
-  if (bytes >= 9.2e18)
-    fail("--max-shard-size", text, "too large: a shard is at most 9.2 EB");  // past int64, it would wrap
-  return static_cast<uint64_t>(bytes);
-}
-
 torch::Dtype parse_dtype(const std::string& name) {
   if (name == "bfloat16") return torch::kBFloat16;
   if (name == "float16") return torch::kFloat16;
@@ -54,7 +34,7 @@ torch::Dtype parse_dtype(const std::string& name) {
 
 int run_export(const ExportOptions& o) {
   const auto dtype = parse_dtype(o.dtype);
-  const uint64_t shard_bytes = parse_size(o.max_shard_size);
+  const uint64_t shard_bytes = static_cast<uint64_t>(parse_byte_size(o.max_shard_size, "--max-shard-size"));
   std::string lora_dir = o.lora;
   // A LoRA training output as --checkpoint: its adapter_config.json names the base model.
   std::string base = o.checkpoint;

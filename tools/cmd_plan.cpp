@@ -2,7 +2,6 @@
 // [key=value ...]: the memory a training recipe needs per rank (train/plan.h), whether it fits
 // the device, and the cheapest change that makes it fit.
 
-#include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -13,6 +12,7 @@
 #include "qalign/config/overrides.h"
 #include "qalign/config/train_config.h"
 #include "qalign/model/presets.h"
+#include "tools/byte_size.h"
 #include "tools/commands.h"
 #include "train/device.h"
 #include "train/plan.h"
@@ -26,32 +26,6 @@ struct PlanArgs {
   int nproc = 1, nnodes = 1;
   bool json = false;
 };
-
-// "80GiB", "141GB", "512MiB" or plain bytes.
-int64_t parse_size(const std::string& text) {
-  size_t end = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &end);
-  } catch (const std::exception&) {
-    end = 0;
-  }
-  const std::string unit = text.substr(end);
-  double scale = 0;
-  if (unit.empty() || unit == "B")
-    scale = 1;
-  else if (unit == "GiB")
-    scale = 1 << 30;
-  else if (unit == "GB")
-    scale = 1e9;
-  else if (unit == "MiB")
-    scale = 1 << 20;
-  else if (unit == "MB")
-    scale = 1e6;
-  if (end == 0 || scale == 0 || !std::isfinite(value) || value <= 0)
-    fail("--gpu-memory", "", "expected a size like 80GiB, 141GB or 512MiB, got '" + text + "'");
-  return static_cast<int64_t>(value * scale);
-}
 
 // The current CUDA device's memory when there is one, else an 80 GiB card.
 int64_t default_device_memory() {
@@ -75,7 +49,7 @@ int run_plan(const PlanArgs& a, const std::vector<std::string>& overrides) {
          model_json + " not found: point it at a model folder, or give the sizes with --preset (e.g. owl2-7b)");
   const auto model =
       a.preset.empty() ? model::ModelConfig::from_json_file(model_json) : model::preset_config(a.preset, "--preset");
-  const int64_t memory = a.gpu_memory.empty() ? default_device_memory() : parse_size(a.gpu_memory);
+  const int64_t memory = a.gpu_memory.empty() ? default_device_memory() : parse_byte_size(a.gpu_memory, "--gpu-memory");
   const auto plan = train::plan_training(config, model, a.nproc * a.nnodes, memory);
   if (a.json)
     std::cout << nlohmann::json{{"device_per_rank", terms_json(plan.device_per_rank)},

@@ -1,15 +1,10 @@
 #include "train/freeze.h"
 
 #include "qalign/base/error.h"
+#include "qalign/base/text.h"
 #include "qalign/model/lora.h"
 
 namespace qalign::train {
-
-namespace {
-
-bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
-
-}  // namespace
 
 std::vector<std::pair<std::string, torch::Tensor>> apply_freezing(model::Owl2ForCausalLM& m,
                                                                   const config::TrainConfig& c) {

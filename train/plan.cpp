@@ -11,6 +11,7 @@
 #include "data/sampler.h"
 #include "qalign/base/error.h"
 #include "qalign/base/log.h"
+#include "qalign/base/text.h"
 #include "qalign/conversation.h"
 #include "qalign/dist/buckets.h"
 #include "qalign/model/owl2.h"
@@ -27,8 +28,6 @@ namespace {
 constexpr int64_t kAnswerTokens = 16;
 
 int64_t round_up(int64_t n, int64_t w) { return (n + w - 1) / w * w; }
-
-bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
 
 // ZeRO-3's unit of a parameter (train/zero3.h): one ViT encoder layer, one decoder layer, or one
 // of the vision embeddings, the vision tower's final norm, the abstractor, embed_tokens, the final

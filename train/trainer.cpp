@@ -30,6 +30,7 @@
 #include "train/regression_loss.h"
 #include "train/soft_label_loss.h"
 #include "train/stop_signal.h"
+#include "train/tensor_bytes.h"
 
 namespace qalign::train {
 
@@ -79,13 +80,6 @@ std::vector<ParamGroup> param_groups(const std::vector<std::string>& names, cons
 }
 
 bool finite(double v) { return std::isfinite(v); }
-
-int64_t bytes_of(const std::vector<torch::Tensor>& ts) {
-  int64_t total = 0;
-  for (const auto& t : ts)
-    if (t.defined()) total += t.numel() * static_cast<int64_t>(t.element_size());
-  return total;
-}
 
 std::string join(const std::vector<std::string>& v) {
   std::string out;

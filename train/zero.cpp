@@ -3,14 +3,9 @@
 #include <algorithm>
 
 #include "train/grad_clip.h"
+#include "train/tensor_bytes.h"
 
 namespace qalign::train {
-
-namespace {
-int64_t bytes_of(const torch::Tensor& t) {
-  return t.defined() ? t.numel() * static_cast<int64_t>(t.element_size()) : 0;
-}
-}  // namespace
 
 ZeroShards::ZeroShards(dist::ProcessGroup& group, std::vector<std::string> names, std::vector<torch::Tensor> params,
                        ZeroOptions o, std::optional<dist::BucketLayout> given)

@@ -5,15 +5,10 @@
 
 #include "qalign/base/error.h"
 #include "train/activation_checkpoint.h"
+#include "train/tensor_bytes.h"
 #include "train/zero.h"
 
 namespace qalign::train {
-
-namespace {
-int64_t bytes_of(const torch::Tensor& t) {
-  return t.defined() ? t.numel() * static_cast<int64_t>(t.element_size()) : 0;
-}
-}  // namespace
 
 Zero3Params::Zero3Params(dist::ProcessGroup& group, model::Owl2ForCausalLM& m,
                          const std::vector<std::string>& trainable, int64_t prefetch)

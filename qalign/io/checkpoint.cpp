@@ -10,6 +10,7 @@
 #include "qalign/base/atomic_file.h"
 #include "qalign/base/error.h"
 #include "qalign/base/json_file.h"
+#include "qalign/base/text.h"
 #include "qalign/io/safetensors.h"
 #include "qalign/io/torch_bin.h"
 
@@ -18,10 +19,6 @@ namespace qalign::io {
 namespace fs = std::filesystem;
 
 namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 // shard file -> tensor names it must hold, from an index's weight_map.
 std::map<std::string, std::vector<std::string>> read_index(const std::string& index_path) {

@@ -7,6 +7,7 @@
 #include "qalign/base/error.h"
 #include "qalign/base/json_file.h"
 #include "qalign/base/log.h"
+#include "qalign/base/text.h"
 #include "qalign/io/safetensors.h"
 #include "qalign/io/torch_bin.h"
 #include "qalign/io/weights.h"
@@ -18,8 +19,6 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::string kPeftPrefix = "base_model.model.";
-
-bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
 
 StateDict load_any(const std::string& path) {
   return fs::path(path).extension() == ".safetensors" ? SafetensorsFile::open(path)->load_all() : load_torch_bin(path);

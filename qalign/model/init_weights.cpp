@@ -2,6 +2,7 @@
 
 #include "qalign/base/error.h"
 #include "qalign/base/json_file.h"
+#include "qalign/base/text.h"
 
 namespace qalign::model {
 
@@ -12,11 +13,6 @@ double range_at(const nlohmann::json& j, const std::string& path, const std::str
   const auto& v = j["initializer_range"];
   if (!v.is_number() || v.get<double>() <= 0) fail(path, field, "must be a positive number");
   return v.get<double>();
-}
-
-bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace

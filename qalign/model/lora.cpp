@@ -4,14 +4,11 @@
 #include <map>
 
 #include "qalign/base/error.h"
+#include "qalign/base/text.h"
 
 namespace qalign::model {
 
 namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 // PEFT tests key.endswith(target); requiring a dot before the suffix keeps "q_proj" from
 // matching some "xq_proj" while agreeing on every name this model has.

@@ -9,7 +9,7 @@ Q=${QALIGN:-build/tools/qalign}
 OUT=${QALIGN_ABLATION_OUT:-runs/ablation}
 HERE=experiments/ablation-levels-vs-scores
 rm -rf "$OUT"
-$Q demo make-data --out "$OUT/data" --size 64 --per-image 240 --test-per-image 50 --scene 128
+$Q demo make-data --out "$OUT/data" --size 64 --per-image 48 --test-per-image 10 --scene 128
 $Q init --config configs/demo_model.json --tokenizer "$OUT/data/tokenizer" --out "$OUT/init"
 declare -A DATA=([levels]=train.json [number]=train_numbers.json [regression]=train.json)
 for v in levels number regression; do

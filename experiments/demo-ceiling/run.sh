@@ -9,7 +9,7 @@ Q=${QALIGN:-build/tools/qalign}
 OUT=${QALIGN_CEILING_OUT:-runs/ceiling}
 HERE=experiments/demo-ceiling
 rm -rf "$OUT"
-$Q demo make-data --out "$OUT" --size 64 --per-image 240 --test-per-image 50 --scene 128
+$Q demo make-data --out "$OUT" --size 64 --per-image 48 --test-per-image 10 --scene 128
 /usr/bin/python3 $HERE/dump.py "$OUT"
 .venv/bin/python $HERE/probe.py "$OUT" 1000 vit 8 5e-4
 .venv/bin/python $HERE/probe.py "$OUT" 1000 vit 4 5e-4

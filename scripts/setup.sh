@@ -34,9 +34,41 @@ else
   log "Debian packages present"
 fi
 
-# --- LibTorch from the PyPI wheel --------------------------------------------------------
 PY="$ROOT/.venv/bin/python"
 [ -x "$PY" ] || { log "creating .venv"; python3 -m venv "$ROOT/.venv"; }
+
+# --- SentencePiece, static, symbols private -------------------------------------------------
+# Debian's libsentencepiece exports its bundled protobuf-lite, which clashes with other
+# protobufs in the process (MEASURED.md); a private static build cannot clash.
+# It builds in the background while pip installs torch (mostly one core unpacking files), which
+# on a fresh 2-core machine saves most of its time.
+SPM_PREFIX="$ROOT/.deps/sentencepiece"
+build_spm() {
+  log "building SentencePiece $SPM_VERSION (static)"
+  work=$(mktemp -d)
+  "$PY" -m pip download -q --disable-pip-version-check --no-binary :all: --no-deps \
+      "sentencepiece==$SPM_VERSION" -d "$work"
+  tar xzf "$work/sentencepiece-$SPM_VERSION.tar.gz" -C "$work"
+  cmake -S "$work/sentencepiece-$SPM_VERSION/sentencepiece" -B "$work/build" -DCMAKE_BUILD_TYPE=Release \
+      -DSPM_ENABLE_SHARED=OFF -DSPM_ENABLE_TCMALLOC=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON \
+      -DCMAKE_CXX_FLAGS="-fvisibility=hidden -fvisibility-inlines-hidden" \
+      -DCMAKE_INSTALL_PREFIX="$SPM_PREFIX" -DCMAKE_INSTALL_LIBDIR=lib >/dev/null
+  cmake --build "$work/build" -j"$(nproc)" --target sentencepiece-static sentencepiece_train-static >"$work/build.log" 2>&1 \
+    || { tail -30 "$work/build.log"; exit 1; }
+  mkdir -p "$SPM_PREFIX/lib" "$SPM_PREFIX/include"
+  cp "$work/build/src/libsentencepiece.a" "$work/build/src/libsentencepiece_train.a" "$SPM_PREFIX/lib/"
+  cp "$work/sentencepiece-$SPM_VERSION/sentencepiece/src/"{sentencepiece_processor.h,sentencepiece_trainer.h} \
+     "$SPM_PREFIX/include/"
+  rm -rf "$work"
+}
+spm_pid=
+if [ ! -f "$SPM_PREFIX/lib/libsentencepiece_train.a" ]; then
+  build_spm & spm_pid=$!
+else
+  log "SentencePiece present in .deps"
+fi
+
+# --- LibTorch from the PyPI wheel --------------------------------------------------------
 if ! "$PY" -c "import torch,sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
   PIP=("$PY" -m pip install -q --disable-pip-version-check)
   # grep reads all of ldconfig's list: with -q it would stop at the first match, ldconfig would
@@ -56,31 +88,7 @@ if ! "$PY" -c "import torch,sys; sys.exit(torch.__version__.split('+')[0] != '$T
 else
   log "torch $TORCH_VERSION present in .venv"
 fi
-
-# --- SentencePiece, static, symbols private -------------------------------------------------
-# Debian's libsentencepiece exports its bundled protobuf-lite, which clashes with other
-# protobufs in the process (MEASURED.md); a private static build cannot clash.
-SPM_PREFIX="$ROOT/.deps/sentencepiece"
-if [ ! -f "$SPM_PREFIX/lib/libsentencepiece_train.a" ]; then
-  log "building SentencePiece $SPM_VERSION (static)"
-  work=$(mktemp -d)
-  "$PY" -m pip download -q --disable-pip-version-check --no-binary :all: --no-deps \
-      "sentencepiece==$SPM_VERSION" -d "$work"
-  tar xzf "$work/sentencepiece-$SPM_VERSION.tar.gz" -C "$work"
-  cmake -S "$work/sentencepiece-$SPM_VERSION/sentencepiece" -B "$work/build" -DCMAKE_BUILD_TYPE=Release \
-      -DSPM_ENABLE_SHARED=OFF -DSPM_ENABLE_TCMALLOC=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON \
-      -DCMAKE_CXX_FLAGS="-fvisibility=hidden -fvisibility-inlines-hidden" \
-      -DCMAKE_INSTALL_PREFIX="$SPM_PREFIX" -DCMAKE_INSTALL_LIBDIR=lib >/dev/null
-  cmake --build "$work/build" -j"$(nproc)" --target sentencepiece-static sentencepiece_train-static >"$work/build.log" 2>&1 \
-    || { tail -30 "$work/build.log"; exit 1; }
-  mkdir -p "$SPM_PREFIX/lib" "$SPM_PREFIX/include"
-  cp "$work/build/src/libsentencepiece.a" "$work/build/src/libsentencepiece_train.a" "$SPM_PREFIX/lib/"
-  cp "$work/sentencepiece-$SPM_VERSION/sentencepiece/src/"{sentencepiece_processor.h,sentencepiece_trainer.h} \
-     "$SPM_PREFIX/include/"
-  rm -rf "$work"
-else
-  log "SentencePiece present in .deps"
-fi
+[ -z "$spm_pid" ] || wait "$spm_pid" || { log "SentencePiece build failed"; exit 1; }
 
 # --- CPU matmul check -----------------------------------------------------------------------
 "$PY" - <<'PY'

@@ -71,6 +71,15 @@ TEST(Flops, SevenBillionScoringIsAboutTwoTeraflopPerImage) {
   EXPECT_THROW(model::preset_config("large"), Error);
 }
 
+// A path ending in .json is a model's config.json, so the demo's model can be timed as it trains.
+TEST(Flops, PresetMayBeAConfigFile) {
+  const auto c = model::preset_config(test::source_dir() + "/configs/demo_model.json");
+  EXPECT_EQ(c.hidden_size, 128);
+  EXPECT_EQ(c.vision.patch_size, 4);
+  EXPECT_EQ(c.vision.image_size, 64);
+  EXPECT_THROW(model::preset_config(test::source_dir() + "/configs/absent.json"), Error);
+}
+
 TEST(BenchCli, TrainStepReportsMfuAgainstTheSameRunsPeak) {
   const auto j = bench("train-step --preset tiny --batch-size 2 --warmup 1 --repeats 1 --json");
   for (const auto* key : {"bench", "preset", "batch_size", "device", "dtype", "step_ms", "samples_per_s",

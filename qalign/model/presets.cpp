@@ -3,6 +3,7 @@
 #include <regex>
 
 #include "qalign/base/error.h"
+#include "qalign/base/text.h"
 
 namespace qalign::model {
 
@@ -42,11 +43,12 @@ ModelConfig small() {
 }  // namespace
 
 const std::vector<std::string>& preset_names() {
-  static const std::vector<std::string> names = {"tiny", "small", "owl2-7b", "owl2-7b-<N>l"};
+  static const std::vector<std::string> names = {"tiny", "small", "owl2-7b", "owl2-7b-<N>l", "MODEL.json"};
   return names;
 }
 
 ModelConfig preset_config(const std::string& name, const std::string& field) {
+  if (ends_with(name, ".json")) return ModelConfig::from_json_file(name);
   if (name == "tiny") return tiny();
   if (name == "small") return small();
   if (name == "owl2-7b") return ModelConfig::owl2_7b();

@@ -2,7 +2,8 @@
 // Model sizes by name, for benchmarks and tests: "tiny" (the fixture qalign-tiny), "small" (a
 // scaled-down mPLUG-Owl2 with LLaMA's 32000-piece vocabulary), "owl2-7b" (the released model)
 // and "owl2-7b-<N>l" (the released widths with N vision and N language layers, to time the 7B
-// shapes on one device).
+// shapes on one device); a path ending in .json is read as a model's config.json (the demo's
+// configs/demo_model.json, say).
 #include <string>
 #include <vector>
 

@@ -82,7 +82,7 @@ void plot_training(const std::string& metrics, const std::string& out, const std
     const double fx = x_max * i / 5, fl = loss_max * i / 5, fe = eval_lo + (1 - eval_lo) * i / 5;
     cv::line(img, {px(fx), top}, {px(fx), top + ph}, grid);
     cv::line(img, {left, py(fl, 0, loss_max)}, {left + pw, py(fl, 0, loss_max)}, grid);
-    cv::putText(img, tick_label(fx), {px(fx) - 14, top + ph + 20}, font, 0.45, ink, 1, cv::LINE_AA);
+    cv::putText(img, std::to_string(std::lround(fx)), {px(fx) - 14, top + ph + 20}, font, 0.45, ink, 1, cv::LINE_AA);
     cv::putText(img, tick_label(fl), {left - 52, py(fl, 0, loss_max) + 5}, font, 0.45, loss_colour, 1, cv::LINE_AA);
     if (!eval.x.empty())
       cv::putText(img, tick_label(fe), {left + pw + 8, py(fe, eval_lo, 1) + 5}, font, 0.45, eval_colour, 1,

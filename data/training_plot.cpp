@@ -68,29 +68,50 @@ void plot_training(const std::string& metrics, const std::string& out, const std
   const int W = 960, H = 540, left = 80, right = 80, top = 56, bottom = 64;
   const int pw = W - left - right, ph = H - top - bottom;
   cv::Mat img(H, W, CV_8UC3, cv::Scalar(255, 255, 255));
-  const double loss_max = *std::max_element(loss.y.begin(), loss.y.end()) * 1.05;
+  // The loss on a log axis, whole decades: it falls two orders in the first steps, and a linear
+  // axis flattens everything after them.
+  double loss_min = HUGE_VAL, loss_max = 0;
+  for (double v : loss.y)
+    if (v > 0) loss_min = std::min(loss_min, v), loss_max = std::max(loss_max, v);
+  if (loss_max == 0) loss_min = loss_max = 1;
+  const double log_lo = std::floor(std::log10(loss_min)),
+               log_hi = std::max(log_lo + 1, std::ceil(std::log10(loss_max)));
   double eval_lo = 0;
   for (double v : eval.y) eval_lo = std::min(eval_lo, std::floor(v * 10) / 10);
   auto px = [&](double x) { return left + static_cast<int>(std::lround(x / x_max * pw)); };
   auto py = [&](double y, double lo, double hi) {
     return top + ph - static_cast<int>(std::lround((y - lo) / (hi - lo) * ph));
   };
+  auto py_loss = [&](double y) {
+    return py(y > 0 ? std::clamp(std::log10(y), log_lo, log_hi) : log_lo, log_lo, log_hi);
+  };
 
   const cv::Scalar grid(225, 225, 225), ink(40, 40, 40), loss_colour(180, 90, 30), eval_colour(30, 120, 230);
   const int font = cv::FONT_HERSHEY_SIMPLEX;
   for (int i = 0; i <= 5; ++i) {
-    const double fx = x_max * i / 5, fl = loss_max * i / 5, fe = eval_lo + (1 - eval_lo) * i / 5;
+    const double fx = x_max * i / 5, fe = eval_lo + (1 - eval_lo) * i / 5;
     cv::line(img, {px(fx), top}, {px(fx), top + ph}, grid);
-    cv::line(img, {left, py(fl, 0, loss_max)}, {left + pw, py(fl, 0, loss_max)}, grid);
     cv::putText(img, std::to_string(std::lround(fx)), {px(fx) - 14, top + ph + 20}, font, 0.45, ink, 1, cv::LINE_AA);
-    cv::putText(img, tick_label(fl), {left - 52, py(fl, 0, loss_max) + 5}, font, 0.45, loss_colour, 1, cv::LINE_AA);
     if (!eval.x.empty())
       cv::putText(img, tick_label(fe), {left + pw + 8, py(fe, eval_lo, 1) + 5}, font, 0.45, eval_colour, 1,
                   cv::LINE_AA);
   }
+  // Grid at 1, 2 and 5 of each decade; labels on those that leave room for them.
+  const bool crowded = log_hi - log_lo > 3;
+  for (double d = log_lo; d < log_hi + 0.5; ++d)
+    for (double m : {1.0, 2.0, 5.0}) {
+      const double v = m * std::pow(10, d);
+      if (std::log10(v) > log_hi + 1e-9) break;
+      cv::line(img, {left, py_loss(v)}, {left + pw, py_loss(v)}, grid);
+      if (m == 1 || !crowded) {
+        char label[32];
+        std::snprintf(label, sizeof label, "%g", v);
+        cv::putText(img, label, {left - 52, py_loss(v) + 5}, font, 0.45, loss_colour, 1, cv::LINE_AA);
+      }
+    }
   cv::rectangle(img, {left, top}, {left + pw, top + ph}, ink);
   std::vector<cv::Point> line;
-  for (size_t i = 0; i < loss.x.size(); ++i) line.emplace_back(px(loss.x[i]), py(loss.y[i], 0, loss_max));
+  for (size_t i = 0; i < loss.x.size(); ++i) line.emplace_back(px(loss.x[i]), py_loss(loss.y[i]));
   cv::polylines(img, line, false, loss_colour, 2, cv::LINE_AA);
   line.clear();
   for (size_t i = 0; i < eval.x.size(); ++i) {

@@ -219,6 +219,12 @@ TEST(DemoCli, PlotDrawsLossAndEvaluationFromMetrics) {
   const cv::Mat img = cv::imread(tmp.file("plot.png"));
   ASSERT_FALSE(img.empty());
   EXPECT_EQ(img.cols, 960);
+  // The loss on a log axis from 0.1 to 10 (420 px tall from y 56): the last point, 0.5 at the
+  // right edge (x 880), sits at y 476 - 420 * (log10 0.5 + 1) / 2 = 329; a linear axis puts it at 396.
+  const cv::Vec3b last = img.at<cv::Vec3b>(329, 878), linear = img.at<cv::Vec3b>(396, 878);
+  EXPECT_GT(last[0], 120);
+  EXPECT_LT(last[2], 100);
+  EXPECT_GT(linear[2], 200);
 
   std::ofstream(tmp.file("bad.jsonl")) << "{\"epoch\": 1}\n";
   const auto bad = run("demo plot --metrics " + tmp.file("bad.jsonl") + " --out " + tmp.file("bad.png"), &rc);

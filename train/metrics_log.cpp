@@ -19,17 +19,6 @@ double peak_memory_mib() {
   return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
 }
 
-namespace {
-
-std::string clock_text(double s) {
-  const auto t = static_cast<long long>(std::max(0.0, s) + 0.5);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", t / 3600, t / 60 % 60, t % 60);
-  return buf;
-}
-
-}  // namespace
-
 MetricsLog::MetricsLog(const std::string& output_dir, int64_t resume_step)
     : path_(output_dir + "/metrics.jsonl"), first_step_(std::max<int64_t>(resume_step, 0)) {
   std::string kept;
@@ -61,9 +50,9 @@ void MetricsLog::write(const StepMetrics& m, int64_t total_steps) {
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const int64_t done = m.step - first_step_;
   const std::string eta =
-      " | ETA " + (done > 0
-                       ? clock_text(elapsed / static_cast<double>(done) * static_cast<double>(total_steps - m.step))
-                       : std::string("-"));
+      " | ETA " +
+      (done > 0 ? log::clock_text(elapsed / static_cast<double>(done) * static_cast<double>(total_steps - m.step))
+                : std::string("-"));
   if (log::to_terminal()) {
     char brief[160];
     std::snprintf(brief, sizeof brief, "step %lld/%lld | loss %.4f | %.1f samples/s", static_cast<long long>(m.step),

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -79,6 +80,13 @@ void end_status() {
   g_status.clear();
   std::fprintf(stderr, "\n");
   std::fflush(stderr);
+}
+
+std::string clock_text(double seconds) {
+  const auto t = static_cast<long long>(std::max(0.0, seconds) + 0.5);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", t / 3600, t / 60 % 60, t % 60);
+  return buf;
 }
 
 }  // namespace qalign::log

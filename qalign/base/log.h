@@ -18,6 +18,8 @@ bool to_terminal();
 void status(const std::string& text);
 // Ends the progress line on a terminal, so what follows starts on a line of its own.
 void end_status();
+// "1:02:03" for a progress line's elapsed time or ETA; negative seconds read as zero.
+std::string clock_text(double seconds);
 
 template <typename... Args>
 std::string cat(const Args&... args) {

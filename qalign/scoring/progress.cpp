@@ -8,18 +8,6 @@
 
 namespace qalign::scoring {
 
-namespace {
-
-std::string clock_text(double s) {
-  const auto t = static_cast<int64_t>(s + 0.5);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", static_cast<long long>(t / 3600),
-                static_cast<long long>(t / 60 % 60), static_cast<long long>(t % 60));
-  return buf;
-}
-
-}  // namespace
-
 Progress::Progress(bool enabled) : enabled_(enabled), terminal_(::isatty(2) != 0) {}
 
 void Progress::update(int64_t done) {
@@ -49,9 +37,9 @@ void Progress::draw(int64_t done, bool last) {
     text = std::to_string(done) + " done (counting the inputs)";
   }
   char tail[96];
-  std::snprintf(tail, sizeof tail, " %.1f items/s, elapsed %s", rate, clock_text(s).c_str());
+  std::snprintf(tail, sizeof tail, " %.1f items/s, elapsed %s", rate, log::clock_text(s).c_str());
   text += tail;
-  if (total >= 0 && rate > 0) text += ", ETA " + clock_text((total - done) / rate);
+  if (total >= 0 && rate > 0) text += ", ETA " + log::clock_text((total - done) / rate);
   if (terminal_) {
     std::fprintf(stderr, "\r%s  %s", text.c_str(), last ? "\n" : "");
     std::fflush(stderr);

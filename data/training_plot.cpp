@@ -52,9 +52,9 @@ std::pair<MetricSeries, MetricSeries> read_metrics(const std::string& path, std:
 
 namespace {
 
-std::string tick_label(double v) {
+std::string printf_text(const char* format, double v) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, std::abs(v) >= 100 ? "%.0f" : std::abs(v) >= 10 ? "%.1f" : "%.2f", v);
+  std::snprintf(buf, sizeof buf, format, v);
   return buf;
 }
 
@@ -91,9 +91,9 @@ void plot_training(const std::string& metrics, const std::string& out, const std
   for (int i = 0; i <= 5; ++i) {
     const double fx = x_max * i / 5, fe = eval_lo + (1 - eval_lo) * i / 5;
     cv::line(img, {px(fx), top}, {px(fx), top + ph}, grid);
-    cv::putText(img, std::to_string(std::lround(fx)), {px(fx) - 14, top + ph + 20}, font, 0.45, ink, 1, cv::LINE_AA);
+    cv::putText(img, printf_text("%.0f", fx), {px(fx) - 14, top + ph + 20}, font, 0.45, ink, 1, cv::LINE_AA);
     if (!eval.x.empty())
-      cv::putText(img, tick_label(fe), {left + pw + 8, py(fe, eval_lo, 1) + 5}, font, 0.45, eval_colour, 1,
+      cv::putText(img, printf_text("%.2f", fe), {left + pw + 8, py(fe, eval_lo, 1) + 5}, font, 0.45, eval_colour, 1,
                   cv::LINE_AA);
   }
   // Grid at 1, 2 and 5 of each decade; labels on those that leave room for them.
@@ -103,11 +103,8 @@ void plot_training(const std::string& metrics, const std::string& out, const std
       const double v = m * std::pow(10, d);
       if (std::log10(v) > log_hi + 1e-9) break;
       cv::line(img, {left, py_loss(v)}, {left + pw, py_loss(v)}, grid);
-      if (m == 1 || !crowded) {
-        char label[32];
-        std::snprintf(label, sizeof label, "%g", v);
-        cv::putText(img, label, {left - 52, py_loss(v) + 5}, font, 0.45, loss_colour, 1, cv::LINE_AA);
-      }
+      if (m == 1 || !crowded)
+        cv::putText(img, printf_text("%g", v), {left - 52, py_loss(v) + 5}, font, 0.45, loss_colour, 1, cv::LINE_AA);
     }
   cv::rectangle(img, {left, top}, {left + pw, top + ph}, ink);
   std::vector<cv::Point> line;

@@ -2,11 +2,11 @@
 # this keeps their sources honest too (a header-only use would link, and tie the layers anyway).
 #   cmake -DROOT=<source tree> -P check_layers.cmake
 # Layers, lowest first; a file may include its own layer and those below.
-set(QALIGN_LAYERS base model io core dist data scoring train tools)
+set(QALIGN_LAYERS base model io core distributed scoring data train tools)
 
 # The layer of a path relative to ROOT ("" for files outside the layers: tests, experiments).
 function(qalign_layer_of path out)
-  if(path MATCHES "^qalign/(base|model|io|dist|scoring)/")
+  if(path MATCHES "^qalign/(base|model|io|distributed|scoring)/")
     set(layer ${CMAKE_MATCH_1})
   elseif(path MATCHES "^qalign/config/" OR path MATCHES "^qalign/[^/]+$")
     set(layer core)

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "data/dataset.h"
+#include "qalign/label_files.h"
 
 namespace qalign::data {
 

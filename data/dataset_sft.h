@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "data/dataset.h"
+#include "qalign/label_files.h"
 #include "qalign/prompts.h"
 #include "qalign/syllabus.h"
 

@@ -13,7 +13,6 @@
 #include <random>
 #include <utility>
 
-#include "data/dataset.h"
 #include "data/dataset_sft.h"
 #include "data/demo_photographs.h"
 #include "data/distort.h"
@@ -22,6 +21,7 @@
 #include "qalign/base/atomic_file.h"
 #include "qalign/base/error.h"
 #include "qalign/base/log.h"
+#include "qalign/label_files.h"
 #include "qalign/prompts.h"
 #include "qalign/syllabus.h"
 

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "data/image_header.h"
-#include "data/media_type.h"
 #include "qalign/base/error.h"
+#include "qalign/media_type.h"
 
 namespace qalign::data {
 

@@ -20,9 +20,9 @@
 #include <thread>
 #include <vector>
 
-#include "data/dataset.h"
 #include "data/sampler.h"
 #include "qalign/conversation.h"
+#include "qalign/label_files.h"
 #include "qalign/tokenizer.h"
 
 namespace qalign::data {

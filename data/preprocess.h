@@ -3,22 +3,15 @@
 // CLIPImageProcessor (shortest edge -> image_size with PIL bicubic, center crop, rescale,
 // normalise), all in the reference's arithmetic so pixel values match to the last bit.
 #include <torch/torch.h>
-#include <nlohmann/json.hpp>
 
 #include <array>
 #include <cstdint>
 #include <string>
 
 #include "data/image.h"
+#include "qalign/preprocessor_config.h"
 
 namespace qalign::data {
-
-inline constexpr std::array<double, 3> kClipMean = {0.48145466, 0.4578275, 0.40821073};
-inline constexpr std::array<double, 3> kClipStd = {0.26862954, 0.26130258, 0.27577711};
-// tuple(int(m * 255) for m in image_mean): truncated, giving (122, 116, 104).
-inline constexpr std::array<uint8_t, 3> kPadColor = {static_cast<uint8_t>(kClipMean[0] * 255),
-                                                     static_cast<uint8_t>(kClipMean[1] * 255),
-                                                     static_cast<uint8_t>(kClipMean[2] * 255)};
 
 // Pads the shorter side to a square, the picture centred with floor((long - short) / 2) above or
 // to the left of it. Square images come back unchanged.
@@ -41,13 +34,5 @@ torch::Tensor preprocess_image(const Image& img, int64_t image_size);
 
 // decode_image + preprocess_image.
 torch::Tensor load_image_tensor(const std::string& path, int64_t image_size);
-
-// The model folder's preprocessor_config.json, when it has one, against what preprocess_image
-// does: CLIP's mean and std, bicubic resizing and cropping to `image_size`. Any other value would
-// give other pixels than the model was trained on, so it is an error naming the key.
-void check_preprocessor_config(const std::string& model_dir, int64_t image_size);
-
-// The CLIPImageProcessor settings preprocess_image implements, for a model of `image_size`.
-nlohmann::json clip_preprocessor_config(int64_t image_size);
 
 }  // namespace qalign::data

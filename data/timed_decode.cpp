@@ -4,9 +4,9 @@
 #include <vector>
 
 #include "data/image_decode.h"
-#include "data/media_type.h"
 #include "data/preprocess.h"
 #include "data/video.h"
+#include "qalign/media_type.h"
 
 namespace qalign::data {
 
@@ -18,8 +18,8 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 }  // namespace
 
-DecodedInput timed_decode(const std::string& path, int64_t image_size) {
-  DecodedInput d;
+scoring::DecodedInput timed_decode(const std::string& path, int64_t image_size) {
+  scoring::DecodedInput d;
   d.media = is_video_path(path) ? Media::kVideo : Media::kImage;
   auto t = std::chrono::steady_clock::now();
   if (d.media == Media::kVideo) {
@@ -37,6 +37,11 @@ DecodedInput timed_decode(const std::string& path, int64_t image_size) {
   }
   d.preprocess_s = seconds_since(t);
   return d;
+}
+
+torch::Tensor load_pixels(const std::string& path, Media media, int64_t image_size) {
+  return media == Media::kVideo ? load_video_tensor(path, image_size)
+                                : load_image_tensor(path, image_size).unsqueeze(0);
 }
 
 }  // namespace qalign::data

@@ -1,24 +1,22 @@
 #pragma once
-// One input of `qalign score` read into model pixels, timed by stage: the job's summary reports
-// decode and preprocess seconds apart, to tell slow storage or codecs from slow resizing.
+// One input of `qalign score` or `qalign eval` read into model pixels (the decoders the scoring
+// jobs in qalign/scoring/ take as arguments).
 #include <torch/torch.h>
 
 #include <cstdint>
 #include <string>
 
 #include "qalign/prompts.h"
+#include "qalign/scoring/decoded_input.h"
 
 namespace qalign::data {
 
-struct DecodedInput {
-  Media media = Media::kImage;
-  torch::Tensor pixels;  // [F,3,S,S]: F = 1 for a picture, the sampled frames for a video
-  double decode_s = 0, preprocess_s = 0;
-};
-
 // A video (is_video_path) has its frames sampled, a picture is decoded; each is then pre-processed
-// to `image_size`. Throws on a file that cannot be read: qalign::Error naming it, or the
-// decoder's or allocator's std::exception, which may not.
-DecodedInput timed_decode(const std::string& path, int64_t image_size);
+// to `image_size`, timed by stage. Throws on a file that cannot be read: qalign::Error naming it,
+// or the decoder's or allocator's std::exception, which may not.
+scoring::DecodedInput timed_decode(const std::string& path, int64_t image_size);
+
+// `path` read as `media` (a video's frames sampled at 1 fps) into [F,3,S,S] pixels.
+torch::Tensor load_pixels(const std::string& path, Media media, int64_t image_size);
 
 }  // namespace qalign::data

@@ -5,9 +5,9 @@
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
 
-#include "data/media_type.h"
 #include "data/preprocess.h"
 #include "qalign/base/error.h"
+#include "qalign/media_type.h"
 
 namespace qalign::data {
 

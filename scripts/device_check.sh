@@ -27,8 +27,9 @@ try() { local name=$1; shift; "$@" || { echo "[device_check] stage failed: $name
 [ -d /usr/local/cuda/bin ] && export PATH="$PATH:/usr/local/cuda/bin"
 
 OPENCV=OFF
-TARGETS=(qalign test_model_parity test_train_device)
-if [ -f "$BUNDLE/opencv/lib/cmake/opencv4/OpenCVConfig.cmake" ]; then OPENCV=ON; TARGETS+=(test_preprocess); fi
+TARGETS=(qalign qalign_tests)
+if [ -f "$BUNDLE/opencv/lib/cmake/opencv4/OpenCVConfig.cmake" ]; then OPENCV=ON; fi
+T=build-device/tests/qalign_tests  # every test file in one executable; each stage picks its suites
 stage "configure (OpenCV $OPENCV)"
 TORCH_DIR=$(python3 -c 'import os, torch; print(os.path.join(torch.utils.cmake_prefix_path, "Torch"))')
 cmake -S . -B build-device -DCMAKE_BUILD_TYPE=Release -DQALIGN_WITH_OPENCV=$OPENCV \
@@ -42,16 +43,16 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.t
 
 if [ $OPENCV = ON ]; then
   stage "decoding with the bundle's OpenCV against the authors' pixels"
-  decode() { timeout 120 build-device/tests/test_preprocess > "$OUT/decode.log" 2>&1; local rc=$?; tail -3 "$OUT/decode.log"; return $rc; }
+  decode() { timeout 120 $T --gtest_filter='DecodeImage.*:ExpandToSquare.*:ImplicitPadding.*:IsVideoPath.*:*Photo448*:PilResize.*:Preprocess.*:TinyImages.*' > "$OUT/decode.log" 2>&1; local rc=$?; tail -3 "$OUT/decode.log"; return $rc; }
   try decode decode
 fi
 
 stage "parity tests on CUDA"
-parity() { QALIGN_TEST_DEVICE=cuda timeout 180 build-device/tests/test_model_parity > "$OUT/parity.log" 2>&1; local rc=$?; tail -3 "$OUT/parity.log"; return $rc; }
+parity() { QALIGN_TEST_DEVICE=cuda timeout 180 $T --gtest_filter='*ModelParity*' > "$OUT/parity.log" 2>&1; local rc=$?; tail -3 "$OUT/parity.log"; return $rc; }
 try parity parity
 
 stage "(a) the authors' golden training step through the Trainer on CUDA, float32"
-golden_step() { QALIGN_TEST_DEVICE=cuda timeout 120 build-device/tests/test_train_device > "$OUT/golden_step.log" 2>&1; local rc=$?; grep "\[sdpa\]" "$OUT/golden_step.log"; tail -3 "$OUT/golden_step.log"; return $rc; }
+golden_step() { QALIGN_TEST_DEVICE=cuda timeout 120 $T --gtest_filter='TrainGoldenOnDevice.*' > "$OUT/golden_step.log" 2>&1; local rc=$?; grep "\[sdpa\]" "$OUT/golden_step.log"; tail -3 "$OUT/golden_step.log"; return $rc; }
 try golden-step golden_step
 
 stage "one NCCL training step (text-only records)"

@@ -17,6 +17,7 @@ SECONDS=0
 APT_PKGS=(build-essential cmake pkg-config python3-venv libyaml-cpp-dev libopencv-dev
           nlohmann-json3-dev libcli11-dev libgtest-dev libgloo-dev
           opencv-doc   # the photographs and clips of the demo and tests
+          ninja-build lld  # the build: parallel across targets, fast links
           clang-format-14)  # scripts/format.sh --check, which CI runs
 if [ "${1:-}" = "--demo" ]; then
   APT_PKGS+=(gcompris-qt-data lomiri-wallpapers-16.04 palapeli-data)

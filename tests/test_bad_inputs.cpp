@@ -26,10 +26,6 @@ struct Case {
   std::vector<std::string> expected;  // each must appear in the output
 };
 
-const std::string kModel = "tests/fixtures/qalign-tiny/model";
-const std::string kInputs = "tests/fixtures/qalign-tiny/inputs";
-const std::string kRecipe = "tests/fixtures/train/tiny_recipe.yaml";
-
 // The first half of a file: a download cut short.
 std::string truncated_copy(const test::ScratchDir& d, const std::string& from, const std::string& name) {
   const auto bytes = test::read_file(from);
@@ -49,7 +45,7 @@ std::string huge_png(const test::ScratchDir& d) {
 // A copy of the fixture model whose config.json is `config`.
 std::string model_with_config(const test::ScratchDir& d, const std::string& config) {
   const auto dir = d.file("model");
-  fs::copy(test::source_dir() + "/" + kModel, dir, fs::copy_options::recursive);
+  fs::copy(test::source_dir() + "/" + test::kTinyModel, dir, fs::copy_options::recursive);
   test::write_file(dir + "/config.json", config);
   return dir;
 }
@@ -58,7 +54,7 @@ std::string model_with_config(const test::ScratchDir& d, const std::string& conf
 std::string model_with_edit(const test::ScratchDir& d, const std::string& file, const std::string& from,
                             const std::string& to) {
   const auto dir = d.file("model");
-  fs::copy(test::source_dir() + "/" + kModel, dir, fs::copy_options::recursive);
+  fs::copy(test::source_dir() + "/" + test::kTinyModel, dir, fs::copy_options::recursive);
   auto text = test::read_file(dir + "/" + file);
   const auto at = text.find(from);
   EXPECT_NE(at, std::string::npos) << file << " has no " << from;
@@ -69,7 +65,7 @@ std::string model_with_edit(const test::ScratchDir& d, const std::string& file, 
 
 std::string model_with_weights(const test::ScratchDir& d, const std::function<void(std::string&)>& edit) {
   const auto dir = d.file("model");
-  fs::copy(test::source_dir() + "/" + kModel, dir, fs::copy_options::recursive);
+  fs::copy(test::source_dir() + "/" + test::kTinyModel, dir, fs::copy_options::recursive);
   fs::remove(dir + "/pytorch_model.bin");
   auto bytes = test::read_file(dir + "/model.safetensors");
   edit(bytes);
@@ -77,12 +73,12 @@ std::string model_with_weights(const test::ScratchDir& d, const std::function<vo
   return dir;
 }
 
-std::string train_args(const std::string& args) { return "train --config " + kRecipe + " " + args; }
+std::string train_args(const std::string& args) { return "train --config " + test::kTinyRecipe + " " + args; }
 
-std::string score(const std::string& input) { return "score --model " + kModel + " " + input; }
+std::string score(const std::string& input) { return "score --model " + test::kTinyModel + " " + input; }
 
 std::vector<Case> cases() {
-  const std::string img = kInputs + "/img_wide.png";
+  const std::string img = test::kTinyInputs + "/img_wide.png";
   return {
       // Pictures and videos: reported, skipped, and the run's exit code says so.
       {"corrupt JPEG",
@@ -198,23 +194,23 @@ std::vector<Case> cases() {
       {"gt_score not a number",
        [img](const auto& d) {
          test::write_file(d.file("g.json"), R"([{"image": "img_wide.png", "gt_score": "high"}])");
-         return "eval --model " + kModel + " --image-folder " + kInputs + " --data " + d.file("g.json") + " --out " +
-                d.file("e");
+         return "eval --model " + test::kTinyModel + " --image-folder " + test::kTinyInputs + " --data " +
+                d.file("g.json") + " --out " + d.file("e");
        },
        1,
        {"g.json: [0].gt_score: \"high\" is not a number"}},
       {"test record without a picture",
        [](const auto& d) {
          test::write_file(d.file("p.json"), R"([{"gt_score": 3}])");
-         return "eval --model " + kModel + " --image-folder " + kInputs + " --data " + d.file("p.json") + " --out " +
-                d.file("e");
+         return "eval --model " + test::kTinyModel + " --image-folder " + test::kTinyInputs + " --data " +
+                d.file("p.json") + " --out " + d.file("e");
        },
        1,
        {"p.json: [0]"}},
       {"missing test file",
        [](const auto& d) {
-         return "eval --model " + kModel + " --image-folder " + kInputs + " --data " + d.file("none.json") + " --out " +
-                d.file("e");
+         return "eval --model " + test::kTinyModel + " --image-folder " + test::kTinyInputs + " --data " +
+                d.file("none.json") + " --out " + d.file("e");
        },
        1,
        {"none.json: cannot open file"}},
@@ -314,13 +310,13 @@ std::vector<Case> cases() {
        {"dora/adapter_config.json: use_dora: true is not supported"}},
       {"shard size past 64 bits",
        [](const auto& d) {
-         return "export --checkpoint " + kModel + " --out " + d.file("x") + " --max-shard-size 18446744074GB";
+         return "export --checkpoint " + test::kTinyModel + " --out " + d.file("x") + " --max-shard-size 18446744074GB";
        },
        1,
        {"--max-shard-size: 18446744074GB: too large"}},
       {"bad shard size",
        [](const auto& d) {
-         return "export --checkpoint " + kModel + " --out " + d.file("x") + " --max-shard-size 5XB";
+         return "export --checkpoint " + test::kTinyModel + " --out " + d.file("x") + " --max-shard-size 5XB";
        },
        1,
        {"--max-shard-size: 5XB: expected a size such as 5GB"}},

@@ -70,7 +70,7 @@ std::string tensor_pickle(int numel, int offset, int size,
          "ccollections\nOrderedDict\n)RtRu.";
 }
 
-struct Case {
+struct CheckpointCase {
   std::string name;
   std::function<void()> action;
   std::vector<std::string> expected;  // substrings of the message
@@ -78,7 +78,7 @@ struct Case {
 
 std::string fixture_model() { return test::fixture("qalign-tiny/model"); }
 
-std::vector<Case> cases() {
+std::vector<CheckpointCase> checkpoint_cases() {
   const std::string ok_entry = R"("a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]})";
   auto st = [](const std::string& file, const std::string& bytes) {
     return [=] { io::SafetensorsFile::open(write(file, bytes)); };
@@ -208,7 +208,7 @@ std::vector<Case> cases() {
 }  // namespace
 
 TEST(CheckpointErrors, EachMalformedInputGivesItsMessage) {
-  const auto table = cases();
+  const auto table = checkpoint_cases();
   EXPECT_GE(table.size(), 15u);
   for (const auto& c : table) {
     SCOPED_TRACE(c.name);

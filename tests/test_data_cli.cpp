@@ -9,8 +9,8 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "data/dataset.h"
 #include "qalign/base/atomic_file.h"
+#include "qalign/label_files.h"
 #include "tests/support/fixtures.h"
 
 namespace qalign {
@@ -104,7 +104,7 @@ TEST(MakeSft, WritesTrainingRecordsThePreviewReads) {
       test::qalign_binary() + " data make-sft --input " + in + " --out " + out + " --preset koniq --seed 3";
   ASSERT_EQ(test::run_command(cmd, &log), 0) << cmd << "\n" << log;
   EXPECT_NE(log.find("2 dropped"), std::string::npos) << log;  // 3.91 < m, 85.36 ≥ M
-  const auto records = data::read_training_records(out);
+  const auto records = read_training_records(out);
   ASSERT_EQ(records.size(), 1u);
   EXPECT_EQ(records[0].id, "10007357496.jpg->68.7285714286");
   EXPECT_EQ(records[0].images, std::vector<std::string>{"koniq/10007357496.jpg"});

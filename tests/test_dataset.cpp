@@ -9,11 +9,11 @@
 #include <set>
 #include <stdexcept>
 
-#include "data/dataset.h"
 #include "data/dataset_mix.h"
 #include "data/dataset_sft.h"
 #include "qalign/base/atomic_file.h"
 #include "qalign/base/error.h"
+#include "qalign/label_files.h"
 #include "qalign/prompts.h"
 #include "tests/support/fixtures.h"
 

@@ -2,11 +2,8 @@
 // distributed sampler, N processes x batch B against 1 process x batch N·B step for step (ZeRO
 // stages 0-2, with the memory each rank reports), checkpoints resharded from N to M processes, a
 // killed worker, and SIGTERM leaving a checkpoint that resumes bitwise.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,7 +18,7 @@
 
 #include "data/sampler.h"
 #include "qalign/base/error.h"
-#include "qalign/dist/process_group.h"
+#include "qalign/distributed/process_group.h"
 #include "qalign/io/safetensors.h"
 #include "tests/support/fixtures.h"
 
@@ -30,8 +27,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-dist::LaunchEnv env_of(const std::map<std::string, std::string>& vars) {
-  return dist::read_launch_env([&](const char* name) -> const char* {
+distributed::LaunchEnv env_of(const std::map<std::string, std::string>& vars) {
+  return distributed::read_launch_env([&](const char* name) -> const char* {
     const auto it = vars.find(name);
     return it == vars.end() ? nullptr : it->second.c_str();
   });
@@ -66,9 +63,9 @@ TEST(LaunchEnv, Slurm) {
   EXPECT_EQ(e.local_world_size, 4);
   EXPECT_EQ(e.master_addr, "gpu03");
   EXPECT_EQ(e.master_port, 29500);
-  EXPECT_EQ(dist::first_slurm_host("a1,b2"), "a1");
-  EXPECT_EQ(dist::first_slurm_host("solo"), "solo");
-  EXPECT_EQ(dist::first_slurm_host("n[7,9]"), "n7");
+  EXPECT_EQ(distributed::first_slurm_host("a1,b2"), "a1");
+  EXPECT_EQ(distributed::first_slurm_host("solo"), "solo");
+  EXPECT_EQ(distributed::first_slurm_host("n[7,9]"), "n7");
 }
 
 TEST(LaunchEnv, OpenMpiAndNone) {
@@ -127,7 +124,6 @@ TEST(DistributedSampler, RankPositionCountsTheShareAlreadyTaken) {
 
 // --- runs ---------------------------------------------------------------------------------
 
-const std::string kRecipe = "tests/fixtures/train/tiny_recipe.yaml";
 // Shuffled, without length grouping (whose chunks depend on the batch size), with clipping,
 // weight decay, cosine warm-up; five samples, so epochs end in a partial batch. Buckets of 0.1 MB
 // cut the tiny model (243k parameters) into ten, so ZeRO's chunks split parameters.
@@ -135,37 +131,26 @@ const std::string kCommon =
     "group_by_modality_length=false gradient_checkpointing=false dataloader_num_workers=1 save_steps=1000 "
     "ddp_bucket_cap_mb=0.1 ";
 
-// A port no one listens on now: the kernel's pick for a socket bound to port 0 (tests run in
-// parallel, so fixed ports would clash).
-int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
-    throw std::runtime_error("no free port");
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // One thread per process: OpenMP threads spinning on cores that other processes (the other
-// worker, a compiler) hold slow a run tenfold.
+// worker, a compiler) hold slow a run tenfold. MKL on AVX2, so the rounding the comparisons with
+// one process tolerate is the same on CPUs with and without AVX-512: on an AVX-512 machine
+// (2026-12-04) Zero3.MixedTextAndImageBatchesEqualOneProcess measured 1.04e-5 relative
+// (visual_fc.weight) with MKL's AVX-512 kernels, 5.3e-6 with its AVX2 ones. (ATen's own kernels
+// cannot be pinned so: ATEN_CPU_CAPABILITY=avx2 breaks its bfloat16 matmul on such a CPU.)
 std::string in_repo(const std::string& cmd) {
-  return "cd '" + test::source_dir() + "' && export OMP_NUM_THREADS=1 && " + cmd;
+  return "cd '" + test::source_dir() + "' && export OMP_NUM_THREADS=1 MKL_ENABLE_INSTRUCTIONS=AVX2 && " + cmd;
 }
 
 std::string train_cmd(const std::string& args) {
-  return "'" + test::qalign_binary() + "' train --config " + kRecipe + " " + kCommon + args;
+  return "'" + test::qalign_binary() + "' train --config " + test::kTinyRecipe + " " + kCommon + args;
 }
 
 std::string launch_cmd(int nproc, const std::string& args, const std::string& launcher_args = "") {
   return "'" + test::qalign_binary() + "' launch --nproc-per-node " + std::to_string(nproc) + " --master-port " +
-         std::to_string(free_port()) + " " + launcher_args + " -- " + train_cmd(args);
+         std::to_string(test::free_port()) + " " + launcher_args + " -- " + train_cmd(args);
 }
 
-int run(const std::string& cmd, std::string* out) {
+int run_in_repo(const std::string& cmd, std::string* out) {
   const int rc = test::run_command(in_repo(cmd), out);
   if (rc != 0) std::cerr << *out;
   return rc;
@@ -261,13 +246,13 @@ void expect_sharded_memory(const nlohmann::json& report, int n, int64_t paramete
 void expect_equal_to_one_process(const std::string& extra, int n = 2, int stage = 0) {
   test::ScratchDir one("qalign_dp1"), two("qalign_dp2");
   std::string out;
-  ASSERT_EQ(run(train_cmd("max_steps=20 per_device_train_batch_size=" + std::to_string(n) +
-                          " output_dir=" + one.path() + " zero_stage=" + std::to_string(stage) + " " + extra),
-                &out),
+  ASSERT_EQ(run_in_repo(train_cmd("max_steps=20 per_device_train_batch_size=" + std::to_string(n) +
+                                  " output_dir=" + one.path() + " zero_stage=" + std::to_string(stage) + " " + extra),
+                        &out),
             0);
-  ASSERT_EQ(run(launch_cmd(n, "max_steps=20 per_device_train_batch_size=1 output_dir=" + two.path() +
-                                  " zero_stage=" + std::to_string(stage) + " " + extra),
-                &out),
+  ASSERT_EQ(run_in_repo(launch_cmd(n, "max_steps=20 per_device_train_batch_size=1 output_dir=" + two.path() +
+                                          " zero_stage=" + std::to_string(stage) + " " + extra),
+                        &out),
             0);
   EXPECT_NE(out.find("[rank " + std::to_string(n - 1) + "]"), std::string::npos) << out;
   if (stage > 0) expect_sharded_memory(memory_report(two.path()), n, logged_parameters(out), stage);
@@ -347,7 +332,8 @@ TEST(Zero3, ParametersShardedAndGathersBoundedByThePrefetch) {
     test::ScratchDir dir("qalign_zero3_memory");
     std::string out;
     ASSERT_EQ(
-        run(launch_cmd(2, "max_steps=2 per_device_train_batch_size=1 bf16=true zero_stage=3 zero3_prefetch_blocks=" +
+        run_in_repo(
+            launch_cmd(2, "max_steps=2 per_device_train_batch_size=1 bf16=true zero_stage=3 zero3_prefetch_blocks=" +
                               std::to_string(prefetch) + " output_dir=" + dir.path()),
             &out),
         0);
@@ -366,7 +352,7 @@ TEST(Zero3, ParametersShardedAndGathersBoundedByThePrefetch) {
 TEST(Zero3, OneProcessSaysThereIsNothingToShard) {
   test::ScratchDir dir("qalign_zero3_one");
   std::string out;
-  ASSERT_EQ(run(train_cmd("max_steps=1 zero_stage=3 output_dir=" + dir.path()), &out), 0);
+  ASSERT_EQ(run_in_repo(train_cmd("max_steps=1 zero_stage=3 output_dir=" + dir.path()), &out), 0);
   EXPECT_NE(out.find("zero_stage 3 in one process: nothing to shard"), std::string::npos) << out;
 }
 
@@ -378,10 +364,10 @@ void expect_lora_equal_to_one_process(int stage) {
   const std::string args =
       "max_steps=10 gradient_accumulation_steps=2 lora_enable=true lora_r=4 lora_alpha=8 lora_dropout=0 ";
   std::string out;
-  ASSERT_EQ(run(train_cmd(args + "per_device_train_batch_size=2 output_dir=" + one.path()), &out), 0);
-  ASSERT_EQ(run(launch_cmd(2, args + "zero_stage=" + std::to_string(stage) +
-                                  " per_device_train_batch_size=1 output_dir=" + two.path()),
-                &out),
+  ASSERT_EQ(run_in_repo(train_cmd(args + "per_device_train_batch_size=2 output_dir=" + one.path()), &out), 0);
+  ASSERT_EQ(run_in_repo(launch_cmd(2, args + "zero_stage=" + std::to_string(stage) +
+                                          " per_device_train_batch_size=1 output_dir=" + two.path()),
+                        &out),
             0);
   const auto l1 = losses(one.path()), l2 = losses(two.path());
   ASSERT_EQ(l1.size(), 10u);
@@ -407,17 +393,17 @@ void expect_reshard(int stage) {
       "zero_stage=" + std::to_string(stage) + " gradient_accumulation_steps=1 max_steps=6 save_steps=3 ";
   const auto full = dir.file("full"), checkpoint = full + "/checkpoint-3";
   std::string out;
-  ASSERT_EQ(run(launch_cmd(2, args + "per_device_train_batch_size=2 output_dir=" + full), &out), 0);
+  ASSERT_EQ(run_in_repo(launch_cmd(2, args + "per_device_train_batch_size=2 output_dir=" + full), &out), 0);
   ASSERT_TRUE(fs::exists(checkpoint + "/optimizer.rank1-of-2.safetensors"));
   const auto one = dir.file("one"), four = dir.file("four");
-  ASSERT_EQ(
-      run(train_cmd(args + "per_device_train_batch_size=4 output_dir=" + one + " resume_from_checkpoint=" + checkpoint),
-          &out),
-      0);
-  EXPECT_NE(out.find("resharded"), std::string::npos) << out;
-  ASSERT_EQ(run(launch_cmd(4, args + "per_device_train_batch_size=1 output_dir=" + four +
+  ASSERT_EQ(run_in_repo(train_cmd(args + "per_device_train_batch_size=4 output_dir=" + one +
                                   " resume_from_checkpoint=" + checkpoint),
-                &out),
+                        &out),
+            0);
+  EXPECT_NE(out.find("resharded"), std::string::npos) << out;
+  ASSERT_EQ(run_in_repo(launch_cmd(4, args + "per_device_train_batch_size=1 output_dir=" + four +
+                                          " resume_from_checkpoint=" + checkpoint),
+                        &out),
             0);
   const auto reference = losses(full);
   ASSERT_EQ(reference.size(), 6u);
@@ -434,9 +420,9 @@ void expect_reshard(int stage) {
   // Shards that do not cover the model: an error naming the missing file, nothing written.
   fs::remove(checkpoint + "/optimizer.rank1-of-2.safetensors");
   const auto refused = dir.file("refused");
-  EXPECT_NE(run(train_cmd(args + "per_device_train_batch_size=4 output_dir=" + refused +
-                          " resume_from_checkpoint=" + checkpoint),
-                &out),
+  EXPECT_NE(run_in_repo(train_cmd(args + "per_device_train_batch_size=4 output_dir=" + refused +
+                                  " resume_from_checkpoint=" + checkpoint),
+                        &out),
             0);
   EXPECT_NE(out.find("optimizer.rank1-of-2.safetensors"), std::string::npos) << out;
   EXPECT_FALSE(fs::exists(refused + "/model.safetensors"));
@@ -451,13 +437,14 @@ void expect_bitwise_resume(int stage) {
   const std::string args =
       "per_device_train_batch_size=1 zero_stage=" + std::to_string(stage) + " max_steps=8 save_steps=4 ";
   std::string out;
-  ASSERT_EQ(run(launch_cmd(2, args + "output_dir=" + full), &out), 0);
+  ASSERT_EQ(run_in_repo(launch_cmd(2, args + "output_dir=" + full), &out), 0);
   const auto checkpoint = full + "/checkpoint-4";
   // Each rank's optimizer shard is in the checkpoint, and no whole optimizer state.
   EXPECT_TRUE(fs::exists(checkpoint + "/optimizer.rank0-of-2.safetensors"));
   EXPECT_TRUE(fs::exists(checkpoint + "/optimizer.rank1-of-2.safetensors"));
   EXPECT_FALSE(fs::exists(checkpoint + "/optimizer.safetensors"));
-  ASSERT_EQ(run(launch_cmd(2, args + "output_dir=" + resumed + " resume_from_checkpoint=" + checkpoint), &out), 0);
+  ASSERT_EQ(run_in_repo(launch_cmd(2, args + "output_dir=" + resumed + " resume_from_checkpoint=" + checkpoint), &out),
+            0);
   const auto a = weights(full), b = weights(resumed);
   for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, b.at(name))) << name;
   const auto la = losses(full), lb = losses(resumed);
@@ -473,8 +460,8 @@ TEST(ProcessGroupBackend, NcclWithoutGpuIsAClearError) {
   if (torch::cuda::is_available()) GTEST_SKIP() << "a GPU is present: scripts/device_check_nccl.sh runs NCCL";
   test::ScratchDir dir("qalign_nccl");
   std::string out;
-  const int rc = test::run_command(in_repo("RANK=0 WORLD_SIZE=1 MASTER_PORT=" + std::to_string(free_port()) + " " +
-                                           train_cmd("max_steps=1 ddp_backend=nccl output_dir=" + dir.path())),
+  const int rc = test::run_command(in_repo("RANK=0 WORLD_SIZE=1 MASTER_PORT=" + std::to_string(test::free_port()) +
+                                           " " + train_cmd("max_steps=1 ddp_backend=nccl output_dir=" + dir.path())),
                                    &out);
   EXPECT_NE(rc, 0);
   EXPECT_NE(out.find("nccl needs CUDA"), std::string::npos) << out;
@@ -489,11 +476,11 @@ void expect_eval_shared(int stage) {
   std::ofstream(set) << R"([{"image": "img_wide.png", "gt_score": 3.5}, {"image": "img_tall.jpg", "gt_score": 1.25},
     {"image": "img_big.png", "gt_score": 4.0}, {"image": "video.avi", "gt_score": 2.0}])";
   std::string out;
-  ASSERT_EQ(run(launch_cmd(2, "zero_stage=" + std::to_string(stage) +
-                                  " max_steps=2 save_steps=2 per_device_train_batch_size=1 eval_steps=2 "
-                                  "per_device_eval_batch_size=2 eval_data_paths=" +
-                                  set + " output_dir=" + dir.file("run")),
-                &out),
+  ASSERT_EQ(run_in_repo(launch_cmd(2, "zero_stage=" + std::to_string(stage) +
+                                          " max_steps=2 save_steps=2 per_device_train_batch_size=1 eval_steps=2 "
+                                          "per_device_eval_batch_size=2 eval_data_paths=" +
+                                          set + " output_dir=" + dir.file("run")),
+                        &out),
             0);
   nlohmann::json logged;
   std::ifstream in(dir.file("run/metrics.jsonl"));
@@ -503,9 +490,9 @@ void expect_eval_shared(int stage) {
   }
   ASSERT_FALSE(logged.is_null()) << out;
   EXPECT_EQ(logged["eval_fixture_set_n"], 4);
-  ASSERT_EQ(run("'" + test::qalign_binary() + "' eval --model " + dir.file("run/checkpoint-2") + " --data " + set +
-                    " --image-folder tests/fixtures/qalign-tiny/inputs --out " + dir.file("eval"),
-                &out),
+  ASSERT_EQ(run_in_repo("'" + test::qalign_binary() + "' eval --model " + dir.file("run/checkpoint-2") + " --data " +
+                            set + " --image-folder tests/fixtures/qalign-tiny/inputs --out " + dir.file("eval"),
+                        &out),
             0);
   const auto results = nlohmann::json::parse(std::ifstream(dir.file("eval/results.json")));
   EXPECT_EQ(results["fixture_set"]["n"], 4);
@@ -531,8 +518,10 @@ TEST(Zero3, MixedTextAndImageBatchesEqualOneProcess) {
   const std::string args = "max_steps=8 gradient_accumulation_steps=2 data_path=" + data + " ";
   test::ScratchDir one("qalign_zero3_mixed1"), two("qalign_zero3_mixed2");
   std::string out;
-  ASSERT_EQ(run(train_cmd(args + "per_device_train_batch_size=2 output_dir=" + one.path()), &out), 0);
-  ASSERT_EQ(run(launch_cmd(2, args + "zero_stage=3 per_device_train_batch_size=1 output_dir=" + two.path()), &out), 0);
+  ASSERT_EQ(run_in_repo(train_cmd(args + "per_device_train_batch_size=2 output_dir=" + one.path()), &out), 0);
+  ASSERT_EQ(
+      run_in_repo(launch_cmd(2, args + "zero_stage=3 per_device_train_batch_size=1 output_dir=" + two.path()), &out),
+      0);
   const auto l1 = losses(one.path()), l2 = losses(two.path());
   ASSERT_EQ(l1.size(), 8u);
   ASSERT_EQ(l2.size(), 8u);
@@ -678,7 +667,7 @@ TEST(DataParallelFailure, SigtermLeavesACheckpointThatResumesBitwise) {
   const auto full = dir.file("full"), cut = dir.file("cut");
   const std::string args = "per_device_train_batch_size=1 zero_stage=0 max_steps=12 ";
   std::string out;
-  ASSERT_EQ(run(launch_cmd(2, args + "output_dir=" + full), &out), 0);
+  ASSERT_EQ(run_in_repo(launch_cmd(2, args + "output_dir=" + full), &out), 0);
 
   const auto b = start(launch_cmd(2, args + "output_dir=" + cut), dir);
   ASSERT_TRUE(wait_for([&] { return losses(cut).size() >= 3; }, 60)) << read_all(b.log);
@@ -693,7 +682,7 @@ TEST(DataParallelFailure, SigtermLeavesACheckpointThatResumesBitwise) {
   const auto checkpoint = cut + "/checkpoint-" + std::to_string(stopped);
   ASSERT_TRUE(fs::exists(checkpoint + "/optimizer.safetensors")) << read_all(b.log);
 
-  ASSERT_EQ(run(launch_cmd(2, args + "output_dir=" + cut + " resume_from_checkpoint=latest"), &out), 0);
+  ASSERT_EQ(run_in_repo(launch_cmd(2, args + "output_dir=" + cut + " resume_from_checkpoint=latest"), &out), 0);
   EXPECT_NE(out.find("resumed from"), std::string::npos) << out;
   const auto a = weights(full), c = weights(cut);
   for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, c.at(name))) << name;

@@ -17,9 +17,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kModel = "tests/fixtures/qalign-tiny/model";
-const std::string kInputs = "tests/fixtures/qalign-tiny/inputs";
-
 // As qalign, run from the source folder, records a path.
 std::string absolute(const std::string& path) {
   return fs::weakly_canonical(fs::absolute(fs::path(test::source_dir()) / path)).string();
@@ -27,7 +24,7 @@ std::string absolute(const std::string& path) {
 
 // Copies the fixture model to `dir` (without the .bin, so the safetensors are what loads).
 std::string copy_model(const std::string& dir) {
-  fs::copy(test::source_dir() + "/" + kModel, dir, fs::copy_options::recursive);
+  fs::copy(test::source_dir() + "/" + test::kTinyModel, dir, fs::copy_options::recursive);
   fs::remove(dir + "/pytorch_model.bin");
   return dir;
 }
@@ -76,8 +73,8 @@ std::string write_set(const test::ScratchDir& d, const std::string& name = "set.
 
 test::Measured eval(const std::string& model, const std::string& data, const std::string& out,
                     const std::string& extra = "") {
-  return test::run_qalign_measured("eval --model " + model + " --data " + data + " --image-folder " + kInputs +
-                                   " --batch-size 2 --out " + out + " " + extra);
+  return test::run_qalign_measured("eval --model " + model + " --data " + data + " --image-folder " +
+                                   test::kTinyInputs + " --batch-size 2 --out " + out + " " + extra);
 }
 
 std::vector<double> scores(const std::string& out) {
@@ -90,8 +87,6 @@ std::vector<double> scores(const std::string& out) {
 
 nlohmann::json results(const std::string& out) { return nlohmann::json::parse(std::ifstream(out + "/results.json")); }
 
-bool has(const test::Measured& r, const std::string& text) { return r.output.find(text) != std::string::npos; }
-
 }  // namespace
 
 TEST(EvalTruth, AnotherModelIsRefusedAndOverwriteGivesItsOwnNumbers) {
@@ -100,12 +95,13 @@ TEST(EvalTruth, AnotherModelIsRefusedAndOverwriteGivesItsOwnNumbers) {
   const auto b = copy_model(d.file("B"));
   negate_final_norm(b);
 
-  ASSERT_EQ(eval(kModel, set, folder).exit_code, 0);
+  ASSERT_EQ(eval(test::kTinyModel, set, folder).exit_code, 0);
   const auto a_rows = test::read_file(folder + "/predictions.jsonl");
   const auto refused = eval(b, set, folder);
   EXPECT_EQ(refused.exit_code, 1) << refused.output;
-  EXPECT_TRUE(has(refused, folder + ": holds an evaluation of model " + absolute(kModel) + "; this run is model " +
-                               absolute(b) + "; add --overwrite to start " + folder + " fresh"))
+  EXPECT_TRUE(test::output_has(refused, folder + ": holds an evaluation of model " + absolute(test::kTinyModel) +
+                                            "; this run is model " + absolute(b) + "; add --overwrite to start " +
+                                            folder + " fresh"))
       << refused.output;
   EXPECT_EQ(test::read_file(folder + "/predictions.jsonl"), a_rows);  // A's evaluation is left as it was
 
@@ -116,7 +112,7 @@ TEST(EvalTruth, AnotherModelIsRefusedAndOverwriteGivesItsOwnNumbers) {
 
   const auto over = eval(b, set, folder, "--overwrite");
   ASSERT_EQ(over.exit_code, 0) << over.output;
-  EXPECT_FALSE(has(over, "resuming")) << over.output;
+  EXPECT_FALSE(test::output_has(over, "resuming")) << over.output;
   EXPECT_EQ(scores(folder), scores(fresh));
   EXPECT_EQ(results(folder), results(fresh));
 }
@@ -128,20 +124,21 @@ TEST(EvalTruth, SameJobResumesButRewrittenWeightsAreRefused) {
   ASSERT_EQ(eval(m, set, folder).exit_code, 0);
   const auto again = eval(m, set, folder);
   EXPECT_EQ(again.exit_code, 0) << again.output;
-  EXPECT_TRUE(has(again, "resuming: 4 items")) << again.output;
+  EXPECT_TRUE(test::output_has(again, "resuming: 4 items")) << again.output;
 
   negate_final_norm(m);  // new weights at the same path
   const auto refused = eval(m, set, folder);
   EXPECT_EQ(refused.exit_code, 1) << refused.output;
-  EXPECT_TRUE(has(refused, folder + ": holds an evaluation of model weights model.safetensors (")) << refused.output;
-  EXPECT_TRUE(has(refused, "; this run is model weights model.safetensors (")) << refused.output;
-  EXPECT_TRUE(has(refused, "add --overwrite")) << refused.output;
+  EXPECT_TRUE(test::output_has(refused, folder + ": holds an evaluation of model weights model.safetensors ("))
+      << refused.output;
+  EXPECT_TRUE(test::output_has(refused, "; this run is model weights model.safetensors (")) << refused.output;
+  EXPECT_TRUE(test::output_has(refused, "add --overwrite")) << refused.output;
 }
 
 TEST(EvalTruth, TaskPromptAndReadoutChangesAreRefused) {
   const test::ScratchDir d("qalign-truth");
   const auto set = write_set(d), folder = d.file("D");
-  ASSERT_EQ(eval(kModel, set, folder).exit_code, 0);
+  ASSERT_EQ(eval(test::kTinyModel, set, folder).exit_code, 0);
   const std::vector<std::pair<std::string, std::string>> changes = {
       {"--task aesthetics", "holds an evaluation of task quality; this run is task aesthetics"},
       {"--prompt scorer", "holds an evaluation of prompt eval; this run is prompt scorer"},
@@ -149,9 +146,9 @@ TEST(EvalTruth, TaskPromptAndReadoutChangesAreRefused) {
       {"--task aesthetics --readout number",
        "holds an evaluation of task quality, readout levels; this run is task aesthetics, readout number"}};
   for (const auto& [flags, message] : changes) {
-    const auto r = eval(kModel, set, folder, flags);
+    const auto r = eval(test::kTinyModel, set, folder, flags);
     EXPECT_EQ(r.exit_code, 1) << flags << "\n" << r.output;
-    EXPECT_TRUE(has(r, folder + ": " + message)) << flags << "\n" << r.output;
+    EXPECT_TRUE(test::output_has(r, folder + ": " + message)) << flags << "\n" << r.output;
   }
 }
 
@@ -161,9 +158,9 @@ TEST(EvalTruth, FolderWithOtherFilesIsRefusedEvenWithOverwrite) {
   fs::create_directories(folder);
   test::write_file(folder + "/notes.txt", "mine\n");
   for (const std::string flags : {"", "--overwrite"}) {
-    const auto r = eval(kModel, set, folder, flags);
+    const auto r = eval(test::kTinyModel, set, folder, flags);
     EXPECT_EQ(r.exit_code, 1) << flags << "\n" << r.output;
-    EXPECT_TRUE(has(r, folder + ": holds files qalign eval did not write (notes.txt)")) << r.output;
+    EXPECT_TRUE(test::output_has(r, folder + ": holds files qalign eval did not write (notes.txt)")) << r.output;
   }
   EXPECT_EQ(test::read_file(folder + "/notes.txt"), "mine\n");
   EXPECT_FALSE(fs::exists(folder + "/predictions.jsonl"));
@@ -173,10 +170,11 @@ TEST(EvalTruth, NanWeightsAreErrorsPerItemInScore) {
   const test::ScratchDir d("qalign-truth");
   const auto m = copy_model(d.file("nan"));
   nan_final_norm(m);
-  const auto wide = kInputs + "/img_wide.png", tall = kInputs + "/img_tall.jpg", out = d.file("rows.jsonl");
+  const auto wide = test::kTinyInputs + "/img_wide.png", tall = test::kTinyInputs + "/img_tall.jpg",
+             out = d.file("rows.jsonl");
   const auto r = test::run_qalign_measured("score --model " + m + " --out " + out + " " + wide + " " + tall);
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_TRUE(has(r, "2 of 2 inputs could not be scored")) << r.output;
+  EXPECT_TRUE(test::output_has(r, "2 of 2 inputs could not be scored")) << r.output;
   std::ifstream in(out);
   size_t rows = 0;
   for (std::string line; std::getline(in, line); ++rows) {
@@ -191,8 +189,8 @@ TEST(EvalTruth, NanWeightsAreErrorsPerItemInScore) {
   // Rows on stdout, as the issue ran it: the same errors, and the exit code says so.
   const auto plain = test::run_qalign_measured("score --model " + m + " " + wide + " " + tall);
   EXPECT_EQ(plain.exit_code, 1) << plain.output;
-  EXPECT_TRUE(has(plain, wide + ": score: the model gave NaN")) << plain.output;
-  EXPECT_TRUE(has(plain, "2 of 2 inputs could not be scored")) << plain.output;
+  EXPECT_TRUE(test::output_has(plain, wide + ": score: the model gave NaN")) << plain.output;
+  EXPECT_TRUE(test::output_has(plain, "2 of 2 inputs could not be scored")) << plain.output;
 }
 
 TEST(EvalTruth, NanWeightsGiveNoMetrics) {
@@ -203,9 +201,10 @@ TEST(EvalTruth, NanWeightsGiveNoMetrics) {
   for (const std::string readout : {"levels", "number"}) {
     const auto r = eval(m, set, folder + readout, "--readout " + readout);
     EXPECT_EQ(r.exit_code, 1) << readout << "\n" << r.output;
-    EXPECT_TRUE(has(r, kInputs + "/img_tall.jpg: score: the model gave NaN")) << r.output;
-    EXPECT_TRUE(has(r, set + ": 0 of 4 items could be scored (each failure is logged above); SRCC and PLCC need at "
-                             "least two"))
+    EXPECT_TRUE(test::output_has(r, test::kTinyInputs + "/img_tall.jpg: score: the model gave NaN")) << r.output;
+    EXPECT_TRUE(test::output_has(
+        r, set + ": 0 of 4 items could be scored (each failure is logged above); SRCC and PLCC need at "
+                 "least two"))
         << r.output;
     EXPECT_FALSE(fs::exists(folder + readout + "/results.json"));
   }
@@ -222,9 +221,9 @@ TEST(EvalTruth, FewerThanTwoItemsAreRefused) {
       {"one.json", ": holds 1 item; SRCC and PLCC need at least two"},
       {"half.json", ": 1 of 2 items could be scored (each failure is logged above); SRCC and PLCC need at least two"}};
   for (const auto& [file, message] : cases) {
-    const auto r = eval(kModel, d.file(file), d.file("out-" + file));
+    const auto r = eval(test::kTinyModel, d.file(file), d.file("out-" + file));
     EXPECT_EQ(r.exit_code, 1) << file << "\n" << r.output;
-    EXPECT_TRUE(has(r, d.file(file) + message)) << r.output;
+    EXPECT_TRUE(test::output_has(r, d.file(file) + message)) << r.output;
     EXPECT_FALSE(fs::exists(d.file("out-" + file) + "/results.json")) << file;
   }
   EXPECT_FALSE(fs::exists(d.file("out-one.json"))) << "refused before any folder or model time";
@@ -236,9 +235,10 @@ TEST(EvalTruth, ConstantPredictionsAreReportedUndefined) {
   // one picture in a batch may differ in the last bit, so the ratings are what is held fixed).
   test::write_file(d.file("same.json"),
                    R"([{"image": "img_wide.png", "gt_score": 3.5}, {"image": "img_tall.jpg", "gt_score": 3.5}])");
-  const auto r = eval(kModel, d.file("same.json"), d.file("D"));
+  const auto r = eval(test::kTinyModel, d.file("same.json"), d.file("D"));
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(has(r, "same: SRCC, PLCC and KRCC are undefined (null in results.json): every ground-truth score is 3.5"))
+  EXPECT_TRUE(test::output_has(
+      r, "same: SRCC, PLCC and KRCC are undefined (null in results.json): every ground-truth score is 3.5"))
       << r.output;
   const auto res = results(d.file("D"))["same"];
   EXPECT_TRUE(res["srcc"].is_null() && res["plcc"].is_null() && res["krcc"].is_null()) << res.dump();

@@ -10,13 +10,14 @@
 #include "qalign/io/checkpoint.h"
 #include "qalign/io/weights.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/goldens.h"
 
 using namespace qalign;
 namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kBase = "qalign-tiny/model";
+const std::string kBaseModel = "qalign-tiny/model";
 
 int export_model(const std::string& args, std::string* out) {
   const int rc = test::run_command("'" + test::qalign_binary() + "' export " + args, out);
@@ -24,7 +25,7 @@ int export_model(const std::string& args, std::string* out) {
 }
 
 // The base checkpoint as our model holds it (what export writes, before the dtype cast).
-io::StateDict base_weights() { return io::state_dict(*io::load_pretrained(test::fixture(kBase))); }
+io::StateDict base_weights() { return io::state_dict(*io::load_pretrained(test::fixture(kBaseModel))); }
 
 void expect_bitwise(const io::StateDict& got, const io::StateDict& want, torch::Dtype dtype) {
   ASSERT_EQ(got.size(), want.size());
@@ -35,53 +36,54 @@ void expect_bitwise(const io::StateDict& got, const io::StateDict& want, torch::
   }
 }
 
-nlohmann::json read_json(const std::string& path) { return nlohmann::json::parse(std::ifstream(path)); }
-
 }  // namespace
 
 TEST(Export, Float32FolderReloadsBitwise) {
   test::ScratchDir dir("export_f32");
   std::string out;
-  ASSERT_EQ(export_model("--checkpoint " + test::fixture(kBase) + " --out " + dir.path() + " --dtype float32", &out), 0)
+  ASSERT_EQ(
+      export_model("--checkpoint " + test::fixture(kBaseModel) + " --out " + dir.path() + " --dtype float32", &out), 0)
       << out;
   for (const char* file : {"config.json", "model.safetensors", "tokenizer.model", "tokenizer_config.json",
                            "special_tokens_map.json", "preprocessor_config.json", "generation_config.json"})
     EXPECT_TRUE(fs::exists(dir.file(file))) << file;
   expect_bitwise(io::load_weights(dir.path()), base_weights(), torch::kFloat32);
   // Every field of the source config.json is kept; only the dtype is the export's.
-  auto config = read_json(dir.file("config.json")), source = read_json(test::fixture(kBase + "/config.json"));
+  auto config = test::read_json(dir.file("config.json")),
+       source = test::read_json(test::fixture(kBaseModel + "/config.json"));
   EXPECT_EQ(config["torch_dtype"], "float32");
   source["torch_dtype"] = "float32";
   EXPECT_EQ(config, source);
   // And it is a model again.
   auto m = io::load_pretrained(dir.path());
-  EXPECT_EQ(model::count_parameters(*m), model::count_parameters(*io::load_pretrained(test::fixture(kBase))));
+  EXPECT_EQ(model::count_parameters(*m), model::count_parameters(*io::load_pretrained(test::fixture(kBaseModel))));
 }
 
 TEST(Export, ShardedBFloat16ReloadsBitwise) {
   test::ScratchDir dir("export_shards");
   std::string out;
-  ASSERT_EQ(export_model("--checkpoint " + test::fixture(kBase) + " --out " + dir.path() +
+  ASSERT_EQ(export_model("--checkpoint " + test::fixture(kBaseModel) + " --out " + dir.path() +
                              " --dtype bfloat16 --max-shard-size 200KB",
                          &out),
             0)
       << out;
   ASSERT_TRUE(fs::exists(dir.file("model.safetensors.index.json")));
   EXPECT_FALSE(fs::exists(dir.file("model.safetensors")));
-  const auto index = read_json(dir.file("model.safetensors.index.json"));
+  const auto index = test::read_json(dir.file("model.safetensors.index.json"));
   std::set<std::string> shards;
   for (const auto& [name, file] : index["weight_map"].items()) shards.insert(file.get<std::string>());
   EXPECT_GT(shards.size(), 1u);
   for (const auto& s : shards)
     EXPECT_LE(fs::file_size(dir.file(s)), 200000u + 100000u) << s;  // one tensor may overflow
   expect_bitwise(io::load_weights(dir.path()), base_weights(), torch::kBFloat16);
-  EXPECT_EQ(read_json(dir.file("config.json"))["torch_dtype"], "bfloat16");
+  EXPECT_EQ(test::read_json(dir.file("config.json"))["torch_dtype"], "bfloat16");
 }
 
 TEST(Export, Float16) {
   test::ScratchDir dir("export_f16");
   std::string out;
-  ASSERT_EQ(export_model("--checkpoint " + test::fixture(kBase) + " --out " + dir.path() + " --dtype float16", &out), 0)
+  ASSERT_EQ(
+      export_model("--checkpoint " + test::fixture(kBaseModel) + " --out " + dir.path() + " --dtype float16", &out), 0)
       << out;
   expect_bitwise(io::load_weights(dir.path()), base_weights(), torch::kFloat16);
 }
@@ -89,7 +91,7 @@ TEST(Export, Float16) {
 TEST(Export, MergeLoraGivesTheAuthorsMergedWeights) {
   test::ScratchDir dir("export_merge");
   std::string out;
-  ASSERT_EQ(export_model("--checkpoint " + test::fixture(kBase) + " --lora " +
+  ASSERT_EQ(export_model("--checkpoint " + test::fixture(kBaseModel) + " --lora " +
                              test::fixture("qalign-lora/q-align-tiny-lora") + " --merge-lora --dtype float32 --out " +
                              dir.path(),
                          &out),
@@ -110,16 +112,18 @@ TEST(Export, MergeLoraGivesTheAuthorsMergedWeights) {
 TEST(Export, Errors) {
   test::ScratchDir dir("export_errors");
   std::string out;
-  EXPECT_NE(export_model("--checkpoint " + test::fixture(kBase) + " --lora " +
+  EXPECT_NE(export_model("--checkpoint " + test::fixture(kBaseModel) + " --lora " +
                              test::fixture("qalign-lora/q-align-tiny-lora") + " --out " + dir.file("x"),
                          &out),
             0);
   EXPECT_NE(out.find("--merge-lora"), std::string::npos) << out;
-  EXPECT_NE(export_model("--checkpoint " + test::fixture(kBase) + " --out " + dir.file("y") + " --dtype float64", &out),
-            0);
+  EXPECT_NE(
+      export_model("--checkpoint " + test::fixture(kBaseModel) + " --out " + dir.file("y") + " --dtype float64", &out),
+      0);
   EXPECT_NE(out.find("--dtype"), std::string::npos) << out;
   EXPECT_NE(
-      export_model("--checkpoint " + test::fixture(kBase) + " --out " + dir.file("z") + " --max-shard-size lots", &out),
+      export_model("--checkpoint " + test::fixture(kBaseModel) + " --out " + dir.file("z") + " --max-shard-size lots",
+                   &out),
       0);
   EXPECT_NE(out.find("--max-shard-size"), std::string::npos) << out;
 }

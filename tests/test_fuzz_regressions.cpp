@@ -7,11 +7,11 @@
 #include <fstream>
 #include <functional>
 
-#include "data/dataset.h"
 #include "data/image_decode.h"
 #include "qalign/base/error.h"
 #include "qalign/io/pickle.h"
 #include "qalign/io/torch_bin.h"
+#include "qalign/label_files.h"
 #include "qalign/model/config.h"
 #include "tests/support/fixtures.h"
 
@@ -80,12 +80,12 @@ TEST(FuzzRegressions, JsonNestedTooDeep) {
   const auto labels = dir.file("labels.json");
   std::ofstream(labels) << R"([{"conversations": [{"from": "human", "value": "x"}, {"from": "gpt", "value": "y"}],)"
                         << R"( "level_probs": [0, 0, 0, 0, )" << deep << "]}]";
-  expect_clean_error([&] { data::read_training_records(labels); }, {labels, "nested more than 64 levels"});
+  expect_clean_error([&] { read_training_records(labels); }, {labels, "nested more than 64 levels"});
 
   // The limit leaves room for any real file: 64 levels still parse.
   const auto shallow = dir.file("shallow.json");
   std::ofstream(shallow) << nested("[", "]", 64);
-  EXPECT_NO_THROW(data::read_json_array(shallow));
+  EXPECT_NO_THROW(read_json_array(shallow));
 }
 
 // miniz accepts the archive, then PyTorchStreamReader's init() rejects it (a leak inside

@@ -7,9 +7,9 @@
 #include <fstream>
 #include <thread>
 
-#include "data/inputs.h"
-#include "data/prefetch.h"
 #include "qalign/base/error.h"
+#include "qalign/base/prefetch.h"
+#include "qalign/scoring/inputs.h"
 #include "tests/support/fixtures.h"
 
 using namespace qalign;
@@ -17,7 +17,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<std::string> drain(data::InputStream s) {
+std::vector<std::string> drain(scoring::InputStream s) {
   std::vector<std::string> out;
   while (auto p = s.next()) out.push_back(*p);
   return out;
@@ -38,7 +38,7 @@ TEST(InputStream, FilesListsAndFoldersInTheirFixedOrder) {
   fs::create_directory_symlink(root, root + "/a/loop");  // a link back up is not followed
   std::ofstream(d.file("list.txt")) << "first.jpg\r\n\n  spaced name.png\nlast.webp";
 
-  const auto got = drain(data::InputStream({d.file("named.txt"), "@" + d.file("list.txt"), root}));
+  const auto got = drain(scoring::InputStream({d.file("named.txt"), "@" + d.file("list.txt"), root}));
   const std::vector<std::string> want = {d.file("named.txt"), "first.jpg",         "  spaced name.png", "last.webp",
                                          root + "/B.png",     root + "/a/m/1.JPG", root + "/a/z.png",   root + "/a.jpg",
                                          root + "/b.jpg",     root + "/c/clip.mp4"};
@@ -46,7 +46,7 @@ TEST(InputStream, FilesListsAndFoldersInTheirFixedOrder) {
 }
 
 TEST(InputStream, AMissingListIsAnErrorNamingIt) {
-  data::InputStream s({"x.jpg", "@/nonexistent/list.txt"});
+  scoring::InputStream s({"x.jpg", "@/nonexistent/list.txt"});
   EXPECT_EQ(*s.next(), "x.jpg");
   try {
     s.next();
@@ -61,7 +61,7 @@ TEST(OrderedPrefetch, ResultsComeInSourceOrderWhateverTheThreadsAndStayWithinThe
   for (int threads : {0, 1, 4}) {
     int next = 0, ahead = 0;
     std::atomic<int> running{0}, most{0}, consumed{0};
-    data::OrderedPrefetch<int, int> p(
+    OrderedPrefetch<int, int> p(
         [&]() -> std::optional<int> {
           ahead = std::max(ahead, next - consumed.load());
           return next < 200 ? std::optional(next++) : std::nullopt;
@@ -88,13 +88,12 @@ TEST(OrderedPrefetch, ResultsComeInSourceOrderWhateverTheThreadsAndStayWithinThe
 
 TEST(OrderedPrefetch, AnErrorIsRethrownAtItsPlaceAndTheRestStillCome) {
   int next = 0;
-  data::OrderedPrefetch<int, int> p(
-      [&]() -> std::optional<int> { return next < 5 ? std::optional(next++) : std::nullopt; },
-      [](int& j) {
-        if (j == 2) throw std::runtime_error("bad two");
-        return j;
-      },
-      3, 4);
+  OrderedPrefetch<int, int> p([&]() -> std::optional<int> { return next < 5 ? std::optional(next++) : std::nullopt; },
+                              [](int& j) {
+                                if (j == 2) throw std::runtime_error("bad two");
+                                return j;
+                              },
+                              3, 4);
   EXPECT_EQ(*p.next(), 0);
   EXPECT_EQ(*p.next(), 1);
   EXPECT_THROW(p.next(), std::runtime_error);

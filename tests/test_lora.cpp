@@ -14,6 +14,7 @@
 #include "qalign/model/lora.h"
 #include "qalign/scoring.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/goldens.h"
 #include "train/adamw.h"
 
 using namespace qalign;
@@ -28,20 +29,13 @@ struct Golden {
   torch::Tensor get(const std::string& name) const { return tensors->get(name); }
 };
 
-const Golden& golden() {
+const Golden& lora_golden() {
   static const Golden g;
   return g;
 }
 
 const std::string kBase = "qalign-tiny/model";
 const std::string kLoraFolder = "qalign-lora/q-align-tiny-lora";
-
-double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
-  EXPECT_EQ(a.sizes(), b.sizes());
-  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
-}
-
-double max_abs(const torch::Tensor& t) { return t.abs().max().item<double>(); }
 
 // Our parameter name -> the in-memory PeftModel name the goldens use.
 std::string peft_name(const std::string& name) {
@@ -54,12 +48,12 @@ std::string peft_name(const std::string& name) {
 }
 
 model::LoraConfig fixture_config() {
-  const auto& l = golden().json["lora"];
+  const auto& l = lora_golden().json["lora"];
   model::LoraConfig c;
   c.r = l["r"].get<int64_t>();
   c.alpha = l["lora_alpha"].get<double>();
   c.dropout = l["lora_dropout"].get<double>();
-  c.target_modules = golden().json["find_all_linear_names"].get<std::vector<std::string>>();
+  c.target_modules = lora_golden().json["find_all_linear_names"].get<std::vector<std::string>>();
   return c;
 }
 
@@ -68,7 +62,7 @@ model::Owl2ForCausalLM model_with_initial_adapters() {
   auto m = io::load_pretrained(test::fixture(kBase));
   model::attach_lora(*m, fixture_config());
   torch::NoGradGuard no_grad;
-  for (auto& [name, t] : io::lora_state_dict(*m)) t.copy_(golden().get("init." + peft_name(name)));
+  for (auto& [name, t] : io::lora_state_dict(*m)) t.copy_(lora_golden().get("init." + peft_name(name)));
   return m;
 }
 
@@ -77,16 +71,16 @@ void expect_image_case(model::Owl2ForCausalLM& m, const std::string& stage, doub
   SCOPED_TRACE(stage);
   torch::NoGradGuard no_grad;
   m->eval();
-  const auto tokens = m->model->encode_images(golden().get("input.pixel_values"));
-  const auto inputs = m->model->splice(golden().get("input.input_ids"), {tokens[0]});
+  const auto tokens = m->model->encode_images(lora_golden().get("input.pixel_values"));
+  const auto inputs = m->model->splice(lora_golden().get("input.input_ids"), {tokens[0]});
   const auto logits = m->last_logits(inputs);
-  const auto s = score_from_logits(logits, golden().json["preferential_ids"].get<std::vector<int64_t>>());
-  const double logits_diff = max_diff(logits, golden().get(stage + ".logits_last"));
-  const double probs_diff = max_diff(s.probs, golden().get(stage + ".level_probs"));
+  const auto s = score_from_logits(logits, lora_golden().json["preferential_ids"].get<std::vector<int64_t>>());
+  const double logits_diff = test::max_diff(logits, lora_golden().get(stage + ".logits_last"));
+  const double probs_diff = test::max_diff(s.probs, lora_golden().get(stage + ".level_probs"));
   EXPECT_LE(logits_diff, logits_tol);
   EXPECT_LE(probs_diff, 1e-5);
-  EXPECT_LE(max_diff(s.score5, golden().get(stage + ".score_model")), 1e-5);
-  EXPECT_LE(max_diff(s.score01, golden().get(stage + ".score_scorer")), 1e-5);
+  EXPECT_LE(test::max_diff(s.score5, lora_golden().get(stage + ".score_model")), 1e-5);
+  EXPECT_LE(test::max_diff(s.score01, lora_golden().get(stage + ".score_scorer")), 1e-5);
   std::cout << "[lora] " << stage << ": logits max diff " << logits_diff << ", level_probs max diff " << probs_diff
             << "\n";
 }
@@ -107,31 +101,20 @@ StepResult train_step(model::Owl2ForCausalLM& m, bool replay_dropout) {
   }
   for (auto& [name, linear] : model::lora_modules(*m))
     linear->lora->replay_mask =
-        replay_dropout ? golden().get("train.dropout_mask." + peft_name(name)) : torch::Tensor();
+        replay_dropout ? lora_golden().get("train.dropout_mask." + peft_name(name)) : torch::Tensor();
   if (!replay_dropout) m->eval();  // the golden's train_nodropout ran in eval mode
 
-  const auto pixels = golden().get("train.pixel_values");
+  const auto pixels = lora_golden().get("train.pixel_values");
   const auto tokens = m->model->encode_images(pixels.reshape({-1, pixels.size(2), pixels.size(3), pixels.size(4)}));
   std::vector<torch::Tensor> visual;
   for (int64_t b = 0; b < tokens.size(0); ++b) visual.push_back(tokens[b]);
   const auto inputs =
-      m->model->splice(golden().get("train.input_ids"), visual, golden().get("train.attention_mask").to(torch::kBool),
-                       golden().get("train.labels"));
+      m->model->splice(lora_golden().get("train.input_ids"), visual,
+                       lora_golden().get("train.attention_mask").to(torch::kBool), lora_golden().get("train.labels"));
   const auto loss = m->lm_loss(inputs);
   loss.backward();
   return {loss.item<double>(), trainable};
 }
-
-// `qalign train` from the repository root (the recipes' paths are relative to it).
-int run_train(const std::string& recipe, const std::string& args, std::string* output) {
-  const auto cmd =
-      "cd '" + test::source_dir() + "' && '" + test::qalign_binary() + "' train --config " + recipe + " " + args;
-  const int rc = test::run_command(cmd, output);
-  if (rc != 0) std::cerr << *output;
-  return rc;
-}
-
-io::StateDict load(const std::string& path) { return io::SafetensorsFile::open(path)->load_all(); }
 
 // A LoRA folder holding the goldens' initial adapters, for runs of the trainer from them.
 void write_initial_folder(const std::string& dir) {
@@ -166,9 +149,9 @@ TEST(LoraGolden, FreshAdapterIsTheBaseModel) {
   model::attach_lora(*m, fixture_config());
   torch::NoGradGuard no_grad;
   m->eval();
-  const auto tokens = m->model->encode_images(golden().get("input.pixel_values"));
-  const auto logits = m->last_logits(m->model->splice(golden().get("input.input_ids"), {tokens[0]}));
-  EXPECT_LE(max_diff(logits, golden().get("base.logits_last")), 1e-4);
+  const auto tokens = m->model->encode_images(lora_golden().get("input.pixel_values"));
+  const auto logits = m->last_logits(m->model->splice(lora_golden().get("input.input_ids"), {tokens[0]}));
+  EXPECT_LE(test::max_diff(logits, lora_golden().get("base.logits_last")), 1e-4);
 }
 
 TEST(LoraGolden, InitialAdaptersGivePreTrain) {
@@ -180,7 +163,7 @@ TEST(LoraGolden, AuthorsFolderGivesPostTrain) {
   auto m = io::load_pretrained(test::fixture(kBase));
   const auto f = io::apply_lora_folder(m, test::fixture(kLoraFolder));
   EXPECT_EQ(f.adapters.size(), 8u);
-  EXPECT_EQ(f.non_lora_trainables.size(), golden().json["non_lora_trainables.bin_keys"].size());
+  EXPECT_EQ(f.non_lora_trainables.size(), lora_golden().json["non_lora_trainables.bin_keys"].size());
   EXPECT_EQ(f.base_model, "q-future/one-align");
   expect_image_case(m, "post_train");
 }
@@ -196,7 +179,7 @@ TEST(LoraGolden, MergeGivesTheAuthorsMergedWeights) {
   for (const auto& [name, t] : want) {
     if (name.find("rotary_emb.inv_freq") != std::string::npos) continue;
     ASSERT_TRUE(got.count(name)) << name;
-    worst = std::max(worst, max_diff(got.at(name), t));
+    worst = std::max(worst, test::max_diff(got.at(name), t));
   }
   for (const auto& [name, t] : got) EXPECT_TRUE(want.count(name)) << name;
   EXPECT_LE(worst, 1e-6);
@@ -211,31 +194,31 @@ TEST(LoraGolden, MergeGivesTheAuthorsMergedWeights) {
 TEST(LoraGolden, OneTrainingStepWithReplayedDropout) {
   auto m = model_with_initial_adapters();
   const auto run = train_step(m, /*replay_dropout=*/true);
-  const double want_loss = golden().get("train.loss").item<double>();
+  const double want_loss = lora_golden().get("train.loss").item<double>();
   EXPECT_LE(std::abs(run.loss - want_loss) / want_loss, 1e-5) << run.loss << " vs " << want_loss;
-  ASSERT_EQ(run.trainable.size(), golden().json["trainable_parameters"].size());
+  ASSERT_EQ(run.trainable.size(), lora_golden().json["trainable_parameters"].size());
 
   double worst_grad = 0;
   train::ParamGroup group{1e-3, 0.0, {}, {}};
   for (const auto& [name, p] : run.trainable) {
     SCOPED_TRACE(name);
-    const auto want = golden().get("train.grad." + peft_name(name));
+    const auto want = lora_golden().get("train.grad." + peft_name(name));
     ASSERT_TRUE(p.grad().defined());
-    const double diff = max_diff(p.grad(), want);
-    EXPECT_LE(diff, 1e-4 * std::max(1.0, max_abs(want)));
+    const double diff = test::max_diff(p.grad(), want);
+    EXPECT_LE(diff, 1e-4 * std::max(1.0, test::max_abs(want)));
     worst_grad = std::max(worst_grad, diff);
     group.names.push_back(name);
     group.params.push_back(p);
   }
-  const auto lr = golden().json["train"]["optimizer"]["lr"].get<double>();
+  const auto lr = lora_golden().json["train"]["optimizer"]["lr"].get<double>();
   group.lr = lr;
   train::AdamW adamw({group}, {0.9, 0.999, 1e-8});
   adamw.step(1.0);
   double worst_param = 0, worst_tiny = 0;
   for (const auto& [name, p] : run.trainable) {
     SCOPED_TRACE(name);
-    const auto want = golden().get("train.after_adamw." + peft_name(name));
-    const auto tiny = golden().get("train.grad." + peft_name(name)).abs() < 1e-6;
+    const auto want = lora_golden().get("train.after_adamw." + peft_name(name));
+    const auto tiny = lora_golden().get("train.grad." + peft_name(name)).abs() < 1e-6;
     const auto diff = (p.detach().to(torch::kFloat64) - want.to(torch::kFloat64)).abs();
     const double regular = diff.masked_fill(tiny, 0).max().item<double>();
     const double near_zero = diff.masked_fill(tiny.logical_not(), 0).max().item<double>();
@@ -254,14 +237,14 @@ TEST(LoraGolden, OneTrainingStepWithReplayedDropout) {
 TEST(LoraGolden, OneTrainingStepWithoutDropout) {
   auto m = model_with_initial_adapters();
   const auto run = train_step(m, /*replay_dropout=*/false);
-  const double want_loss = golden().get("train_nodropout.loss").item<double>();
+  const double want_loss = lora_golden().get("train_nodropout.loss").item<double>();
   EXPECT_LE(std::abs(run.loss - want_loss) / want_loss, 1e-5) << run.loss << " vs " << want_loss;
   double worst = 0;
   for (const auto& [name, p] : run.trainable) {
     SCOPED_TRACE(name);
-    const auto want = golden().get("train_nodropout.grad." + peft_name(name));
-    const double diff = max_diff(p.grad(), want);
-    EXPECT_LE(diff, 1e-4 * std::max(1.0, max_abs(want)));
+    const auto want = lora_golden().get("train_nodropout.grad." + peft_name(name));
+    const double diff = test::max_diff(p.grad(), want);
+    EXPECT_LE(diff, 1e-4 * std::max(1.0, test::max_abs(want)));
     worst = std::max(worst, diff);
   }
   std::cout << "[lora] no-dropout step: loss " << run.loss << " vs " << want_loss << ", grad max diff " << worst
@@ -300,26 +283,26 @@ TEST(LoraTrain, FirstStepMatchesTheAuthorsWithoutDropout) {
   write_initial_folder(dir.file("init"));
   const auto out_dir = dir.file("run");
   std::string out;
-  ASSERT_EQ(run_train("tests/fixtures/train/tiny_golden.yaml",
-                      "output_dir=" + out_dir + " lora_enable=true lora_dropout=0 lora_weights=" + dir.file("init") +
-                          " --dump-first-step " + dir.file("step.safetensors"),
-                      &out),
+  ASSERT_EQ(test::run_train("tests/fixtures/train/tiny_golden.yaml",
+                            "output_dir=" + out_dir + " lora_enable=true lora_dropout=0 lora_weights=" +
+                                dir.file("init") + " --dump-first-step " + dir.file("step.safetensors"),
+                            &out),
             0);
-  const auto d = load(dir.file("step.safetensors"));
-  const double want_loss = golden().get("train_nodropout.loss").item<double>();
+  const auto d = test::load_safetensors(dir.file("step.safetensors"));
+  const double want_loss = lora_golden().get("train_nodropout.loss").item<double>();
   EXPECT_LE(std::abs(d.at("loss").item<double>() - want_loss) / want_loss, 1e-5);
   size_t grads = 0;
   double worst = 0;
   for (const auto& [name, t] : d) {
     if (name.rfind("grad.", 0) != 0) continue;
     SCOPED_TRACE(name);
-    const auto want = golden().get("train_nodropout.grad." + peft_name(name.substr(5)));
-    const double diff = max_diff(t, want);
-    EXPECT_LE(diff, 1e-4 * std::max(1.0, max_abs(want)));
+    const auto want = lora_golden().get("train_nodropout.grad." + peft_name(name.substr(5)));
+    const double diff = test::max_diff(t, want);
+    EXPECT_LE(diff, 1e-4 * std::max(1.0, test::max_abs(want)));
     worst = std::max(worst, diff);
     ++grads;
   }
-  EXPECT_EQ(grads, golden().json["trainable_parameters"].size());  // adapters + abstractor, nothing else
+  EXPECT_EQ(grads, lora_golden().json["trainable_parameters"].size());  // adapters + abstractor, nothing else
   std::cout << "[lora] trainer step without dropout: grad max diff " << worst << "\n";
 
   for (const std::string sub : {"", "checkpoint-1/"})
@@ -331,7 +314,7 @@ TEST(LoraTrain, FirstStepMatchesTheAuthorsWithoutDropout) {
   EXPECT_EQ(config["r"], 8);
   EXPECT_EQ(config["lora_alpha"], 16);
   EXPECT_EQ(config["target_modules"].size(), 4u);
-  EXPECT_TRUE(load(out_dir + "/adapter_model.safetensors")
+  EXPECT_TRUE(test::load_safetensors(out_dir + "/adapter_model.safetensors")
                   .count("base_model.model.model.layers.1.self_attn.q_proj.lora_B.weight"));
 
   // The saved adapter serves: `qalign export --merge-lora` folds it into the base.
@@ -350,22 +333,22 @@ TEST(LoraTrain, FirstStepMatchesTheAuthorsWithoutDropout) {
 TEST(LoraTrain, AbstractorLearningRateApplies) {
   test::ScratchDir dir("lora_abstractor_lr");
   std::string out;
-  ASSERT_EQ(
-      run_train("tests/fixtures/train/tiny_golden.yaml",
+  ASSERT_EQ(test::run_train(
+                "tests/fixtures/train/tiny_golden.yaml",
                 "output_dir=" + dir.path() + " lora_enable=true lora_r=4 lora_alpha=8 visual_abstractor_lr=1e-7", &out),
-      0);
+            0);
   const auto base = io::load_weights(test::fixture(kBase));
   const auto f = io::read_lora_folder(dir.path());
   ASSERT_FALSE(f.non_lora_trainables.empty());
   double abstractor_move = 0;
   for (const auto& [name, t] : f.non_lora_trainables)
-    abstractor_move = std::max(abstractor_move, max_diff(t, base.at(name)));
+    abstractor_move = std::max(abstractor_move, test::max_diff(t, base.at(name)));
   EXPECT_GT(abstractor_move, 0.0);
   EXPECT_LE(abstractor_move, 5e-7);  // 1e-7 plus float32 rounding of weights of magnitude ~1, far below 1e-3
   // B starts at zero, so its first step is ~lr everywhere it has a gradient.
   const auto b = f.adapters.at("model.layers.0.self_attn.q_proj.lora_B.weight");
-  EXPECT_GT(max_abs(b), 0.5e-3);
-  EXPECT_LE(max_abs(b), 1.01e-3);
+  EXPECT_GT(test::max_abs(b), 0.5e-3);
+  EXPECT_LE(test::max_abs(b), 1.01e-3);
 }
 
 // A LoRA run resumed from its checkpoint ends bit for bit where the uninterrupted run ends
@@ -374,18 +357,19 @@ TEST(LoraTrain, ResumedRunIsBitwiseIdentical) {
   test::ScratchDir a("lora_resume_a"), b("lora_resume_b");
   const std::string lora = " lora_enable=true lora_r=4 lora_alpha=8 lora_target_modules=[q,v,down]";
   std::string out;
-  ASSERT_EQ(run_train("tests/fixtures/train/tiny_recipe.yaml", "output_dir=" + a.path() + lora, &out), 0);
-  ASSERT_EQ(run_train("tests/fixtures/train/tiny_recipe.yaml",
+  ASSERT_EQ(test::run_train("tests/fixtures/train/tiny_recipe.yaml", "output_dir=" + a.path() + lora, &out), 0);
+  ASSERT_EQ(
+      test::run_train("tests/fixtures/train/tiny_recipe.yaml",
                       "output_dir=" + b.path() + " resume_from_checkpoint=" + a.path() + "/checkpoint-2" + lora, &out),
-            0);
+      0);
   EXPECT_NE(out.find("resumed from"), std::string::npos) << out;
   for (const std::string file : {"adapter_model.safetensors", "checkpoint-4/optimizer.safetensors"}) {
     SCOPED_TRACE(file);
-    const auto wa = load(a.file(file)), wb = load(b.file(file));
+    const auto wa = test::load_safetensors(a.file(file)), wb = test::load_safetensors(b.file(file));
     ASSERT_EQ(wa.size(), wb.size());
     for (const auto& [name, t] : wa) EXPECT_TRUE(torch::equal(t, wb.at(name))) << name;
   }
-  const auto adapters = load(a.file("adapter_model.safetensors"));
+  const auto adapters = test::load_safetensors(a.file("adapter_model.safetensors"));
   EXPECT_EQ(adapters.size(), 16u);  // 2 layers x (q, v.0, v.1, down) x (A, B)
 }
 
@@ -397,18 +381,18 @@ TEST(LoraTrain, ActivationCheckpointingReplaysDropout) {
   io::StateDict dumps[2];
   for (int on = 0; on < 2; ++on) {
     const auto run = dir.file(on ? "on" : "off");
-    ASSERT_EQ(run_train("tests/fixtures/train/tiny_golden.yaml",
-                        "output_dir=" + run +
-                            " lora_enable=true lora_r=4 lora_alpha=8 lora_dropout=0.3 gradient_checkpointing=" +
-                            (on ? "true" : "false") + " --dump-first-step " + run + ".safetensors",
-                        &out),
+    ASSERT_EQ(test::run_train("tests/fixtures/train/tiny_golden.yaml",
+                              "output_dir=" + run +
+                                  " lora_enable=true lora_r=4 lora_alpha=8 lora_dropout=0.3 gradient_checkpointing=" +
+                                  (on ? "true" : "false") + " --dump-first-step " + run + ".safetensors",
+                              &out),
               0);
-    dumps[on] = load(run + ".safetensors");
+    dumps[on] = test::load_safetensors(run + ".safetensors");
   }
   ASSERT_EQ(dumps[0].size(), dumps[1].size());
   for (const auto& [name, t] : dumps[0]) {
     if (name.rfind("grad.", 0) != 0) continue;
-    EXPECT_LE(max_diff(dumps[1].at(name), t), 1e-6 * std::max(1.0, max_abs(t))) << name;
+    EXPECT_LE(test::max_diff(dumps[1].at(name), t), 1e-6 * std::max(1.0, test::max_abs(t))) << name;
   }
 }
 
@@ -424,10 +408,10 @@ TEST(LoraScore, ScoreCommandAppliesTheFolder) {
       << out;
   const auto line = out.substr(out.find('{'));
   const auto row = nlohmann::json::parse(line.substr(0, line.find('\n')));
-  const auto want = golden().get("merged.level_probs")[0];
+  const auto want = lora_golden().get("merged.level_probs")[0];
   for (size_t k = 0; k < kLevelWords.size(); ++k)
     EXPECT_NEAR(row["probs"][kLevelWords[k]].get<double>(), want[k].item<double>(), 1e-5) << kLevelWords[k];
-  EXPECT_NEAR(row["score01"].get<double>(), golden().get("merged.score_scorer").item<double>(), 1e-5);
+  EXPECT_NEAR(row["score01"].get<double>(), lora_golden().get("merged.score_scorer").item<double>(), 1e-5);
 }
 
 // tune_visual_abstractor false (the authors' l1_koniq_lora): the adapters alone train, and the
@@ -435,14 +419,14 @@ TEST(LoraScore, ScoreCommandAppliesTheFolder) {
 TEST(LoraTrain, AdaptersAloneWithoutTheAbstractor) {
   test::ScratchDir dir("lora_only");
   std::string out;
-  ASSERT_EQ(run_train("tests/fixtures/train/tiny_golden.yaml",
-                      "output_dir=" + dir.file("run") +
-                          " lora_enable=true lora_r=4 lora_alpha=8 tune_visual_abstractor=false" +
-                          " --dump-first-step " + dir.file("step.safetensors"),
-                      &out),
+  ASSERT_EQ(test::run_train("tests/fixtures/train/tiny_golden.yaml",
+                            "output_dir=" + dir.file("run") +
+                                " lora_enable=true lora_r=4 lora_alpha=8 tune_visual_abstractor=false" +
+                                " --dump-first-step " + dir.file("step.safetensors"),
+                            &out),
             0);
   size_t grads = 0;
-  for (const auto& [name, t] : load(dir.file("step.safetensors")))
+  for (const auto& [name, t] : test::load_safetensors(dir.file("step.safetensors")))
     if (name.rfind("grad.", 0) == 0) {
       EXPECT_TRUE(model::is_lora_parameter(name)) << name;
       ++grads;

@@ -14,21 +14,19 @@
 #include <sstream>
 
 #include "data/image_decode.h"
-#include "data/media_type.h"
 #include "data/video.h"
 #include "qalign/base/error.h"
+#include "qalign/media_type.h"
 #include "tests/support/fixtures.h"
 
 namespace qalign::data {
 namespace {
 
-const std::string kModel = "tests/fixtures/qalign-tiny/model";
-
 std::string le32(uint32_t v) { return {char(v), char(v >> 8), char(v >> 16), char(v >> 24)}; }
 std::string be32(uint32_t v) { return {char(v >> 24), char(v >> 16), char(v >> 8), char(v)}; }
 
 test::Measured score(const std::string& input) {
-  return test::run_qalign_measured("score --model " + kModel + " " + input, 60);
+  return test::run_qalign_measured("score --model " + test::kTinyModel + " " + input, 60);
 }
 
 void expect_bounded(const test::Measured& m, const std::string& what) {

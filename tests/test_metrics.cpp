@@ -13,9 +13,9 @@
 
 #include "qalign/metrics.h"
 
-using namespace qalign::metrics;
-
 namespace {
+
+using namespace qalign::metrics;
 
 const std::vector<double> kTiesX = {1, 2, 2, 3, 4, 4, 4, 5};
 const std::vector<double> kTiesY = {2, 1, 3, 3, 5, 4, 6, 6};

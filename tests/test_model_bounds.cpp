@@ -20,10 +20,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kModel = "tests/fixtures/qalign-tiny/model";
-const std::string kImage = "tests/fixtures/qalign-tiny/inputs/img_wide.png";
-const std::string kRecipe = "tests/fixtures/train/tiny_recipe.yaml";
-
 // A copy of model folder `from` (tests/fixtures/qalign-tiny/<from>) in `d` as "model", its
 // config.json with `key: old` replaced by `key: value`.
 std::string model_with(const test::ScratchDir& d, const std::string& key, const std::string& old,
@@ -56,7 +52,7 @@ void expect_bounded(const std::string& args, int rc, const std::vector<std::stri
   EXPECT_EQ(m.output.find("frame #"), std::string::npos) << "a C++ backtrace:\n" << m.output;
 }
 
-std::string score(const std::string& model) { return "score --model " + model + " " + kImage; }
+std::string score_with(const std::string& model) { return "score --model " + model + " " + test::kTinyImage; }
 
 }  // namespace
 
@@ -65,12 +61,12 @@ std::string score(const std::string& model) { return "score --model " + model + 
 TEST(ConfigAgainstWeights, HugeHiddenSizeNamesTheTensorOfEachWeightsFormat) {
   test::ScratchDir d("qalign-bounds");
   const auto dir = model_with(d, "hidden_size", "64", "1048576");
-  expect_bounded(score(dir), 1,
+  expect_bounded(score_with(dir), 1,
                  {"model/config.json: hidden_size: 1048576, but model.safetensors has model.embed_tokens.weight of "
                   "shape [576, 64]"});
   // The .bin's shapes come from its pickle, not its data.
   fs::remove(dir + "/model.safetensors");
-  expect_bounded(score(dir), 1,
+  expect_bounded(score_with(dir), 1,
                  {"model/config.json: hidden_size: 1048576, but pytorch_model.bin has model.embed_tokens.weight of "
                   "shape [576, 64]"});
 }
@@ -78,45 +74,49 @@ TEST(ConfigAgainstWeights, HugeHiddenSizeNamesTheTensorOfEachWeightsFormat) {
 TEST(ConfigAgainstWeights, ShardedCheckpointIsCheckedThroughItsIndex) {
   test::ScratchDir d("qalign-bounds");
   const auto dir = model_with(d, "vocab_size", "576", "50000000", "model-sharded");
-  expect_bounded(score(dir) + " --tokenizer " + kModel, 1,
+  expect_bounded(score_with(dir) + " --tokenizer " + test::kTinyModel, 1,
                  {"model/config.json: vocab_size: 50000000, but model.safetensors.index.json has "
                   "model.embed_tokens.weight of shape [576, 64]"});
 }
 
 TEST(ConfigAgainstWeights, LayerCountsAreBoundedAndChecked) {
   test::ScratchDir d("qalign-bounds");
-  expect_bounded(score(model_with(d, "num_hidden_layers", "2,\n  \"num_key_value_heads\"",
-                                  "1000000000000,\n  \"num_key_value_heads\"")),
+  expect_bounded(score_with(model_with(d, "num_hidden_layers", "2,\n  \"num_key_value_heads\"",
+                                       "1000000000000,\n  \"num_key_value_heads\"")),
                  1, {"model/config.json: num_hidden_layers: expected at most 1024, got 1000000000000"});
   fs::remove_all(d.file("model"));
-  expect_bounded(
-      score(model_with(d, "num_hidden_layers", "2,\n  \"num_key_value_heads\"", "1e12,\n  \"num_key_value_heads\"")), 1,
-      {"model/config.json: num_hidden_layers: expected a positive integer, got 1000000000000.0 (a float)"});
+  expect_bounded(score_with(model_with(d, "num_hidden_layers", "2,\n  \"num_key_value_heads\"",
+                                       "1e12,\n  \"num_key_value_heads\"")),
+                 1,
+                 {"model/config.json: num_hidden_layers: expected a positive integer, got 1000000000000.0 (a float)"});
   fs::remove_all(d.file("model"));
-  expect_bounded(
-      score(model_with(d, "num_hidden_layers", "2,\n  \"num_key_value_heads\"", "1.5,\n  \"num_key_value_heads\"")), 1,
-      {"model/config.json: num_hidden_layers: expected a positive integer, got 1.5 (a float)"});
+  expect_bounded(score_with(model_with(d, "num_hidden_layers", "2,\n  \"num_key_value_heads\"",
+                                       "1.5,\n  \"num_key_value_heads\"")),
+                 1, {"model/config.json: num_hidden_layers: expected a positive integer, got 1.5 (a float)"});
   fs::remove_all(d.file("model"));
-  expect_bounded(
-      score(model_with(d, "num_hidden_layers", "2,\n  \"num_key_value_heads\"", "900,\n  \"num_key_value_heads\"")), 1,
-      {"model/config.json: num_hidden_layers: 900, but model.safetensors has 2 (model.layers.0 to "
-       "model.layers.1)"});
+  expect_bounded(score_with(model_with(d, "num_hidden_layers", "2,\n  \"num_key_value_heads\"",
+                                       "900,\n  \"num_key_value_heads\"")),
+                 1,
+                 {"model/config.json: num_hidden_layers: 900, but model.safetensors has 2 (model.layers.0 to "
+                  "model.layers.1)"});
 }
 
 TEST(ConfigAgainstWeights, VisionSizesAreCheckedToo) {
   test::ScratchDir d("qalign-bounds");
-  expect_bounded(score(model_with(d, "num_channels", "3", "100000")), 1,
+  expect_bounded(score_with(model_with(d, "num_channels", "3", "100000")), 1,
                  {"model/config.json: visual_config.visual_model.num_channels: 100000, but model.safetensors has "
                   "model.vision_model.embeddings.patch_embed.weight of shape [32, 3, 14, 14]"});
 }
 
 TEST(ConfigAgainstWeights, InitWithoutWeightsStillBuildsAModel) {
   test::ScratchDir d("qalign-bounds");
-  expect_bounded("init --config " + kModel + "/config.json --tokenizer " + kModel + " --out " + d.file("fresh"), 0, {});
+  expect_bounded("init --config " + test::kTinyModel + "/config.json --tokenizer " + test::kTinyModel + " --out " +
+                     d.file("fresh"),
+                 0, {});
   EXPECT_TRUE(fs::exists(d.file("fresh/model.safetensors")) ||
               fs::exists(d.file("fresh/model.safetensors.index.json")));
   // And what it wrote loads: its config and weights agree.
-  expect_bounded(score(d.file("fresh")), 0, {});
+  expect_bounded(score_with(d.file("fresh")), 0, {});
 }
 
 // --- FIFOs are refused before they are opened -----------------------------------------------
@@ -131,7 +131,7 @@ TEST(NonRegularFiles, FifoInAModelFolderIsRefused) {
     fs::copy(test::fixture("qalign-tiny/model"), dir, fs::copy_options::recursive);
     if (file == "pytorch_model.bin") fs::remove(dir + "/model.safetensors");
     make_fifo(dir + "/" + file);
-    expect_bounded(score(dir), 1,
+    expect_bounded(score_with(dir), 1,
                    {"model/" + file + ": cannot open file: it is a FIFO (named pipe), not a regular file"});
   }
 }
@@ -142,8 +142,9 @@ TEST(NonRegularFiles, FifoTrainingYamlAndDataAreRefused) {
   expect_bounded("train --config " + d.file("recipe.yaml"), 1,
                  {"recipe.yaml: cannot open file: it is a FIFO (named pipe), not a regular file"});
   make_fifo(d.file("data.json"));
-  expect_bounded("train --config " + kRecipe + " data_path=" + d.file("data.json") + " output_dir=" + d.file("out"), 1,
-                 {"data.json: cannot open file: it is a FIFO (named pipe), not a regular file"});
+  expect_bounded(
+      "train --config " + test::kTinyRecipe + " data_path=" + d.file("data.json") + " output_dir=" + d.file("out"), 1,
+      {"data.json: cannot open file: it is a FIFO (named pipe), not a regular file"});
 }
 
 TEST(NonRegularFiles, SharedCheckNamesWhatThePathIs) {

@@ -13,20 +13,14 @@
 #include "qalign/model/owl2.h"
 #include "qalign/scoring.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/goldens.h"
 #include "tests/support/tiny_golden.h"
 
 using namespace qalign;
 
 namespace {
 
-const test::TinyGolden& golden() { return test::tiny_golden(); }
-
-double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
-  EXPECT_EQ(a.sizes(), b.sizes());
-  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
-}
-
-std::vector<int64_t> level_ids() { return golden().json["preferential_ids"].get<std::vector<int64_t>>(); }
+std::vector<int64_t> level_ids() { return test::tiny_golden().json["preferential_ids"].get<std::vector<int64_t>>(); }
 
 struct CaseRun {
   torch::Tensor vision, abstractor;
@@ -48,8 +42,8 @@ CaseRun run_case(model::Owl2ForCausalLM& m, const std::string& c) {
   torch::NoGradGuard no_grad;
   CaseRun r;
   const auto device = m->lm_head->weight.device();
-  const auto pixels = golden().get(c + ".pixel_values").to(device);
-  const auto ids = golden().get(c + ".input_ids").to(device);
+  const auto pixels = test::tiny_golden().get(c + ".pixel_values").to(device);
+  const auto ids = test::tiny_golden().get(c + ".input_ids").to(device);
   r.vision = m->model->vision_model(pixels.to(m->model->embed_tokens->weight.scalar_type()));
   r.abstractor = m->model->visual_abstractor(r.vision);
   std::vector<torch::Tensor> visual;
@@ -72,7 +66,7 @@ CaseRun run_case(model::Owl2ForCausalLM& m, const std::string& c) {
   return r;
 }
 
-const std::vector<std::string>& cases() {
+const std::vector<std::string>& inference_cases() {
   static const std::vector<std::string> c = {
       "image.img_wide", "image.img_tall", "image.img_big", "aesthetic.img_wide", "model_score_prompt.img_tall",
       "batch2",         "video"};
@@ -82,18 +76,19 @@ const std::vector<std::string>& cases() {
 void expect_case_matches(model::Owl2ForCausalLM& m, const std::string& c) {
   SCOPED_TRACE(c);
   const auto r = run_case(m, c);
-  EXPECT_LE(max_diff(r.vision, golden().get(c + ".vision.last_hidden_state")), 1e-4);
-  EXPECT_LE(max_diff(r.abstractor, golden().get(c + ".abstractor.last_hidden_state")), 1e-4);
-  EXPECT_LE(max_diff(r.inputs.embeds, golden().get(c + ".llm.inputs_embeds")), 1e-4);
-  EXPECT_TRUE(torch::equal(r.inputs.modality, golden().get(c + ".llm.modality_indicators")));
+  EXPECT_LE(test::max_diff(r.vision, test::tiny_golden().get(c + ".vision.last_hidden_state")), 1e-4);
+  EXPECT_LE(test::max_diff(r.abstractor, test::tiny_golden().get(c + ".abstractor.last_hidden_state")), 1e-4);
+  EXPECT_LE(test::max_diff(r.inputs.embeds, test::tiny_golden().get(c + ".llm.inputs_embeds")), 1e-4);
+  EXPECT_TRUE(torch::equal(r.inputs.modality, test::tiny_golden().get(c + ".llm.modality_indicators")));
   ASSERT_EQ(r.hidden.size(), static_cast<size_t>(m->config.num_hidden_layers + 1));
   for (size_t i = 0; i < r.hidden.size(); ++i)
-    EXPECT_LE(max_diff(r.hidden[i], golden().get(c + ".llm.hidden_states." + std::to_string(i))), 1e-4) << i;
-  EXPECT_LE(max_diff(r.logits_last, golden().get(c + ".logits_last")), 1e-3);
+    EXPECT_LE(test::max_diff(r.hidden[i], test::tiny_golden().get(c + ".llm.hidden_states." + std::to_string(i))), 1e-4)
+        << i;
+  EXPECT_LE(test::max_diff(r.logits_last, test::tiny_golden().get(c + ".logits_last")), 1e-3);
   const auto scores = score_from_logits(r.logits_last, level_ids());
-  EXPECT_LE(max_diff(scores.probs, golden().get(c + ".level_probs")), 1e-5);
-  EXPECT_LE(max_diff(scores.score5, golden().get(c + ".score_model")), 1e-5);
-  EXPECT_LE(max_diff(scores.score01, golden().get(c + ".score_scorer")), 1e-5);
+  EXPECT_LE(test::max_diff(scores.probs, test::tiny_golden().get(c + ".level_probs")), 1e-5);
+  EXPECT_LE(test::max_diff(scores.score5, test::tiny_golden().get(c + ".score_model")), 1e-5);
+  EXPECT_LE(test::max_diff(scores.score01, test::tiny_golden().get(c + ".score_scorer")), 1e-5);
 }
 
 }  // namespace
@@ -102,7 +97,7 @@ class ModelParity : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ModelParity, EveryCaseEveryStage) {
   auto m = tiny(GetParam());
-  for (const auto& c : cases()) expect_case_matches(m, c);
+  for (const auto& c : inference_cases()) expect_case_matches(m, c);
 }
 
 // The same weights from model.safetensors, pytorch_model.bin and the sharded folder.
@@ -112,16 +107,16 @@ TEST(ModelParity, WeightsFromTorchBin) {
   auto m = io::load_pretrained(test::fixture("qalign-tiny/model"));
   io::load_state_dict(*m, io::load_weights(test::fixture("qalign-tiny/model/pytorch_model.bin")), "pytorch_model.bin");
   m->to(test::test_device());
-  for (const auto& c : cases()) expect_case_matches(m, c);
+  for (const auto& c : inference_cases()) expect_case_matches(m, c);
 }
 
 TEST(ModelParity, FullLogitsOfFirstCase) {
   auto m = tiny("model");
   const auto r = run_case(m, "image.img_wide");
   torch::NoGradGuard g;
-  EXPECT_LE(
-      max_diff(m->logits(r.hidden.back().to(m->lm_head->weight.device())).cpu(), golden().get("image.img_wide.logits")),
-      1e-3);
+  EXPECT_LE(test::max_diff(m->logits(r.hidden.back().to(m->lm_head->weight.device())).cpu(),
+                           test::tiny_golden().get("image.img_wide.logits")),
+            1e-3);
 }
 
 TEST(ModelParity, BatchEqualsSingleRuns) {
@@ -129,8 +124,8 @@ TEST(ModelParity, BatchEqualsSingleRuns) {
   const auto batch = run_case(m, "batch2");
   const auto wide = run_case(m, "image.img_wide");
   const auto tall = run_case(m, "image.img_tall");
-  EXPECT_LE(max_diff(batch.logits_last[0], wide.logits_last[0]), 1e-5);
-  EXPECT_LE(max_diff(batch.logits_last[1], tall.logits_last[0]), 1e-5);
+  EXPECT_LE(test::max_diff(batch.logits_last[0], wide.logits_last[0]), 1e-5);
+  EXPECT_LE(test::max_diff(batch.logits_last[1], tall.logits_last[0]), 1e-5);
 }
 
 TEST(ModelParity, BFloat16AgreesWithFloat32) {
@@ -139,7 +134,7 @@ TEST(ModelParity, BFloat16AgreesWithFloat32) {
   for (const auto& c : {"image.img_wide", "video"}) {
     const auto a = score_from_logits(run_case(m32, c).logits_last, level_ids());
     const auto b = score_from_logits(run_case(m16, c).logits_last, level_ids());
-    EXPECT_LE(max_diff(a.probs, b.probs), 2e-2) << c;
+    EXPECT_LE(test::max_diff(a.probs, b.probs), 2e-2) << c;
   }
 }
 

@@ -17,10 +17,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kModel = "tests/fixtures/qalign-tiny/model";
-const std::string kImage = "tests/fixtures/qalign-tiny/inputs/img_wide.png";
-const std::string kRecipe = "tests/fixtures/train/tiny_recipe.yaml";
-
 // Runs qalign and checks the case's bounds: ends in time, in bounded memory, and never crashes.
 test::Measured run_qalign(const std::string& args) {
   auto m = test::run_qalign_measured(args);
@@ -31,58 +27,57 @@ test::Measured run_qalign(const std::string& args) {
   return m;
 }
 
-bool has(const test::Measured& m, const std::string& text) { return m.output.find(text) != std::string::npos; }
-
 }  // namespace
 
 TEST(OutputOwnership, KeepListNeverReplacesAnInputOrTheOutput) {
   test::ScratchDir d("qalign-own");
-  fs::copy_file(test::source_dir() + "/" + kImage, d.file("photo.png"));
+  fs::copy_file(test::source_dir() + "/" + test::kTinyImage, d.file("photo.png"));
   const auto before = test::read_file(d.file("photo.png"));
-  auto m = run_qalign("score --model " + kModel + " --threshold 0 --overwrite --keep-list " + d.file("photo.png") +
-                      " " + d.file("photo.png"));
+  auto m = run_qalign("score --model " + test::kTinyModel + " --threshold 0 --overwrite --keep-list " +
+                      d.file("photo.png") + " " + d.file("photo.png"));
   EXPECT_EQ(m.exit_code, 1) << m.output;
-  EXPECT_TRUE(has(m, "photo.png is one of the inputs")) << m.output;
+  EXPECT_TRUE(test::output_has(m, "photo.png is one of the inputs")) << m.output;
   EXPECT_EQ(test::read_file(d.file("photo.png")), before);
 
-  m = run_qalign("score --model " + kModel + " --threshold 0 --out " + d.file("s.jsonl") + " --keep-list " +
-                 d.file("s.jsonl") + " " + kImage);
+  m = run_qalign("score --model " + test::kTinyModel + " --threshold 0 --out " + d.file("s.jsonl") + " --keep-list " +
+                 d.file("s.jsonl") + " " + test::kTinyImage);
   EXPECT_EQ(m.exit_code, 1) << m.output;
-  EXPECT_TRUE(has(m, "--keep-list: is --out itself")) << m.output;
+  EXPECT_TRUE(test::output_has(m, "--keep-list: is --out itself")) << m.output;
   EXPECT_FALSE(fs::exists(d.file("s.jsonl")));
 
   // An existing list is replaced only when asked.
   test::write_file(d.file("keep.txt"), "mine\n");
-  m = run_qalign("score --model " + kModel + " --threshold 0 --keep-list " + d.file("keep.txt") + " " + kImage);
+  m = run_qalign("score --model " + test::kTinyModel + " --threshold 0 --keep-list " + d.file("keep.txt") + " " +
+                 test::kTinyImage);
   EXPECT_EQ(m.exit_code, 1) << m.output;
-  EXPECT_TRUE(has(m, "keep.txt: exists; --overwrite replaces it")) << m.output;
+  EXPECT_TRUE(test::output_has(m, "keep.txt: exists; --overwrite replaces it")) << m.output;
   EXPECT_EQ(test::read_file(d.file("keep.txt")), "mine\n");
-  m = run_qalign("score --model " + kModel + " --threshold 0 --overwrite --keep-list " + d.file("keep.txt") + " " +
-                 kImage);
+  m = run_qalign("score --model " + test::kTinyModel + " --threshold 0 --overwrite --keep-list " + d.file("keep.txt") +
+                 " " + test::kTinyImage);
   EXPECT_EQ(m.exit_code, 0) << m.output;
-  EXPECT_EQ(test::read_file(d.file("keep.txt")), kImage + "\n");
+  EXPECT_EQ(test::read_file(d.file("keep.txt")), test::kTinyImage + "\n");
 }
 
 TEST(OutputOwnership, ScoreOutIsRecognisedAsItsOwnOrRefused) {
   test::ScratchDir d("qalign-own");
   test::write_file(d.file("notes.jsonl"), "{\"my\": \"notes\"}\n");
-  auto m = run_qalign("score --model " + kModel + " --out " + d.file("notes.jsonl") + " " + kImage);
+  auto m = run_qalign("score --model " + test::kTinyModel + " --out " + d.file("notes.jsonl") + " " + test::kTinyImage);
   EXPECT_EQ(m.exit_code, 1) << m.output;
-  EXPECT_TRUE(has(m, "notes.jsonl: exists and was not written by this command")) << m.output;
-  EXPECT_TRUE(has(m, "--overwrite")) << m.output;
+  EXPECT_TRUE(test::output_has(m, "notes.jsonl: exists and was not written by this command")) << m.output;
+  EXPECT_TRUE(test::output_has(m, "--overwrite")) << m.output;
   EXPECT_EQ(test::read_file(d.file("notes.jsonl")), "{\"my\": \"notes\"}\n");
 
-  const std::string job = "score --model " + kModel + " --out " + d.file("s.jsonl") + " " + kImage;
+  const std::string job = "score --model " + test::kTinyModel + " --out " + d.file("s.jsonl") + " " + test::kTinyImage;
   m = run_qalign(job);
   ASSERT_EQ(m.exit_code, 0) << m.output;
   const auto rows = test::read_file(d.file("s.jsonl"));
   m = run_qalign(job);
   EXPECT_EQ(m.exit_code, 0) << m.output;
-  EXPECT_TRUE(has(m, "s.jsonl is complete: nothing to do")) << m.output;
+  EXPECT_TRUE(test::output_has(m, "s.jsonl is complete: nothing to do")) << m.output;
   // The same file under another job (another task) is not that job's output.
   m = run_qalign(job + " --task aesthetics");
   EXPECT_EQ(m.exit_code, 1) << m.output;
-  EXPECT_TRUE(has(m, "s.jsonl: exists and was not written by this command")) << m.output;
+  EXPECT_TRUE(test::output_has(m, "s.jsonl: exists and was not written by this command")) << m.output;
   EXPECT_EQ(test::read_file(d.file("s.jsonl")), rows);
   // Edited after the run: no longer what qalign wrote.
   test::write_file(d.file("s.jsonl"), rows + "\n");
@@ -100,14 +95,14 @@ TEST(OutputOwnership, ASecondJobOnTheSameOutFailsAtOnce) {
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
   ASSERT_EQ(::write(fd, "4242", 4), 4);
-  auto m = run_qalign("score --model " + kModel + " --out " + d.file("s.jsonl") + " " + kImage);
+  auto m = run_qalign("score --model " + test::kTinyModel + " --out " + d.file("s.jsonl") + " " + test::kTinyImage);
   EXPECT_EQ(m.exit_code, 1) << m.output;
-  EXPECT_TRUE(has(m, "s.jsonl: another qalign (pid 4242) is writing it now")) << m.output;
+  EXPECT_TRUE(test::output_has(m, "s.jsonl: another qalign (pid 4242) is writing it now")) << m.output;
   EXPECT_FALSE(fs::exists(d.file("s.jsonl")));
   EXPECT_FALSE(fs::exists(d.file("s.jsonl.parts")));
   ::close(fd);
   fs::remove(d.file("s.jsonl.lock"));
-  m = run_qalign("score --model " + kModel + " --out " + d.file("s.jsonl") + " " + kImage);
+  m = run_qalign("score --model " + test::kTinyModel + " --out " + d.file("s.jsonl") + " " + test::kTinyImage);
   EXPECT_EQ(m.exit_code, 0) << m.output;
   EXPECT_FALSE(fs::exists(d.file("s.jsonl.lock")));  // released with the job
 }
@@ -115,11 +110,12 @@ TEST(OutputOwnership, ASecondJobOnTheSameOutFailsAtOnce) {
 TEST(OutputOwnership, InitAndExportDoNotReplaceAModelFolderUnasked) {
   test::ScratchDir d("qalign-own");
   const auto model = d.file("model");
-  fs::copy(test::source_dir() + "/" + kModel, model, fs::copy_options::recursive);
+  fs::copy(test::source_dir() + "/" + test::kTinyModel, model, fs::copy_options::recursive);
   const auto weights = test::read_file(model + "/model.safetensors");
-  auto m = run_qalign("init --preset tiny --tokenizer " + kModel + " --out " + model);
+  auto m = run_qalign("init --preset tiny --tokenizer " + test::kTinyModel + " --out " + model);
   EXPECT_EQ(m.exit_code, 1) << m.output;
-  EXPECT_TRUE(has(m, "model already holds files; --overwrite writes there, removing its old weights first"))
+  EXPECT_TRUE(
+      test::output_has(m, "model already holds files; --overwrite writes there, removing its old weights first"))
       << m.output;
   EXPECT_EQ(test::read_file(model + "/model.safetensors"), weights);
 
@@ -128,17 +124,19 @@ TEST(OutputOwnership, InitAndExportDoNotReplaceAModelFolderUnasked) {
   const auto out = d.file("exported");
   fs::create_directories(out);
   fs::copy_file(model + "/model.safetensors", out + "/model.safetensors");
-  m = run_qalign("export --checkpoint " + kModel + " --out " + out + " --dtype float32 --max-shard-size 100KB");
+  m = run_qalign("export --checkpoint " + test::kTinyModel + " --out " + out +
+                 " --dtype float32 --max-shard-size 100KB");
   EXPECT_EQ(m.exit_code, 1) << m.output;
-  EXPECT_TRUE(has(m, "exported already holds files; --overwrite writes there, removing its old weights first"))
+  EXPECT_TRUE(
+      test::output_has(m, "exported already holds files; --overwrite writes there, removing its old weights first"))
       << m.output;
-  m = run_qalign("export --checkpoint " + kModel + " --out " + out +
+  m = run_qalign("export --checkpoint " + test::kTinyModel + " --out " + out +
                  " --dtype float32 --max-shard-size 100KB --overwrite");
   ASSERT_EQ(m.exit_code, 0) << m.output;
   EXPECT_FALSE(fs::exists(out + "/model.safetensors"));
   EXPECT_TRUE(fs::exists(out + "/model.safetensors.index.json"));
 
-  m = run_qalign("init --preset tiny --tokenizer " + kModel + " --out " + model + " --overwrite");
+  m = run_qalign("init --preset tiny --tokenizer " + test::kTinyModel + " --out " + model + " --overwrite");
   ASSERT_EQ(m.exit_code, 0) << m.output;
   EXPECT_FALSE(fs::exists(model + "/pytorch_model.bin"));  // the old weights' other copy is gone too
   EXPECT_NE(test::read_file(model + "/model.safetensors"), weights);
@@ -147,15 +145,15 @@ TEST(OutputOwnership, InitAndExportDoNotReplaceAModelFolderUnasked) {
 TEST(OutputOwnership, TrainingNeverWritesOverAnEarlierRunOrItsModel) {
   test::ScratchDir d("qalign-own");
   const auto run = d.file("run");
-  const std::string train = "train --config " + kRecipe + " max_steps=1 save_steps=1 output_dir=" + run;
+  const std::string train = "train --config " + test::kTinyRecipe + " max_steps=1 save_steps=1 output_dir=" + run;
   auto m = run_qalign(train);
   ASSERT_EQ(m.exit_code, 0) << m.output;
   const auto first = test::read_file(run + "/checkpoint-1/model.safetensors");
 
   m = run_qalign(train);
   EXPECT_EQ(m.exit_code, 1) << m.output;
-  EXPECT_TRUE(has(m, "output_dir: " + run + " already holds files")) << m.output;
-  EXPECT_TRUE(has(m, "overwrite_output_dir=true")) << m.output;
+  EXPECT_TRUE(test::output_has(m, "output_dir: " + run + " already holds files")) << m.output;
+  EXPECT_TRUE(test::output_has(m, "overwrite_output_dir=true")) << m.output;
   EXPECT_EQ(test::read_file(run + "/checkpoint-1/model.safetensors"), first);
 
   // Overwriting starts afresh: the earlier run's checkpoints go, so none can be resumed by mistake.
@@ -166,12 +164,13 @@ TEST(OutputOwnership, TrainingNeverWritesOverAnEarlierRunOrItsModel) {
   EXPECT_TRUE(fs::exists(run + "/checkpoint-1"));
 
   const auto model = d.file("model");
-  fs::copy(test::source_dir() + "/" + kModel, model, fs::copy_options::recursive);
+  fs::copy(test::source_dir() + "/" + test::kTinyModel, model, fs::copy_options::recursive);
   const auto weights = test::read_file(model + "/model.safetensors");
-  m = run_qalign("train --config " + kRecipe + " max_steps=1 model_name_or_path=" + model + " output_dir=" + model +
-                 " overwrite_output_dir=true");
+  m = run_qalign("train --config " + test::kTinyRecipe + " max_steps=1 model_name_or_path=" + model +
+                 " output_dir=" + model + " overwrite_output_dir=true");
   EXPECT_EQ(m.exit_code, 1) << m.output;
-  EXPECT_TRUE(has(m, "is model_name_or_path: the run would write over the model it starts from")) << m.output;
+  EXPECT_TRUE(test::output_has(m, "is model_name_or_path: the run would write over the model it starts from"))
+      << m.output;
   EXPECT_EQ(test::read_file(model + "/model.safetensors"), weights);
 }
 
@@ -180,8 +179,9 @@ TEST(OutputOwnership, AConversationWithoutAnAnswerIsRefusedBeforeTraining) {
   test::write_file(
       d.file("q.json"),
       R"([{"id": "a", "image": "img_wide.png", "conversations": [{"from": "human", "value": "<|image|>Rate."}]}])");
-  const auto m =
-      run_qalign("train --config " + kRecipe + " data_path=" + d.file("q.json") + " output_dir=" + d.file("o"));
+  const auto m = run_qalign("train --config " + test::kTinyRecipe + " data_path=" + d.file("q.json") +
+                            " output_dir=" + d.file("o"));
   EXPECT_EQ(m.exit_code, 1) << m.output;
-  EXPECT_TRUE(has(m, "q.json: [0].conversations: no \"gpt\" turn: the record has no answer to learn")) << m.output;
+  EXPECT_TRUE(test::output_has(m, "q.json: [0].conversations: no \"gpt\" turn: the record has no answer to learn"))
+      << m.output;
 }

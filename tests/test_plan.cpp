@@ -34,7 +34,22 @@ using test::error_of;
 // term of rank 0's memory report (counted from the trainer's tensors) within 1 % of the plan, and
 // the plan's total, activations and buffers included, within 10 % of the peak bytes of CPU tensors
 // the run measured (train/cpu_memory.h; on the CPU the device and the host are one memory).
-TEST(PlanVsRun, StateTermsMatchTheTrainersReport) {
+// One CTest entry per layout, so that they run side by side.
+struct RunLayout {
+  int ranks;
+  int stage;
+  bool offload;
+};
+
+// The layout as test output names it (gtest would print the struct's bytes, padding included).
+void PrintTo(const RunLayout& l, std::ostream* os) {
+  *os << l.ranks << " ranks, stage " << l.stage << (l.offload ? ", offload" : "");
+}
+
+class PlanVsRun : public ::testing::TestWithParam<RunLayout> {};
+
+TEST_P(PlanVsRun, StateTermsMatchTheTrainersReport) {
+  const auto [ranks, stage, offload] = GetParam();
   test::ScratchDir dir("qalign_plan");
   const std::string model = dir.file("small");
   std::string out;
@@ -45,59 +60,59 @@ TEST(PlanVsRun, StateTermsMatchTheTrainersReport) {
             0)
       << out;
   const auto model_config = model::ModelConfig::from_json_file(model + "/config.json");
-  struct Case {
-    int ranks;
-    int stage;
-    bool offload;
-  };
-  for (const auto& [ranks, stage, offload] :
-       {Case{1, 0, false}, Case{2, 0, false}, Case{2, 1, false}, Case{2, 2, false}, Case{4, 2, false}, Case{2, 2, true},
-        Case{2, 3, false}, Case{4, 3, false}, Case{2, 3, true}}) {
-    SCOPED_TRACE("ranks " + std::to_string(ranks) + ", stage " + std::to_string(stage) + (offload ? ", offload" : ""));
-    const std::string run = dir.file("run" + std::to_string(ranks) + std::to_string(stage) + (offload ? "o" : ""));
-    const std::vector<std::string> overrides = {
-        "model_name_or_path=" + model, "output_dir=" + run, "max_steps=3", "gradient_accumulation_steps=1",
-        "zero_stage=" + std::to_string(stage), "dataloader_num_workers=1", "gradient_checkpointing=false",
-        "group_by_modality_length=false", "save_steps=1000", "ddp_bucket_cap_mb=4",
-        std::string("offload_optimizer=") + (offload ? "cpu" : "none"),
-        // Absolute, so the plan reads the same records as the run whatever the test's folder.
-        "data_path=" + test::fixture("train/five_samples.json"), "image_folder=" + test::fixture("qalign-tiny/inputs")};
-    std::string args;
-    for (const auto& o : overrides) args += " " + o;
-    ASSERT_EQ(
-        test::run_command(cd + "'" + test::qalign_binary() + "' launch --nproc-per-node " + std::to_string(ranks) +
-                              " -- '" + test::qalign_binary() + "' train --config " + recipe() + args,
-                          &out),
-        0)
-        << out;
-    std::ifstream metrics(run + "/metrics.jsonl");
-    std::string line;
-    std::getline(metrics, line);
-    const auto report = nlohmann::json::parse(line).at("memory_report").at(0);
-    // The peak over three steps: from the second on, AdamW's moments exist during backward too.
-    std::string last = line;
-    while (std::getline(metrics, line)) last = line;
-    const double peak = nlohmann::json::parse(last).at("memory").at(0).at("peak_allocated").get<double>();
-    const auto plan =
-        train::plan_training(config::load_train_config(recipe(), overrides), model_config, ranks, 80 * kGiB);
-    // Offloaded terms are the same tensors in host memory (on the CPU both are the process's).
-    const auto& h = plan.host_per_rank;
-    auto d = plan.device_per_rank;
-    d.gradients += h.gradients;
-    d.masters += h.masters;
-    d.optimizer += h.optimizer;
-    std::cout << "ranks " << ranks << " stage " << stage << ": report " << report.dump() << "; plan parameters "
-              << d.parameters << " gradients " << d.gradients << " masters " << d.masters << " optimizer "
-              << d.optimizer << " activations " << d.activations << " buffers " << d.buffers << " total "
-              << d.total + h.total << "; measured peak " << peak << "\n";
-    EXPECT_NEAR(static_cast<double>(d.total + h.total), peak, 0.10 * peak) << "total";
-    for (const auto& [name, planned] : {std::pair{"parameters", d.parameters}, std::pair{"gradients", d.gradients},
-                                        std::pair{"masters", d.masters}, std::pair{"optimizer", d.optimizer}}) {
-      const double reported = report.at(name).get<double>();
-      EXPECT_NEAR(static_cast<double>(planned), reported, 0.01 * reported + 1) << name;
-    }
+  SCOPED_TRACE("ranks " + std::to_string(ranks) + ", stage " + std::to_string(stage) + (offload ? ", offload" : ""));
+  const std::string run = dir.file("run" + std::to_string(ranks) + std::to_string(stage) + (offload ? "o" : ""));
+  const std::vector<std::string> overrides = {
+      "model_name_or_path=" + model, "output_dir=" + run, "max_steps=3", "gradient_accumulation_steps=1",
+      "zero_stage=" + std::to_string(stage), "dataloader_num_workers=1", "gradient_checkpointing=false",
+      "group_by_modality_length=false", "save_steps=1000", "ddp_bucket_cap_mb=4",
+      std::string("offload_optimizer=") + (offload ? "cpu" : "none"),
+      // Absolute, so the plan reads the same records as the run whatever the test's folder.
+      "data_path=" + test::fixture("train/five_samples.json"), "image_folder=" + test::fixture("qalign-tiny/inputs")};
+  std::string args;
+  for (const auto& o : overrides) args += " " + o;
+  ASSERT_EQ(test::run_command(cd + "'" + test::qalign_binary() + "' launch --nproc-per-node " + std::to_string(ranks) +
+                                  " --master-port " + std::to_string(test::free_port()) + " -- '" +
+                                  test::qalign_binary() + "' train --config " + recipe() + args,
+                              &out),
+            0)
+      << out;
+  std::ifstream metrics(run + "/metrics.jsonl");
+  std::string line;
+  std::getline(metrics, line);
+  const auto report = nlohmann::json::parse(line).at("memory_report").at(0);
+  // The peak over three steps: from the second on, AdamW's moments exist during backward too.
+  std::string last = line;
+  while (std::getline(metrics, line)) last = line;
+  const double peak = nlohmann::json::parse(last).at("memory").at(0).at("peak_allocated").get<double>();
+  const auto plan =
+      train::plan_training(config::load_train_config(recipe(), overrides), model_config, ranks, 80 * kGiB);
+  // Offloaded terms are the same tensors in host memory (on the CPU both are the process's).
+  const auto& h = plan.host_per_rank;
+  auto d = plan.device_per_rank;
+  d.gradients += h.gradients;
+  d.masters += h.masters;
+  d.optimizer += h.optimizer;
+  std::cout << "ranks " << ranks << " stage " << stage << ": report " << report.dump() << "; plan parameters "
+            << d.parameters << " gradients " << d.gradients << " masters " << d.masters << " optimizer " << d.optimizer
+            << " activations " << d.activations << " buffers " << d.buffers << " total " << d.total + h.total
+            << "; measured peak " << peak << "\n";
+  EXPECT_NEAR(static_cast<double>(d.total + h.total), peak, 0.10 * peak) << "total";
+  for (const auto& [name, planned] : {std::pair{"parameters", d.parameters}, std::pair{"gradients", d.gradients},
+                                      std::pair{"masters", d.masters}, std::pair{"optimizer", d.optimizer}}) {
+    const double reported = report.at(name).get<double>();
+    EXPECT_NEAR(static_cast<double>(planned), reported, 0.01 * reported + 1) << name;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Layouts, PlanVsRun,
+                         ::testing::Values(RunLayout{1, 0, false}, RunLayout{2, 0, false}, RunLayout{2, 1, false},
+                                           RunLayout{2, 2, false}, RunLayout{4, 2, false}, RunLayout{2, 2, true},
+                                           RunLayout{2, 3, false}, RunLayout{4, 3, false}, RunLayout{2, 3, true}),
+                         [](const ::testing::TestParamInfo<RunLayout>& i) {
+                           return std::to_string(i.param.ranks) + "ranks_stage" + std::to_string(i.param.stage) +
+                                  (i.param.offload ? "_offload" : "");
+                         });
 
 // --- the plan's own claims ------------------------------------------------------------------
 

@@ -10,11 +10,11 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "data/image_decode.h"
-#include "data/media_type.h"
 #include "data/pil_resize.h"
 #include "data/preprocess.h"
 #include "qalign/base/error.h"
 #include "qalign/io/safetensors.h"
+#include "qalign/media_type.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/goldens.h"
 

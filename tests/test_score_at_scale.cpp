@@ -78,14 +78,6 @@ std::string score_command(const std::string& list, const std::string& out, const
          " --batch-size 8 --workers 2 @" + list + " --out " + out + " " + extra;
 }
 
-std::vector<nlohmann::json> read_rows(const std::string& path) {
-  std::vector<nlohmann::json> rows;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) rows.push_back(nlohmann::json::parse(line));
-  return rows;
-}
-
 int64_t lines_in_parts(const std::string& folder) {
   int64_t n = 0;
   if (!fs::exists(folder)) return -1;
@@ -128,7 +120,7 @@ TEST_F(ScoreAtScale, TwoProcessesGiveTheRowsOfOneInInputOrder) {
   std::string out;
   ASSERT_EQ(test::run_command(score_command(list_, dir_.file("one.jsonl")), &out), 1) << out;  // 3 broken inputs
   EXPECT_NE(out.find("3 of 2005 inputs could not be scored"), std::string::npos) << out;
-  const int port = 20000 + ::getpid() % 20000;
+  const int port = test::free_port();
   const int rc = test::run_command(test::qalign_binary() + " launch --nproc-per-node 2 --master-port " +
                                        std::to_string(port) + " -- " + score_command(list_, dir_.file("two.jsonl")),
                                    &out);
@@ -136,7 +128,7 @@ TEST_F(ScoreAtScale, TwoProcessesGiveTheRowsOfOneInInputOrder) {
   EXPECT_NE(out.find("stage times summed over 2 processes"), std::string::npos) << out;
   EXPECT_FALSE(fs::exists(dir_.file("two.jsonl.parts"))) << "the parts are removed once merged";
 
-  const auto one = read_rows(dir_.file("one.jsonl")), two = read_rows(dir_.file("two.jsonl"));
+  const auto one = test::read_jsonl(dir_.file("one.jsonl")), two = test::read_jsonl(dir_.file("two.jsonl"));
   ASSERT_EQ(one.size(), 2005u);
   ASSERT_EQ(two.size(), one.size());
   std::ifstream list(list_);
@@ -199,7 +191,7 @@ TEST_F(ScoreAtScale, ARestartWithAnotherCommandIsRefusedNamingTheField) {
   EXPECT_NE(test::run_command(score_command(list_, killed, "--task aesthetics"), &out), 0);
   EXPECT_NE(out.find("k.jsonl.parts/job.json: task: this run differs"), std::string::npos) << out;
   EXPECT_EQ(test::run_command(score_command(list_, killed, "--task aesthetics --overwrite"), &out), 1) << out;
-  const auto rows = read_rows(killed);
+  const auto rows = test::read_jsonl(killed);
   ASSERT_EQ(rows.size(), 2005u);
   EXPECT_EQ(rows.front()["task"], "aesthetics");
 }
@@ -217,7 +209,7 @@ TEST(ScoreOutput, CsvRowsAndTheThresholdsKeepList) {
                         &out),
       1)
       << out;
-  const auto rows = read_rows(dir.file("rows.jsonl"));
+  const auto rows = test::read_jsonl(dir.file("rows.jsonl"));
   ASSERT_EQ(rows.size(), 5u);
   // A threshold between the scores, so some inputs are kept and some are not.
   std::vector<double> scores;

@@ -115,14 +115,13 @@ std::vector<int> run_ranks(const scoring::ScoreJob& job, int world,
     threads.emplace_back([&, r] {
       scoring::Launch launch;
       launch.where = [r, world] {
-        dist::LaunchEnv env;
+        distributed::LaunchEnv env;
         env.rank = r;
         env.world_size = world;
         return env;
       };
-      launch.join = [group](const dist::LaunchEnv&, std::chrono::seconds) -> std::shared_ptr<scoring::Collective> {
-        return group;
-      };
+      launch.join = [group](const distributed::LaunchEnv&,
+                            std::chrono::seconds) -> std::shared_ptr<scoring::Collective> { return group; };
       try {
         codes[r] = scoring::score(job, scoring::input_stream(job.inputs), decoder(r), launch);
       } catch (const Stop&) {
@@ -134,13 +133,6 @@ std::vector<int> run_ranks(const scoring::ScoreJob& job, int world,
     });
   for (auto& t : threads) t.join();
   return codes;
-}
-
-std::vector<nlohmann::json> read_rows(const std::string& path) {
-  std::vector<nlohmann::json> rows;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) rows.push_back(nlohmann::json::parse(line));
-  return rows;
 }
 
 class ScoringJob : public ::testing::Test {
@@ -184,7 +176,7 @@ class ScoringJob : public ::testing::Test {
 
   // The rows of `out`, checked to be one per input in input order.
   std::vector<nlohmann::json> rows_in_input_order(const std::string& out) const {
-    const auto rows = read_rows(dir_.file(out));
+    const auto rows = test::read_jsonl(dir_.file(out));
     EXPECT_EQ(rows.size(), inputs_.size());
     for (size_t i = 0; i < std::min(rows.size(), inputs_.size()); ++i) {
       EXPECT_EQ(rows[i]["input"], inputs_[i]) << out << " row " << i;

@@ -11,9 +11,9 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
-#include "data/dataset.h"
 #include "qalign/base/atomic_file.h"
 #include "qalign/base/error.h"
+#include "qalign/label_files.h"
 #include "qalign/soft_labels.h"
 #include "qalign/syllabus.h"
 #include "tests/support/fixtures.h"
@@ -37,7 +37,7 @@ struct Agreement {
 // Every record's answer word against the syllabus level of the MOS in its id.
 Agreement agreement(const std::string& file, const Syllabus& syllabus) {
   Agreement a;
-  for (const auto& r : data::read_training_records(file)) {
+  for (const auto& r : read_training_records(file)) {
     ++a.total;
     if (!r.mos) ADD_FAILURE() << file << ": " << r.id << ": no MOS in the id";
     const auto level = r.mos ? syllabus.level(*r.mos) : std::nullopt;
@@ -121,7 +121,7 @@ void expect_lsvq(const std::string& rel, double m, double M) {
   const std::string file = test::shared("data/q-align-labels/" + rel);
   if (file.empty()) GTEST_SKIP() << "../shared/data/q-align-labels/" << rel << " is not available";
   std::vector<double> scores;
-  for (const auto& r : data::read_scored_records(file)) scores.push_back(r.mos);
+  for (const auto& r : read_scored_records(file)) scores.push_back(r.mos);
   const MosRange range = order_statistic_range(scores, file);
   EXPECT_NEAR(range.min, m, 1e-4);
   EXPECT_NEAR(range.max, M, 1e-4);
@@ -142,7 +142,7 @@ TEST(Syllabus, KonIQPresetMatchesFilteredFiles) {
   if (train.empty() || test_file.empty()) GTEST_SKIP() << "KonIQ label files are not in ../shared";
   std::vector<double> scores;
   for (const auto& f : {train, test_file})
-    for (const auto& r : data::read_training_records(f)) scores.push_back(*r.mos);
+    for (const auto& r : read_training_records(f)) scores.push_back(*r.mos);
   const MosRange seen = min_max_range(scores, "koniq");
   const MosRange preset = preset_range("koniq", "test", "preset");
   std::cout << "[koniq] " << scores.size() << " MOS kept of 10073; min " << seen.min << " (preset m " << preset.min

@@ -27,7 +27,7 @@ namespace {
 
 using Ids = std::vector<int64_t>;
 
-json read_json(const std::string& path) {
+json read_golden_json(const std::string& path) {
   std::ifstream in(path);
   EXPECT_TRUE(in.good()) << path;
   return json::parse(in);
@@ -41,7 +41,7 @@ void remove_folder(const fs::path& d) {
   std::remove(d.c_str());
 }
 
-fs::path temp_dir(const std::string& name) {
+fs::path tokenizer_dir(const std::string& name) {
   static const test::ScratchDir root("qalign-tokenizer");  // removed at exit
   fs::path d = fs::path(root.path()) / name;
   remove_folder(d);
@@ -52,7 +52,7 @@ fs::path temp_dir(const std::string& name) {
 // The fixture ships the two configs apart from the model: put them together as a checkpoint
 // folder would hold them.
 fs::path llama_folder(const std::string& legacy_dir) {
-  const fs::path d = temp_dir(legacy_dir);
+  const fs::path d = tokenizer_dir(legacy_dir);
   fs::copy_file(test::fixture("llama2-tokenizer/tokenizer.model"), d / "tokenizer.model");
   for (const char* f : {"tokenizer_config.json", "special_tokens_map.json"})
     fs::copy_file(test::fixture("llama2-tokenizer/" + legacy_dir + "/" + f), d / f);
@@ -103,7 +103,7 @@ class LlamaGoldens : public ::testing::TestWithParam<std::string> {
     const std::string legacy_dir = GetParam() == "legacy_true" ? "legacy-true" : "legacy-false";
     folder_ = llama_folder(legacy_dir);
     tok_ = std::make_unique<Tokenizer>(folder_.string());
-    golden_ = read_json(test::fixture("llama2-tokenizer/golden_tokens.json"))["configs"][GetParam()];
+    golden_ = read_golden_json(test::fixture("llama2-tokenizer/golden_tokens.json"))["configs"][GetParam()];
   }
   void TearDown() override { remove_folder(folder_); }
 
@@ -234,7 +234,7 @@ TEST(Tokenizer, SpecExampleOfTrainingText) {
 
 TEST(Tokenizer, TinyFixture) {
   const Tokenizer tok(test::fixture("qalign-tiny/model"));
-  const json golden = read_json(test::fixture("qalign-tiny/golden.json"));
+  const json golden = read_golden_json(test::fixture("qalign-tiny/golden.json"));
   EXPECT_FALSE(tok.legacy());
   EXPECT_EQ(tok.model_max_length(), INT64_MAX);  // HF's 1e30
   EXPECT_EQ(tok.pad_id(), tok.unk_id());         // pad_token null: training sets pad = unk
@@ -253,7 +253,7 @@ TEST(Tokenizer, TinyFixture) {
 
 TEST(Tokenizer, TinyCasesInputIds) {
   const Tokenizer tok(test::fixture("qalign-tiny/model"));
-  const json cases = read_json(test::fixture("qalign-tiny/golden.json"))["cases"];
+  const json cases = read_golden_json(test::fixture("qalign-tiny/golden.json"))["cases"];
   const auto file = io::SafetensorsFile::open(test::fixture("qalign-tiny/golden.safetensors"));
   ASSERT_FALSE(cases.empty());
   for (const auto& [name, g] : cases.items()) {
@@ -275,8 +275,8 @@ TEST(Tokenizer, TinyCasesInputIds) {
 
 TEST(Tokenizer, TinyTrainingBatch) {
   const Tokenizer tok(test::fixture("qalign-tiny/model"));
-  const json data = read_json(test::fixture("qalign-tiny/inputs/train.json"));
-  const json prompts = read_json(test::fixture("qalign-tiny/golden.json"))["train"]["prompts"];
+  const json data = read_golden_json(test::fixture("qalign-tiny/inputs/train.json"));
+  const json prompts = read_golden_json(test::fixture("qalign-tiny/golden.json"))["train"]["prompts"];
   std::vector<SupervisedSample> samples;
   for (size_t i = 0; i < data.size(); ++i) {
     samples.push_back(build_supervised_sample(tok, turns_of(data[i]["conversations"]), true, 2048));
@@ -322,7 +322,7 @@ TEST(Tokenizer, CoexistsWithLibTorch) {
 using test::error_of;
 
 TEST(Tokenizer, FolderWithoutModelNamesTheFile) {
-  const fs::path d = temp_dir("no_model");
+  const fs::path d = tokenizer_dir("no_model");
   fs::copy_file(test::fixture("llama2-tokenizer/legacy-false/tokenizer_config.json"), d / "tokenizer_config.json");
   const std::string msg = error_of([&] { Tokenizer tok(d.string()); });
   EXPECT_NE(msg.find((d / "tokenizer.model").string()), std::string::npos) << msg;
@@ -331,7 +331,7 @@ TEST(Tokenizer, FolderWithoutModelNamesTheFile) {
 }
 
 TEST(Tokenizer, BadConfigNamesTheFileAndField) {
-  const fs::path d = temp_dir("bad_config");
+  const fs::path d = tokenizer_dir("bad_config");
   fs::copy_file(test::fixture("qalign-tiny/model/tokenizer.model"), d / "tokenizer.model");
   std::ofstream(d / "tokenizer_config.json") << R"({"legacy": "yes"})";
   const std::string msg = error_of([&] { Tokenizer tok(d.string()); });
@@ -345,7 +345,7 @@ TEST(Tokenizer, BadConfigNamesTheFileAndField) {
 TEST(Tokenizer, MissingLevelWordNamesTheFile) {
   // The tiny model with its piece "▁excellent" renamed (same length, so the protobuf stays valid):
   // "excellent" then takes several pieces.
-  const fs::path d = temp_dir("no_level");
+  const fs::path d = tokenizer_dir("no_level");
   std::ifstream in(test::fixture("qalign-tiny/model/tokenizer.model"), std::ios::binary);
   std::stringstream bytes;
   bytes << in.rdbuf();

@@ -15,6 +15,7 @@
 #include "qalign/io/weights.h"
 #include "qalign/tokenizer.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/goldens.h"
 #include "tests/support/tiny_golden.h"
 #include "train/checkpointing.h"
 
@@ -22,16 +23,6 @@ using namespace qalign;
 namespace fs = std::filesystem;
 
 namespace {
-
-const test::TinyGolden& golden() { return test::tiny_golden(); }
-
-io::StateDict load(const std::string& path) { return io::SafetensorsFile::open(path)->load_all(); }
-
-double max_abs(const torch::Tensor& t) { return t.abs().max().item<double>(); }
-double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
-  EXPECT_EQ(a.sizes(), b.sizes());
-  return max_abs(a.to(torch::kFloat64) - b.to(torch::kFloat64));
-}
 
 // A fresh folder for one test's runs.
 std::string scratch(const std::string& name) {
@@ -41,23 +32,10 @@ std::string scratch(const std::string& name) {
   return dir.string();
 }
 
-// Runs `qalign train` from the repository root (the recipes' paths are relative to it).
-int run_train(const std::string& recipe, const std::string& args, std::string* output) {
-  const auto cmd =
-      "cd '" + test::source_dir() + "' && '" + test::qalign_binary() + "' train --config " + recipe + " " + args;
-  const int rc = test::run_command(cmd, output);
-  if (rc != 0) std::cerr << *output;
-  return rc;
-}
-
 const std::string kGoldenRecipe = "tests/fixtures/train/tiny_golden.yaml";
-const std::string kRecipe = "tests/fixtures/train/tiny_recipe.yaml";
 
-std::vector<nlohmann::json> metrics(const std::string& output_dir) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(output_dir + "/metrics.jsonl");
-  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
-  return out;
+std::vector<nlohmann::json> logged_metrics(const std::string& output_dir) {
+  return test::read_jsonl(output_dir + "/metrics.jsonl");
 }
 
 // A dumped first step's batch through the fixture model's own forward (eval mode, no grad): the
@@ -91,16 +69,18 @@ struct GoldenRun {
 GoldenRun run_golden_step(const std::string& name, const std::string& extra) {
   const auto dir = scratch(name);
   std::string out;
-  EXPECT_EQ(run_train(kGoldenRecipe,
+  EXPECT_EQ(
+      test::run_train(kGoldenRecipe,
                       "output_dir=" + dir + " " + extra + " --dump-first-step " + dir + "/step.safetensors", &out),
-            0);
-  return {load(dir + "/step.safetensors"), load(dir + "/checkpoint-1/model.safetensors")};
+      0);
+  return {test::load_safetensors(dir + "/step.safetensors"),
+          test::load_safetensors(dir + "/checkpoint-1/model.safetensors")};
 }
 
 std::vector<std::string> parameter_names() {
   std::vector<std::string> names;
-  for (const auto& [name, info] : golden().json["state_dict"].items())
-    if (golden().tensors->contains("train.grad." + name)) names.push_back(name);
+  for (const auto& [name, info] : test::tiny_golden().json["state_dict"].items())
+    if (test::tiny_golden().tensors->contains("train.grad." + name)) names.push_back(name);
   return names;
 }
 
@@ -109,13 +89,13 @@ std::vector<std::string> parameter_names() {
 TEST(TrainGolden, OneAdamWStepMatchesTheAuthors) {
   const auto run = run_golden_step("golden", "");
   const auto& d = run.dump;
-  EXPECT_TRUE(torch::equal(d.at("input_ids"), golden().get("train.input_ids")));
-  EXPECT_TRUE(torch::equal(d.at("labels"), golden().get("train.labels")));
-  EXPECT_TRUE(torch::equal(d.at("attention_mask"), golden().get("train.attention_mask")));
-  const double pixel_diff = max_diff(d.at("pixel_values"), golden().get("train.pixel_values"));
+  EXPECT_TRUE(torch::equal(d.at("input_ids"), test::tiny_golden().get("train.input_ids")));
+  EXPECT_TRUE(torch::equal(d.at("labels"), test::tiny_golden().get("train.labels")));
+  EXPECT_TRUE(torch::equal(d.at("attention_mask"), test::tiny_golden().get("train.attention_mask")));
+  const double pixel_diff = test::max_diff(d.at("pixel_values"), test::tiny_golden().get("train.pixel_values"));
   EXPECT_LE(pixel_diff, 1e-5);
 
-  const double loss = d.at("loss").item<double>(), want = golden().get("train.loss").item<double>();
+  const double loss = d.at("loss").item<double>(), want = test::tiny_golden().get("train.loss").item<double>();
   const double loss_rel = std::abs(loss - want) / std::abs(want);
   EXPECT_LE(loss_rel, 1e-5) << loss << " vs " << want;
 
@@ -126,9 +106,9 @@ TEST(TrainGolden, OneAdamWStepMatchesTheAuthors) {
   for (const auto& name : names) {
     SCOPED_TRACE(name);
     ASSERT_TRUE(d.count("grad." + name));
-    const auto want_grad = golden().get("train.grad." + name);
-    const double tol = 1e-4 * std::max(1.0, max_abs(want_grad));
-    const double diff = max_diff(d.at("grad." + name), want_grad);
+    const auto want_grad = test::tiny_golden().get("train.grad." + name);
+    const double tol = 1e-4 * std::max(1.0, test::max_abs(want_grad));
+    const double diff = test::max_diff(d.at("grad." + name), want_grad);
     EXPECT_LE(diff, tol);
     if (diff / tol > worst_grad) worst_grad = diff / tol, worst_grad_name = name;
   }
@@ -136,12 +116,12 @@ TEST(TrainGolden, OneAdamWStepMatchesTheAuthors) {
   // MANIFEST: the first Adam step moves each element by about lr · sign(grad), so an element whose
   // gradient is ~0 may differ by up to lr; those are held to 1e-3, the rest to 1e-5.
   double worst_param = 0, worst_tiny = 0;
-  for (const auto& name : golden().json["train"]["tracked_params"]) {
+  for (const auto& name : test::tiny_golden().json["train"]["tracked_params"]) {
     const std::string n = name.get<std::string>();
     SCOPED_TRACE(n);
-    const auto want_param = golden().get("train.after_adamw." + n).to(torch::kFloat64);
+    const auto want_param = test::tiny_golden().get("train.after_adamw." + n).to(torch::kFloat64);
     const auto got = run.after.at(n).to(torch::kFloat64);
-    const auto tiny = golden().get("train.grad." + n).abs() < 1e-6;
+    const auto tiny = test::tiny_golden().get("train.grad." + n).abs() < 1e-6;
     const auto diff = (got - want_param).abs();
     const double regular = diff.masked_fill(tiny, 0).max().item<double>();
     const double near_zero = diff.masked_fill(tiny.logical_not(), 0).max().item<double>();
@@ -162,7 +142,7 @@ TEST(TrainGolden, ActivationCheckpointingKeepsGradients) {
   double worst = 0;
   for (const auto& name : parameter_names()) {
     SCOPED_TRACE(name);
-    const double diff = max_diff(on.dump.at("grad." + name), off.dump.at("grad." + name));
+    const double diff = test::max_diff(on.dump.at("grad." + name), off.dump.at("grad." + name));
     EXPECT_LE(diff, 1e-6);
     worst = std::max(worst, diff);
   }
@@ -178,14 +158,16 @@ namespace {
 void expect_bitwise_resume(const std::string& tag, const std::string& extra) {
   const auto a = scratch(tag + "_a"), b = scratch(tag + "_b");
   std::string out;
-  ASSERT_EQ(run_train(kRecipe, "output_dir=" + a + " " + extra, &out), 0);
+  ASSERT_EQ(test::run_train(test::kTinyRecipe, "output_dir=" + a + " " + extra, &out), 0);
   const auto state = nlohmann::json::parse(std::ifstream(a + "/checkpoint-2/trainer_state.json"));
   EXPECT_EQ(state["epoch"], 0);
   EXPECT_EQ(state["position"], 4);  // of 5 samples
-  ASSERT_EQ(run_train(kRecipe, "output_dir=" + b + " resume_from_checkpoint=" + a + "/checkpoint-2 " + extra, &out), 0);
+  ASSERT_EQ(test::run_train(test::kTinyRecipe,
+                            "output_dir=" + b + " resume_from_checkpoint=" + a + "/checkpoint-2 " + extra, &out),
+            0);
   EXPECT_NE(out.find("resumed from"), std::string::npos) << out;
 
-  const auto ma = metrics(a), mb = metrics(b);
+  const auto ma = logged_metrics(a), mb = logged_metrics(b);
   ASSERT_EQ(ma.size(), 4u);
   ASSERT_EQ(mb.size(), 2u);
   for (size_t i = 0; i < 2; ++i) {
@@ -199,14 +181,14 @@ void expect_bitwise_resume(const std::string& tag, const std::string& extra) {
   for (const std::string file : {"model.safetensors", "checkpoint-4/model.safetensors",
                                  "checkpoint-4/optimizer.safetensors", "checkpoint-4/rng_state.safetensors"}) {
     SCOPED_TRACE(file);
-    const auto wa = load(a + "/" + file), wb = load(b + "/" + file);
+    const auto wa = test::load_safetensors(a + "/" + file), wb = test::load_safetensors(b + "/" + file);
     ASSERT_EQ(wa.size(), wb.size());
     for (const auto& [name, t] : wa) EXPECT_TRUE(torch::equal(t, wb.at(name))) << name;
   }
   // The weights did move.
-  const auto start = load(test::fixture("qalign-tiny/model/model.safetensors"));
+  const auto start = test::load_safetensors(test::fixture("qalign-tiny/model/model.safetensors"));
   EXPECT_FALSE(torch::equal(start.at("lm_head.weight"),
-                            load(a + "/model.safetensors").at("lm_head.weight").to(torch::kFloat32)));
+                            test::load_safetensors(a + "/model.safetensors").at("lm_head.weight").to(torch::kFloat32)));
 }
 
 }  // namespace
@@ -219,10 +201,11 @@ TEST(TrainResume, ResumedBf16RunIsBitwiseIdentical) { expect_bitwise_resume("res
 TEST(TrainCheckpoints, HuggingFaceLayoutAndRotation) {
   const auto dir = scratch("rotation");
   std::string out;
-  ASSERT_EQ(run_train(kRecipe,
+  ASSERT_EQ(
+      test::run_train(test::kTinyRecipe,
                       "output_dir=" + dir + " max_steps=3 save_steps=1 save_total_limit=2 gradient_checkpointing=false",
                       &out),
-            0);
+      0);
   EXPECT_FALSE(fs::exists(dir + "/checkpoint-1"));
   ASSERT_TRUE(fs::exists(dir + "/checkpoint-2"));
   ASSERT_TRUE(fs::exists(dir + "/checkpoint-3"));
@@ -237,8 +220,9 @@ TEST(TrainCheckpoints, HuggingFaceLayoutAndRotation) {
   EXPECT_EQ(state["lr_schedule"]["total_steps"], 3);
   // A checkpoint is a model folder the rest of qalign loads.
   auto m = io::load_pretrained(dir + "/checkpoint-3");
-  EXPECT_TRUE(torch::equal(m->lm_head->weight, load(dir + "/checkpoint-3/model.safetensors").at("lm_head.weight")));
-  const auto lines = metrics(dir);
+  EXPECT_TRUE(torch::equal(m->lm_head->weight,
+                           test::load_safetensors(dir + "/checkpoint-3/model.safetensors").at("lm_head.weight")));
+  const auto lines = logged_metrics(dir);
   ASSERT_EQ(lines.size(), 3u);
   for (const char* key :
        {"step", "epoch", "loss", "grad_norm", "lr", "samples_per_s", "tokens_per_s", "ms_per_step", "peak_memory_mib"})
@@ -277,19 +261,19 @@ TEST(TrainGuard, NonFiniteStepIsSkipped) {
   const auto dir = scratch("nonfinite");
   const auto data = write_records(dir, {"good", "cutoff", "good"});
   std::string out;
-  ASSERT_EQ(
-      run_train(kGoldenRecipe,
+  ASSERT_EQ(test::run_train(
+                kGoldenRecipe,
                 "output_dir=" + dir + "/run data_path=" + data + " per_device_train_batch_size=1 max_steps=3", &out),
-      0);
+            0);
   EXPECT_NE(out.find("step 2: non-finite loss"), std::string::npos) << out;
   EXPECT_NE(out.find("cutoff1"), std::string::npos) << out;
-  const auto lines = metrics(dir + "/run");
+  const auto lines = logged_metrics(dir + "/run");
   ASSERT_EQ(lines.size(), 3u);
   EXPECT_EQ(lines[0]["nonfinite_steps"], 0);
   EXPECT_EQ(lines[1]["nonfinite_steps"], 1);
-  const auto w1 = load(dir + "/run/checkpoint-1/model.safetensors"),
-             w2 = load(dir + "/run/checkpoint-2/model.safetensors"),
-             w3 = load(dir + "/run/checkpoint-3/model.safetensors");
+  const auto w1 = test::load_safetensors(dir + "/run/checkpoint-1/model.safetensors"),
+             w2 = test::load_safetensors(dir + "/run/checkpoint-2/model.safetensors"),
+             w3 = test::load_safetensors(dir + "/run/checkpoint-3/model.safetensors");
   for (const auto& [name, t] : w1) EXPECT_TRUE(torch::equal(t, w2.at(name))) << name;
   EXPECT_FALSE(torch::equal(w2.at("lm_head.weight"), w3.at("lm_head.weight")));
   EXPECT_TRUE(torch::isfinite(w3.at("lm_head.weight")).all().item<bool>());
@@ -299,10 +283,10 @@ TEST(TrainGuard, StopsAfterTooManyNonFiniteStepsInARow) {
   const auto dir = scratch("nonfinite_stop");
   const auto data = write_records(dir, {"good", "cutoff", "cutoff", "good"});
   std::string out;
-  EXPECT_NE(run_train(kGoldenRecipe,
-                      "output_dir=" + dir + "/run data_path=" + data +
-                          " per_device_train_batch_size=1 max_steps=4 max_nonfinite_steps=2",
-                      &out),
+  EXPECT_NE(test::run_train(kGoldenRecipe,
+                            "output_dir=" + dir + "/run data_path=" + data +
+                                " per_device_train_batch_size=1 max_steps=4 max_nonfinite_steps=2",
+                            &out),
             0);
   EXPECT_NE(out.find("stopping after 2 steps in a row with a non-finite loss or gradient (steps 2 to 3; samples: "
                      "cutoff1, cutoff2)"),
@@ -312,7 +296,7 @@ TEST(TrainGuard, StopsAfterTooManyNonFiniteStepsInARow) {
 
 TEST(TrainFreezing, FrozenPartsKeepTheirWeights) {
   const auto run = run_golden_step("freeze", "freeze_vision_model=true tune_language_model=false");
-  const auto start = load(test::fixture("qalign-tiny/model/model.safetensors"));
+  const auto start = test::load_safetensors(test::fixture("qalign-tiny/model/model.safetensors"));
   size_t grads = 0;
   for (const auto& [name, t] : run.after) {
     SCOPED_TRACE(name);
@@ -336,10 +320,12 @@ TEST(TrainEval, EvaluatesDuringTrainingAndKeepsTheBest) {
     {"image": "img_tall.jpg", "gt_score": 1.25}, {"image": "img_big.png", "gt_score": 4.0},
     {"image": "img_wide.png", "gt_score": 2.0}])";
   std::string out;
-  ASSERT_EQ(run_train(kRecipe, "output_dir=" + dir + "/run eval_steps=2 eval_data_paths=" + test_file, &out), 0);
+  ASSERT_EQ(
+      test::run_train(test::kTinyRecipe, "output_dir=" + dir + "/run eval_steps=2 eval_data_paths=" + test_file, &out),
+      0);
 
   std::map<int64_t, double> srcc;
-  for (const auto& j : metrics(dir + "/run"))
+  for (const auto& j : logged_metrics(dir + "/run"))
     if (j.contains("eval_fixture_set_srcc")) {
       EXPECT_EQ(j["eval_fixture_set_n"], 4);
       srcc[j["step"].get<int64_t>()] = j["eval_fixture_set_srcc"].get<double>();
@@ -373,14 +359,17 @@ TEST(TrainSoftLabels, LossIsTokenLossPlusWeightedKlOnTheLevelLogits) {
   std::ofstream(soft_json) << records.dump();
 
   std::string out;
+  ASSERT_EQ(test::run_train(kGoldenRecipe, "output_dir=" + dir + "/hard --dump-first-step " + dir + "/hard.safetensors",
+                            &out),
+            0);
   ASSERT_EQ(
-      run_train(kGoldenRecipe, "output_dir=" + dir + "/hard --dump-first-step " + dir + "/hard.safetensors", &out), 0);
-  ASSERT_EQ(run_train(kGoldenRecipe,
+      test::run_train(kGoldenRecipe,
                       "output_dir=" + dir + "/soft data_path=" + soft_json +
                           " level_labels=soft soft_label_weight=0.5 --dump-first-step " + dir + "/soft.safetensors",
                       &out),
-            0);
-  const auto hard = load(dir + "/hard.safetensors"), soft = load(dir + "/soft.safetensors");
+      0);
+  const auto hard = test::load_safetensors(dir + "/hard.safetensors"),
+             soft = test::load_safetensors(dir + "/soft.safetensors");
   ASSERT_TRUE(torch::equal(hard.at("input_ids"), soft.at("input_ids")));
 
   auto m = io::load_pretrained(test::fixture("qalign-tiny/model"));
@@ -406,7 +395,7 @@ TEST(TrainSoftLabels, LossIsTokenLossPlusWeightedKlOnTheLevelLogits) {
   EXPECT_NEAR(got, 0.5 * kl, 1e-5 * soft.at("loss").item<double>());
 
   // Without level_probs a soft run names the record it cannot train.
-  EXPECT_NE(run_train(kGoldenRecipe, "output_dir=" + dir + "/missing level_labels=soft", &out), 0);
+  EXPECT_NE(test::run_train(kGoldenRecipe, "output_dir=" + dir + "/missing level_labels=soft", &out), 0);
   EXPECT_NE(out.find("level_probs"), std::string::npos) << out;
 }
 
@@ -423,23 +412,23 @@ TEST(TrainAblation, RegressionHeadLossAndGradients) {
   std::ofstream(data) << records.dump();
 
   std::string out;
-  ASSERT_EQ(run_train(kGoldenRecipe,
-                      "output_dir=" + dir + "/run data_path=" + data + " answer_format=regression --dump-first-step " +
-                          dir + "/step.safetensors",
-                      &out),
+  ASSERT_EQ(test::run_train(kGoldenRecipe,
+                            "output_dir=" + dir + "/run data_path=" + data +
+                                " answer_format=regression --dump-first-step " + dir + "/step.safetensors",
+                            &out),
             0);
-  const auto step = load(dir + "/step.safetensors");
+  const auto step = test::load_safetensors(dir + "/step.safetensors");
   EXPECT_NEAR(step.at("loss").item<double>(), (3.5 * 3.5 + 1.75 * 1.75) / 2, 1e-5);
   EXPECT_NEAR(step.at("grad.score_head.bias").item<double>(), -(3.5 + 1.75), 1e-5);
   EXPECT_EQ(step.count("grad.lm_head.weight"), 0u) << "no token loss: the output layer takes no part";
-  EXPECT_EQ(max_abs(step.at("grad.model.norm.weight")), 0.0) << "only the head learns while it is zero";
+  EXPECT_EQ(test::max_abs(step.at("grad.model.norm.weight")), 0.0) << "only the head learns while it is zero";
 
   auto m = io::load_pretrained(test::fixture("qalign-tiny/model"));
   const auto [in, hidden] = replay(m, step);
   auto expected = torch::zeros({hidden.size(-1)}, torch::kFloat64);
   for (int64_t b = 0; b < in.labels.size(0); ++b)
     expected += -2.0 * mos[static_cast<size_t>(b)] * hidden[b][level_position(in, b)].to(torch::kFloat64) / 2.0;
-  EXPECT_LT(max_diff(step.at("grad.score_head.weight").flatten(), expected), 1e-5 * max_abs(expected));
+  EXPECT_LT(test::max_diff(step.at("grad.score_head.weight").flatten(), expected), 1e-5 * test::max_abs(expected));
 
   // The written model carries its head, and the regression readout scores with it.
   const auto trained = io::load_pretrained(dir + "/run");
@@ -461,7 +450,7 @@ TEST(TrainAblation, RegressionHeadLossAndGradients) {
   EXPECT_NEAR(first["score01"].get<double>(), (first["score"].get<double>() - 1) / 4, 1e-6);
 
   // Records without a MOS cannot be regressed: the run names the field.
-  EXPECT_NE(run_train(kGoldenRecipe, "output_dir=" + dir + "/nomos answer_format=regression", &out), 0);
+  EXPECT_NE(test::run_train(kGoldenRecipe, "output_dir=" + dir + "/nomos answer_format=regression", &out), 0);
   EXPECT_NE(out.find("gt_score"), std::string::npos) << out;
   // A model without a head has no regression readout.
   EXPECT_NE(test::run_command(test::qalign_binary() + " eval --readout regression --model " +
@@ -491,7 +480,7 @@ TEST(TrainCrashSafety, KilledAtRandomMomentsResumesFromAnIntactCheckpoint) {
     const double seconds = earliest + static_cast<double>(rng() % 1600) / 1000.0;
     std::string out;
     const auto cmd = "cd '" + test::source_dir() + "' && timeout -s KILL " + std::to_string(seconds) + " '" +
-                     test::qalign_binary() + "' train --config " + kRecipe + " " + base +
+                     test::qalign_binary() + "' train --config " + test::kTinyRecipe + " " + base +
                      (has_latest ? " resume_from_checkpoint=latest" : "");
     const int rc = test::run_command(cmd, &out);
     ASSERT_EQ(rc, 137) << "the run ended by itself instead of being killed:\n" << out;
@@ -520,10 +509,10 @@ TEST(TrainCrashSafety, KilledAtRandomMomentsResumesFromAnIntactCheckpoint) {
   fs::resize_file(all.back().second + "/optimizer.safetensors", 100);
   EXPECT_EQ(train::resolve_resume_dir("latest", run), all[all.size() - 2].second);
   std::string out;
-  ASSERT_EQ(run_train(kRecipe,
-                      "output_dir=" + run + " max_steps=" + std::to_string(all.back().first + 2) +
-                          " save_steps=1 resume_from_checkpoint=latest",
-                      &out),
+  ASSERT_EQ(test::run_train(test::kTinyRecipe,
+                            "output_dir=" + run + " max_steps=" + std::to_string(all.back().first + 2) +
+                                " save_steps=1 resume_from_checkpoint=latest",
+                            &out),
             0);
   EXPECT_NE(out.find("cannot resume from " + all.back().second), std::string::npos) << out;
   EXPECT_NE(out.find("resumed from " + all[all.size() - 2].second), std::string::npos) << out;

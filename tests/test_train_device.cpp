@@ -10,6 +10,7 @@
 #include "qalign/io/safetensors.h"
 #include "qalign/model/llama.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/goldens.h"
 #include "tests/support/tiny_golden.h"
 #include "train/trainer.h"
 
@@ -48,10 +49,6 @@ class GoldenBatch : public data::BatchSource {
   bool given_ = false;
 };
 
-double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
-}
-
 }  // namespace
 
 TEST(TrainGoldenOnDevice, OneAdamWStepMatchesTheAuthors) {
@@ -89,7 +86,7 @@ TEST(TrainGoldenOnDevice, OneAdamWStepMatchesTheAuthors) {
     SCOPED_TRACE(name);
     ASSERT_TRUE(dump->contains("grad." + name));
     const auto want_grad = g.get("train.grad." + name);
-    EXPECT_LE(max_diff(dump->get("grad." + name), want_grad),
+    EXPECT_LE(test::max_diff(dump->get("grad." + name), want_grad),
               1e-4 * std::max(1.0, want_grad.abs().max().item<double>()));
     grads += 1;
   }

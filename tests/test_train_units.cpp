@@ -204,7 +204,7 @@ TEST(Sampler, NoShuffleIsFileOrder) {
 
 namespace {
 
-std::vector<data::TrainingRecord> fixture_records(const std::vector<std::string>& images) {
+std::vector<TrainingRecord> fixture_records(const std::vector<std::string>& images) {
   nlohmann::json records = nlohmann::json::array();
   for (size_t i = 0; i < images.size(); ++i)
     records.push_back({{"id", "r" + std::to_string(i)},
@@ -212,7 +212,7 @@ std::vector<data::TrainingRecord> fixture_records(const std::vector<std::string>
                        {"conversations",
                         {{{"from", "human"}, {"value", "Rate the quality of this image.\n<|image|>"}},
                          {{"from", "gpt"}, {"value", "The quality of the image is good."}}}}});
-  return data::parse_training_records(records, "test", test::fixture("qalign-tiny/inputs"));
+  return parse_training_records(records, "test", test::fixture("qalign-tiny/inputs"));
 }
 
 std::vector<data::TrainBatch> whole_epoch(data::TrainLoader& loader, int64_t epoch) {
@@ -292,7 +292,7 @@ TEST(TrainLoader, VideoAndMultiImageSamplesGiveOneBlockOfFrames) {
   records.push_back({{"id", "pair"}, {"image", {"img_wide.png", "img_tall.jpg"}}, {"conversations", turns}});
   auto o = loader_options(1);
   o.sampler.shuffle = false;
-  data::TrainLoader loader(data::parse_training_records(records, "test", test::fixture("qalign-tiny/inputs")), tok, o);
+  data::TrainLoader loader(parse_training_records(records, "test", test::fixture("qalign-tiny/inputs")), tok, o);
   const auto batches = whole_epoch(loader, 0);
   ASSERT_EQ(batches.size(), 1u);
   const auto& b = batches[0];

@@ -4,11 +4,11 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
-#include "data/dataset.h"
 #include "data/dataset_sft.h"
 #include "qalign/base/atomic_file.h"
 #include "qalign/base/log.h"
 #include "qalign/conversation.h"
+#include "qalign/label_files.h"
 #include "qalign/soft_labels.h"
 #include "qalign/syllabus.h"
 #include "qalign/tokenizer.h"
@@ -32,7 +32,7 @@ struct PreviewArgs {
 
 // --range, else --preset, else from the data: the authors' order statistics for one-hot levels,
 // DeQA-Score's min and max for soft ones.
-MosRange choose_range(const MakeSftArgs& a, const std::vector<data::ScoredRecord>& records) {
+MosRange choose_range(const MakeSftArgs& a, const std::vector<ScoredRecord>& records) {
   if (!a.range.empty()) return {a.range[0], a.range[1]};
   if (!a.preset.empty()) return preset_range(a.preset, "--preset", "");
   std::vector<double> scores;
@@ -41,7 +41,7 @@ MosRange choose_range(const MakeSftArgs& a, const std::vector<data::ScoredRecord
 }
 
 int run_make_sft(const MakeSftArgs& a) {
-  const auto records = data::read_scored_records(a.input);
+  const auto records = read_scored_records(a.input);
   const MosRange range = choose_range(a, records);
   const OutOfRange policy = parse_out_of_range(a.out_of_range, "--out-of-range", "");
   std::unique_ptr<Labeler> labeler;
@@ -70,7 +70,7 @@ int run_make_sft(const MakeSftArgs& a) {
 
 int run_preview(const PreviewArgs& a) {
   const Tokenizer tokenizer(a.tokenizer);
-  const auto records = data::read_training_records(a.data);
+  const auto records = read_training_records(a.data);
   std::vector<SupervisedSample> samples;
   for (const auto& r : records) {
     samples.push_back(build_supervised_sample(tokenizer, r.conversations, r.has_image(), a.model_max_length));

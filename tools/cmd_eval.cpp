@@ -1,6 +1,7 @@
 // qalign eval: the options; the evaluation itself is qalign/scoring/eval.h.
 #include <memory>
 
+#include "data/timed_decode.h"
 #include "qalign/scoring/eval.h"
 #include "tools/commands.h"
 
@@ -31,7 +32,7 @@ Command add_eval(CLI::App& app) {
                 "Start --out afresh when it holds another job's evaluation (deletes only the files eval wrote)");
   cmd->add_option("--dtype", o->dtype, "float32 | bfloat16")->capture_default_str();
   cmd->add_option("--device", o->device, "cpu | cuda")->capture_default_str();
-  return {cmd, [o] { return scoring::evaluate(*o); }};
+  return {cmd, [o] { return scoring::evaluate(*o, data::load_pixels); }};
 }
 
 }  // namespace qalign::tools

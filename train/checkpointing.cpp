@@ -7,13 +7,13 @@
 #include <filesystem>
 #include <fstream>
 
-#include "data/preprocess.h"
 #include "qalign/base/atomic_file.h"
 #include "qalign/base/error.h"
 #include "qalign/base/json_file.h"
 #include "qalign/base/log.h"
 #include "qalign/io/checkpoint.h"
 #include "qalign/io/safetensors.h"
+#include "qalign/preprocessor_config.h"
 #include "train/optimizer_shards.h"
 
 namespace qalign::train {
@@ -59,11 +59,11 @@ void write_model_folder(const std::string& dir, const io::StateDict& weights, co
   const auto processor = fs::path(dir) / "preprocessor_config.json";
   bool consistent = fs::exists(processor);
   try {
-    if (consistent) data::check_preprocessor_config(dir, size);
+    if (consistent) check_preprocessor_config(dir, size);
   } catch (const Error&) {
     consistent = false;
   }
-  if (!consistent) io::write_file_atomic(processor.string(), data::clip_preprocessor_config(size).dump(2) + "\n");
+  if (!consistent) io::write_file_atomic(processor.string(), clip_preprocessor_config(size).dump(2) + "\n");
 }
 
 void write_checkpoint(const std::string& dir, const CheckpointContents& c) {

@@ -1,5 +1,6 @@
 #include "train/evaluation.h"
 
+#include "data/timed_decode.h"
 #include "qalign/base/error.h"
 #include "qalign/base/log.h"
 #include "qalign/scoring/records.h"
@@ -15,12 +16,12 @@ Evaluator::Evaluator(const std::vector<std::string>& files, const std::string& i
       if (n == name) fail(file, "eval_data_paths", "two files are both named \"" + name + "\"");
     names_.push_back(name);
     files_.push_back(file);
-    records_.push_back(data::read_scored_records(file, image_folder));
+    records_.push_back(read_scored_records(file, image_folder));
     scoring::check_enough_items(file, records_.back().size(), records_.back().size());
   }
 }
 
-std::map<std::string, metrics::Agreement> Evaluator::run(dist::ProcessGroup* group) {
+std::map<std::string, metrics::Agreement> Evaluator::run(distributed::ProcessGroup* group) {
   auto model = scorer_.model();
   model->eval();
   const int ranks = group ? group->size() : 1, rank = group ? group->rank() : 0;
@@ -33,7 +34,7 @@ std::map<std::string, metrics::Agreement> Evaluator::run(dist::ProcessGroup* gro
     // Row 0: each item's score; row 1: 1 where it was scored (unreadable items stay 0).
     auto table = torch::zeros({2, n}, torch::kFloat64);
     auto at = table.accessor<double, 2>();
-    scoring::score_records(scorer_, records, others, batch_size_, task_,
+    scoring::score_records(scorer_, records, others, batch_size_, task_, data::load_pixels,
                            [&](const std::vector<scoring::ItemScore>& batch) {
                              for (const auto& s : batch) {
                                at[0][static_cast<int64_t>(s.index)] = s.score;

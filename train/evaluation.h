@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "data/dataset.h"
-#include "qalign/dist/process_group.h"
+#include "qalign/distributed/process_group.h"
+#include "qalign/label_files.h"
 #include "qalign/metrics.h"
 #include "qalign/prompts.h"
 #include "qalign/scorer.h"
@@ -23,12 +23,12 @@ class Evaluator {
  public:
   Evaluator(const std::vector<std::string>& files, const std::string& image_folder, Task task, int batch_size,
             Scorer scorer);
-  std::map<std::string, metrics::Agreement> run(dist::ProcessGroup* group = nullptr);
+  std::map<std::string, metrics::Agreement> run(distributed::ProcessGroup* group = nullptr);
   const std::vector<std::string>& datasets() const { return names_; }
 
  private:
   std::vector<std::string> names_, files_;
-  std::vector<std::vector<data::ScoredRecord>> records_;
+  std::vector<std::vector<ScoredRecord>> records_;
   Task task_;
   int batch_size_;
   Scorer scorer_;

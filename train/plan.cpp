@@ -6,14 +6,14 @@
 #include <map>
 #include <sstream>
 
-#include "data/dataset.h"
 #include "data/dataset_mix.h"
 #include "data/sampler.h"
 #include "qalign/base/error.h"
 #include "qalign/base/log.h"
 #include "qalign/base/text.h"
 #include "qalign/conversation.h"
-#include "qalign/dist/buckets.h"
+#include "qalign/distributed/buckets.h"
+#include "qalign/label_files.h"
 #include "qalign/model/owl2.h"
 #include "qalign/tokenizer.h"
 #include "train/freeze.h"
@@ -147,7 +147,8 @@ class Planner {
   Planner(const config::TrainConfig& c, const model::ModelConfig& m, int world, int64_t tokens)
       : c_(c), m_(m), world_(world), tokens_(tokens), layout_(read_layout(c, m)) {
     const auto bucket_bytes = static_cast<int64_t>(c.ddp_bucket_cap_mb * (1 << 20));
-    for (const auto& b : dist::layout_buckets(layout_.trainable, bucket_bytes).buckets) buckets_.push_back(b.numel);
+    for (const auto& b : distributed::layout_buckets(layout_.trainable, bucket_bytes).buckets)
+      buckets_.push_back(b.numel);
     for (const auto& t : layout_.trainable) trainable_ += t.numel();
   }
 
@@ -258,7 +259,7 @@ std::string size_text(int64_t bytes) {
 }  // namespace
 
 int64_t sequence_tokens(const config::TrainConfig& c, const model::ModelConfig& m,
-                        const std::vector<data::TrainingRecord>& records) {
+                        const std::vector<TrainingRecord>& records) {
   // Tokenizing a large set takes long; the longest in tokens is among the longest in words.
   constexpr size_t kCandidates = 64;
   std::vector<std::pair<int64_t, size_t>> words;
@@ -286,11 +287,11 @@ int64_t sequence_tokens(const config::TrainConfig& c, const model::ModelConfig& 
 int64_t sequence_tokens(const config::TrainConfig& c, const model::ModelConfig& m) {
   const int64_t fallback = c.model_max_length + m.tokens_per_image() - 1;
   try {
-    std::vector<data::TrainingRecord> records;
+    std::vector<TrainingRecord> records;
     for (const auto& spec : c.data_path) {
       const auto source = data::parse_dataset_source(spec);
       if (!std::filesystem::exists(source.path)) return fallback;
-      auto part = data::read_training_records(source.path, c.image_folder);
+      auto part = read_training_records(source.path, c.image_folder);
       records.insert(records.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
     }
     return records.empty() ? fallback : sequence_tokens(c, m, records);

@@ -1,7 +1,7 @@
 #pragma once
 // The memory a training recipe needs per rank, before any run: the state the trainer allocates
 // (parameters, gradients, float32 masters, AdamW's moments), counted the way train/master_weights,
-// qalign/dist/ddp and train/zero lay it out, for the parameters the recipe trains (freezing, LoRA),
+// qalign/distributed/ddp and train/zero lay it out, for the parameters the recipe trains (freezing, LoRA),
 // plus an activation estimate from the model's sizes. `qalign plan` prints it; the trainer logs it.
 //
 // The plan assumes a process group of `world_size` ranks (`qalign launch`, torchrun), as a
@@ -10,8 +10,8 @@
 #include <cstdint>
 #include <string>
 
-#include "data/dataset.h"
 #include "qalign/config/train_config.h"
+#include "qalign/label_files.h"
 #include "qalign/model/config.h"
 
 namespace qalign::train {
@@ -50,7 +50,7 @@ struct Plan {
 int64_t sequence_tokens(const config::TrainConfig& c, const model::ModelConfig& m);
 // The same over records already read (the 64 longest in words are tokenized).
 int64_t sequence_tokens(const config::TrainConfig& c, const model::ModelConfig& m,
-                        const std::vector<data::TrainingRecord>& records);
+                        const std::vector<TrainingRecord>& records);
 
 // The plan of `c` on `world_size` ranks with `device_memory` bytes each; `tokens` per sample
 // (sequence_tokens when < 1).

@@ -8,7 +8,6 @@
 #include <fstream>
 
 #include "data/dataset_mix.h"
-#include "data/preprocess.h"
 #include "qalign/base/atomic_file.h"
 #include "qalign/base/error.h"
 #include "qalign/base/json_file.h"
@@ -17,6 +16,7 @@
 #include "qalign/io/lora_folder.h"
 #include "qalign/io/safetensors.h"
 #include "qalign/io/weights.h"
+#include "qalign/preprocessor_config.h"
 #include "train/activation_checkpoint.h"
 #include "train/checkpointing.h"
 #include "train/cpu_memory.h"
@@ -40,7 +40,7 @@ namespace {
 
 // data_path entries are files, or "FILE:WEIGHT" to mix (data/dataset_mix.h). Plain files are
 // concatenated in order, so an unshuffled run visits them as written.
-std::vector<data::TrainingRecord> read_records(const config::TrainConfig& c) {
+std::vector<TrainingRecord> read_records(const config::TrainConfig& c) {
   std::vector<data::DatasetSource> sources;
   bool weighted = false;
   for (const auto& spec : c.data_path) {
@@ -48,9 +48,9 @@ std::vector<data::TrainingRecord> read_records(const config::TrainConfig& c) {
     weighted = weighted || sources.back().weight != 1.0;
   }
   if (weighted) return data::read_training_mix(sources, c.image_folder, static_cast<uint64_t>(c.seed));
-  std::vector<data::TrainingRecord> all;
+  std::vector<TrainingRecord> all;
   for (const auto& s : sources) {
-    auto part = data::read_training_records(s.path, c.image_folder);
+    auto part = read_training_records(s.path, c.image_folder);
     all.insert(all.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
   }
   return all;
@@ -94,7 +94,7 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   const auto& c = config_;
   torch::manual_seed(static_cast<uint64_t>(c.seed));  // HF's set_seed at the start of a run
 
-  const auto env = dist::read_launch_env([](const char* name) { return std::getenv(name); });
+  const auto env = distributed::read_launch_env([](const char* name) { return std::getenv(name); });
   // Before any process of the job writes there.
   prepare_output_dir(c.output_dir, c.model_name_or_path, !c.resume_from_checkpoint.empty(), c.overwrite_output_dir,
                      env.rank == 0);
@@ -103,7 +103,7 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   device_ = training_device(c.device, env.local_rank);
   at::globalContext().setAllowTF32CuBLAS(c.tf32);
   at::globalContext().setAllowTF32CuDNN(c.tf32);
-  std::vector<data::TrainingRecord> records;
+  std::vector<TrainingRecord> records;
   if (!options_.batches) {
     records = read_records(c);
     if (records.empty()) fail(join(c.data_path), "data_path", "no training records");
@@ -120,7 +120,7 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   if (measured)
     log::info("loaded ", c.model_name_or_path, " onto ", device_.str(), ": resident memory +",
               (peak_resident_bytes() - resident) >> 20, " MiB at peak");
-  if (!options_.build_model) data::check_preprocessor_config(c.model_name_or_path, model_->config.vision.image_size);
+  if (!options_.build_model) check_preprocessor_config(c.model_name_or_path, model_->config.vision.image_size);
   if (c.answer_format == "regression") model_->attach_score_head();
   if (c.lora_enable) attach_run_adapters(model_, c);
   model_->train();
@@ -133,7 +133,7 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   const auto bucket_bytes = static_cast<int64_t>(c.ddp_bucket_cap_mb * (1 << 20));
   // torchrun-style variables ask for a process group even for one process (an NCCL check).
   if (env.world_size > 1 || env.launcher == "torchrun") {
-    group_ = std::make_unique<dist::ProcessGroup>(env, c.ddp_backend, std::chrono::seconds(c.ddp_timeout));
+    group_ = std::make_unique<distributed::ProcessGroup>(env, c.ddp_backend, std::chrono::seconds(c.ddp_timeout));
     if (group_->device() != device_)
       fail("training config", "ddp_backend",
            "the process group's tensors live on " + group_->device().str() + " but the model on " + device_.str() +
@@ -143,7 +143,7 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
       for (auto p : params) group_->broadcast(p);
     }
     if (c.zero_stage > 0) {
-      std::optional<dist::BucketLayout> units;
+      std::optional<distributed::BucketLayout> units;
       if (c.zero_stage == 3) {
         zero3_ = std::make_unique<Zero3Params>(*group_, model_, trainable_names_, c.zero3_prefetch_blocks);
         units = zero3_->trainable_layout();
@@ -156,7 +156,7 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
           std::move(units));
     } else {
       masters_ = std::make_unique<MasterWeights>(trainable, c.bf16);
-      ddp_ = std::make_unique<dist::DataParallel>(
+      ddp_ = std::make_unique<distributed::DataParallel>(
           *group_, params, masters_->masters(), [this](size_t i) { masters_->accumulate_grad(i); }, bucket_bytes);
     }
   } else {
@@ -225,7 +225,7 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
 
 Trainer::~Trainer() = default;
 
-void Trainer::check_memory_plan(const std::vector<data::TrainingRecord>& records, const dist::LaunchEnv& env) const {
+void Trainer::check_memory_plan(const std::vector<TrainingRecord>& records, const distributed::LaunchEnv& env) const {
   const auto& c = config_;
   const auto model = model::ModelConfig::from_json_file((fs::path(c.model_name_or_path) / "config.json").string());
   const int64_t memory = device_total_memory(device_);

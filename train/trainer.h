@@ -9,11 +9,11 @@
 // An epoch has ceil(batches / accumulation) steps; its last step may accumulate fewer
 // micro-batches (each still divided by the full count).
 //
-// Started by a launcher (qalign/dist/process_group.h: torchrun, qalign launch, or SLURM and Open MPI
+// Started by a launcher (qalign/distributed/process_group.h: torchrun, qalign launch, or SLURM and Open MPI
 // with a world size above 1), it trains data
 // parallel: rank 0's weights are broadcast, each rank takes its share of the epoch's order
 // (data::rank_share), and the last micro-step's backward averages the gradients
-// (qalign/dist/ddp.h). Each rank's loss is weighted by its share of the micro-step's answer
+// (qalign/distributed/ddp.h). Each rank's loss is weighted by its share of the micro-step's answer
 // tokens, exchanged once at the start of the step, so N ranks with batch B compute what one
 // process computes with batch N·B, epoch tails included.
 #include <torch/torch.h>
@@ -26,8 +26,8 @@
 
 #include "data/loader.h"
 #include "qalign/config/train_config.h"
-#include "qalign/dist/ddp.h"
-#include "qalign/dist/process_group.h"
+#include "qalign/distributed/ddp.h"
+#include "qalign/distributed/process_group.h"
 #include "qalign/model/owl2.h"
 #include "qalign/tokenizer.h"
 #include "train/adamw.h"
@@ -89,7 +89,7 @@ class Trainer {
   };
   StepResult step();
   // Logs the recipe's memory plan (train/plan.h); on a GPU, refuses one planned above its memory.
-  void check_memory_plan(const std::vector<data::TrainingRecord>& records, const dist::LaunchEnv& env) const;
+  void check_memory_plan(const std::vector<TrainingRecord>& records, const distributed::LaunchEnv& env) const;
   // The micro-batches of the next optimizer step, starting an epoch when every rank's is done.
   std::vector<MicroBatch> step_batches();
   int rank() const { return group_ ? group_->rank() : 0; }
@@ -120,14 +120,14 @@ class Trainer {
   TrainerOptions options_;
   torch::Device device_{torch::kCPU};
   std::vector<std::string> trainable_names_;
-  std::unique_ptr<dist::ProcessGroup> group_;  // set when launched with a world size above 1
+  std::unique_ptr<distributed::ProcessGroup> group_;  // set when launched with a world size above 1
   std::shared_ptr<const Tokenizer> tokenizer_;
   model::Owl2ForCausalLM model_{nullptr};
   std::unique_ptr<MasterWeights> masters_;  // without ZeRO
   std::unique_ptr<AdamW> optimizer_;
-  std::unique_ptr<dist::DataParallel> ddp_;  // zero_stage 0 with several processes
-  std::unique_ptr<ZeroShards> zero_;         // zero_stage 1, 2 or 3 with several processes
-  std::unique_ptr<Zero3Params> zero3_;       // zero_stage 3: the parameters' shards
+  std::unique_ptr<distributed::DataParallel> ddp_;  // zero_stage 0 with several processes
+  std::unique_ptr<ZeroShards> zero_;                // zero_stage 1, 2 or 3 with several processes
+  std::unique_ptr<Zero3Params> zero3_;              // zero_stage 3: the parameters' shards
   double input_wait_s_ = 0;
   int stopped_by_ = 0;            // the training thread's time waiting for the loader, summed
   nlohmann::json memory_report_;  // null until the first step; then written once with the next metrics line

@@ -7,17 +7,17 @@
 
 namespace qalign::train {
 
-ZeroShards::ZeroShards(dist::ProcessGroup& group, std::vector<std::string> names, std::vector<torch::Tensor> params,
-                       ZeroOptions o, std::optional<dist::BucketLayout> given)
+ZeroShards::ZeroShards(distributed::ProcessGroup& group, std::vector<std::string> names,
+                       std::vector<torch::Tensor> params, ZeroOptions o, std::optional<distributed::BucketLayout> given)
     : group_(group), options_(o), param_names_(std::move(names)), params_(std::move(params)) {
-  auto layout = given ? std::move(*given) : dist::layout_buckets(params_, options_.bucket_bytes);
+  auto layout = given ? std::move(*given) : distributed::layout_buckets(params_, options_.bucket_bytes);
   bucket_of_ = std::move(layout.bucket_of);
   slot_of_ = std::move(layout.slot_of);
   arrived_.assign(params_.size(), false);
   copied_.assign(params_.size(), false);
   for (auto& planned : layout.buckets) {
     Bucket b;
-    static_cast<dist::BucketLayout::Bucket&>(b) = std::move(planned);
+    static_cast<distributed::BucketLayout::Bucket&>(b) = std::move(planned);
     buckets_.push_back(std::move(b));
   }
   torch::NoGradGuard no_grad;
@@ -46,7 +46,7 @@ ZeroShards::ZeroShards(dist::ProcessGroup& group, std::vector<std::string> names
       slice_chunk_offset_.push_back(lo - begin);
     }
   }
-  accumulators_ = dist::hook_gradients(params_, [this](size_t k) { ready(k); });
+  accumulators_ = distributed::hook_gradients(params_, [this](size_t k) { ready(k); });
   for (const auto& b : buckets_) track(bytes_of(b.grad));
 }
 

@@ -24,8 +24,8 @@
 #include <string>
 #include <vector>
 
-#include "qalign/dist/buckets.h"
-#include "qalign/dist/process_group.h"
+#include "qalign/distributed/buckets.h"
+#include "qalign/distributed/process_group.h"
 
 namespace qalign::train {
 
@@ -51,8 +51,8 @@ class ZeroShards {
   // `params`: the model's trainable parameters by name, equal on every rank (already broadcast).
   // `layout`: the buckets, when not cut by size (ZeRO-3's units, so a unit's owned master chunk
   // is the same elements as its owned parameter shard).
-  ZeroShards(dist::ProcessGroup& group, std::vector<std::string> names, std::vector<torch::Tensor> params,
-             ZeroOptions o, std::optional<dist::BucketLayout> layout = std::nullopt);
+  ZeroShards(distributed::ProcessGroup& group, std::vector<std::string> names, std::vector<torch::Tensor> params,
+             ZeroOptions o, std::optional<distributed::BucketLayout> layout = std::nullopt);
   ~ZeroShards();
   ZeroShards(const ZeroShards&) = delete;
   ZeroShards& operator=(const ZeroShards&) = delete;
@@ -87,7 +87,7 @@ class ZeroShards {
   int64_t peak_gradient_bytes() const { return peak_gradient_bytes_; }
 
  private:
-  struct Bucket : dist::BucketLayout::Bucket {
+  struct Bucket : distributed::BucketLayout::Bucket {
     int64_t padded = 0;
     torch::Tensor master, grad;  // owned chunk: float32 [padded / W]
     torch::Tensor flat;          // the whole bucket's gradient while it fills
@@ -107,7 +107,7 @@ class ZeroShards {
   // Adds `delta` bytes to the gradient storage alive now, and keeps the peak.
   void track(int64_t delta);
 
-  dist::ProcessGroup& group_;
+  distributed::ProcessGroup& group_;
   ZeroOptions options_;
   std::vector<std::string> param_names_;
   std::vector<torch::Tensor> params_;

@@ -10,7 +10,7 @@
 
 namespace qalign::train {
 
-Zero3Params::Zero3Params(dist::ProcessGroup& group, model::Owl2ForCausalLM& m,
+Zero3Params::Zero3Params(distributed::ProcessGroup& group, model::Owl2ForCausalLM& m,
                          const std::vector<std::string>& trainable, int64_t prefetch)
     : group_(group), gathers_(group.another_backend("zero3-gathers")), model_(m), prefetch_(prefetch) {
   auto& o = *m->model;
@@ -83,8 +83,8 @@ Zero3Params::~Zero3Params() {
   model_->model->vision_model->run_block = model_->model->vision_model->run_part = nullptr;
 }
 
-dist::BucketLayout Zero3Params::trainable_layout() const {
-  dist::BucketLayout layout;
+distributed::BucketLayout Zero3Params::trainable_layout() const {
+  distributed::BucketLayout layout;
   size_t params = 0;
   for (const auto& u : units_) params += u.trainable.params.size();
   layout.bucket_of.resize(params);
@@ -92,7 +92,7 @@ dist::BucketLayout Zero3Params::trainable_layout() const {
   for (auto it = units_.rbegin(); it != units_.rend(); ++it) {
     const auto& part = it->trainable;
     if (part.params.empty()) continue;
-    dist::BucketLayout::Bucket b;
+    distributed::BucketLayout::Bucket b;
     for (size_t s = 0; s < part.params.size(); ++s) {
       const auto k = static_cast<size_t>(part.trainable_index[s]);
       layout.bucket_of[k] = layout.buckets.size();

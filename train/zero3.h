@@ -24,8 +24,8 @@
 #include <string>
 #include <vector>
 
-#include "qalign/dist/buckets.h"
-#include "qalign/dist/process_group.h"
+#include "qalign/distributed/buckets.h"
+#include "qalign/distributed/process_group.h"
 #include "qalign/io/state_dict.h"
 #include "qalign/model/owl2.h"
 
@@ -37,7 +37,7 @@ class Zero3Params {
  public:
   // `trainable`: the trainable parameters' names, in the order ZeroShards is given them.
   // The model stays whole until release_all(); build ZeroShards (with trainable_layout()) first.
-  Zero3Params(dist::ProcessGroup& group, model::Owl2ForCausalLM& m, const std::vector<std::string>& trainable,
+  Zero3Params(distributed::ProcessGroup& group, model::Owl2ForCausalLM& m, const std::vector<std::string>& trainable,
               int64_t prefetch);
   ~Zero3Params();
   Zero3Params(const Zero3Params&) = delete;
@@ -45,7 +45,7 @@ class Zero3Params {
 
   // ZeroShards' buckets: each unit's trainable part, last unit first (the order backward
   // delivers gradients); indices into `trainable`.
-  dist::BucketLayout trainable_layout() const;
+  distributed::BucketLayout trainable_layout() const;
   // Frees every parameter's storage, keeping the owned chunks; installs the gathering runners.
   // `zero` (built with trainable_layout()) receives the gradients.
   void release_all(ZeroShards& zero);
@@ -104,7 +104,7 @@ class Zero3Params {
   size_t unit_at(int64_t position) const;
   int64_t gathered_now() const;
 
-  dist::ProcessGroup& group_;
+  distributed::ProcessGroup& group_;
   ZeroShards* zero_ = nullptr;
   std::vector<int64_t> bucket_of_unit_;  // ZeroShards' bucket of each unit's trainable part, or -1
   c10::intrusive_ptr<c10d::Backend> gathers_;

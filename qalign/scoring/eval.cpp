@@ -11,14 +11,14 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "data/dataset.h"
-#include "data/preprocess.h"
 #include "qalign/base/atomic_file.h"
 #include "qalign/base/error.h"
 #include "qalign/base/log.h"
 #include "qalign/io/csv.h"
 #include "qalign/io/lora_folder.h"
+#include "qalign/label_files.h"
 #include "qalign/metrics.h"
+#include "qalign/preprocessor_config.h"
 #include "qalign/scorer.h"
 #include "qalign/scoring/eval_folder.h"
 #include "qalign/scoring/records.h"
@@ -92,8 +92,8 @@ void write_reports(const std::string& out, const std::vector<std::string>& datas
       pred.push_back(p.score);
       gt.push_back(p.gt_score);
       csv += io::csv_field(p.dataset) + "," + std::to_string(p.index) + "," + io::csv_field(p.image) + "," +
-             data::python_float_text(p.gt_score) + "," + data::python_float_text(p.score) + "," +
-             data::python_float_text(p.score01) + "\n";
+             python_float_text(p.gt_score) + "," + python_float_text(p.score) + "," + python_float_text(p.score01) +
+             "\n";
     }
     auto a = metrics::agreement(pred, gt);
     // DMOS: report magnitudes as the authors do. The fitted curve already turns the sign round.
@@ -152,21 +152,21 @@ ordered_json job_record(const EvalJob& o) {
 
 }  // namespace
 
-int evaluate(const EvalJob& o) {
+int evaluate(const EvalJob& o, const PixelLoader& load) {
   const Task task = parse_task(o.task, "--task", "task");
   const PromptStyle style = parse_prompt_style(o.prompt, "--prompt", "prompt");
   check_run_options(o.dtype, o.device, o.batch_size);
 
   // Read every file first, so a malformed one fails before any model time is spent.
   std::vector<std::string> datasets;
-  std::map<std::string, std::vector<data::ScoredRecord>> records;
+  std::map<std::string, std::vector<ScoredRecord>> records;
   std::map<std::string, std::string> files;
   for (const auto& file : o.data) {
     const auto name = dataset_name(file);
     if (records.count(name)) fail(file, "", "two --data files are both named \"" + name + "\"");
     datasets.push_back(name);
     files[name] = file;
-    records[name] = data::read_scored_records(file, o.image_folder);
+    records[name] = read_scored_records(file, o.image_folder);
     check_enough_items(file, records[name].size(), records[name].size());
   }
 
@@ -193,7 +193,7 @@ int evaluate(const EvalJob& o) {
       io::load_pretrained_with_lora(o.model, o.lora, o.dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32,
                                     o.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU)),
       Tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer), style, parse_readout(o.readout, "--readout"));
-  data::check_preprocessor_config(o.model, scorer.image_size());
+  check_preprocessor_config(o.model, scorer.image_size());
   std::ofstream append(jsonl, std::ios::app);
   if (!append) fail(jsonl, "", "cannot open for appending");
   size_t failed = 0;
@@ -201,18 +201,19 @@ int evaluate(const EvalJob& o) {
     const auto& recs = records[name];
     log::info(name, ": ", recs.size(), " items, ", recs.size() - by_dataset[name].size(), " to score");
     size_t scored = 0, batches = 0;
-    failed += score_records(scorer, recs, done[name], o.batch_size, task, [&](const std::vector<ItemScore>& batch) {
-      for (const auto& s : batch) {
-        const auto& r = recs[s.index];
-        Prediction p{name, s.index, r.image, r.mos, s.score, s.score01};
-        append << to_json(p).dump() << "\n";
-        by_dataset[name].push_back(std::move(p));
-      }
-      append.flush();
-      if (!append) fail(jsonl, "", "write failed (disk full?)");
-      scored += batch.size();
-      if (++batches % 10 == 0) log::info(name, ": scored ", scored, " this run");
-    });
+    failed +=
+        score_records(scorer, recs, done[name], o.batch_size, task, load, [&](const std::vector<ItemScore>& batch) {
+          for (const auto& s : batch) {
+            const auto& r = recs[s.index];
+            Prediction p{name, s.index, r.image, r.mos, s.score, s.score01};
+            append << to_json(p).dump() << "\n";
+            by_dataset[name].push_back(std::move(p));
+          }
+          append.flush();
+          if (!append) fail(jsonl, "", "write failed (disk full?)");
+          scored += batch.size();
+          if (++batches % 10 == 0) log::info(name, ": scored ", scored, " this run");
+        });
     log::info(name, ": scored ", scored, " this run");
     std::sort(by_dataset[name].begin(), by_dataset[name].end(),
               [](const Prediction& a, const Prediction& b) { return a.index < b.index; });

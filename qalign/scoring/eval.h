@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "qalign/scoring/decoded_input.h"
+
 namespace qalign::scoring {
 
 // The options of `qalign eval`, as its command line spells them.
@@ -18,7 +20,8 @@ struct EvalJob {
 
 // Scores every dataset of `job.data` into `job.out` (results.json, results.md, predictions.jsonl
 // and .csv, job.json; qalign/scoring/eval_folder.h says whose the folder is) and prints the
-// metrics table. Returns 0, or 1 when items could not be scored; errors throw qalign::Error.
-int evaluate(const EvalJob& job);
+// metrics table, each item read by `load` (data::load_pixels in the command). Returns 0, or 1
+// when items could not be scored; errors throw qalign::Error.
+int evaluate(const EvalJob& job, const PixelLoader& load);
 
 }  // namespace qalign::scoring

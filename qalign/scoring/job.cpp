@@ -11,17 +11,17 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "data/inputs.h"
-#include "data/media_type.h"
-#include "data/prefetch.h"
-#include "data/preprocess.h"
 #include "qalign/base/atomic_file.h"
 #include "qalign/base/error.h"
 #include "qalign/base/log.h"
+#include "qalign/base/prefetch.h"
 #include "qalign/config/limits.h"
 #include "qalign/io/lora_folder.h"
 #include "qalign/io/output_guard.h"
+#include "qalign/media_type.h"
+#include "qalign/preprocessor_config.h"
 #include "qalign/scorer.h"
+#include "qalign/scoring/inputs.h"
 #include "qalign/scoring/parts.h"
 #include "qalign/scoring/progress.h"
 #include "qalign/scoring/rows.h"
@@ -109,7 +109,7 @@ Decoded read_input(const Decoder& decode, Input& input, int64_t image_size) {
   } catch (const std::exception& e) {  // OpenCV's or the allocator's, which do not name the file
     d.error = d.input.path + ": " + e.what();
   }
-  if (!d.error.empty()) d.media = data::is_video_path(d.input.path) ? Media::kVideo : Media::kImage;
+  if (!d.error.empty()) d.media = is_video_path(d.input.path) ? Media::kVideo : Media::kImage;
   return d;
 }
 
@@ -171,26 +171,26 @@ void record_written(const std::string& out, const nlohmann::ordered_json& job) {
 // A process group of the launch as the job's Collective.
 class GroupCollective : public Collective {
  public:
-  GroupCollective(const dist::LaunchEnv& env, std::chrono::seconds timeout) : group_(env, "gloo", timeout) {}
+  GroupCollective(const distributed::LaunchEnv& env, std::chrono::seconds timeout) : group_(env, "gloo", timeout) {}
   void barrier() override { group_.barrier(); }
   void allreduce_sum(torch::Tensor& t) override { group_.allreduce_sum(t); }
 
  private:
-  dist::ProcessGroup group_;
+  distributed::ProcessGroup group_;
 };
 
 }  // namespace
 
 InputSource input_stream(std::vector<std::string> args) {
   return [args = std::move(args)]() -> NextInput {
-    auto stream = std::make_shared<data::InputStream>(args);
+    auto stream = std::make_shared<InputStream>(args);
     return [stream] { return stream->next(); };
   };
 }
 
 Launch launch_from_environment() {
-  return {[] { return dist::read_launch_env([](const char* name) { return std::getenv(name); }); },
-          [](const dist::LaunchEnv& env, std::chrono::seconds timeout) {
+  return {[] { return distributed::read_launch_env([](const char* name) { return std::getenv(name); }); },
+          [](const distributed::LaunchEnv& env, std::chrono::seconds timeout) {
             return std::make_shared<GroupCollective>(env, timeout);
           }};
 }
@@ -206,7 +206,7 @@ int score(const ScoreJob& o, const InputSource& inputs, const Decoder& decode, c
     fail("--keep-list", "", "is --out itself: give the list of kept inputs its own file");
   const std::optional<RowFormat> format = o.out.empty() ? std::nullopt : std::optional(row_format_of(o.out));
 
-  const dist::LaunchEnv env = launch.where ? launch.where() : dist::LaunchEnv{};
+  const distributed::LaunchEnv env = launch.where ? launch.where() : distributed::LaunchEnv{};
   const int rank = env.rank, world = env.world_size;
   if (world > 1 && o.out.empty())
     fail("--out", "", "needed when scoring with several processes: each writes its share there");
@@ -258,7 +258,7 @@ int score(const ScoreJob& o, const InputSource& inputs, const Decoder& decode, c
   Scorer scorer(io::load_pretrained_with_lora(o.model, o.lora, dtype, device),
                 Tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer), style);
   const int64_t image_size = scorer.image_size();
-  data::check_preprocessor_config(o.model, image_size);
+  check_preprocessor_config(o.model, image_size);
 
   // Kept inputs without --out go to --keep-list, or replace the rows on stdout.
   const bool rows_on_stdout = !format && !(o.threshold && o.keep_list.empty());
@@ -278,9 +278,9 @@ int score(const ScoreJob& o, const InputSource& inputs, const Decoder& decode, c
   std::optional<ShareCounter> counter;
   if (show_progress) counter.emplace(inputs, rank, world, done_set, &progress);
   Share share(inputs, rank, world, done_set);
-  data::OrderedPrefetch<Input, Decoded> prefetch([&] { return share.next(); },
-                                                 [&](Input& in) { return read_input(decode, in, image_size); },
-                                                 o.workers, 2 * o.batch_size + o.workers);
+  OrderedPrefetch<Input, Decoded> prefetch([&] { return share.next(); },
+                                           [&](Input& in) { return read_input(decode, in, image_size); }, o.workers,
+                                           2 * o.batch_size + o.workers);
   StageTimes t;
   int64_t scored = 0, failed = 0;
   const bool keep_list_exists = !o.keep_list.empty() && fs::exists(o.keep_list);  // only then can it be an input

@@ -23,8 +23,8 @@
 #include <string>
 #include <vector>
 
-#include "data/timed_decode.h"
-#include "qalign/dist/process_group.h"
+#include "qalign/distributed/process_group.h"
+#include "qalign/scoring/decoded_input.h"
 
 namespace qalign::scoring {
 
@@ -42,12 +42,8 @@ struct ScoreJob {
 // first input: the job reads them twice when it shows progress (once on a thread, to count).
 using NextInput = std::function<std::optional<std::string>()>;
 using InputSource = std::function<NextInput()>;
-// data::InputStream over `args`: files, folders (recursed), @lists.
+// InputStream over `args`: files, folders (recursed), @lists.
 InputSource input_stream(std::vector<std::string> args);
-
-// One input read into model pixels (data::timed_decode in the command). Throws on a file that
-// cannot be read: the job makes it a failed row.
-using Decoder = std::function<data::DecodedInput(const std::string& path, int64_t image_size)>;
 
 // What the ranks of a job do together.
 class Collective {
@@ -62,11 +58,11 @@ class Collective {
 // Where this process stands among the ranks and how it joins the others. Both are called once the
 // options are checked, so that a bad option fails before anything waits for the other ranks.
 struct Launch {
-  std::function<dist::LaunchEnv()> where;  // empty: a single process
+  std::function<distributed::LaunchEnv()> where;  // empty: a single process
   // Called when where() gives more than one rank.
-  std::function<std::shared_ptr<Collective>(const dist::LaunchEnv& env, std::chrono::seconds timeout)> join;
+  std::function<std::shared_ptr<Collective>(const distributed::LaunchEnv& env, std::chrono::seconds timeout)> join;
 };
-// The launcher's environment (dist::read_launch_env) and a Gloo process group over it.
+// The launcher's environment (distributed::read_launch_env) and a Gloo process group over it.
 Launch launch_from_environment();
 
 // Runs the job on this rank and returns the exit code: 0, or 1 when an input could not be

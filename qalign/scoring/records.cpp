@@ -3,8 +3,6 @@
 #include <filesystem>
 #include <future>
 
-#include "data/preprocess.h"
-#include "data/video.h"
 #include "qalign/base/error.h"
 #include "qalign/base/log.h"
 
@@ -22,13 +20,13 @@ struct LoadedBatch {
   std::vector<size_t> indices;  // the items that decoded
 };
 
-LoadedBatch load_batch(const std::vector<data::ScoredRecord>& records, const Batch& b, int64_t image_size) {
+LoadedBatch load_batch(const std::vector<ScoredRecord>& records, const Batch& b, const PixelLoader& load,
+                       int64_t image_size) {
   LoadedBatch out;
   for (size_t i : b.indices) {
     const auto& r = records[i];
     try {
-      out.pixels.push_back(b.media == Media::kVideo ? data::load_video_tensor(r.path, image_size)
-                                                    : data::load_image_tensor(r.path, image_size).unsqueeze(0));
+      out.pixels.push_back(load(r.path, b.media, image_size));
       out.indices.push_back(i);
     } catch (const Error& e) {
       log::error("skipped: ", e.what());
@@ -39,8 +37,9 @@ LoadedBatch load_batch(const std::vector<data::ScoredRecord>& records, const Bat
 
 }  // namespace
 
-size_t score_records(Scorer& scorer, const std::vector<data::ScoredRecord>& records, const std::vector<bool>& done,
-                     int batch_size, Task task, const std::function<void(const std::vector<ItemScore>&)>& on_batch) {
+size_t score_records(Scorer& scorer, const std::vector<ScoredRecord>& records, const std::vector<bool>& done,
+                     int batch_size, Task task, const PixelLoader& load,
+                     const std::function<void(const std::vector<ItemScore>&)>& on_batch) {
   std::vector<Batch> batches;
   for (size_t i = 0; i < records.size(); ++i) {
     if (!done.empty() && done[i]) continue;
@@ -53,12 +52,13 @@ size_t score_records(Scorer& scorer, const std::vector<data::ScoredRecord>& reco
   const int64_t size = scorer.image_size();
   std::future<LoadedBatch> next;
   if (!batches.empty())
-    next = std::async(std::launch::async, load_batch, std::cref(records), std::cref(batches[0]), size);
+    next = std::async(std::launch::async, load_batch, std::cref(records), std::cref(batches[0]), std::cref(load), size);
   size_t failed = 0;
   for (size_t b = 0; b < batches.size(); ++b) {
     const LoadedBatch loaded = next.get();
     if (b + 1 < batches.size())
-      next = std::async(std::launch::async, load_batch, std::cref(records), std::cref(batches[b + 1]), size);
+      next = std::async(std::launch::async, load_batch, std::cref(records), std::cref(batches[b + 1]), std::cref(load),
+                        size);
     failed += batches[b].indices.size() - loaded.indices.size();
     if (loaded.indices.empty()) continue;
     const auto s = scorer.score(loaded.pixels, task, batches[b].media);

@@ -7,9 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "data/dataset.h"
+#include "qalign/label_files.h"
 #include "qalign/prompts.h"
 #include "qalign/scorer.h"
+#include "qalign/scoring/decoded_input.h"
 
 namespace qalign::scoring {
 
@@ -18,11 +19,12 @@ struct ItemScore {
   double score = 0, score01 = 0;
 };
 
-// Scores every record whose `done` flag is false (all when `done` is empty), calling `on_batch`
-// after each batch with its scores in record order. An unreadable item, or one whose score is not
+// Scores every record whose `done` flag is false (all when `done` is empty), each read by `load`,
+// calling `on_batch` after each batch with its scores in record order. An unreadable item, or one whose score is not
 // finite, is logged and left out; returns how many were.
-size_t score_records(Scorer& scorer, const std::vector<data::ScoredRecord>& records, const std::vector<bool>& done,
-                     int batch_size, Task task, const std::function<void(const std::vector<ItemScore>&)>& on_batch);
+size_t score_records(Scorer& scorer, const std::vector<ScoredRecord>& records, const std::vector<bool>& done,
+                     int batch_size, Task task, const PixelLoader& load,
+                     const std::function<void(const std::vector<ItemScore>&)>& on_batch);
 
 // The dataset name of a test file: its file name without the extension.
 std::string dataset_name(const std::string& file);

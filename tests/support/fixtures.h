@@ -3,8 +3,10 @@
 // ../shared (large label files; tests that need it skip when it is absent).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <string>
+#include <vector>
 
 #include "qalign/base/error.h"
 
@@ -15,14 +17,31 @@ std::string source_dir();
 std::string fixture(const std::string& rel);
 // ../shared/<rel>, or "" when the shared folder is absent.
 std::string shared(const std::string& rel);
+// The tiny fixture model, its inputs, one of its pictures and the tiny training recipe, as paths
+// from the source folder (where run_qalign_measured and run_train run qalign).
+inline const std::string kTinyModel = "tests/fixtures/qalign-tiny/model";
+inline const std::string kTinyInputs = "tests/fixtures/qalign-tiny/inputs";
+inline const std::string kTinyImage = "tests/fixtures/qalign-tiny/inputs/img_wide.png";
+inline const std::string kTinyRecipe = "tests/fixtures/train/tiny_recipe.yaml";
+
 // The built qalign executable.
 std::string qalign_binary();
 // A file's bytes, or "" when it cannot be read; and a file written with exactly `bytes`.
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& bytes);
 
+// The JSON value of each line of a JSON Lines file.
+std::vector<nlohmann::json> read_jsonl(const std::string& path);
+
+// A port no one listens on now: the kernel's pick for a socket bound to port 0 (tests run in
+// parallel, so fixed ports would clash).
+int free_port();
+
 // Runs a shell command, returns its exit code and combined output.
 int run_command(const std::string& cmd, std::string* output);
+// Runs `qalign train --config <recipe> <args>` from the source folder (the recipes' paths are
+// relative to it); prints the output when it fails.
+int run_train(const std::string& recipe, const std::string& args, std::string* output);
 
 // What one run of `qalign` cost: its exit code (-1 when killed), combined output, peak resident
 // memory and wall time. The command runs in the source folder, as a user's shell would.
@@ -33,6 +52,8 @@ struct Measured {
   double seconds = 0;
   bool timed_out = false;
 };
+// Whether the run's output says `text`.
+inline bool output_has(const Measured& m, const std::string& text) { return m.output.find(text) != std::string::npos; }
 // Runs `qalign <args>` (args are split by the shell) and kills it after `limit_s` seconds.
 Measured run_qalign_measured(const std::string& args, double limit_s = 60);
 // Runs `f` and returns the qalign::Error message it must throw (a test failure when it throws none).

@@ -3,6 +3,8 @@
 // set and pictures as tensors.
 #include <torch/torch.h>
 
+#include <gtest/gtest.h>
+
 #include <fstream>
 #include <map>
 #include <memory>
@@ -36,5 +38,13 @@ inline torch::Tensor as_tensor(const data::Image& img) {
 inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
 }
+// max_abs_diff, failing the test when the shapes differ (broadcasting would hide that).
+inline double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  EXPECT_EQ(a.sizes(), b.sizes());
+  return max_abs_diff(a, b);
+}
+inline double max_abs(const torch::Tensor& t) { return t.abs().max().item<double>(); }
+// Every tensor of a safetensors file, in memory.
+inline io::StateDict load_safetensors(const std::string& path) { return io::SafetensorsFile::open(path)->load_all(); }
 
 }  // namespace qalign::test

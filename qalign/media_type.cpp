@@ -1,4 +1,4 @@
-#include "data/media_type.h"
+#include "qalign/media_type.h"
 
 #include <algorithm>
 #include <cctype>
@@ -10,17 +10,11 @@
 #include "qalign/base/error.h"
 #include "qalign/base/regular_file.h"
 
-namespace qalign::data {
+namespace qalign {
 
 namespace {
 
 enum class Content { kUnknown, kImage, kVideo };
-
-std::string lower_extension(const std::string& path) {
-  std::string ext = std::filesystem::path(path).extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  return ext;
-}
 
 Content sniff(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -47,6 +41,12 @@ Content sniff(const std::string& path) {
 
 }  // namespace
 
+std::string lower_extension(const std::string& path) {
+  std::string ext = std::filesystem::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  return ext;
+}
+
 bool is_gif_bytes(const unsigned char* bytes, size_t size) {
   return size >= 6 && (std::memcmp(bytes, "GIF87a", 6) == 0 || std::memcmp(bytes, "GIF89a", 6) == 0);
 }
@@ -71,4 +71,4 @@ bool is_video_path(const std::string& path) {
   return false;
 }
 
-}  // namespace qalign::data
+}  // namespace qalign

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-namespace qalign::data {
+namespace qalign::scoring {
 
 // Image and video extensions a folder walk picks up (files named directly are always taken).
 bool is_media_path(const std::string& path);
@@ -36,4 +36,4 @@ class InputStream {
   std::vector<Folder> walk_;  // the folders open on the way down
 };
 
-}  // namespace qalign::data
+}  // namespace qalign::scoring

@@ -15,7 +15,7 @@
 #include <variant>
 #include <vector>
 
-namespace qalign::data {
+namespace qalign {
 
 template <class Job, class Result>
 class OrderedPrefetch {
@@ -110,4 +110,4 @@ class OrderedPrefetch {
   std::vector<std::thread> workers_;
 };
 
-}  // namespace qalign::data
+}  // namespace qalign

@@ -1,9 +1,9 @@
-#include "qalign/dist/buckets.h"
+#include "qalign/distributed/buckets.h"
 
 #include <torch/csrc/autograd/utils/lambda_post_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
-namespace qalign::dist {
+namespace qalign::distributed {
 
 BucketLayout layout_buckets(const std::vector<torch::Tensor>& params, int64_t bucket_bytes) {
   BucketLayout out;
@@ -42,4 +42,4 @@ std::vector<std::shared_ptr<torch::autograd::Node>> hook_gradients(const std::ve
   return nodes;
 }
 
-}  // namespace qalign::dist
+}  // namespace qalign::distributed

@@ -9,7 +9,7 @@
 #include <memory>
 #include <vector>
 
-namespace qalign::dist {
+namespace qalign::distributed {
 
 struct BucketLayout {
   struct Bucket {
@@ -28,4 +28,4 @@ BucketLayout layout_buckets(const std::vector<torch::Tensor>& params, int64_t bu
 std::vector<std::shared_ptr<torch::autograd::Node>> hook_gradients(const std::vector<torch::Tensor>& params,
                                                                    const std::function<void(size_t)>& on_ready);
 
-}  // namespace qalign::dist
+}  // namespace qalign::distributed

@@ -1,12 +1,12 @@
-#include "data/inputs.h"
+#include "qalign/scoring/inputs.h"
 
 #include <algorithm>
 #include <cctype>
 
-#include "data/media_type.h"
 #include "qalign/base/error.h"
+#include "qalign/media_type.h"
 
-namespace qalign::data {
+namespace qalign::scoring {
 
 namespace fs = std::filesystem;
 
@@ -73,4 +73,4 @@ std::optional<std::string> InputStream::next() {
   }
 }
 
-}  // namespace qalign::data
+}  // namespace qalign::scoring

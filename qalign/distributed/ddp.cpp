@@ -1,6 +1,6 @@
-#include "qalign/dist/ddp.h"
+#include "qalign/distributed/ddp.h"
 
-namespace qalign::dist {
+namespace qalign::distributed {
 
 DataParallel::DataParallel(ProcessGroup& group, std::vector<torch::Tensor> hooked, std::vector<torch::Tensor> targets,
                            std::function<void(size_t)> gather, int64_t bucket_bytes)
@@ -89,4 +89,4 @@ void DataParallel::finish() {
   }
 }
 
-}  // namespace qalign::dist
+}  // namespace qalign::distributed

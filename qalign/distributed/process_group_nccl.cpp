@@ -2,9 +2,9 @@
 #include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 
-#include "qalign/dist/process_group.h"
+#include "qalign/distributed/process_group.h"
 
-namespace qalign::dist {
+namespace qalign::distributed {
 
 c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
                                                     int local_rank, std::chrono::milliseconds timeout) {
@@ -14,4 +14,4 @@ c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10
   return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, options);
 }
 
-}  // namespace qalign::dist
+}  // namespace qalign::distributed

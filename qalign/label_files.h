@@ -11,7 +11,7 @@
 
 #include "qalign/conversation.h"
 
-namespace qalign::data {
+namespace qalign {
 
 // A training sample (§11.1): what LazySupervisedDataset reads.
 struct TrainingRecord {
@@ -69,4 +69,4 @@ double parse_mos(const std::string& text, const std::string& source, const std::
 // "5.0", "1e-05", "1e+16".
 std::string python_float_text(double value);
 
-}  // namespace qalign::data
+}  // namespace qalign

@@ -1,4 +1,4 @@
-#include "data/dataset.h"
+#include "qalign/label_files.h"
 
 #include <algorithm>
 #include <cctype>
@@ -10,9 +10,10 @@
 #include "qalign/base/atomic_file.h"
 #include "qalign/base/error.h"
 #include "qalign/base/json_file.h"
+#include "qalign/media_type.h"
 #include "qalign/tokenizer.h"
 
-namespace qalign::data {
+namespace qalign {
 
 namespace {
 
@@ -115,14 +116,6 @@ std::vector<std::string> read_images(const json& rec, const std::string& source,
   return paths;
 }
 
-std::string lower_extension(const std::string& path) {
-  const size_t slash = path.find_last_of('/'), dot = path.find_last_of('.');
-  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return "";
-  std::string ext = path.substr(dot + 1);
-  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return ext;
-}
-
 }  // namespace
 
 bool TrainingRecord::is_video() const { return images.size() == 1 && is_video_file(images[0]); }
@@ -133,7 +126,7 @@ std::string resolve_path(const std::string& folder, const std::string& rel) {
 }
 
 bool is_video_file(const std::string& path) {
-  static const char* const kExtensions[] = {"mp4", "avi", "mkv", "mov", "webm", "m4v"};
+  static const char* const kExtensions[] = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"};
   const std::string ext = lower_extension(path);
   return std::any_of(std::begin(kExtensions), std::end(kExtensions), [&](const char* e) { return ext == e; });
 }
@@ -281,4 +274,4 @@ std::vector<ScoredRecord> read_scored_records(const std::string& file, const std
   return parse_scored_records(read_json_array(file), file, image_folder);
 }
 
-}  // namespace qalign::data
+}  // namespace qalign

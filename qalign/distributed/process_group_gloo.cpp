@@ -3,9 +3,9 @@
 // Options and createDefaultDevice are used, whose ABI does not involve gloo's own types' layout.
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 
-#include "qalign/dist/process_group.h"
+#include "qalign/distributed/process_group.h"
 
-namespace qalign::dist {
+namespace qalign::distributed {
 
 c10::intrusive_ptr<c10d::Backend> make_gloo_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
                                                     std::chrono::milliseconds timeout) {
@@ -14,4 +14,4 @@ c10::intrusive_ptr<c10d::Backend> make_gloo_backend(const c10::intrusive_ptr<c10
   return c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, options);
 }
 
-}  // namespace qalign::dist
+}  // namespace qalign::distributed

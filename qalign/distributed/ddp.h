@@ -12,10 +12,10 @@
 #include <mutex>
 #include <vector>
 
-#include "qalign/dist/buckets.h"
-#include "qalign/dist/process_group.h"
+#include "qalign/distributed/buckets.h"
+#include "qalign/distributed/process_group.h"
 
-namespace qalign::dist {
+namespace qalign::distributed {
 
 class DataParallel {
  public:
@@ -34,7 +34,7 @@ class DataParallel {
   // all on this rank, count as zeros), waits for all of them and writes the averages back.
   void finish();
 
-  // The layout (qalign/dist/buckets.h) and each bucket's float32 buffer.
+  // The layout (qalign/distributed/buckets.h) and each bucket's float32 buffer.
   struct Bucket : BucketLayout::Bucket {
     torch::Tensor flat;
     size_t pending = 0;
@@ -61,4 +61,4 @@ class DataParallel {
   size_t next_bucket_ = 0;
 };
 
-}  // namespace qalign::dist
+}  // namespace qalign::distributed

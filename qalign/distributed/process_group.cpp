@@ -1,4 +1,4 @@
-#include "qalign/dist/process_group.h"
+#include "qalign/distributed/process_group.h"
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -8,7 +8,7 @@
 #include "qalign/base/error.h"
 #include "qalign/base/log.h"
 
-namespace qalign::dist {
+namespace qalign::distributed {
 
 namespace {
 
@@ -149,4 +149,4 @@ void ProcessGroup::barrier() {
   allreduce_sum(one);
 }
 
-}  // namespace qalign::dist
+}  // namespace qalign::distributed

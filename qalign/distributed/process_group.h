@@ -13,7 +13,7 @@
 #include <memory>
 #include <string>
 
-namespace qalign::dist {
+namespace qalign::distributed {
 
 struct LaunchEnv {
   int rank = 0, world_size = 1, local_rank = 0, local_world_size = 1;
@@ -69,4 +69,4 @@ c10::intrusive_ptr<c10d::Backend> make_gloo_backend(const c10::intrusive_ptr<c10
 c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
                                                     int local_rank, std::chrono::milliseconds timeout);
 
-}  // namespace qalign::dist
+}  // namespace qalign::distributed

@@ -1,101 +1,159 @@
 #!/usr/bin/env bash
-# The GPU check, for a machine with nothing but PyTorch (CUDA) in its python3: no apt, no
-# network (README, "Checking a GPU machine"). Prepare here with scripts/device_bundle.sh --opencv,
-# copy the tree with .deps/device there and run it; through this project's device tool that is
-#   run(command="scripts/device_check.sh", carry=[".deps/device"], timeout_s=480)
-# It builds qalign against python3's torch and the carried bundle (with the bundle's static OpenCV
-# when it has one, else without decoding), checks that build's decoding against the authors'
-# pixels, runs the model parity tests and the authors' golden training step on CUDA (float32, the
-# fixture tolerances), one NCCL training step through `qalign launch`, `qalign train` on CUDA
-# with ZeRO-2 (save and resume; a 4-layer owl2-7b at micro-batch 32 on the bundle's photographs,
-# or on text-only records without OpenCV), the benchmarks (through the Trainer), ZeRO-3 with the
-# optimizer on the host for the deepest owl2-7b-<L>l that `qalign plan` fits on this machine, and
-# the plan's figures beside the measured ones. Logs and JSON go to $OUT.
-set -euo pipefail
+# The GPU check, for a machine with nothing but PyTorch (CUDA) in its python3: no apt, no network
+# (README, "Checking a GPU machine"). Prepare here with scripts/device_bundle.sh --opencv, copy the
+# tree with .deps/device there and run it; through this project's device tool that is
+#   run(command="scripts/device_check.sh", carry=[".deps/device"], timeout_s=330)
+# Stages, most informative first, each under its own timeout and a budget for the whole check
+# (QALIGN_DEVICE_BUDGET_S, default 290 s, the build included), so a rerun fits the machine's
+# 15 minutes; a failed stage is recorded and the next one runs:
+#   build         qalign and qalign_tests against python3's torch and the bundle (unity build)
+#   parity        the model parity tests on CUDA
+#   golden-step   the authors' golden training step through the Trainer on CUDA (float32, tf32 off)
+#   bench-score   owl2-7b scoring, bf16, batch 1, 8, 64
+#   train         qalign train on owl2-7b-4l, bf16, ZeRO-2 under NCCL, micro-batch 32, 30 steps
+#   plan          qalign plan for that run beside its measured peak
+#   zero-resume   ZeRO-2 saved at step 3 and resumed: bitwise against the uninterrupted run
+#   decode        the bundle's OpenCV against the authors' pixels (when the bundle has OpenCV)
+#   bench-train   the owl2-7b-4l training step through the Trainer
+#   zero3-offload ZeRO-3 with the optimizer on the host, owl2-7b-8l
+# --quick: build, parity, golden-step and bench-score only, for a second command.
+# QALIGN_DEVICE_DRY=1 runs the same stages on this CPU machine: device cpu, Gloo, the tiny model
+# and the existing build in QALIGN_BUILD_DIR (default build/); a test runs it so.
+# $OUT receives at most 4 files: summary.json (every stage: status, seconds, figures),
+# device_check.log (each stage's last lines) and bench.json (the benchmarks' JSON). Scratch
+# (models, checkpoints, full logs) goes to QALIGN_DEVICE_SCRATCH (default a temporary folder).
+set -uo pipefail
 cd "$(dirname "$0")/.."
+QUICK=0
+[ "${1:-}" = "--quick" ] && QUICK=1
+DRY=${QALIGN_DEVICE_DRY:-0}
 OUT=${OUT:-runs/device}
 BUNDLE=${QALIGN_DEPS_BUNDLE:-$PWD/.deps/device}
-mkdir -p "$OUT"
-# qalign refuses to train or init over an earlier run's folders; a rerun here starts them afresh.
-rm -rf "$OUT/nccl" "$OUT/zero_full" "$OUT/zero_resumed" "$OUT/owl2-7b-4l" "$OUT/train_4l"
+BUDGET=${QALIGN_DEVICE_BUDGET_S:-290}
+S=${QALIGN_DEVICE_SCRATCH:-$(mktemp -d /tmp/qalign-device-check.XXXXXX)}
+mkdir -p "$OUT" "$S"
+rm -rf "$S"/run-* "$S"/model-* "$S"/*.log "$S"/*.json "$S"/*.figures
+LOG="$OUT/device_check.log"
+: > "$LOG"
+: > "$S/stages.tsv"
 SECONDS=0
-stage() { echo "[device_check ${SECONDS}s] $*"; }
-
-# A failed stage is recorded and the next one still runs: a machine is lent for minutes only.
-FAILED=()
-try() { local name=$1; shift; "$@" || { echo "[device_check] stage failed: $name"; FAILED+=("$name"); }; }
 [ -d /usr/local/cuda/bin ] && export PATH="$PATH:/usr/local/cuda/bin"
 
-OPENCV=OFF
-TARGETS=(qalign qalign_tests)
-if [ -f "$BUNDLE/opencv/lib/cmake/opencv4/OpenCVConfig.cmake" ]; then OPENCV=ON; fi
-T=build-device/tests/qalign_tests  # every test file in one executable; each stage picks its suites
-stage "configure (OpenCV $OPENCV)"
-TORCH_DIR=$(python3 -c 'import os, torch; print(os.path.join(torch.utils.cmake_prefix_path, "Torch"))')
-cmake -S . -B build-device -DCMAKE_BUILD_TYPE=Release -DQALIGN_WITH_OPENCV=$OPENCV \
-  -DQALIGN_DEPS_BUNDLE="$BUNDLE" -DTorch_DIR="$TORCH_DIR" > "$OUT/configure.log" 2>&1 \
-  || { tail -30 "$OUT/configure.log"; exit 1; }
-stage "build"
-cmake --build build-device -j"$(nproc)" --target "${TARGETS[@]}" > "$OUT/build.log" 2>&1 \
-  || { grep -m20 -A5 'error' "$OUT/build.log"; exit 1; }
-Q=build-device/tools/qalign
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt" || true
-
-if [ $OPENCV = ON ]; then
-  stage "decoding with the bundle's OpenCV against the authors' pixels"
-  decode() { timeout 120 $T --gtest_filter='DecodeImage.*:ExpandToSquare.*:ImplicitPadding.*:IsVideoPath.*:*Photo448*:PilResize.*:Preprocess.*:TinyImages.*' > "$OUT/decode.log" 2>&1; local rc=$?; tail -3 "$OUT/decode.log"; return $rc; }
-  try decode decode
+if [ "$DRY" = 1 ]; then
+  BUILD=${QALIGN_BUILD_DIR:-build}
+  DEVICE=cpu BACKEND=gloo
+  SCORE_ARGS="--preset tiny --dtype float32 --batch-sizes 1,2 --repeats 2 --warmup 1"
+  TRAIN_MODEL=tests/fixtures/qalign-tiny/model TRAIN_RECIPE=tests/fixtures/train/tiny_recipe.yaml TRAIN_BATCH=2 TRAIN_STEPS=3
+  BENCH_TRAIN_ARGS="--preset tiny --batch-size 2 --repeats 2 --warmup 1"
+  ZERO3_PRESET=tiny ZERO3_BATCH=2
+else
+  BUILD=build-device
+  DEVICE=cuda BACKEND=nccl
+  SCORE_ARGS="--preset owl2-7b --dtype bfloat16 --batch-sizes 1,8,64"
+  TRAIN_MODEL=owl2-7b-4l TRAIN_RECIPE=configs/onealign.yaml TRAIN_BATCH=32 TRAIN_STEPS=30
+  BENCH_TRAIN_ARGS="--preset owl2-7b-4l --dtype bfloat16 --batch-size 32 --gradient-checkpointing --optim adamw_torch_fused"
+  ZERO3_PRESET=owl2-7b-8l ZERO3_BATCH=8
 fi
+Q=$BUILD/tools/qalign
+T=$BUILD/tests/qalign_tests  # every test file in one executable; each stage picks its suites
+OPENCV=OFF
+if [ "$DRY" = 1 ] || [ -f "$BUNDLE/opencv/lib/cmake/opencv4/OpenCVConfig.cmake" ]; then OPENCV=ON; fi
 
-stage "parity tests on CUDA"
-parity() { QALIGN_TEST_DEVICE=cuda timeout 180 $T --gtest_filter='*ModelParity*' > "$OUT/parity.log" 2>&1; local rc=$?; tail -3 "$OUT/parity.log"; return $rc; }
-try parity parity
-
-stage "(a) the authors' golden training step through the Trainer on CUDA, float32"
-golden_step() { QALIGN_TEST_DEVICE=cuda timeout 120 $T --gtest_filter='TrainGoldenOnDevice.*' > "$OUT/golden_step.log" 2>&1; local rc=$?; grep "\[sdpa\]" "$OUT/golden_step.log"; tail -3 "$OUT/golden_step.log"; return $rc; }
-try golden-step golden_step
-
-stage "one NCCL training step (text-only records)"
-cat > "$OUT/text.json" <<'JSON'
-[{"id": "t0", "conversations": [{"from": "human", "value": "Rate the quality."}, {"from": "gpt", "value": "The quality of the image is good."}]},
- {"id": "t1", "conversations": [{"from": "human", "value": "Rate the quality."}, {"from": "gpt", "value": "The quality of the image is poor."}]}]
-JSON
-nccl_step() {
-  timeout 120 $Q launch --nproc-per-node 1 --master-port 29531 -- "$Q" train --config tests/fixtures/train/tiny_recipe.yaml \
-    data_path="$OUT/text.json" output_dir="$OUT/nccl" max_steps=1 save_steps=1000 ddp_backend=nccl zero_stage=0 \
-    > "$OUT/nccl.log" 2>&1 || { tail -20 "$OUT/nccl.log"; return 1; }
-  grep -q "with nccl" "$OUT/nccl.log" && grep -Eq '"step": *1[,}]' "$OUT/nccl/metrics.jsonl" && echo "NCCL training step: OK"
-}
-try nccl nccl_step
-
-stage "the trainer on CUDA: ZeRO-2 under NCCL, saved at step 3 and resumed (bitwise against the uninterrupted run)"
-zero_resume() {
-  local args=(train --config tests/fixtures/train/tiny_recipe.yaml data_path="$OUT/text.json" max_steps=6 save_steps=3
-              ddp_backend=nccl zero_stage=2 device=cuda)
-  timeout 120 $Q launch --nproc-per-node 1 --master-port 29532 -- "$Q" "${args[@]}" output_dir="$OUT/zero_full" \
-    > "$OUT/zero_full.log" 2>&1 || { tail -20 "$OUT/zero_full.log"; return 1; }
-  timeout 120 $Q launch --nproc-per-node 1 --master-port 29533 -- "$Q" "${args[@]}" output_dir="$OUT/zero_resumed" \
-    resume_from_checkpoint="$OUT/zero_full/checkpoint-3" > "$OUT/zero_resumed.log" 2>&1 || { tail -20 "$OUT/zero_resumed.log"; return 1; }
-  grep -m1 "memory of rank 0" "$OUT/zero_full.log"
-  cmp "$OUT/zero_full/model.safetensors" "$OUT/zero_resumed/model.safetensors" && echo "ZeRO-2 resume on CUDA: bitwise"
-}
-try zero-resume zero_resume
-
-stage "qalign train on owl2-7b-4l, bf16, ZeRO-2, activation checkpointing, micro-batch 32, 30 steps"
-train_4l() {
-  # Records over the bundle's photographs and the fixtures' (decoded by the loader's workers every
-  # step), or text-only ones where this build has no OpenCV.
-  local images=() folder=""
-  if [ $OPENCV = ON ]; then
-    folder="$OUT/photos"
-    mkdir -p "$OUT/photos"
-    cp "$BUNDLE"/photos/*.jpg "$OUT/photos/"
-    for f in tests/fixtures/qalign-448/inputs/*.{jpg,png} tests/fixtures/qalign-tiny/inputs/*.{jpg,png}; do
-      [ -e "$OUT/photos/${f##*/}" ] || cp "$f" "$OUT/photos/"  # the bundle has baboon and building too
-    done
-    images=("$OUT"/photos/*)
+# stage NAME TIMEOUT FUNCTION: runs FUNCTION under `timeout` with its output in $S/NAME.log; the
+# last lines go to the combined log, the outcome to stages.tsv. A stage whose timeout would pass
+# the budget is skipped, saying so.
+stage() {
+  local name=$1 limit=$2 fn=$3 start=$SECONDS status rc
+  if ((SECONDS + limit > BUDGET)); then
+    status="skipped (budget: ${SECONDS}s of ${BUDGET}s spent, needs ${limit}s)"
+  else
+    timeout --kill-after=5 "$limit" bash -o pipefail -c "$fn" > "$S/$name.log" 2>&1
+    rc=$?
+    if ((rc == 0)); then status=pass; elif ((rc == 124 || rc == 137)); then status="fail (timed out after ${limit}s)"; else status="fail (exit $rc)"; fi
   fi
-  python3 - "$OUT/train256.json" "${images[@]##*/}" <<'PY'
+  printf '%s\t%s\t%s\n' "$name" "$status" "$((SECONDS - start))" >> "$S/stages.tsv"
+  printf '[device_check %4ss] %-13s %s\n' "$SECONDS" "$name" "$status" | tee -a "$LOG"
+  [ -f "$S/$name.log" ] && tail -15 "$S/$name.log" | sed 's/^/    /' >> "$LOG"
+}
+# figure STAGE KEY VALUE: one figure of a stage for summary.json.
+figure() { printf '%s\t%s\n' "$2" "$3" >> "$S/$1.figures"; }
+
+build() {
+  if [ "$DRY" = 1 ]; then
+    [ -x "$Q" ] && [ -x "$T" ] || { echo "dry run: no $Q or $T (build first)"; return 1; }
+    echo "dry run: using $BUILD"
+    return 0
+  fi
+  local torch_dir
+  torch_dir=$(python3 -c 'import os, torch; print(os.path.join(torch.utils.cmake_prefix_path, "Torch"))') || return 1
+  command -v ninja > /dev/null && export CMAKE_GENERATOR=${CMAKE_GENERATOR:-Ninja}
+  cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DQALIGN_WITH_OPENCV=$OPENCV -DQALIGN_DEPS_BUNDLE="$BUNDLE" \
+    -DTorch_DIR="$torch_dir" > "$S/configure.log" 2>&1 || { tail -30 "$S/configure.log"; return 1; }
+  cmake --build "$BUILD" -j"$(nproc)" --target qalign qalign_tests > "$S/build_output.log" 2>&1 \
+    || { grep -m20 -A5 'error' "$S/build_output.log"; return 1; }
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+}
+
+gtest_figures() {  # NAME LOG: the passed and failed test counts of a gtest run
+  local passed failed
+  passed=$(grep -oE '\[  PASSED  \] [0-9]+' "$2" | grep -oE '[0-9]+$' || echo 0)
+  failed=$(grep -oE '\[  FAILED  \] [0-9]+ test' "$2" | grep -oE '^[^0-9]*[0-9]+' | grep -oE '[0-9]+' || echo 0)
+  figure "$1" tests_passed "${passed:-0}"
+  figure "$1" tests_failed "${failed:-0}"
+}
+parity() {
+  QALIGN_TEST_DEVICE=$DEVICE "$T" --gtest_filter='*ModelParity*' > "$S/parity.gtest" 2>&1
+  local rc=$?
+  gtest_figures parity "$S/parity.gtest"
+  tail -3 "$S/parity.gtest"
+  return $rc
+}
+golden_step() {
+  QALIGN_TEST_DEVICE=$DEVICE "$T" --gtest_filter='TrainGoldenOnDevice.*' > "$S/golden-step.gtest" 2>&1
+  local rc=$?
+  gtest_figures golden-step "$S/golden-step.gtest"
+  grep "\[sdpa\]" "$S/golden-step.gtest"
+  tail -3 "$S/golden-step.gtest"
+  return $rc
+}
+decode() {
+  [ "$OPENCV" = ON ] || { echo "this build has no OpenCV (bundle without opencv/)"; return 0; }
+  "$T" --gtest_filter='DecodeImage.*:ExpandToSquare.*:ImplicitPadding.*:IsVideoPath.*:*Photo448*:PilResize.*:Preprocess.*:TinyImages.*' \
+    > "$S/decode.gtest" 2>&1
+  local rc=$?
+  gtest_figures decode "$S/decode.gtest"
+  tail -3 "$S/decode.gtest"
+  return $rc
+}
+# bench_json NAME ARGS...: a `qalign bench` run whose JSON goes to $S/NAME.bench.json
+bench_json() {
+  local name=$1
+  shift
+  "$Q" bench "$@" --json > "$S/$name.bench.json" 2> "$S/$name.bench.err"
+  local rc=$?
+  cat "$S/$name.bench.json"
+  tail -5 "$S/$name.bench.err"
+  return $rc
+}
+# shellcheck disable=SC2086  # the argument strings split into words
+bench_score() { bench_json bench-score score --device "$DEVICE" $SCORE_ARGS; }
+# shellcheck disable=SC2086
+bench_train() { bench_json bench-train train-step --device "$DEVICE" $BENCH_TRAIN_ARGS; }
+
+# Records over the fixtures' pictures (and the bundle's photographs), decoded by the loader's
+# workers every step, or text-only ones where this build has no OpenCV.
+train_records() {
+  local images=() folder=""
+  if [ "$OPENCV" = ON ]; then
+    folder="$S/photos"
+    mkdir -p "$folder"
+    [ -d "$BUNDLE/photos" ] && cp "$BUNDLE"/photos/*.jpg "$folder/" 2>/dev/null
+    for f in tests/fixtures/qalign-448/inputs/*.{jpg,png} tests/fixtures/qalign-tiny/inputs/*.{jpg,png}; do
+      [ -e "$folder/${f##*/}" ] || cp "$f" "$folder/"
+    done
+    images=("$folder"/*)
+  fi
+  python3 - "$S/records.json" "${images[@]##*/}" <<'PY'
 import json, sys
 out, images = sys.argv[1], sys.argv[2:]
 words = ["excellent", "good", "fair", "poor", "bad"]
@@ -109,70 +167,157 @@ for i in range(256):
     records.append(r)
 json.dump(records, open(out, "w"))
 PY
-  echo "training records: 256 over ${#images[@]} photographs"
-  timeout 120 $Q init --preset owl2-7b-4l --tokenizer tests/fixtures/llama2-tokenizer --out "$OUT/owl2-7b-4l" \
-    > "$OUT/init_4l.log" 2>&1 || { tail -5 "$OUT/init_4l.log"; return 1; }
-  timeout 240 $Q launch --nproc-per-node 1 --master-port 29534 -- "$Q" train --config configs/onealign.yaml \
-    model_name_or_path="$OUT/owl2-7b-4l" data_path="$OUT/train256.json" image_folder="$folder" output_dir="$OUT/train_4l" \
-    per_device_train_batch_size=32 gradient_accumulation_steps=1 max_steps=30 save_steps=1000 logging_steps=10 \
-    dataloader_num_workers=8 > "$OUT/train_4l.log" 2>&1 || { tail -20 "$OUT/train_4l.log"; return 1; }
-  grep -E "memory of rank|step (10|20|30)/30" "$OUT/train_4l.log"
-  # The loader's wait beside the step's time: the GPU must not wait for input.
-  tail -1 "$OUT/train_4l/metrics.jsonl"
+  echo "$folder"
 }
-try train-4l train_4l
-
-stage "bench"
-bench_to() { local file=$1; shift; timeout 150 $Q bench "$@" --json > "$file" 2> "$file.err"; local rc=$?; cat "$file"; tail -5 "$file.err"; return $rc; }
-try bench-train bench_to "$OUT/bench_train_owl2-7b-4l.json" train-step --preset owl2-7b-4l --device cuda --dtype bfloat16 \
-  --batch-size 32 --gradient-checkpointing --optim adamw_torch_fused
-try bench-lora bench_to "$OUT/bench_train_owl2-7b_lora.json" train-step --preset owl2-7b --device cuda --dtype bfloat16 \
-  --batch-size 16 --gradient-checkpointing --lora --optim adamw_torch_fused
-try bench-score bench_to "$OUT/bench_score_owl2-7b.json" score --preset owl2-7b --device cuda --dtype bfloat16 --batch-sizes 1,8,64
-stage "(e) ZeRO-3 with the optimizer on the host: the deepest owl2-7b-<L>l the plan fits on this GPU and host, micro-batch 8"
-zero3_offload() {
-  local host_bytes layers=0 plan_json
-  host_bytes=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) * 1024 ))
-  for L in 32 28 24 20 16 12 8 4; do
-    plan_json=$($Q plan --config configs/onealign.yaml --preset "owl2-7b-${L}l" --nproc-per-node 1 --json \
-      zero_stage=3 offload_optimizer=cpu per_device_train_batch_size=8 gradient_checkpointing=true model_max_length=96 2>/dev/null) || continue
-    if python3 -c 'import json, sys; p = json.loads(sys.argv[1]); sys.exit(0 if p["fits"] and p["host_per_rank"]["total"] < 0.8 * int(sys.argv[2]) else 1)' \
-         "$plan_json" "$host_bytes"; then layers=$L; break; fi
-  done
-  [ "$layers" -gt 0 ] || { echo "the plan fits no owl2-7b-<L>l here"; return 1; }
-  echo "$plan_json" > "$OUT/plan_zero3_offload.json"
-  timeout 200 $Q launch --nproc-per-node 1 --master-port 29535 -- "$Q" bench train-step --preset "owl2-7b-${layers}l" --device cuda \
-    --dtype bfloat16 --batch-size 8 --gradient-checkpointing --zero-stage 3 --offload --optim adamw_torch_fused --json \
-    > "$OUT/bench_zero3_offload.json" 2> "$OUT/bench_zero3_offload.err" || { tail -20 "$OUT/bench_zero3_offload.err"; return 1; }
-  python3 - "$OUT/plan_zero3_offload.json" "$OUT/bench_zero3_offload.json" "$layers" <<'PY'
+train() {
+  local folder model=$TRAIN_MODEL
+  folder=$(train_records | tail -1)
+  if [ ! -d "$model" ]; then
+    model="$S/model-$TRAIN_MODEL"
+    "$Q" init --preset "$TRAIN_MODEL" --tokenizer tests/fixtures/llama2-tokenizer --out "$model" > "$S/init.log" 2>&1 \
+      || { tail -5 "$S/init.log"; return 1; }
+  fi
+  echo "$model" > "$S/train.model"
+  echo "$folder" > "$S/train.folder"
+  "$Q" launch --nproc-per-node 1 --master-port 29534 -- "$Q" train --config "$TRAIN_RECIPE" model_name_or_path="$model" \
+    data_path="$S/records.json" image_folder="$folder" output_dir="$S/run-train" device="$DEVICE" ddp_backend="$BACKEND" \
+    zero_stage=2 per_device_train_batch_size="$TRAIN_BATCH" gradient_accumulation_steps=1 max_steps="$TRAIN_STEPS" \
+    save_steps=1000 logging_steps=10 dataloader_num_workers=4 || return 1
+  python3 - "$S/run-train/metrics.jsonl" "$S/train.figures" <<'PY'
 import json, sys
-plan, bench = (json.load(open(f)) for f in sys.argv[1:3])
-measured = bench["memory"][0]["peak_allocated"] if isinstance(bench.get("memory"), list) else None
-planned = plan["device_per_rank"]["total"]
-print(f"owl2-7b-{sys.argv[3]}l: {bench['step_ms']:.0f} ms/step, {bench['samples_per_s']:.2f} samples/s; "
-      f"device peak {measured / 2**30 if measured else float('nan'):.1f} GiB, planned {planned / 2**30:.1f} GiB "
-      f"({(planned / measured - 1) * 100 if measured else float('nan'):+.0f} %); host planned {plan['host_per_rank']['total'] / 2**30:.1f} GiB")
+lines = [json.loads(l) for l in open(sys.argv[1])]
+last = lines[-1]
+with open(sys.argv[2], "a") as f:
+    for key in ("ms_per_step", "samples_per_s", "input_wait_ms_per_step", "peak_memory_mib", "loss"):
+        f.write(f"{key}\t{last.get(key)}\n")
+    f.write(f"peak_allocated\t{last['memory'][0]['peak_allocated']}\n")
+    f.write(f"peak_reserved\t{last['memory'][0]['peak_reserved']}\n")
+print(json.dumps(last))
 PY
 }
-try zero3-offload zero3_offload
-
-stage "the plan against the measured peak of (b)"
-plan_vs_b() {
-  [ -f "$OUT/train_4l/metrics.jsonl" ] || { echo "no run (b)"; return 1; }
-  $Q plan --config configs/onealign.yaml --preset owl2-7b-4l --nproc-per-node 1 --json data_path="$OUT/train256.json" \
-    image_folder="$( [ $OPENCV = ON ] && echo "$OUT/photos" )" model_name_or_path="$OUT/owl2-7b-4l" per_device_train_batch_size=32 \
-    > "$OUT/plan_4l.json" || return 1
-  python3 - "$OUT/plan_4l.json" "$OUT/train_4l/metrics.jsonl" <<'PY'
+plan() {
+  [ -f "$S/run-train/metrics.jsonl" ] || { echo "no train stage to compare with"; return 1; }
+  "$Q" plan --config "$TRAIN_RECIPE" --nproc-per-node 1 --json model_name_or_path="$(cat "$S/train.model")" \
+    data_path="$S/records.json" image_folder="$(cat "$S/train.folder")" device="$DEVICE" zero_stage=2 \
+    per_device_train_batch_size="$TRAIN_BATCH" > "$S/plan.json" || return 1
+  python3 - "$S/plan.json" "$S/run-train/metrics.jsonl" "$S/plan.figures" <<'PY'
 import json, sys
 plan = json.load(open(sys.argv[1]))
-report = json.loads(open(sys.argv[2]).readline())["memory_report"][0]
-for key in ("parameters", "gradients", "masters", "optimizer"):
-    print(f"{key}: planned {plan['device_per_rank'][key]}, reported {report[key]}")
-print(f"total: planned {plan['device_per_rank']['total'] / 2**30:.2f} GiB, peak allocated {report['peak_allocated'] / 2**30:.2f} GiB "
-      f"({(plan['device_per_rank']['total'] / report['peak_allocated'] - 1) * 100:+.1f} %)")
+lines = [json.loads(l) for l in open(sys.argv[2])]
+report, peak = lines[0]["memory_report"][0], lines[-1]["memory"][0]
+planned = plan["device_per_rank"]["total"]
+with open(sys.argv[3], "a") as f:
+    for key in ("parameters", "gradients", "masters", "optimizer"):
+        f.write(f"{key}_planned\t{plan['device_per_rank'][key]}\n{key}_reported\t{report[key]}\n")
+    f.write(f"total_planned\t{planned}\npeak_allocated\t{peak['peak_allocated']}\npeak_reserved\t{peak['peak_reserved']}\n")
+    f.write(f"planned_over_reserved\t{planned / peak['peak_reserved']:.4f}\n")
+print(f"planned {planned / 2**30:.2f} GiB, peak reserved {peak['peak_reserved'] / 2**30:.2f} GiB")
 PY
 }
-try plan-vs-b plan_vs_b
+zero_resume() {
+  local args=(train --config tests/fixtures/train/tiny_recipe.yaml max_steps=6 save_steps=3 ddp_backend="$BACKEND"
+              zero_stage=2 device="$DEVICE")
+  "$Q" launch --nproc-per-node 1 --master-port 29532 -- "$Q" "${args[@]}" output_dir="$S/run-full" || return 1
+  "$Q" launch --nproc-per-node 1 --master-port 29533 -- "$Q" "${args[@]}" output_dir="$S/run-resumed" \
+    resume_from_checkpoint="$S/run-full/checkpoint-3" || return 1
+  cmp "$S/run-full/model.safetensors" "$S/run-resumed/model.safetensors" || return 1
+  figure zero-resume bitwise true
+  echo "ZeRO-2 resumed at step 3: bitwise equal"
+}
+zero3_offload() {
+  "$Q" plan --config configs/onealign.yaml --preset "$ZERO3_PRESET" --nproc-per-node 1 --json zero_stage=3 \
+    offload_optimizer=cpu per_device_train_batch_size="$ZERO3_BATCH" gradient_checkpointing=true device="$DEVICE" \
+    > "$S/zero3.plan.json" || return 1
+  "$Q" launch --nproc-per-node 1 --master-port 29535 -- "$Q" bench train-step --preset "$ZERO3_PRESET" \
+    --device "$DEVICE" --batch-size "$ZERO3_BATCH" --gradient-checkpointing --zero-stage 3 --offload --json \
+    $([ "$DRY" = 1 ] && echo "--repeats 2 --warmup 1" || echo "--dtype bfloat16 --optim adamw_torch_fused") \
+    > "$S/zero3-offload.out" 2> "$S/zero3-offload.bench.err" || { tail -20 "$S/zero3-offload.bench.err"; return 1; }
+  sed 's/^\[rank 0\] //' "$S/zero3-offload.out" > "$S/zero3-offload.bench.json"  # the launcher's prefix
+  python3 - "$S/zero3.plan.json" "$S/zero3-offload.bench.json" "$S/zero3-offload.figures" <<'PY'
+import json, sys
+plan, bench = (json.load(open(f)) for f in sys.argv[1:3])
+with open(sys.argv[3], "a") as f:
+    f.write(f"device_planned\t{plan['device_per_rank']['total']}\nhost_planned\t{plan['host_per_rank']['total']}\n")
+    mem = bench.get("memory")
+    if isinstance(mem, list) and mem:
+        f.write(f"peak_allocated\t{mem[0]['peak_allocated']}\npeak_reserved\t{mem[0]['peak_reserved']}\n")
+print(json.dumps(bench)[:400])
+PY
+}
 
-stage "done; failed stages: ${FAILED[*]:-none}"
-[ ${#FAILED[@]} -eq 0 ]
+# The stages run in child shells (under timeout), which see these.
+export Q T S OUT BUNDLE DEVICE BACKEND DRY OPENCV BUILD SCORE_ARGS BENCH_TRAIN_ARGS TRAIN_MODEL TRAIN_RECIPE TRAIN_BATCH \
+  TRAIN_STEPS ZERO3_PRESET ZERO3_BATCH
+export -f figure build gtest_figures parity golden_step decode bench_json bench_score bench_train train_records train plan \
+  zero_resume zero3_offload
+echo "device check $(date -u +%Y-%m-%dT%H:%M:%SZ): dry=$DRY quick=$QUICK budget=${BUDGET}s scratch=$S" | tee -a "$LOG"
+stage build $([ "$DRY" = 1 ] && echo 10 || echo 170) build
+if [ -x "$Q" ] && [ -x "$T" ]; then
+  stage parity 60 parity
+  stage golden-step 60 golden_step
+  stage bench-score 70 bench_score
+  if [ "$QUICK" = 0 ]; then
+    stage train 100 train
+    stage plan 20 plan
+    stage zero-resume 60 zero_resume
+    stage decode 40 decode
+    stage bench-train 60 bench_train
+    stage zero3-offload 90 zero3_offload
+  fi
+fi
+
+# summary.json and bench.json from the stages' records.
+python3 - "$S" "$OUT" "$DRY" "$QUICK" "$SECONDS" <<'PY'
+import glob, json, os, subprocess, sys, time
+scratch, out, dry, quick, seconds = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4] == "1", int(sys.argv[5])
+def number(v):
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "None": None}.get(v, v)
+stages = []
+for line in open(os.path.join(scratch, "stages.tsv")):
+    name, status, secs = line.rstrip("\n").split("\t")
+    figures = {}
+    path = os.path.join(scratch, name + ".figures")
+    if os.path.exists(path):
+        for row in open(path):
+            k, _, v = row.rstrip("\n").partition("\t")
+            figures[k] = number(v)
+    stages.append({"name": name, "status": status, "seconds": int(secs), "figures": figures})
+bench = {}
+for path in sorted(glob.glob(os.path.join(scratch, "*.bench.json"))):
+    try:
+        bench[os.path.basename(path)[: -len(".bench.json")]] = json.load(open(path))
+    except ValueError:
+        pass
+# The headline figures of each benchmark beside its stage.
+for s in stages:
+    b = bench.get(s["name"])
+    if not b:
+        continue
+    for key in ("step_ms", "samples_per_s", "mfu"):
+        if key in b:
+            s["figures"][key] = b[key]
+    for row in b.get("batches", []):
+        s["figures"][f"images_per_s_batch{row['batch_size']}"] = row["images_per_s"]
+        s["figures"][f"mfu_batch{row['batch_size']}"] = row["mfu"]
+    mem = b.get("memory")
+    if isinstance(mem, list) and mem:
+        s["figures"]["peak_reserved"] = mem[0].get("peak_reserved")
+try:
+    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                         capture_output=True, text=True, timeout=20).stdout.strip()
+except (OSError, subprocess.TimeoutExpired):
+    gpu = ""
+summary = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "dry": dry, "quick": quick,
+           "device": "cpu (dry run)" if dry else (gpu or "no GPU found"), "seconds": seconds,
+           "passed": all(s["status"] == "pass" for s in stages) and bool(stages),
+           "failed": [s["name"] for s in stages if s["status"] != "pass"], "stages": stages}
+json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=1)
+json.dump(bench, open(os.path.join(out, "bench.json"), "w"), indent=1)
+print(f"[device_check {seconds}s] done: {'all stages passed' if summary['passed'] else 'failed: ' + ', '.join(summary['failed'])}")
+PY
+python3 -c 'import json, sys; sys.exit(0 if json.load(open(sys.argv[1]))["passed"] else 1)' "$OUT/summary.json"

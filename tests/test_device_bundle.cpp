@@ -20,7 +20,7 @@ std::string configure(const std::string& bundle, const std::string& build, int* 
       "$('" + test::source_dir() +
       "/.venv/bin/python' -c 'import os, torch; print(os.path.join(torch.utils.cmake_prefix_path, \"Torch\"))')";
   *rc =
-      test::run_command("cmake -S '" + test::source_dir() + "' -B '" + build +
+      test::run_command("cmake -G 'Unix Makefiles' -S '" + test::source_dir() + "' -B '" + build +
                             "' -DQALIGN_WITH_OPENCV=OFF -DQALIGN_DEPS_BUNDLE='" + bundle + "' -DTorch_DIR=" + torch_dir,
                         &out);
   return out;
@@ -48,7 +48,8 @@ TEST(DeviceBundle, HoldsEveryDependencyAndConfiguresWithoutOpenCV) {
   text << cache.rdbuf();
   EXPECT_NE(text.str().find("QALIGN_SPM_PREFIX:PATH=" + bundle), std::string::npos);
   EXPECT_EQ(text.str().find("OpenCV_DIR"), std::string::npos) << "OpenCV must not be looked up";
-  // The generated build lines name the bundle's includes and no system OpenCV.
+  // The generated build lines name the bundle's includes and no system OpenCV (Makefiles, whatever
+  // CMAKE_GENERATOR the caller has: flags.make holds them).
   std::string flags;
   ASSERT_EQ(test::run_command("cat '" + tmp.file("build") + "'/qalign/CMakeFiles/qalign_core.dir/flags.make", &flags),
             0);

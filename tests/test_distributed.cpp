@@ -68,6 +68,29 @@ TEST(LaunchEnv, Slurm) {
   EXPECT_EQ(distributed::first_slurm_host("n[7,9]"), "n7");
 }
 
+// SLURM with --gpus-per-task (or CUDA_VISIBLE_DEVICES set per process): each task sees one GPU,
+// whatever its local rank, and uses it; with every GPU visible, rank r takes cuda:r.
+TEST(LaunchEnv, OneVisibleGpuPerTaskIsCudaZeroWhateverTheLocalRank) {
+  const auto e = env_of({{"SLURM_PROCID", "3"},
+                         {"SLURM_NTASKS", "4"},
+                         {"SLURM_LOCALID", "3"},
+                         {"SLURM_TASKS_PER_NODE", "4"},
+                         {"SLURM_JOB_NODELIST", "gpu01"}});
+  EXPECT_EQ(distributed::local_cuda_index(e, 1), 0);
+  EXPECT_EQ(distributed::local_cuda_index(e, 4), 3);
+  EXPECT_NE(
+      test::error_of([&] { distributed::local_cuda_index(e, 2); }).find("LOCAL_RANK: 3 but this process sees 2 GPUs"),
+      std::string::npos);
+}
+
+// ddp_backend: auto follows the device the model trains on, not whether the machine has a GPU.
+TEST(LaunchEnv, AutoBackendFollowsTheDevice) {
+  EXPECT_EQ(distributed::resolve_backend("auto", torch::kCPU), "gloo");
+  EXPECT_EQ(distributed::resolve_backend("auto", torch::Device(torch::kCUDA, 0)), "nccl");
+  EXPECT_EQ(distributed::resolve_backend("gloo", torch::Device(torch::kCUDA, 0)), "gloo");
+  EXPECT_EQ(distributed::resolve_backend("nccl", torch::kCPU), "nccl");
+}
+
 TEST(LaunchEnv, OpenMpiAndNone) {
   const auto e = env_of({{"OMPI_COMM_WORLD_RANK", "2"},
                          {"OMPI_COMM_WORLD_SIZE", "4"},
@@ -528,6 +551,15 @@ TEST(Zero3, MixedTextAndImageBatchesEqualOneProcess) {
   for (size_t i = 0; i < l1.size(); ++i) EXPECT_NEAR(l2[i], l1[i], 1e-5 * std::abs(l1[i])) << "step " << i + 1;
   const auto w = weight_diff(weights(two.path()), weights(one.path()));
   EXPECT_LE(w.max_relative, 1e-5);
+}
+
+// Through the command: two ranks with device: cpu and ddp_backend: auto join with Gloo.
+TEST(TrainDevice, AutoBackendWithCpuDeviceJoinsWithGloo) {
+  test::ScratchDir dir("qalign_auto_backend");
+  std::string out;
+  ASSERT_EQ(run_in_repo(launch_cmd(2, "max_steps=1 device=cpu ddp_backend=auto output_dir=" + dir.file("run")), &out),
+            0);
+  EXPECT_NE(out.find(" with gloo"), std::string::npos) << out;
 }
 
 // device: cuda on a machine without a GPU names the key, and the run writes nothing.

@@ -114,6 +114,39 @@ INSTANTIATE_TEST_SUITE_P(Layouts, PlanVsRun,
                                   (i.param.offload ? "_offload" : "");
                          });
 
+// One process started without a launcher has no process group, so it trains at stage 0 without
+// offload whatever the recipe says; it says so, and what it plans is what it reports.
+TEST(PlanVsRun, OneProcessWithoutALauncherIsPlannedAndRunAtStageZero) {
+  test::ScratchDir dir("qalign_plan_one");
+  const std::vector<std::string> overrides = {"output_dir=" + dir.file("run"),
+                                              "max_steps=1",
+                                              "zero_stage=2",
+                                              "offload_optimizer=cpu",
+                                              "save_steps=1000",
+                                              "data_path=" + test::fixture("train/five_samples.json"),
+                                              "image_folder=" + test::fixture("qalign-tiny/inputs")};
+  std::string args;
+  for (const auto& o : overrides) args += " " + o;
+  std::string out;
+  ASSERT_EQ(test::run_train(recipe(), args, &out), 0);
+  EXPECT_NE(out.find("one process without a launcher trains at ZeRO stage 0 without offload"), std::string::npos)
+      << out;
+  const auto report = test::read_jsonl(dir.file("run/metrics.jsonl")).at(0).at("memory_report").at(0);
+  EXPECT_FALSE(report.contains("state_on_host")) << report.dump();
+  auto c = config::load_train_config(recipe(), overrides);
+  c.zero_stage = 0;
+  c.offload_optimizer = "none";
+  const auto plan = train::plan_training(
+      c, model::ModelConfig::from_json_file(test::fixture("qalign-tiny/model/config.json")), 1, 80 * kGiB,
+      /*tokens=*/0, /*process_group=*/false);
+  const auto& d = plan.device_per_rank;
+  for (const auto& [name, planned] : {std::pair{"parameters", d.parameters}, std::pair{"gradients", d.gradients},
+                                      std::pair{"masters", d.masters}, std::pair{"optimizer", d.optimizer}}) {
+    const double reported = report.at(name).get<double>();
+    EXPECT_NEAR(static_cast<double>(planned), reported, 0.01 * reported + 1) << name;
+  }
+}
+
 // --- the plan's own claims ------------------------------------------------------------------
 
 TEST(Plan, ZeroThreeHoldsTwoBytesPerParameterOverN) {

@@ -1,8 +1,10 @@
 // The trainer's parts on their own: AdamW against torch.optim.AdamW, the learning-rate schedules
 // against hand-computed values, the sampler's grouping, the loader's order and skipping, and
 // activation checkpointing on the tiny model.
+#include <ATen/record_function.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -13,10 +15,14 @@
 #include "qalign/base/error.h"
 #include "qalign/io/safetensors.h"
 #include "qalign/io/weights.h"
+#include "qalign/tokenizer.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/tiny_golden.h"
 #include "train/activation_checkpoint.h"
 #include "train/adamw.h"
+#include "train/device.h"
 #include "train/lr_schedule.h"
+#include "train/soft_label_loss.h"
 
 using namespace qalign;
 
@@ -355,4 +361,58 @@ TEST(ActivationCheckpointing, RecomputesEachBlockInBackward) {
   EXPECT_EQ(calls, 2);  // two encoder layers, forward
   out.sum().backward();
   EXPECT_EQ(calls, 4);  // and once more each in backward
+}
+
+// A run's peak memory on the CPU is the process's peak resident set (on CUDA it is the caching
+// allocator's peak reserved bytes, which the device check reports).
+TEST(PeakMemory, OnTheCpuItIsThePeakResidentSet) {
+  std::vector<char> block(size_t{96} << 20, 1);  // 96 MiB touched
+  const double mib = train::peak_memory_mib(torch::kCPU);
+  EXPECT_GE(mib, 96.0) << "block ends in " << static_cast<int>(block.back());  // used, so it stays
+  EXPECT_NEAR(mib, static_cast<double>(train::peak_resident_bytes()) / (1 << 20), 4.0);
+}
+
+// The operations that make the host wait for a GPU (reading a scalar, nonzero's count), counted
+// through the dispatcher while one micro-batch's forward and losses run: none, since splice works
+// out the token routing, the supervised rows and the level words' positions on the host. Counted
+// on the CPU, where these are the same operations that would synchronise on CUDA.
+namespace {
+
+std::atomic<int> g_sync_ops{0}, g_ops{0};
+
+std::unique_ptr<at::ObserverContext> count_sync_op(const at::RecordFunction& fn) {
+  const std::string name = fn.name();
+  ++g_ops;
+  if (name == "aten::nonzero" || name == "aten::_local_scalar_dense" || name == "aten::item") ++g_sync_ops;
+  return nullptr;
+}
+
+}  // namespace
+
+TEST(HostSync, NoneInTheForwardAndLossesOfAMicroBatch) {
+  auto m = io::load_pretrained(test::fixture("qalign-tiny/model"));
+  const auto& g = test::tiny_golden();
+  const auto pixels = g.get("train.pixel_values");  // [B,1,3,S,S]
+  std::vector<torch::Tensor> visual;
+  for (int64_t b = 0; b < pixels.size(0); ++b)
+    visual.push_back(m->model->encode_images(pixels[b]).reshape({-1, m->config.hidden_size}));
+  const auto in = m->model->splice(g.get("train.input_ids"), visual, g.get("train.attention_mask").to(torch::kBool),
+                                   g.get("train.labels"));
+  const auto level_ids = Tokenizer(test::fixture("qalign-tiny/model")).level_token_ids();
+  const std::vector<std::vector<double>> targets(static_cast<size_t>(pixels.size(0)), {0.1, 0.6, 0.2, 0.1, 0.0});
+  const std::vector<std::string> ids(static_cast<size_t>(pixels.size(0)), "golden");
+  const auto handle =
+      at::addGlobalCallback(at::RecordFunctionCallback(count_sync_op).scopes({at::RecordScope::FUNCTION}));
+  const auto loss = m->lm_loss(in);
+  const auto hidden = m->model(in);
+  const auto kl = train::soft_level_kl(m, hidden, in.host_labels, level_ids, targets, ids);
+  (loss + kl).backward();
+  const int syncs = g_sync_ops.load(), seen = g_ops.load();
+  torch::nonzero(torch::ones({3}) > 0);  // what the counter must see
+  const int control = g_sync_ops.load() - syncs;
+  at::removeCallback(handle);
+  EXPECT_EQ(syncs, 0);
+  EXPECT_GT(seen, 100) << "the dispatcher hook saw the forward";
+  EXPECT_EQ(control, 1) << "the hook counts nonzero";
+  EXPECT_TRUE(std::isfinite(loss.item<double>()) && std::isfinite(kl.item<double>()));
 }

@@ -61,6 +61,9 @@ int run_plan(const PlanArgs& a, const std::vector<std::string>& overrides) {
               << "\n";
   else
     std::cout << train::describe(plan) << "\n";
+  if (a.nproc * a.nnodes == 1 && (config.zero_stage > 0 || config.offload_optimizer != "none"))
+    std::cerr << "planned under qalign launch --nproc-per-node 1 (or torchrun): a single process started without a "
+                 "launcher has no process group and trains at ZeRO stage 0 without offload\n";
   if (plan.nothing_fits) fail("--gpu-memory", "", plan.advice);
   return 0;
 }

@@ -12,7 +12,7 @@
 
 namespace qalign::train {
 
-torch::Device training_device(const std::string& setting, int local_rank) {
+torch::Device training_device(const std::string& setting, const distributed::LaunchEnv& env) {
   if (setting == "cpu") return torch::kCPU;
   const int64_t gpus = torch::cuda::is_available() ? static_cast<int64_t>(torch::cuda::device_count()) : 0;
   if (gpus == 0) {
@@ -20,14 +20,21 @@ torch::Device training_device(const std::string& setting, int local_rank) {
       fail("training config", "device", "cuda asked for, but no GPU is available here; use cpu or auto");
     return torch::kCPU;
   }
-  if (local_rank >= gpus)
-    fail("launcher", "LOCAL_RANK",
-         std::to_string(local_rank) + " but this machine has " + std::to_string(gpus) +
-             " GPUs: start at most one process per GPU (or set device: cpu)");
-  const auto index = static_cast<c10::DeviceIndex>(local_rank);
+  const auto index = static_cast<c10::DeviceIndex>(distributed::local_cuda_index(env, gpus));
   c10::cuda::set_device(index);
   return {torch::kCUDA, index};
 }
+
+namespace {
+
+// The process's peak resident set since it started (getrusage; unaffected by reset_peak_resident).
+int64_t peak_rss_bytes() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // KiB on Linux
+}
+
+}  // namespace
 
 DeviceMemory device_memory(torch::Device device) {
   if (device.is_cuda()) {
@@ -35,10 +42,12 @@ DeviceMemory device_memory(torch::Device device) {
     const auto all = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
     return {static_cast<double>(stats.allocated_bytes[all].peak), static_cast<double>(stats.reserved_bytes[all].peak)};
   }
-  rusage usage{};
-  ::getrusage(RUSAGE_SELF, &usage);
-  const double rss = static_cast<double>(usage.ru_maxrss) * 1024.0;  // KiB on Linux
+  const auto rss = static_cast<double>(peak_rss_bytes());
   return {counting_cpu_tensor_bytes() ? static_cast<double>(peak_cpu_tensor_bytes()) : rss, rss};
+}
+
+double peak_memory_mib(torch::Device device) {
+  return (device.is_cuda() ? device_memory(device).peak_reserved : static_cast<double>(peak_rss_bytes())) / (1 << 20);
 }
 
 void reset_peak_memory(torch::Device device) {

@@ -4,12 +4,14 @@
 
 #include <string>
 
+#include "qalign/distributed/process_group.h"
+
 namespace qalign::train {
 
-// `setting` is the config's device key: cpu; cuda (cuda:local_rank, an error naming the key
-// when no GPU is present or naming LOCAL_RANK when it is beyond the GPUs); auto (cuda when
-// present, else cpu). A CUDA device also becomes the process's current device.
-torch::Device training_device(const std::string& setting, int local_rank);
+// `setting` is the config's device key: cpu; cuda (distributed::local_cuda_index's GPU: the only
+// one a process sees, else cuda:LOCAL_RANK; an error naming the key when no GPU is present);
+// auto (cuda when present, else cpu). A CUDA device also becomes the process's current device.
+torch::Device training_device(const std::string& setting, const distributed::LaunchEnv& env);
 
 // Peak bytes since the start or the last reset_peak_memory: allocated and reserved by the CUDA
 // caching allocator on a GPU; on the CPU, the peak bytes of tensors (train/cpu_memory.h, when
@@ -19,6 +21,10 @@ struct DeviceMemory {
 };
 DeviceMemory device_memory(torch::Device device);
 void reset_peak_memory(torch::Device device);
+// What a run's metrics call its peak memory, MiB: on a GPU the caching allocator's peak reserved
+// bytes since the last reset_peak_memory (the training's, loading aside), on the CPU the
+// process's peak resident set.
+double peak_memory_mib(torch::Device device);
 // A GPU's total memory in bytes; 0 for the CPU.
 int64_t device_total_memory(torch::Device device);
 

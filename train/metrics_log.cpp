@@ -1,7 +1,5 @@
 #include "train/metrics_log.h"
 
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -12,12 +10,6 @@
 #include "qalign/base/log.h"
 
 namespace qalign::train {
-
-double peak_memory_mib() {
-  rusage usage{};
-  ::getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
-}
 
 MetricsLog::MetricsLog(const std::string& output_dir, int64_t resume_step)
     : path_(output_dir + "/metrics.jsonl"), first_step_(std::max<int64_t>(resume_step, 0)) {

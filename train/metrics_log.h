@@ -35,9 +35,6 @@ struct StepMetrics {
   nlohmann::json memory_report;
 };
 
-// Peak resident memory of this process, MiB.
-double peak_memory_mib();
-
 class MetricsLog {
  public:
   // Opens output_dir/metrics.jsonl. A fresh run (resume_step < 0) empties it; a resumed one

@@ -1,7 +1,7 @@
 #pragma once
-// Pixels on their way to the training device. On a GPU each micro-batch's copy runs on a side
-// stream from page-locked memory (the loader's workers pin it), so the copies of a step's later
-// micro-batches overlap the compute of its earlier ones; on the CPU the tensors pass through.
+// Pixels on their way to the training device. On a GPU each micro-batch's copy runs on one side
+// stream (the same for the whole run) from page-locked memory (the loader's workers pin it), so the copies of a step's
+// later micro-batches overlap the compute of its earlier ones; on the CPU the tensors pass through.
 #include <torch/torch.h>
 
 #include <memory>

@@ -144,8 +144,8 @@ struct Setting {
 // Device and host terms of one setting.
 class Planner {
  public:
-  Planner(const config::TrainConfig& c, const model::ModelConfig& m, int world, int64_t tokens)
-      : c_(c), m_(m), world_(world), tokens_(tokens), layout_(read_layout(c, m)) {
+  Planner(const config::TrainConfig& c, const model::ModelConfig& m, int world, int64_t tokens, bool grouped)
+      : c_(c), m_(m), world_(world), tokens_(tokens), grouped_(grouped), layout_(read_layout(c, m)) {
     const auto bucket_bytes = static_cast<int64_t>(c.ddp_bucket_cap_mb * (1 << 20));
     for (const auto& b : distributed::layout_buckets(layout_.trainable, bucket_bytes).buckets)
       buckets_.push_back(b.numel);
@@ -163,7 +163,8 @@ class Planner {
     if (s.stage == 0) {
       dev.parameters = layout_.all * d;
       dev.masters = c_.bf16 ? 4 * trainable_ : 0;
-      dev.gradients = 4 * trainable_ + 4 * trainable_;  // the masters' gradients and the bucket buffers
+      // The masters' gradients, and the all-reduce's bucket buffers where there is a process group.
+      dev.gradients = 4 * trainable_ + (grouped_ ? 4 * trainable_ : 0);
       dev.optimizer = 8 * trainable_;
     } else if (s.stage < 3) {
       dev.parameters = layout_.all * d;
@@ -235,6 +236,7 @@ class Planner {
   const model::ModelConfig& m_;
   int world_;
   int64_t tokens_;
+  bool grouped_;
   Layout layout_;
   std::vector<int64_t> buckets_;
   int64_t trainable_ = 0;
@@ -302,7 +304,7 @@ int64_t sequence_tokens(const config::TrainConfig& c, const model::ModelConfig& 
 }
 
 Plan plan_training(const config::TrainConfig& c, const model::ModelConfig& m, int world_size, int64_t device_memory,
-                   int64_t tokens) {
+                   int64_t tokens, bool process_group) {
   if (world_size < 1) fail("plan", "world size", "must be at least 1, got " + std::to_string(world_size));
   if (c.offload_optimizer == "cpu" && c.zero_stage == 0)
     fail("training config", "offload_optimizer", "needs zero_stage 1 or more");
@@ -313,7 +315,7 @@ Plan plan_training(const config::TrainConfig& c, const model::ModelConfig& m, in
   p.micro_batch = c.per_device_train_batch_size;
   p.sequence_tokens = tokens > 0 ? tokens : sequence_tokens(c, m);
   p.device_memory = device_memory;
-  const Planner planner(c, m, world_size, p.sequence_tokens);
+  const Planner planner(c, m, world_size, p.sequence_tokens, process_group);
   p.trainable_parameters = planner.trainable();
   p.all_parameters = planner.all();
   const Setting asked{c.zero_stage, c.offload_optimizer == "cpu", c.per_device_train_batch_size};

@@ -53,9 +53,10 @@ int64_t sequence_tokens(const config::TrainConfig& c, const model::ModelConfig& 
                         const std::vector<TrainingRecord>& records);
 
 // The plan of `c` on `world_size` ranks with `device_memory` bytes each; `tokens` per sample
-// (sequence_tokens when < 1).
+// (sequence_tokens when < 1). `process_group`: whether the ranks join one (a single process
+// started without a launcher does not, so it holds no gradient buckets; give it stage 0).
 Plan plan_training(const config::TrainConfig& c, const model::ModelConfig& m, int world_size, int64_t device_memory,
-                   int64_t tokens = 0);
+                   int64_t tokens = 0, bool process_group = true);
 
 // The plan as a few lines for a log or a terminal: the terms per rank, and with a device memory
 // (device_memory > 0) the verdict and the advice.

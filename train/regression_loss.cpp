@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "qalign/base/error.h"
+#include "qalign/base/host_to_device.h"
 #include "train/level_position.h"
 
 namespace qalign::train {
@@ -22,9 +23,9 @@ torch::Tensor score_head_mse(model::Owl2ForCausalLM& m, const torch::Tensor& hid
   }
   const auto device = hidden.device();
   const auto at = hidden.reshape({B * L, hidden.size(-1)})
-                      .index_select(0, torch::tensor(positions, torch::kInt64).to(device));  // [B,E]
-  const auto predicted = m->score(at).to(torch::kFloat32);                                   // [B]
-  return torch::mse_loss(predicted, torch::tensor(target).to(device));
+                      .index_select(0, host_to_device(torch::tensor(positions, torch::kInt64), device));  // [B,E]
+  const auto predicted = m->score(at).to(torch::kFloat32);                                                // [B]
+  return torch::mse_loss(predicted, host_to_device(torch::tensor(target), device));
 }
 
 }  // namespace qalign::train

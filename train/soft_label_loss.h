@@ -11,7 +11,8 @@
 
 namespace qalign::train {
 
-// hidden [B,L,E] and labels [B,L] after the image splice; level_ids in excellent … bad order;
+// hidden [B,L,E] and labels [B,L] after the image splice (splice's host_labels: reading them on
+// the host costs no device synchronisation); level_ids in excellent … bad order;
 // targets one list of five per sample. The mean over the batch. A sample whose supervised
 // answer holds no level word is an error naming its id.
 torch::Tensor soft_level_kl(model::Owl2ForCausalLM& m, const torch::Tensor& hidden, const torch::Tensor& labels,

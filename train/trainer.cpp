@@ -100,7 +100,7 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
                      env.rank == 0);
   tokenizer_ = std::make_shared<const Tokenizer>(c.model_name_or_path);
   if (c.level_labels == "soft" || c.answer_format == "regression") level_ids_ = tokenizer_->level_token_ids();
-  device_ = training_device(c.device, env.local_rank);
+  device_ = training_device(c.device, env);
   at::globalContext().setAllowTF32CuBLAS(c.tf32);
   at::globalContext().setAllowTF32CuDNN(c.tf32);
   std::vector<TrainingRecord> records;
@@ -131,9 +131,9 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
     params.push_back(p);
   }
   const auto bucket_bytes = static_cast<int64_t>(c.ddp_bucket_cap_mb * (1 << 20));
-  // torchrun-style variables ask for a process group even for one process (an NCCL check).
-  if (env.world_size > 1 || env.launcher == "torchrun") {
-    group_ = std::make_unique<distributed::ProcessGroup>(env, c.ddp_backend, std::chrono::seconds(c.ddp_timeout));
+  if (distributed::has_process_group(env)) {
+    group_ =
+        std::make_unique<distributed::ProcessGroup>(env, c.ddp_backend, std::chrono::seconds(c.ddp_timeout), device_);
     if (group_->device() != device_)
       fail("training config", "ddp_backend",
            "the process group's tensors live on " + group_->device().str() + " but the model on " + device_.str() +
@@ -226,10 +226,20 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
 Trainer::~Trainer() = default;
 
 void Trainer::check_memory_plan(const std::vector<TrainingRecord>& records, const distributed::LaunchEnv& env) const {
-  const auto& c = config_;
+  // What this process will run: without a process group there is no ZeRO and no offload.
+  auto c = config_;
+  if (!distributed::has_process_group(env) && (c.zero_stage > 0 || c.offload_optimizer != "none")) {
+    if (env.rank == 0)
+      log::warn("one process without a launcher trains at ZeRO stage 0 without offload (zero_stage ", c.zero_stage,
+                ", offload_optimizer ", c.offload_optimizer,
+                " need a process group: qalign launch --nproc-per-node 1 gives one); planned so");
+    c.zero_stage = 0;
+    c.offload_optimizer = "none";
+  }
   const auto model = model::ModelConfig::from_json_file((fs::path(c.model_name_or_path) / "config.json").string());
   const int64_t memory = device_total_memory(device_);
-  const auto plan = plan_training(c, model, env.world_size, memory, sequence_tokens(c, model, records));
+  const auto plan = plan_training(c, model, env.world_size, memory, sequence_tokens(c, model, records),
+                                  distributed::has_process_group(env));
   if (env.rank == 0) log::info(describe(plan));
   if (!device_.is_cuda() || plan.fits || !c.memory_plan_check) return;
   fail("training config", "per_device_train_batch_size",
@@ -305,11 +315,13 @@ std::pair<torch::Tensor, int64_t> Trainer::forward_loss(const data::TrainBatch& 
   for (const int64_t n : counts)
     if (n) positions += n * model_->config.tokens_per_image() - 1;
   if (config_.answer_format == "regression")
-    return {score_head_mse(model_, model_->model(inputs), inputs.labels, level_ids_, batch.mos, batch.ids), positions};
+    return {score_head_mse(model_, model_->model(inputs), inputs.host_labels, level_ids_, batch.mos, batch.ids),
+            positions};
   if (config_.level_labels != "soft") return {model_->lm_loss(inputs), positions};
   const auto hidden = model_->model(inputs);
-  const auto kl = soft_level_kl(model_, hidden, inputs.labels, level_ids_, batch.level_probs, batch.ids);
-  return {model_->token_loss(hidden, inputs.labels) + config_.soft_label_weight * kl, positions};
+  const auto kl = soft_level_kl(model_, hidden, inputs.host_labels, level_ids_, batch.level_probs, batch.ids);
+  return {model_->token_loss(hidden, inputs.labels, inputs.supervised_rows) + config_.soft_label_weight * kl,
+          positions};
 }
 
 Trainer::StepResult Trainer::step() {
@@ -677,7 +689,7 @@ void Trainer::train() {
       window.ms_per_step = 1000.0 * seconds / static_cast<double>(window_steps);
       window.input_wait_ms_per_step = 1000.0 * (input_wait_s_ - window_wait_start) / static_cast<double>(window_steps);
       window_wait_start = input_wait_s_;
-      window.peak_memory_mib = peak_memory_mib();
+      window.peak_memory_mib = peak_memory_mib(device_);
       window.nonfinite_steps = state_.nonfinite_total;
       window.skipped_samples = loader_->skipped_total();
       window.memory = rank_memory();
@@ -706,7 +718,7 @@ void Trainer::train() {
       write_model_folder(c.output_dir, io::state_dict(*model_), model_->config.to_json(), c.model_name_or_path);
     log::info("training done: ", state_.global_step, " steps; model written to ", c.output_dir);
   }
-  if (group_) log::info("rank ", rank(), ": peak memory ", peak_memory_mib(), " MiB");
+  if (group_) log::info("rank ", rank(), ": peak memory ", peak_memory_mib(device_), " MiB");
   if (group_) group_->barrier();
 }
 

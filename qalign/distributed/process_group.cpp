@@ -80,12 +80,29 @@ LaunchEnv read_launch_env(const std::function<const char*(const char*)>& getenv)
   return e;
 }
 
-ProcessGroup::ProcessGroup(const LaunchEnv& env, const std::string& backend, std::chrono::milliseconds timeout)
+int local_cuda_index(const LaunchEnv& env, int64_t visible) {
+  if (visible == 1) return 0;
+  if (env.local_rank >= visible)
+    fail("launcher", "LOCAL_RANK",
+         std::to_string(env.local_rank) + " but this process sees " + std::to_string(visible) +
+             " GPUs: start at most one process per GPU (or set device: cpu)");
+  return env.local_rank;
+}
+
+std::string resolve_backend(const std::string& backend, torch::Device device) {
+  if (backend == "auto") return device.is_cuda() ? "nccl" : "gloo";
+  return backend;
+}
+
+ProcessGroup::ProcessGroup(const LaunchEnv& env, const std::string& backend, std::chrono::milliseconds timeout,
+                           torch::Device device)
     : env_(env), timeout_(timeout) {
-  const std::string name = backend == "auto" ? (torch::cuda::is_available() ? "nccl" : "gloo") : backend;
+  const std::string name = resolve_backend(backend, device);
   kind_ = name;
   if (name == "nccl" && !torch::cuda::is_available())
     fail("training config", "ddp_backend", "nccl needs CUDA, and no GPU is available here; use gloo");
+  if (name == "nccl" && !device.is_cuda())
+    fail("training config", "ddp_backend", "nccl needs the model on a GPU (device: cuda or auto), not " + device.str());
   c10d::TCPStoreOptions so;
   so.port = static_cast<uint16_t>(env.master_port);
   so.isServer = env.rank == 0;
@@ -95,8 +112,8 @@ ProcessGroup::ProcessGroup(const LaunchEnv& env, const std::string& backend, std
     auto tcp = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
     store_ = c10::make_intrusive<c10d::PrefixStore>("qalign", tcp);
     if (name == "nccl") {
-      device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
-      backend_ = make_nccl_backend(store_, env.rank, env.world_size, env.local_rank, timeout);
+      device_ = device;
+      backend_ = make_nccl_backend(store_, env.rank, env.world_size, device, timeout);
     } else {
       backend_ = make_gloo_backend(store_, env.rank, env.world_size, timeout);
     }
@@ -109,10 +126,20 @@ ProcessGroup::ProcessGroup(const LaunchEnv& env, const std::string& backend, std
             env.launcher, ") joined ", env.master_addr, ":", env.master_port, " with ", name);
 }
 
+ProcessGroup::~ProcessGroup() {
+  try {
+    for (auto& b : others_) b->shutdown();
+    if (backend_) backend_->shutdown();
+  } catch (const std::exception& e) {  // a peer already gone: nothing left to tell it
+    log::warn("rank ", env_.rank, ": process group shutdown: ", e.what());
+  }
+}
+
 c10::intrusive_ptr<c10d::Backend> ProcessGroup::another_backend(const std::string& name) {
   const auto store = c10::make_intrusive<c10d::PrefixStore>(name, store_);
-  return kind_ == "nccl" ? make_nccl_backend(store, env_.rank, env_.world_size, env_.local_rank, timeout_)
-                         : make_gloo_backend(store, env_.rank, env_.world_size, timeout_);
+  others_.push_back(kind_ == "nccl" ? make_nccl_backend(store, env_.rank, env_.world_size, device_, timeout_)
+                                    : make_gloo_backend(store, env_.rank, env_.world_size, timeout_));
+  return others_.back();
 }
 
 void ProcessGroup::wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what) {
@@ -122,7 +149,10 @@ void ProcessGroup::wait(const c10::intrusive_ptr<c10d::Work>& work, const std::s
              std::to_string(timeout_.count() / 1000) + " s) or broke the connection: " + why);
   };
   try {
-    work->wait(timeout_);
+    if (kind_ == "nccl")
+      work->wait();  // the stream waits, not the host; the communicator's own timeout is ddp_timeout
+    else
+      work->wait(timeout_);
   } catch (const c10::Error& e) {
     lost(e.what_without_backtrace());
   } catch (const std::exception& e) {  // Gloo's own IoException, rethrown by the work as is

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace qalign::distributed {
 
@@ -26,15 +27,35 @@ struct LaunchEnv {
 // are set but malformed are errors naming the variable.
 LaunchEnv read_launch_env(const std::function<const char*(const char*)>& getenv);
 
+// Whether a run joins a process group: several processes, or torchrun-style variables even for
+// one (qalign launch --nproc-per-node 1: an NCCL check, or ZeRO on one GPU). A single process
+// started without a launcher has none, so it trains without ZeRO or offload.
+inline bool has_process_group(const LaunchEnv& env) { return env.world_size > 1 || env.launcher == "torchrun"; }
+
 // "node[01-04],gpu7" -> "node01": the first host of a SLURM node list.
 std::string first_slurm_host(const std::string& nodelist);
+
+// The GPU a process of `env` uses among the `visible` ones: the only one when a process sees one
+// (SLURM's --gpus-per-task, or CUDA_VISIBLE_DEVICES set per process), else cuda:LOCAL_RANK.
+// Throws naming LOCAL_RANK when it is beyond the visible GPUs.
+int local_cuda_index(const LaunchEnv& env, int64_t visible);
+
+// The backend a config's ddp_backend asks for, on the device the model trains on: auto is nccl
+// for a CUDA device and gloo for the CPU, whether or not the machine has a GPU.
+std::string resolve_backend(const std::string& backend, torch::Device device);
 
 class ProcessGroup {
  public:
   // Rendezvous of env.world_size processes at env.master_addr:env.master_port (rank 0 serves
-  // the store). `backend`: auto (nccl when CUDA is available, else gloo), gloo or nccl.
-  // Collectives wait at most `timeout` for the other ranks.
-  ProcessGroup(const LaunchEnv& env, const std::string& backend, std::chrono::milliseconds timeout);
+  // the store), for tensors on `device` (a CUDA device for nccl). `backend`: auto
+  // (resolve_backend), gloo or nccl. A peer that dies or hangs ends the collectives after
+  // `timeout`: Gloo's waits time out, NCCL's watchdog aborts the process.
+  ProcessGroup(const LaunchEnv& env, const std::string& backend, std::chrono::milliseconds timeout,
+               torch::Device device = torch::kCPU);
+  // Shuts the backends down (NCCL warns at exit otherwise).
+  ~ProcessGroup();
+  ProcessGroup(const ProcessGroup&) = delete;
+  ProcessGroup& operator=(const ProcessGroup&) = delete;
 
   int rank() const { return env_.rank; }
   int size() const { return env_.world_size; }
@@ -52,6 +73,8 @@ class ProcessGroup {
   // Returns once every rank has called it (an all-reduce of one number: every backend has that).
   void barrier();
   // Waits for `work`, turning a timeout or a lost peer into a qalign::Error naming the operation.
+  // Under NCCL the wait orders the current CUDA stream after the collective and returns at once:
+  // the host runs ahead, and NCCL's watchdog enforces the timeout.
   void wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what);
 
  private:
@@ -60,13 +83,14 @@ class ProcessGroup {
   std::chrono::milliseconds timeout_;
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::Backend> backend_;
-  std::string kind_;  // nccl or gloo
+  std::vector<c10::intrusive_ptr<c10d::Backend>> others_;  // another_backend's, shut down with the first
+  std::string kind_;                                       // nccl or gloo
 };
 
 // The backends, each in its own file because each needs its own transport's headers.
 c10::intrusive_ptr<c10d::Backend> make_gloo_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
                                                     std::chrono::milliseconds timeout);
 c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
-                                                    int local_rank, std::chrono::milliseconds timeout);
+                                                    torch::Device device, std::chrono::milliseconds timeout);
 
 }  // namespace qalign::distributed

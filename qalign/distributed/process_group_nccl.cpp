@@ -7,8 +7,8 @@
 namespace qalign::distributed {
 
 c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
-                                                    int local_rank, std::chrono::milliseconds timeout) {
-  c10::cuda::set_device(static_cast<c10::DeviceIndex>(local_rank));  // each rank on its own GPU
+                                                    torch::Device device, std::chrono::milliseconds timeout) {
+  c10::cuda::set_device(device.index());  // each rank on its own GPU
   auto options = c10d::ProcessGroupNCCL::Options::create();
   options->timeout = timeout;
   return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, options);

@@ -1,6 +1,7 @@
 #include "qalign/model/owl2.h"
 
 #include "qalign/base/error.h"
+#include "qalign/base/host_to_device.h"
 
 namespace qalign::model {
 
@@ -84,16 +85,25 @@ MultimodalInputs Owl2ModelImpl::splice(const torch::Tensor& input_ids, const std
     last[b] = real.numel() ? real[-1].item<int64_t>() : n - 1;
   }
   out.inner_padding = has_inner_padding(attention);
-  const auto to_model = [&](const torch::Tensor& t) { return t.to(device, /*non_blocking=*/true); };
+  const auto to_model = [&](const torch::Tensor& t) { return host_to_device(t, device); };
+  auto route = ModalityRoute::from_indicators(modality);
+  if (route.text.defined()) route.text = to_model(route.text);
+  if (route.visual.defined()) route.visual = to_model(route.visual);
+  out.route = route;
   out.modality = to_model(modality);
   out.attention_mask = to_model(attention);
-  if (labels.defined()) out.labels = to_model(supervised);
+  if (labels.defined()) {
+    out.host_labels = supervised;
+    out.labels = to_model(supervised);
+    const auto target = supervised.narrow(1, 1, L - 1).reshape({-1});
+    out.supervised_rows = to_model(torch::nonzero(target != kIgnoreIndex).squeeze(1));
+  }
   out.last_index = to_model(torch::tensor(last, host));
   return out;
 }
 
 torch::Tensor Owl2ModelImpl::forward(const MultimodalInputs& in, std::vector<torch::Tensor>* hidden_states) {
-  DecoderContext ctx{ModalityRoute::from_indicators(in.modality),
+  DecoderContext ctx{in.route ? *in.route : ModalityRoute::from_indicators(in.modality),
                      Rotary::make(in.embeds.size(1), config.head_dim(), config.rope_theta, in.embeds.scalar_type(),
                                   in.embeds.device()),
                      causal_padding_mask(in.attention_mask, in.inner_padding)};
@@ -133,12 +143,13 @@ torch::Tensor Owl2ForCausalLMImpl::last_hidden(const MultimodalInputs& in) {
   return h.gather(1, idx).squeeze(1);
 }
 
-torch::Tensor Owl2ForCausalLMImpl::token_loss(const torch::Tensor& h, const torch::Tensor& labels) {
+torch::Tensor Owl2ForCausalLMImpl::token_loss(const torch::Tensor& h, const torch::Tensor& labels,
+                                              const torch::Tensor& supervised_rows) {
   // The output layer and its softmax run only where a label is supervised: the same mean as
   // cross-entropy over every position with ignore_index, without the vocabulary-wide work on the
   // prompt and image positions (most of the sequence).
   const auto target = labels.narrow(1, 1, labels.size(1) - 1).reshape({-1});
-  const auto rows = torch::nonzero(target != kIgnoreIndex).squeeze(1);
+  const auto rows = supervised_rows.defined() ? supervised_rows : torch::nonzero(target != kIgnoreIndex).squeeze(1);
   const auto hidden = h.narrow(1, 0, h.size(1) - 1).reshape({-1, h.size(-1)});
   const auto logits = this->logits(hidden.index_select(0, rows)).to(torch::kFloat32);
   return torch::nn::functional::cross_entropy(logits, target.index_select(0, rows));

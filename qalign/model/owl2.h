@@ -28,6 +28,11 @@ struct MultimodalInputs {
   // has_inner_padding(attention_mask), known on the host (splice sets it), so the forward needs
   // no device synchronisation to choose between the causal kernel and a mask.
   std::optional<bool> inner_padding;
+  // Worked out on the host by splice, so that the forward and the losses make no device
+  // synchronisation (computed from modality and labels when absent: inputs built by hand).
+  std::optional<ModalityRoute> route;  // which rows go through which multiway copy
+  torch::Tensor supervised_rows;       // [S] int64: the rows of the shifted [B*(L-1)] labels that count
+  torch::Tensor host_labels;           // labels on the host, where the losses find the level words
 };
 
 class Owl2ModelImpl : public torch::nn::Module {
@@ -82,9 +87,11 @@ class Owl2ForCausalLMImpl : public torch::nn::Module {
   // predicting 0, and the first step's gradients reach the head alone.
   void attach_score_head();
   // Mean next-token cross-entropy over supervised labels (logits[t] predicts labels[t+1]).
-  torch::Tensor lm_loss(const MultimodalInputs& in) { return token_loss(model(in), in.labels); }
+  torch::Tensor lm_loss(const MultimodalInputs& in) { return token_loss(model(in), in.labels, in.supervised_rows); }
   // The same loss from the decoder's hidden states [B,L,E] and the spliced labels [B,L].
-  torch::Tensor token_loss(const torch::Tensor& hidden, const torch::Tensor& labels);
+  // `rows`: splice's supervised_rows (found here from the labels when undefined, which on a GPU
+  // waits for the device).
+  torch::Tensor token_loss(const torch::Tensor& hidden, const torch::Tensor& labels, const torch::Tensor& rows = {});
 
   ModelConfig config;
   Owl2Model model{nullptr};

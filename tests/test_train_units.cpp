@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "data/loader.h"
 #include "data/sampler.h"
@@ -415,4 +416,12 @@ TEST(HostSync, NoneInTheForwardAndLossesOfAMicroBatch) {
   EXPECT_GT(seen, 100) << "the dispatcher hook saw the forward";
   EXPECT_EQ(control, 1) << "the hook counts nonzero";
   EXPECT_TRUE(std::isfinite(loss.item<double>()) && std::isfinite(kl.item<double>()));
+}
+
+// The offloaded optimizer's host threads: the setting, else the cores shared by the node's ranks.
+TEST(HostThreads, OffloadedOptimizerSharesTheCoresByDefault) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  EXPECT_EQ(train::host_optimizer_threads(5, 8), 5);
+  EXPECT_EQ(train::host_optimizer_threads(0, 1), cores);
+  EXPECT_EQ(train::host_optimizer_threads(0, 4 * cores), 1);
 }

@@ -4,8 +4,10 @@
 #include <c10/cuda/CUDAFunctions.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include "qalign/base/error.h"
 #include "train/cpu_memory.h"
@@ -46,6 +48,12 @@ DeviceMemory device_memory(torch::Device device) {
   return {counting_cpu_tensor_bytes() ? static_cast<double>(peak_cpu_tensor_bytes()) : rss, rss};
 }
 
+int host_optimizer_threads(int64_t setting, int local_ranks) {
+  if (setting > 0) return static_cast<int>(setting);
+  const auto cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / std::max(1, local_ranks));
+}
+
 double peak_memory_mib(torch::Device device) {
   return (device.is_cuda() ? device_memory(device).peak_reserved : static_cast<double>(peak_rss_bytes())) / (1 << 20);
 }
@@ -72,6 +80,11 @@ int64_t status_kib(const char* key) {
 int64_t device_total_memory(torch::Device device) {
   if (!device.is_cuda()) return 0;
   return static_cast<int64_t>(c10::cuda::CUDACachingAllocator::get()->getMemoryInfo(device.index()).second);
+}
+
+int64_t device_free_memory(torch::Device device) {
+  if (!device.is_cuda()) return 0;
+  return static_cast<int64_t>(c10::cuda::CUDACachingAllocator::get()->getMemoryInfo(device.index()).first);
 }
 
 int64_t resident_bytes() { return status_kib("VmRSS") * 1024; }

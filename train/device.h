@@ -25,8 +25,13 @@ void reset_peak_memory(torch::Device device);
 // bytes since the last reset_peak_memory (the training's, loading aside), on the CPU the
 // process's peak resident set.
 double peak_memory_mib(torch::Device device);
-// A GPU's total memory in bytes; 0 for the CPU.
+// Threads for host-side optimizer work: `setting` when above 0, else this machine's cores shared
+// by the node's `local_ranks` processes (at least one).
+int host_optimizer_threads(int64_t setting, int local_ranks);
+// A GPU's total memory in bytes, and what is free of it now (other processes and this one's
+// CUDA context hold the rest); 0 for the CPU.
 int64_t device_total_memory(torch::Device device);
+int64_t device_free_memory(torch::Device device);
 
 // This process's resident set now and at its peak (VmRSS, VmHWM), in bytes; reset_peak_resident
 // restarts the peak from now (false where the kernel refuses), so a load can be measured alone.

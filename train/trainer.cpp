@@ -154,6 +154,13 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
                       c.zero_communication_dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32,
                       c.offload_optimizer == "cpu"},
           std::move(units));
+      if (c.offload_optimizer == "cpu" && device_.is_cuda()) {
+        // The launcher's OMP_NUM_THREADS=1 keeps ranks from oversubscribing the cores with
+        // compute threads; the offloaded AdamW is this rank's share of them.
+        const int threads = host_optimizer_threads(c.offload_optimizer_threads, env.local_world_size);
+        at::set_num_threads(threads);
+        log::info("rank ", env.rank, ": the offloaded optimizer runs on ", threads, " host threads");
+      }
     } else {
       masters_ = std::make_unique<MasterWeights>(trainable, c.bf16);
       ddp_ = std::make_unique<distributed::DataParallel>(
@@ -237,14 +244,15 @@ void Trainer::check_memory_plan(const std::vector<TrainingRecord>& records, cons
     c.offload_optimizer = "none";
   }
   const auto model = model::ModelConfig::from_json_file((fs::path(c.model_name_or_path) / "config.json").string());
-  const int64_t memory = device_total_memory(device_);
+  // Free memory, before the model loads: what other processes and the CUDA context hold is not ours.
+  const int64_t memory = device_free_memory(device_);
   const auto plan = plan_training(c, model, env.world_size, memory, sequence_tokens(c, model, records),
                                   distributed::has_process_group(env));
   if (env.rank == 0) log::info(describe(plan));
   if (!device_.is_cuda() || plan.fits || !c.memory_plan_check) return;
   fail("training config", "per_device_train_batch_size",
        "this recipe is planned at " + std::to_string(plan.device_per_rank.total >> 20) + " MiB per GPU, above the " +
-           std::to_string(memory >> 20) + " MiB of " + device_.str() + ". " + plan.advice +
+           std::to_string(memory >> 20) + " MiB free on " + device_.str() + ". " + plan.advice +
            " (memory_plan_check=false runs it anyway)");
 }
 

@@ -86,6 +86,7 @@ const std::vector<Field> kFields = {
     {"gradient_checkpointing", &TrainConfig::gradient_checkpointing},
     {"zero_stage", &TrainConfig::zero_stage, kZeroStage},
     {"offload_optimizer", &TrainConfig::offload_optimizer, {}, {"none", "cpu"}},
+    {"offload_optimizer_threads", &TrainConfig::offload_optimizer_threads, kNonNegative},
     {"zero3_prefetch_blocks", &TrainConfig::zero3_prefetch_blocks, kNonNegative},
     {"memory_plan_check", &TrainConfig::memory_plan_check},
     {"ddp_backend", &TrainConfig::ddp_backend, {}, {"auto", "gloo", "nccl"}},
@@ -329,6 +330,7 @@ void validate(const TrainConfig& config, const std::string& source) {
   if (config.offload_optimizer != "none" && config.zero_stage == 0)
     fail(source, "offload_optimizer", "needs zero_stage 1 or more: only ZeRO's sharded state can live on the host");
   check_worker_count(config.dataloader_num_workers, source, "dataloader_num_workers");
+  check_worker_count(config.offload_optimizer_threads, source, "offload_optimizer_threads");
   if (config.eval_steps > 0 && config.eval_data_paths.empty())
     fail(source, "eval_data_paths", "required when eval_steps > 0: the JSON files to evaluate on");
 }

@@ -77,6 +77,9 @@ struct TrainConfig {
   // Where ZeRO keeps the float32 masters, AdamW's moments and the owned gradient shard: "none"
   // (the device) or "cpu" (host memory; needs zero_stage >= 1), as DeepSpeed's offload_optimizer.
   std::string offload_optimizer = "none";
+  // Threads of the host AdamW when the optimizer is offloaded from a GPU; 0: the machine's cores
+  // shared by the node's ranks (qalign launch runs several ranks with OMP_NUM_THREADS=1).
+  int64_t offload_optimizer_threads = 0;
   // ZeRO-3: units (one encoder or decoder layer, ...) gathered ahead of the one computing.
   int64_t zero3_prefetch_blocks = 1;
   // Refuse, on a GPU, a run whose memory plan (qalign plan) exceeds the device's memory.

@@ -12,6 +12,7 @@
 #include "tests/support/fixtures.h"
 #include "tests/support/goldens.h"
 #include "tests/support/tiny_golden.h"
+#include "train/host_buffer.h"
 #include "train/trainer.h"
 
 using namespace qalign;
@@ -125,4 +126,26 @@ TEST(TrainGoldenOnDevice, RightPaddedBatchKeepsTheCausalKernel) {
   std::cout << "[sdpa] " << device.str() << ": unpadded causal " << name(unpadded) << ", right-padded batch "
             << name(ours) << " (with a key mask it would be " << name(with_mask) << ")\n";
   EXPECT_EQ(ours, unpadded);
+}
+
+// ZeRO's offloaded state: page-locked host memory of the size asked, whole pages (the caching
+// host allocator would round a block up to a power of two). A GPU is needed to page-lock; the
+// device check runs this there.
+TEST(HostBuffer, PinnedIsTheSizeAskedToAPage) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "page-locking needs CUDA: scripts/device_check.sh runs this";
+  const int64_t numel = (int64_t{600} << 20) / 4 + 3;  // 600 MiB and 12 bytes: 1 GiB as a power of two
+  const auto t = train::host_zeros(numel, torch::kFloat32, /*pinned=*/true);
+  EXPECT_TRUE(t.is_pinned());
+  EXPECT_EQ(t.numel(), numel);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data_ptr()) % 4096, 0u);
+  EXPECT_EQ(t.abs().max().item<float>(), 0.0f);
+  const auto on_gpu = t.to(torch::kCUDA, /*non_blocking=*/true);
+  EXPECT_EQ(on_gpu.sum().item<float>(), 0.0f);
+}
+
+TEST(HostBuffer, UnpinnedIsAnOrdinaryTensor) {
+  const auto t = train::host_zeros(1000, torch::kFloat32, /*pinned=*/false);
+  EXPECT_EQ(t.numel(), 1000);
+  EXPECT_FALSE(t.is_pinned());
+  EXPECT_EQ(t.abs().max().item<float>(), 0.0f);
 }

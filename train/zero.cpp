@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "train/grad_clip.h"
+#include "train/host_buffer.h"
 #include "train/tensor_bytes.h"
 
 namespace qalign::train {
@@ -29,9 +30,11 @@ ZeroShards::ZeroShards(distributed::ProcessGroup& group, std::vector<std::string
     const auto device = params_[b.params.front()].device();
     const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(device);
     // Offloaded, the owned state lives in host memory, page-locked when a GPU copies to and from it.
-    const auto owned = options_.offload ? f32.device(torch::kCPU).pinned_memory(device.is_cuda()) : f32;
-    b.master = torch::zeros({chunk}, owned);
-    b.grad = torch::zeros({chunk}, owned);
+    const auto owned = [&] {
+      return options_.offload ? host_zeros(chunk, torch::kFloat32, device.is_cuda()) : torch::zeros({chunk}, f32);
+    };
+    b.master = owned();
+    b.grad = owned();
     for (size_t s = 0; s < b.params.size(); ++s) {
       const size_t k = b.params[s];
       const int64_t lo = std::max(begin, b.offsets[s]), hi = std::min(end, b.offsets[s] + params_[k].numel());

@@ -183,6 +183,9 @@ train() {
     data_path="$S/records.json" image_folder="$folder" output_dir="$S/run-train" device="$DEVICE" ddp_backend="$BACKEND" \
     zero_stage=2 per_device_train_batch_size="$TRAIN_BATCH" gradient_accumulation_steps=1 max_steps="$TRAIN_STEPS" \
     save_steps=1000 logging_steps=10 dataloader_num_workers=4 || return 1
+  local held
+  held=$(grep -oE '[0-9]+ MiB of cuda:[0-9]+ held before loading' "$S/train.log" | head -1 | grep -oE '^[0-9]+')
+  if [ -n "$held" ]; then figure train held_before_loading_mib "$held"; fi
   python3 - "$S/run-train/metrics.jsonl" "$S/train.figures" <<'PY'
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]

@@ -2,6 +2,7 @@
 // says about sharding, offload, advice and errors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -201,6 +202,30 @@ TEST(Plan, LargestMicroBatchGrowsWithMemory) {
     last = p.max_micro_batch;
   }
   EXPECT_GT(last, 0);
+}
+
+// On a GPU the plan leaves room for the CUDA context, workspaces and NCCL (two communicators at
+// stage 3) and, at stage 3, counts the whole model a rank holds while loading and saving.
+TEST(Plan, GpuHeadroomAndTheStageThreeWholeModelAreCounted) {
+  const auto m = model::preset_config("owl2-7b");
+  const auto p = train::plan_training(onealign({"zero_stage=3"}), m, 8, 80 * kGiB, kOnealignTokens);
+  const int64_t MiB = 1 << 20;
+  EXPECT_EQ(p.device_headroom, (512 + 64 + 2 * 256) * MiB + 80 * kGiB / 20);
+  EXPECT_GE(p.device_transient, 2 * p.all_parameters);  // bf16, whole
+  EXPECT_GT(p.device_transient, p.device_per_rank.total);
+  EXPECT_EQ(p.fits, std::max(p.device_per_rank.total, p.device_transient) + p.device_headroom <= 80 * kGiB);
+  const auto two = train::plan_training(onealign({"zero_stage=2"}), m, 8, 80 * kGiB, kOnealignTokens);
+  EXPECT_EQ(two.device_transient, 0);
+  EXPECT_EQ(two.device_headroom, (512 + 64 + 256) * MiB + 80 * kGiB / 20);
+  EXPECT_EQ(train::plan_training(onealign({"zero_stage=3", "device_memory_headroom_mb=1000"}), m, 8, 80 * kGiB,
+                                 kOnealignTokens)
+                .device_headroom,
+            1000 * MiB);
+  EXPECT_EQ(train::plan_training(onealign({"device=cpu"}), m, 8, 80 * kGiB, kOnealignTokens).device_headroom, 0);
+  // Just above the state alone no longer fits: the headroom is part of the verdict.
+  const auto tight =
+      train::plan_training(onealign({"zero_stage=2"}), m, 8, two.device_per_rank.total + MiB, kOnealignTokens);
+  EXPECT_FALSE(tight.fits);
 }
 
 TEST(Plan, NothingFitsATinyCard) {

@@ -216,7 +216,26 @@ class Planner {
     return {dev, host};
   }
 
-  bool fits(const Setting& s, int64_t memory) const { return terms(s).first.total <= memory; }
+  // What the CUDA context and libraries take beside the tensors (0 when planning for the CPU).
+  int64_t headroom(const Setting& s, int64_t memory) const {
+    if (c_.device == "cpu") return 0;
+    if (c_.device_memory_headroom_mb >= 0) return static_cast<int64_t>(c_.device_memory_headroom_mb * (1 << 20));
+    const int64_t communicators = grouped_ ? (s.stage == 3 ? 2 : 1) : 0;
+    return (int64_t{512} << 20) + (int64_t{64} << 20) + communicators * (int64_t{256} << 20) + memory / 20;
+  }
+  // Stage 3: the whole model on the rank while loading, and gathered whole beside the state while
+  // saving or evaluating; 0 otherwise (the state's own total is the peak).
+  int64_t transient(const Setting& s) const {
+    if (s.stage != 3) return 0;
+    const auto dev = terms(s).first;
+    const int64_t whole = layout_.all * (c_.bf16 ? 2 : 4);
+    return std::max(whole, dev.total - dev.activations - dev.buffers + whole);
+  }
+  int64_t need(const Setting& s, int64_t memory) const {
+    return std::max(terms(s).first.total, transient(s)) + headroom(s, memory);
+  }
+
+  bool fits(const Setting& s, int64_t memory) const { return need(s, memory) <= memory; }
 
   // The largest micro-batch that fits with this stage and offload; 0 if none.
   int64_t max_micro_batch(Setting s, int64_t memory) const {
@@ -320,7 +339,9 @@ Plan plan_training(const config::TrainConfig& c, const model::ModelConfig& m, in
   p.all_parameters = planner.all();
   const Setting asked{c.zero_stage, c.offload_optimizer == "cpu", c.per_device_train_batch_size};
   std::tie(p.device_per_rank, p.host_per_rank) = planner.terms(asked);
-  p.fits = p.device_per_rank.total <= device_memory;
+  p.device_headroom = planner.headroom(asked, device_memory);
+  p.device_transient = planner.transient(asked);
+  p.fits = planner.fits(asked, device_memory);
   p.max_micro_batch = planner.max_micro_batch(asked, device_memory);
   if (p.fits) {
     p.advice = "fits as configured";
@@ -334,8 +355,8 @@ Plan plan_training(const config::TrainConfig& c, const model::ModelConfig& m, in
       tries.push_back({stage, true, asked.micro_batch});
   for (const auto& s : tries)
     if (planner.fits(s, device_memory)) {
-      p.advice = "set " + setting_text(s, s.offload != asked.offload) + " (device total " +
-                 size_text(planner.terms(s).first.total) + ")";
+      p.advice = "set " + setting_text(s, s.offload != asked.offload) + " (device need " +
+                 size_text(planner.need(s, device_memory)) + ")";
       return p;
     }
   const int64_t global = asked.micro_batch * c.gradient_accumulation_steps;
@@ -350,12 +371,12 @@ Plan plan_training(const config::TrainConfig& c, const model::ModelConfig& m, in
           (s.stage == asked.stage && s.offload == asked.offload ? std::string()
                                                                 : setting_text(s, s.offload != asked.offload) + " ") +
           "per_device_train_batch_size=" + std::to_string(s.micro_batch) +
-          " gradient_accumulation_steps=" + std::to_string(global / s.micro_batch) + " (device total " +
-          size_text(planner.terms(s).first.total) + ")";
+          " gradient_accumulation_steps=" + std::to_string(global / s.micro_batch) + " (device need " +
+          size_text(planner.need(s, device_memory)) + ")";
       return p;
     }
   }
-  const auto least = planner.terms({3, true, 1}).first.total;
+  const auto least = planner.need({3, true, 1}, device_memory);
   p.nothing_fits = true;
   p.advice = "does not fit even with zero_stage=3 offload_optimizer=cpu per_device_train_batch_size=1: that needs " +
              size_text(least) + " per device, this one has " + size_text(device_memory);
@@ -388,6 +409,8 @@ std::string describe(const Plan& p) {
   row("activations", d.activations, h.activations);
   row("buffers", d.buffers, h.buffers);
   row("total", d.total, h.total);
+  if (p.device_transient > 0) row("stage-3 whole", p.device_transient, 0);
+  if (p.device_headroom > 0) row("headroom", p.device_headroom, 0);
   if (p.device_memory <= 0) return out.str();  // no device to hold it against (a CPU run)
   out << "  " << (p.fits ? "fits" : "does not fit") << " in " << size_text(p.device_memory)
       << " per device; largest micro-batch " << p.max_micro_batch << "\n  advice: " << p.advice;

@@ -249,6 +249,10 @@ void Trainer::check_memory_plan(const std::vector<TrainingRecord>& records, cons
   const auto plan = plan_training(c, model, env.world_size, memory, sequence_tokens(c, model, records),
                                   distributed::has_process_group(env));
   if (env.rank == 0) log::info(describe(plan));
+  if (device_.is_cuda())  // what the plan's headroom stands for, measured: the device check records it
+    log::info("rank ", env.rank, ": ", (device_total_memory(device_) - memory) >> 20, " MiB of ", device_.str(),
+              " held before loading (CUDA context, other processes); planned headroom ", plan.device_headroom >> 20,
+              " MiB");
   if (!device_.is_cuda() || plan.fits || !c.memory_plan_check) return;
   fail("training config", "per_device_train_batch_size",
        "this recipe is planned at " + std::to_string(plan.device_per_rank.total >> 20) + " MiB per GPU, above the " +

@@ -32,6 +32,7 @@ const Check kPositive{"a value > 0", [](double v) { return v > 0; }};
 const Check kNonNegative{"a value >= 0", [](double v) { return v >= 0; }};
 const Check kFraction{"a value in [0, 1]", [](double v) { return v >= 0 && v <= 1; }};
 const Check kBeta{"a value in [0, 1)", [](double v) { return v >= 0 && v < 1; }};
+const Check kHeadroom{"-1 (the plan's estimate) or a value >= 0", [](double v) { return v == -1 || v >= 0; }};
 const Check kStepLimit{"-1 (no limit) or a value > 0", [](double v) { return v == -1 || v > 0; }};
 // Shards optimizer state (1), also gradients (2), also parameters (3).
 const Check kZeroStage{"0, 1, 2 or 3", [](double v) { return v == 0 || v == 1 || v == 2 || v == 3; }};
@@ -89,6 +90,7 @@ const std::vector<Field> kFields = {
     {"offload_optimizer_threads", &TrainConfig::offload_optimizer_threads, kNonNegative},
     {"zero3_prefetch_blocks", &TrainConfig::zero3_prefetch_blocks, kNonNegative},
     {"memory_plan_check", &TrainConfig::memory_plan_check},
+    {"device_memory_headroom_mb", &TrainConfig::device_memory_headroom_mb, kHeadroom},
     {"ddp_backend", &TrainConfig::ddp_backend, {}, {"auto", "gloo", "nccl"}},
     {"ddp_timeout", &TrainConfig::ddp_timeout, kPositive},
     {"ddp_bucket_cap_mb", &TrainConfig::ddp_bucket_cap_mb, kPositive},

@@ -84,6 +84,9 @@ struct TrainConfig {
   int64_t zero3_prefetch_blocks = 1;
   // Refuse, on a GPU, a run whose memory plan (qalign plan) exceeds the device's memory.
   bool memory_plan_check = true;
+  // MiB of each GPU the plan leaves to the CUDA context, cuBLAS workspaces, NCCL's buffers and the
+  // caching allocator's fragmentation; -1: train/plan.h's estimate.
+  double device_memory_headroom_mb = -1;
   // c10d backend of a multi-process run: auto = nccl on CUDA, gloo on CPU (HF's ddp_backend).
   std::string ddp_backend = "auto";
   // Seconds a collective may wait for the other ranks before the run stops (HF's ddp_timeout).

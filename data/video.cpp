@@ -22,6 +22,21 @@ Image bgr_to_image(const cv::Mat& bgr) {
 
 }  // namespace
 
+int64_t header_sampled_frames(const std::string& path) {
+  require_media_file(path, "video");
+  cv::VideoCapture cap;
+  try {
+    cap.open(path, cv::CAP_FFMPEG);
+  } catch (const cv::Exception& e) {
+    fail(path, "", std::string("cannot open video: ") + e.what());
+  }
+  if (!cap.isOpened()) fail(path, "", "cannot open video with FFmpeg (corrupt, or not a video)");
+  const double fps = cap.get(cv::CAP_PROP_FPS), frames = cap.get(cv::CAP_PROP_FRAME_COUNT);
+  if (!std::isfinite(fps) || fps <= 0) fail(path, "fps", "video reports no usable frame rate");
+  if (!std::isfinite(frames) || frames <= 0) fail(path, "frame count", "the video's header gives no frame count");
+  return sampled_seconds(path, fps, frames, "by its header");
+}
+
 SampledVideo sample_video(const std::string& path) {
   require_media_file(path, "video");
   cv::VideoCapture cap;

@@ -24,6 +24,11 @@ inline constexpr int64_t kMaxVideoSeconds = 600;
 // `path` when it is over kMaxVideoSeconds; `counted` says where frame_count came from.
 int64_t sampled_seconds(const std::string& path, double fps, double frame_count, const std::string& counted);
 
+// The frames sample_video keeps, from the container's header alone (frame rate and count), without
+// decoding: what a plan counts a video sample as. Throws qalign::Error naming `path` when the file
+// cannot be opened or its header gives no frame rate or count.
+int64_t header_sampled_frames(const std::string& path);
+
 struct SampledVideo {
   double fps = 0;           // the container's average frame rate
   int64_t frame_count = 0;  // frames actually decoded

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "data/video.h"
 #include "qalign/base/error.h"
 #include "qalign/config/train_config.h"
 #include "qalign/model/presets.h"
@@ -226,6 +227,32 @@ TEST(Plan, GpuHeadroomAndTheStageThreeWholeModelAreCounted) {
   const auto tight =
       train::plan_training(onealign({"zero_stage=2"}), m, 8, two.device_per_rank.total + MiB, kOnealignTokens);
   EXPECT_FALSE(tight.fits);
+}
+
+// A video sample counts its sampled frames (read from the header) as visual blocks: in its tokens
+// and in the vision tower's activations. The frames are counted independently here by decoding.
+TEST(Plan, AVideoSampleCountsItsSampledFrames) {
+  test::ScratchDir dir("qalign_plan_video");
+  const auto write = [&](const std::string& name, const std::string& media) {
+    std::ofstream(dir.file(name))
+        << R"([{"id": "v", "image": ")" << media
+        << R"(", "conversations": [{"from": "human", "value": "<|image|>\nRate the quality."},)"
+        << R"( {"from": "gpt", "value": "The quality of the video is good."}]}])";
+    return config::load_train_config(
+        recipe(), {"data_path=" + dir.file(name), "image_folder=" + test::fixture("qalign-tiny/inputs"),
+                   "model_name_or_path=" + test::fixture("qalign-tiny/model")});
+  };
+  const auto m = model::ModelConfig::from_json_file(test::fixture("qalign-tiny/model/config.json"));
+  const auto video = train::sample_size(write("video.json", "video.mp4"), m);
+  const auto picture = train::sample_size(write("picture.json", "img_wide.png"), m);
+  const auto frames =
+      static_cast<int64_t>(data::sample_video(test::fixture("qalign-tiny/inputs/video.mp4")).frames.size());
+  ASSERT_GT(frames, 1);
+  EXPECT_EQ(video.visual_blocks, frames);
+  EXPECT_EQ(picture.visual_blocks, 1);
+  EXPECT_EQ(video.tokens - picture.tokens, (frames - 1) * m.tokens_per_image());
+  EXPECT_GT(train::plan_training(write("video2.json", "video.mp4"), m, 1, 80 * kGiB).device_per_rank.activations,
+            train::plan_training(write("picture2.json", "img_wide.png"), m, 1, 80 * kGiB).device_per_rank.activations);
 }
 
 TEST(Plan, NothingFitsATinyCard) {

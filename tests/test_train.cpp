@@ -481,7 +481,9 @@ TEST(TrainCrashSafety, KilledAtRandomMomentsResumesFromAnIntactCheckpoint) {
     std::string out;
     const auto cmd = "cd '" + test::source_dir() + "' && timeout -s KILL " + std::to_string(seconds) + " '" +
                      test::qalign_binary() + "' train --config " + test::kTinyRecipe + " " + base +
-                     (has_latest ? " resume_from_checkpoint=latest" : "");
+                     // Killed before its first checkpoint, a run leaves a folder with nothing to resume:
+                     // start afresh there, as a user would.
+                     (has_latest ? " resume_from_checkpoint=latest" : " overwrite_output_dir=true");
     const int rc = test::run_command(cmd, &out);
     ASSERT_EQ(rc, 137) << "the run ended by itself instead of being killed:\n" << out;
     // A kill during start-up comes before the resume; the next restart tries again.

@@ -8,6 +8,7 @@
 
 #include "data/dataset_mix.h"
 #include "data/sampler.h"
+#include "data/video.h"
 #include "qalign/base/error.h"
 #include "qalign/base/log.h"
 #include "qalign/base/text.h"
@@ -144,8 +145,9 @@ struct Setting {
 // Device and host terms of one setting.
 class Planner {
  public:
-  Planner(const config::TrainConfig& c, const model::ModelConfig& m, int world, int64_t tokens, bool grouped)
-      : c_(c), m_(m), world_(world), tokens_(tokens), grouped_(grouped), layout_(read_layout(c, m)) {
+  Planner(const config::TrainConfig& c, const model::ModelConfig& m, int world, int64_t tokens, bool grouped,
+          int64_t blocks)
+      : c_(c), m_(m), world_(world), tokens_(tokens), grouped_(grouped), blocks_(blocks), layout_(read_layout(c, m)) {
     const auto bucket_bytes = static_cast<int64_t>(c.ddp_bucket_cap_mb * (1 << 20));
     for (const auto& b : distributed::layout_buckets(layout_.trainable, bucket_bytes).buckets)
       buckets_.push_back(b.numel);
@@ -158,7 +160,7 @@ class Planner {
   std::pair<MemoryTerms, MemoryTerms> terms(const Setting& s) const {
     const int64_t d = c_.bf16 ? 2 : 4, w = world_;
     MemoryTerms dev, host;
-    dev.activations = activation_bytes(m_, s.micro_batch, tokens_, 1, c_.gradient_checkpointing, d);
+    dev.activations = activation_bytes(m_, s.micro_batch, tokens_, blocks_, c_.gradient_checkpointing, d);
     int64_t owned_grad = 0;  // the float32 shard offload moves to the host
     if (s.stage == 0) {
       dev.parameters = layout_.all * d;
@@ -256,6 +258,7 @@ class Planner {
   int world_;
   int64_t tokens_;
   bool grouped_;
+  int64_t blocks_;  // visual blocks per sample (pictures or frames) through the vision tower
   Layout layout_;
   std::vector<int64_t> buckets_;
   int64_t trainable_ = 0;
@@ -279,34 +282,51 @@ std::string size_text(int64_t bytes) {
 
 }  // namespace
 
-int64_t sequence_tokens(const config::TrainConfig& c, const model::ModelConfig& m,
-                        const std::vector<TrainingRecord>& records) {
-  // Tokenizing a large set takes long; the longest in tokens is among the longest in words.
+SampleSize sample_size(const config::TrainConfig& c, const model::ModelConfig& m,
+                       const std::vector<TrainingRecord>& records) {
+  // Videos count their sampled frames, from the headers of the first few (the longest of those
+  // stands for every video); a header that cannot be read counts one block.
+  constexpr size_t kProbedVideos = 64;
+  int64_t frames = 0;
+  size_t probed = 0;
+  for (const auto& r : records) {
+    if (!r.is_video() || probed++ >= kProbedVideos) continue;
+    try {
+      frames = std::max(frames, data::header_sampled_frames(r.paths.at(0)));
+    } catch (const Error& e) {
+      log::warn("plan: ", e.what(), "; counted as one frame");
+    }
+  }
+  const auto blocks = [&](const TrainingRecord& r) {
+    return r.is_video() ? std::max<int64_t>(frames, 1) : static_cast<int64_t>(r.images.size());
+  };
+  // Tokenizing a large set takes long; the longest in tokens is among the longest in words and
+  // visual tokens.
   constexpr size_t kCandidates = 64;
-  std::vector<std::pair<int64_t, size_t>> words;
+  std::vector<std::pair<int64_t, size_t>> weight;
   for (size_t i = 0; i < records.size(); ++i) {
     std::vector<std::string> values;
     for (const auto& t : records[i].conversations) values.push_back(t.value);
-    words.push_back({std::abs(data::modality_length(values, false)), i});
+    weight.push_back({std::abs(data::modality_length(values, false)) + blocks(records[i]) * m.tokens_per_image(), i});
   }
-  const size_t n = std::min(kCandidates, words.size());
-  std::partial_sort(words.begin(), words.begin() + static_cast<std::ptrdiff_t>(n), words.end(), std::greater<>());
+  const size_t n = std::min(kCandidates, weight.size());
+  std::partial_sort(weight.begin(), weight.begin() + static_cast<std::ptrdiff_t>(n), weight.end(), std::greater<>());
   const Tokenizer tokenizer(c.model_name_or_path);
-  int64_t longest = 0;
+  SampleSize size{0, 1};
   for (size_t k = 0; k < n; ++k) {
-    const auto& r = records[words[k].second];
+    const auto& r = records[weight[k].second];
     const auto sample = build_supervised_sample(tokenizer, r.conversations, r.has_image(), c.model_max_length);
-    const auto images = static_cast<int64_t>(r.images.size());
-    // The placeholder gives way to each picture's visual tokens (a video's frames are counted as
-    // one picture: their number is known only once decoded).
-    longest = std::max(
-        longest, static_cast<int64_t>(sample.input_ids.size()) + images * m.tokens_per_image() - (images ? 1 : 0));
+    const int64_t b = blocks(r);
+    // The placeholder gives way to each block's visual tokens.
+    size.tokens =
+        std::max(size.tokens, static_cast<int64_t>(sample.input_ids.size()) + b * m.tokens_per_image() - (b ? 1 : 0));
   }
-  return longest;
+  for (const auto& r : records) size.visual_blocks = std::max(size.visual_blocks, blocks(r));
+  return size;
 }
 
-int64_t sequence_tokens(const config::TrainConfig& c, const model::ModelConfig& m) {
-  const int64_t fallback = c.model_max_length + m.tokens_per_image() - 1;
+SampleSize sample_size(const config::TrainConfig& c, const model::ModelConfig& m) {
+  const SampleSize fallback{c.model_max_length + m.tokens_per_image() - 1, 1};
   try {
     std::vector<TrainingRecord> records;
     for (const auto& spec : c.data_path) {
@@ -315,7 +335,7 @@ int64_t sequence_tokens(const config::TrainConfig& c, const model::ModelConfig& 
       auto part = read_training_records(source.path, c.image_folder);
       records.insert(records.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
     }
-    return records.empty() ? fallback : sequence_tokens(c, m, records);
+    return records.empty() ? fallback : sample_size(c, m, records);
   } catch (const Error& e) {
     log::warn("plan: ", e.what(), "; counting model_max_length tokens per sample");
     return fallback;
@@ -323,7 +343,7 @@ int64_t sequence_tokens(const config::TrainConfig& c, const model::ModelConfig& 
 }
 
 Plan plan_training(const config::TrainConfig& c, const model::ModelConfig& m, int world_size, int64_t device_memory,
-                   int64_t tokens, bool process_group) {
+                   int64_t tokens, bool process_group, int64_t visual_blocks) {
   if (world_size < 1) fail("plan", "world size", "must be at least 1, got " + std::to_string(world_size));
   if (c.offload_optimizer == "cpu" && c.zero_stage == 0)
     fail("training config", "offload_optimizer", "needs zero_stage 1 or more");
@@ -332,9 +352,11 @@ Plan plan_training(const config::TrainConfig& c, const model::ModelConfig& m, in
   p.zero_stage = c.zero_stage;
   p.offload_optimizer = c.offload_optimizer;
   p.micro_batch = c.per_device_train_batch_size;
-  p.sequence_tokens = tokens > 0 ? tokens : sequence_tokens(c, m);
+  const auto size = tokens > 0 ? SampleSize{tokens, std::max<int64_t>(visual_blocks, 1)} : sample_size(c, m);
+  p.sequence_tokens = size.tokens;
+  p.visual_blocks = size.visual_blocks;
   p.device_memory = device_memory;
-  const Planner planner(c, m, world_size, p.sequence_tokens, process_group);
+  const Planner planner(c, m, world_size, p.sequence_tokens, process_group, p.visual_blocks);
   p.trainable_parameters = planner.trainable();
   p.all_parameters = planner.all();
   const Setting asked{c.zero_stage, c.offload_optimizer == "cpu", c.per_device_train_batch_size};

@@ -33,6 +33,7 @@ struct Plan {
   std::string offload_optimizer = "none";
   int64_t micro_batch = 1;
   int64_t sequence_tokens = 0;  // per sample: text plus visual tokens
+  int64_t visual_blocks = 1;    // per sample: pictures, or a video's frames
   int64_t trainable_parameters = 0, all_parameters = 0;
   int64_t device_memory = 0;  // what `fits` was judged against
   MemoryTerms device_per_rank, host_per_rank;
@@ -52,19 +53,33 @@ struct Plan {
   bool nothing_fits = false;  // not even ZeRO-3 with offload at micro-batch 1
 };
 
-// Tokens per training sample: the longest record of data_path tokenized as the trainer does
-// (text, plus each image's visual tokens less its placeholder), or model_max_length plus one
-// image when the data or the tokenizer cannot be read.
-int64_t sequence_tokens(const config::TrainConfig& c, const model::ModelConfig& m);
-// The same over records already read (the 64 longest in words are tokenized).
-int64_t sequence_tokens(const config::TrainConfig& c, const model::ModelConfig& m,
-                        const std::vector<TrainingRecord>& records);
+// The largest training sample: its tokens tokenized as the trainer does (text, plus each visual
+// block's tokens less the placeholder) and its visual blocks (pictures, or a video's sampled
+// frames, read from the headers of the first 64 videos: decoding them all would take long).
+struct SampleSize {
+  int64_t tokens = 0;
+  int64_t visual_blocks = 1;
+};
+// Over data_path's records, or model_max_length plus one image when the data or the tokenizer
+// cannot be read.
+SampleSize sample_size(const config::TrainConfig& c, const model::ModelConfig& m);
+// Over records already read (the 64 longest, in words and visual blocks, are tokenized).
+SampleSize sample_size(const config::TrainConfig& c, const model::ModelConfig& m,
+                       const std::vector<TrainingRecord>& records);
+inline int64_t sequence_tokens(const config::TrainConfig& c, const model::ModelConfig& m) {
+  return sample_size(c, m).tokens;
+}
+inline int64_t sequence_tokens(const config::TrainConfig& c, const model::ModelConfig& m,
+                               const std::vector<TrainingRecord>& records) {
+  return sample_size(c, m, records).tokens;
+}
 
-// The plan of `c` on `world_size` ranks with `device_memory` bytes each; `tokens` per sample
-// (sequence_tokens when < 1). `process_group`: whether the ranks join one (a single process
-// started without a launcher does not, so it holds no gradient buckets; give it stage 0).
+// The plan of `c` on `world_size` ranks with `device_memory` bytes each; `tokens` and
+// `visual_blocks` per sample (sample_size's when < 1; one block with given tokens).
+// `process_group`: whether the ranks join one (a single process started without a launcher does
+// not, so it holds no gradient buckets; give it stage 0).
 Plan plan_training(const config::TrainConfig& c, const model::ModelConfig& m, int world_size, int64_t device_memory,
-                   int64_t tokens = 0, bool process_group = true);
+                   int64_t tokens = 0, bool process_group = true, int64_t visual_blocks = 0);
 
 // The plan as a few lines for a log or a terminal: the terms per rank, and with a device memory
 // (device_memory > 0) the verdict and the advice.

@@ -246,8 +246,9 @@ void Trainer::check_memory_plan(const std::vector<TrainingRecord>& records, cons
   const auto model = model::ModelConfig::from_json_file((fs::path(c.model_name_or_path) / "config.json").string());
   // Free memory, before the model loads: what other processes and the CUDA context hold is not ours.
   const int64_t memory = device_free_memory(device_);
-  const auto plan = plan_training(c, model, env.world_size, memory, sequence_tokens(c, model, records),
-                                  distributed::has_process_group(env));
+  const auto size = sample_size(c, model, records);
+  const auto plan = plan_training(c, model, env.world_size, memory, size.tokens, distributed::has_process_group(env),
+                                  size.visual_blocks);
   if (env.rank == 0) log::info(describe(plan));
   if (device_.is_cuda())  // what the plan's headroom stands for, measured: the device check records it
     log::info("rank ", env.rank, ": ", (device_total_memory(device_) - memory) >> 20, " MiB of ", device_.str(),

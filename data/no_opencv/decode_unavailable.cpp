@@ -19,6 +19,7 @@ namespace {
 
 Image decode_image(const std::string& path) { unavailable(path); }
 SampledVideo sample_video(const std::string& path) { unavailable(path); }
+int64_t header_sampled_frames(const std::string& path) { unavailable(path); }
 std::vector<Image> load_video_frames(const std::string& path) { unavailable(path); }
 torch::Tensor load_video_tensor(const std::string& path, int64_t) { unavailable(path); }
 

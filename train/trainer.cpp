@@ -167,9 +167,10 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
           *group_, params, masters_->masters(), [this](size_t i) { masters_->accumulate_grad(i); }, bucket_bytes);
     }
   } else {
-    if (c.zero_stage == 3) log::info("zero_stage 3 in one process: nothing to shard, the model stays whole");
-    if (c.offload_optimizer != "none")
-      log::info("offload_optimizer in one process: ZeRO is off, the optimizer stays on ", device_.str());
+    if (c.zero_stage > 0 || c.offload_optimizer != "none")
+      log::warn("zero_stage ", c.zero_stage, " in one process: nothing to shard, the model stays whole on ",
+                device_.str(), ": one process without a launcher trains at ZeRO stage 0 without offload (",
+                "a process group is needed: qalign launch --nproc-per-node 1 gives one)");
     masters_ = std::make_unique<MasterWeights>(trainable, c.bf16);
   }
   set_activation_checkpointing(model_, c.gradient_checkpointing);
@@ -235,11 +236,7 @@ Trainer::~Trainer() = default;
 void Trainer::check_memory_plan(const std::vector<TrainingRecord>& records, const distributed::LaunchEnv& env) const {
   // What this process will run: without a process group there is no ZeRO and no offload.
   auto c = config_;
-  if (!distributed::has_process_group(env) && (c.zero_stage > 0 || c.offload_optimizer != "none")) {
-    if (env.rank == 0)
-      log::warn("one process without a launcher trains at ZeRO stage 0 without offload (zero_stage ", c.zero_stage,
-                ", offload_optimizer ", c.offload_optimizer,
-                " need a process group: qalign launch --nproc-per-node 1 gives one); planned so");
+  if (!distributed::has_process_group(env)) {  // the constructor says so when it builds the state
     c.zero_stage = 0;
     c.offload_optimizer = "none";
   }

@@ -1,5 +1,7 @@
 #include "train/zero.h"
 
+#include <c10/core/impl/VirtualGuardImpl.h>
+
 #include <algorithm>
 
 #include "train/grad_clip.h"
@@ -124,9 +126,28 @@ void ZeroShards::complete(InFlight& f) {
   group_.wait(f.work, "gradient reduce-scatter");
   torch::NoGradGuard no_grad;
   auto& grad = buckets_[f.bucket].grad;
-  grad.add_(f.received.device() == grad.device() ? f.received : f.received.to(grad.device()));
+  if (f.received.device() == grad.device()) {
+    grad.add_(f.received);
+  } else {
+    // Offloaded from a GPU: a non-blocking copy into page-locked memory (from pageable memory it
+    // would block), added at the next bucket or at the end of the micro-batch. The device buffers
+    // can go now: later work on this stream runs after the copy.
+    land();
+    Landing l{f.bucket, torch::empty(f.received.sizes(), f.received.options().device(torch::kCPU).pinned_memory(true)),
+              c10::Event(f.received.device().type())};
+    l.staged.copy_(f.received, /*non_blocking=*/true);
+    l.copied->record(c10::impl::VirtualGuardImpl(f.received.device().type()).getStream(f.received.device()));
+    landing_ = std::move(l);
+  }
   track(-bytes_of(f.sent) - bytes_of(f.received));
   f.sent = f.received = torch::Tensor();
+}
+
+void ZeroShards::land() {
+  if (!landing_) return;
+  landing_->copied->synchronize();
+  buckets_[landing_->bucket].grad.add_(landing_->staged);
+  landing_.reset();
 }
 
 void ZeroShards::end_micro() {
@@ -139,6 +160,7 @@ void ZeroShards::end_micro() {
   send_through(buckets_.size() - 1);
   for (auto& f : in_flight_) complete(f);
   in_flight_.clear();
+  land();
   armed_ = false;
   if (!last_) return;
   torch::NoGradGuard no_grad;

@@ -16,6 +16,7 @@
 // After the optimizer step each bucket's updated chunk is all-gathered, in the parameters' dtype,
 // straight into the parameters. Communication of gradients is float32 or bfloat16 (reduced in
 // that dtype, summed into float32).
+#include <c10/core/Event.h>
 #include <torch/torch.h>
 
 #include <memory>
@@ -98,12 +99,21 @@ class ZeroShards {
     torch::Tensor sent, received;
     c10::intrusive_ptr<c10d::Work> work;
   };
+  // An offloaded bucket's reduced gradient on its way from the GPU to page-locked host memory:
+  // added to the owned chunk once the copy is done, so the host never waits for it in line.
+  struct Landing {
+    size_t bucket = 0;
+    torch::Tensor staged;
+    std::optional<c10::Event> copied;
+  };
   void ready(size_t param);
   void copy_in(size_t param);
   void launch_ready();
   void send_through(size_t bucket);
   void launch(size_t bucket);
   void complete(InFlight& f);
+  // Adds the landing gradient, if any, to its owned chunk (waiting for its copy first).
+  void land();
   // Adds `delta` bytes to the gradient storage alive now, and keeps the peak.
   void track(int64_t delta);
 
@@ -116,6 +126,7 @@ class ZeroShards {
   std::vector<bool> arrived_, copied_;
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // keeps the hooked nodes alive
   std::vector<InFlight> in_flight_;
+  std::optional<Landing> landing_;
   std::mutex mutex_;
   bool armed_ = false, last_ = false;
   size_t next_bucket_ = 0;

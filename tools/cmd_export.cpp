@@ -12,6 +12,7 @@
 #include "qalign/io/weights.h"
 #include "tools/byte_size.h"
 #include "tools/commands.h"
+#include "tools/weight_dtype.h"
 #include "train/checkpointing.h"
 
 namespace qalign::tools {
@@ -25,15 +26,8 @@ struct ExportOptions {
   bool merge_lora = false, overwrite = false;
 };
 
-torch::Dtype parse_dtype(const std::string& name) {
-  if (name == "bfloat16") return torch::kBFloat16;
-  if (name == "float16") return torch::kFloat16;
-  if (name == "float32") return torch::kFloat32;
-  fail("--dtype", name, "expected bfloat16, float16 or float32");
-}
-
 int run_export(const ExportOptions& o) {
-  const auto dtype = parse_dtype(o.dtype);
+  const auto dtype = parse_weight_dtype(o.dtype);
   const uint64_t shard_bytes = static_cast<uint64_t>(parse_byte_size(o.max_shard_size, "--max-shard-size"));
   std::string lora_dir = o.lora;
   // A LoRA training output as --checkpoint: its adapter_config.json names the base model.

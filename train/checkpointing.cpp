@@ -46,8 +46,15 @@ int64_t checkpoint_step(const std::string& name) {
 
 void write_model_folder(const std::string& dir, const io::StateDict& weights, const nlohmann::json& model_config,
                         const std::string& source_model_dir, uint64_t max_shard_bytes) {
+  write_model_folder(
+      dir, [&](const std::string& d) { io::save_weights(d, weights, io::WeightFormat::Safetensors, max_shard_bytes); },
+      model_config, source_model_dir);
+}
+
+void write_model_folder(const std::string& dir, const std::function<void(const std::string&)>& write_weights,
+                        const nlohmann::json& model_config, const std::string& source_model_dir) {
   fs::create_directories(dir);
-  io::save_weights(dir, weights, io::WeightFormat::Safetensors, max_shard_bytes);
+  write_weights(dir);
   io::write_file_atomic((fs::path(dir) / "config.json").string(), model_config.dump(2) + "\n");
   for (const char* name : kModelSideFiles) {
     const fs::path from = fs::path(source_model_dir) / name;

@@ -40,6 +40,9 @@ struct CheckpointContents {
 // Weights go in shards of at most max_shard_bytes (with an index) when they do not fit in one file.
 void write_model_folder(const std::string& dir, const io::StateDict& weights, const nlohmann::json& model_config,
                         const std::string& source_model_dir, uint64_t max_shard_bytes = 5ull << 30);
+// The same with the weights written by write_weights(dir) (qalign init's shard-at-a-time writer).
+void write_model_folder(const std::string& dir, const std::function<void(const std::string&)>& write_weights,
+                        const nlohmann::json& model_config, const std::string& source_model_dir);
 
 // Writes `dir` (…/checkpoint-<step>) whole, replacing an older folder of that name.
 void write_checkpoint(const std::string& dir, const CheckpointContents& c);

@@ -126,21 +126,37 @@ std::vector<TensorSummary> list_weights(const std::string& path) {
 }
 
 void save_weights(const std::string& dir, const StateDict& tensors, WeightFormat format, uint64_t max_shard_bytes) {
+  std::vector<TensorSpec> specs;
+  for (const auto& [name, t] : tensors) specs.push_back({name, t.sizes().vec(), t.scalar_type()});
+  save_weights(
+      dir, specs, [&](const TensorSpec& s) { return tensors.at(s.name); }, format, max_shard_bytes);
+}
+
+void save_weights(const std::string& dir, const std::vector<TensorSpec>& specs,
+                  const std::function<torch::Tensor(const TensorSpec&)>& make, WeightFormat format,
+                  uint64_t max_shard_bytes) {
   fs::create_directories(dir);
   const bool st = format == WeightFormat::Safetensors;
-  std::vector<StateDict> shards(1);
+  std::vector<std::vector<const TensorSpec*>> shards(1);
   uint64_t current = 0, total = 0;
-  for (const auto& [name, t] : tensors) {
-    const uint64_t n = static_cast<uint64_t>(t.numel()) * t.element_size();
+  for (const auto& spec : specs) {
+    const uint64_t n = static_cast<uint64_t>(c10::multiply_integers(spec.shape)) * c10::elementSize(spec.dtype);
     if (current > 0 && current + n > max_shard_bytes) {
       shards.emplace_back();
       current = 0;
     }
-    shards.back()[name] = t;
+    shards.back().push_back(&spec);
     current += n;
     total += n;
   }
-  auto write = [&](const std::string& path, const StateDict& part) {
+  auto write = [&](const std::string& path, const std::vector<const TensorSpec*>& members) {
+    StateDict part;
+    for (const auto* spec : members) {
+      auto t = make(*spec);
+      if (t.sizes() != c10::IntArrayRef(spec->shape) || t.scalar_type() != spec->dtype)
+        throw Error("save_weights: " + spec->name + " was made with another shape or dtype than its spec");
+      part[spec->name] = std::move(t);
+    }
     if (st)
       save_safetensors(path, part);
     else
@@ -156,7 +172,7 @@ void save_weights(const std::string& dir, const StateDict& tensors, WeightFormat
     std::snprintf(name, sizeof name, st ? "model-%05zu-of-%05zu.safetensors" : "pytorch_model-%05zu-of-%05zu.bin",
                   i + 1, shards.size());
     write((fs::path(dir) / name).string(), shards[i]);
-    for (const auto& [n, t] : shards[i]) weight_map[n] = name;
+    for (const auto* spec : shards[i]) weight_map[spec->name] = name;
   }
   nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
   write_file_atomic((fs::path(dir) / (st ? "model.safetensors.index.json" : "pytorch_model.bin.index.json")).string(),

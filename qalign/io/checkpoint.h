@@ -42,4 +42,16 @@ enum class WeightFormat { Safetensors, TorchBin };
 void save_weights(const std::string& dir, const StateDict& tensors, WeightFormat format,
                   uint64_t max_shard_bytes = 5ull << 30);
 
+struct TensorSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  torch::ScalarType dtype;
+};
+// The same layout for tensors made on demand: shards are filled in the order of `specs`, and
+// make(spec) is called for a shard's tensors only when that shard is written, so one shard is in
+// memory at a time (a model larger than memory can be written).
+void save_weights(const std::string& dir, const std::vector<TensorSpec>& specs,
+                  const std::function<torch::Tensor(const TensorSpec&)>& make, WeightFormat format,
+                  uint64_t max_shard_bytes = 5ull << 30);
+
 }  // namespace qalign::io

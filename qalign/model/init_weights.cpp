@@ -31,24 +31,24 @@ InitRanges init_ranges_from_config_file(const std::string& path) {
   return r;
 }
 
-void initialize_weights(Owl2ForCausalLMImpl& m, const InitRanges& ranges, uint64_t seed) {
+void initialize_parameter(const std::string& name, torch::Tensor& p, const InitRanges& ranges, at::Generator& gen) {
   torch::NoGradGuard no_grad;
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  for (auto& item : m.named_parameters()) {
-    const auto& name = item.key();
-    auto& p = item.value();
-    const bool norm = name.find("norm") != std::string::npos || name.find("_ln.") != std::string::npos;
-    if (ends_with(name, ".bias")) {
-      p.zero_();
-    } else if (norm) {
-      p.fill_(1.0);
-    } else {
-      const double std = starts_with(name, "model.vision_model.")        ? ranges.vision
-                         : starts_with(name, "model.visual_abstractor.") ? ranges.abstractor
-                                                                         : ranges.language;
-      p.normal_(0.0, std, gen);
-    }
+  const bool norm = name.find("norm") != std::string::npos || name.find("_ln.") != std::string::npos;
+  if (ends_with(name, ".bias")) {
+    p.zero_();
+  } else if (norm) {
+    p.fill_(1.0);
+  } else {
+    const double std = starts_with(name, "model.vision_model.")        ? ranges.vision
+                       : starts_with(name, "model.visual_abstractor.") ? ranges.abstractor
+                                                                       : ranges.language;
+    p.normal_(0.0, std, gen);
   }
+}
+
+void initialize_weights(Owl2ForCausalLMImpl& m, const InitRanges& ranges, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  for (auto& item : m.named_parameters()) initialize_parameter(item.key(), item.value(), ranges, gen);
 }
 
 }  // namespace qalign::model

@@ -20,4 +20,8 @@ InitRanges init_ranges_from_config_file(const std::string& path);
 
 void initialize_weights(Owl2ForCausalLMImpl& m, const InitRanges& ranges, uint64_t seed);
 
+// Fills parameter `name` (of any shape and dtype) as initialize_weights does, drawing from `gen`:
+// parameters drawn one by one in the model's order from one generator get initialize_weights's values.
+void initialize_parameter(const std::string& name, torch::Tensor& p, const InitRanges& ranges, at::Generator& gen);
+
 }  // namespace qalign::model

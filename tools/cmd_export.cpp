@@ -7,6 +7,7 @@
 #include "qalign/base/error.h"
 #include "qalign/base/json_file.h"
 #include "qalign/base/log.h"
+#include "qalign/io/checkpoint.h"
 #include "qalign/io/lora_folder.h"
 #include "qalign/io/output_guard.h"
 #include "qalign/io/weights.h"
@@ -45,16 +46,22 @@ int run_export(const ExportOptions& o) {
   if (io::same_file(o.out, base)) fail("--out", o.out, "is the source folder");
   if (!o.overwrite) io::require_new_folder(o.out, "--out", "--overwrite writes there, removing its old weights first");
 
-  auto m = io::load_pretrained_with_lora(base, lora_dir, torch::kFloat32);
-  io::StateDict weights;
-  for (const auto& [name, t] : io::state_dict(*m)) weights[name] = t.to(dtype);
+  // Tensor by tensor, merged in float32 and cast, each shard written before the next is made: the
+  // 8.2 B model (33 GB in float32) exports on a machine that holds one shard.
+  const io::MergedWeights merged(base, lora_dir);
+  std::vector<io::TensorSpec> specs;
+  for (const auto& [name, shape] : merged.tensors()) specs.push_back({name, shape, dtype});
+  const auto make = [&](const io::TensorSpec& spec) { return merged.float32(spec.name).to(dtype); };
 
   // The source's own config.json (every field the authors' code reads), with the new dtype.
   const auto config_path = (fs::path(base) / "config.json").string();
   nlohmann::json config = io::read_json_file(config_path);
   config["torch_dtype"] = o.dtype;
   if (o.overwrite) io::remove_weight_files(o.out);
-  train::write_model_folder(o.out, weights, config, base, shard_bytes);
+  train::write_model_folder(
+      o.out,
+      [&](const std::string& dir) { io::save_weights(dir, specs, make, io::WeightFormat::Safetensors, shard_bytes); },
+      config, base);
   log::info("exported ", base, lora_dir.empty() ? "" : " + " + lora_dir + " (merged)", " to ", o.out, " as ", o.dtype);
   return 0;
 }

@@ -36,7 +36,10 @@ std::map<std::string, std::vector<std::string>> read_index(const std::string& in
   return shards;
 }
 
-// The weights files behind `file`: itself, or the shards its index lists (each must exist).
+StateDict load_file(const std::string& path);
+
+}  // namespace
+
 std::vector<std::string> weight_files(const std::string& file) {
   if (!ends_with(file, ".json")) return {file};
   std::vector<std::string> files;
@@ -47,6 +50,8 @@ std::vector<std::string> weight_files(const std::string& file) {
   }
   return files;
 }
+
+namespace {
 
 StateDict load_file(const std::string& path) {
   if (ends_with(path, ".safetensors")) return SafetensorsFile::open(path)->load_all();

@@ -17,6 +17,10 @@ namespace qalign::io {
 // pytorch_model.bin.index.json.
 std::string resolve_weights(const std::string& path);
 
+// The weights files behind a resolved weights path: itself, or the shards its index lists (each
+// must exist; a missing one fails naming the index and a tensor it holds).
+std::vector<std::string> weight_files(const std::string& resolved);
+
 // Name -> tensor for a folder, an index file or a weights file (.safetensors or .bin).
 StateDict load_weights(const std::string& path);
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <map>
 
 #include "qalign/base/atomic_file.h"
 #include "qalign/base/error.h"
@@ -163,13 +164,45 @@ LoraFolder apply_lora_folder(model::Owl2ForCausalLM& m, const std::string& dir) 
   return f;
 }
 
+MergedWeights::MergedWeights(const std::string& model_dir, const std::string& lora_dir)
+    : config_(checked_config(model_dir)), base_(model_dir) {
+  model::Owl2ForCausalLM shapes(config_, torch::TensorOptions().device(torch::kMeta));
+  std::map<std::string, std::vector<int64_t>> wanted;
+  for (const auto& [name, t] : state_dict(*shapes)) wanted[name] = t.sizes().vec();
+  if (!lora_dir.empty()) {  // checked on the meta model as apply_lora_folder checks a real one
+    lora_ = read_lora_folder(lora_dir);
+    model::attach_lora(*shapes, lora_.config);
+    load_lora_weights(shapes, lora_, lora_dir);
+  }
+  for (const auto& name : base_.names())
+    if (const auto it = wanted.find(name); it != wanted.end()) tensors_.emplace_back(name, it->second);
+}
+
+torch::Tensor MergedWeights::float32(const std::string& name) const {
+  const auto trained = lora_.non_lora_trainables.find(name);
+  auto t = trained != lora_.non_lora_trainables.end() ? trained->second.to(torch::kFloat32, false, /*copy=*/true)
+                                                      : base_.read(name, torch::kFloat32);
+  const std::string suffix = ".weight";
+  if (!ends_with(name, suffix)) return t;
+  const std::string module = name.substr(0, name.size() - suffix.size());
+  const auto a = lora_.adapters.find(module + ".lora_A.weight"), b = lora_.adapters.find(module + ".lora_B.weight");
+  if (a == lora_.adapters.end() || b == lora_.adapters.end()) return t;
+  torch::NoGradGuard no_grad;
+  t.add_(torch::matmul(b->second.to(torch::kFloat32), a->second.to(torch::kFloat32)) * lora_.config.scaling());
+  return t;
+}
+
 model::Owl2ForCausalLM load_pretrained_with_lora(const std::string& model_dir, const std::string& lora_dir,
                                                  torch::Dtype dtype, torch::Device device) {
   if (lora_dir.empty()) return io::load_pretrained(model_dir, dtype, device);
-  auto m = io::load_pretrained(model_dir, torch::kFloat32);
-  apply_lora_folder(m, lora_dir);
-  model::merge_lora(*m);
-  m->to(device, dtype);
+  const MergedWeights merged(model_dir, lora_dir);
+  model::Owl2ForCausalLM m = [&] {
+    model::SkipInitGuard uninitialised;  // every tensor is loaded below
+    return model::Owl2ForCausalLM(merged.config(), torch::TensorOptions().dtype(dtype).device(device));
+  }();
+  auto target = state_dict(*m);
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, shape] : merged.tensors()) target.at(name).copy_(merged.float32(name));
   m->eval();
   log::info("applied and merged the LoRA folder ", lora_dir);
   return m;

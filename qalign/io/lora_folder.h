@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "qalign/io/state_dict.h"
+#include "qalign/io/weight_reader.h"
 #include "qalign/model/lora.h"
 #include "qalign/model/owl2.h"
 
@@ -46,9 +47,28 @@ LoraFolder apply_lora_folder(model::Owl2ForCausalLM& m, const std::string& dir);
 // Copies the folder's tensors into `m`, whose adapters are already attached (a resumed run).
 void load_lora_weights(model::Owl2ForCausalLM& m, const LoraFolder& f, const std::string& dir);
 
-// A model folder with a LoRA folder applied and merged (as builder.py serves it), for inference:
-// loaded and merged in float32, then cast to `dtype` and moved to `device`. Without `lora_dir`,
-// io::load_pretrained.
+// A model folder's weights with a LoRA folder merged (as builder.py serves it), one tensor at a
+// time in float32: W + B·A·alpha/r for each adapted weight, the folder's other trainables where it
+// holds them, else the base's. Both folders are checked first, as loading them into a model would
+// check them, on a model built on the meta device; then memory holds one tensor at a time, so a
+// model larger than memory in float32 can be merged and written (qalign export) or loaded in bf16.
+class MergedWeights {
+ public:
+  MergedWeights(const std::string& model_dir, const std::string& lora_dir);  // lora_dir may be ""
+  const model::ModelConfig& config() const { return config_; }
+  // The model's tensors (parameters and persistent buffers) with their shapes, in file order.
+  const std::vector<std::pair<std::string, std::vector<int64_t>>>& tensors() const { return tensors_; }
+  torch::Tensor float32(const std::string& name) const;
+
+ private:
+  model::ModelConfig config_;
+  WeightReader base_;
+  LoraFolder lora_;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> tensors_;
+};
+
+// A model folder with a LoRA folder applied and merged (MergedWeights), cast to `dtype` on
+// `device` tensor by tensor. Without `lora_dir`, io::load_pretrained.
 model::Owl2ForCausalLM load_pretrained_with_lora(const std::string& model_dir, const std::string& lora_dir,
                                                  torch::Dtype dtype = torch::kFloat32,
                                                  torch::Device device = torch::kCPU);

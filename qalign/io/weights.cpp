@@ -69,7 +69,7 @@ void load_state_dict(torch::nn::Module& m, const io::StateDict& sd, const std::s
   for (auto& [name, dst] : target) dst.copy_(sd.at(name));
 }
 
-model::Owl2ForCausalLM load_pretrained(const std::string& dir, torch::Dtype dtype, torch::Device device) {
+model::ModelConfig checked_config(const std::string& dir) {
   const auto config_path = (std::filesystem::path(dir) / "config.json").string();
   const auto config = model::ModelConfig::from_json_file(config_path);
   const auto weights = io::resolve_weights(dir);
@@ -78,9 +78,15 @@ model::Owl2ForCausalLM load_pretrained(const std::string& dir, torch::Dtype dtyp
   // Nothing of the config's sizes is allocated until the weights agree with them: first the
   // sizes themselves, then every tensor of a model built on the meta device (no memory).
   check_config_against_weights(config, have, config_path, std::filesystem::path(weights).filename().string());
-  check_coverage(state_dict(*model::Owl2ForCausalLM(config, torch::TensorOptions().dtype(dtype).device(torch::kMeta))),
-                 have, weights);
-  // Every parameter is loaded below (check_coverage made sure), so none is drawn first.
+  check_coverage(state_dict(*model::Owl2ForCausalLM(config, torch::TensorOptions().device(torch::kMeta))), have,
+                 weights);
+  return config;
+}
+
+model::Owl2ForCausalLM load_pretrained(const std::string& dir, torch::Dtype dtype, torch::Device device) {
+  const auto config = checked_config(dir);
+  const auto weights = io::resolve_weights(dir);
+  // Every parameter is loaded below (checked_config made sure), so none is drawn first.
   model::Owl2ForCausalLM model = [&] {
     model::SkipInitGuard uninitialised;
     return model::Owl2ForCausalLM(config, torch::TensorOptions().dtype(dtype).device(device));

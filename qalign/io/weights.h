@@ -17,6 +17,10 @@ StateDict state_dict(const torch::nn::Module& m);
 // reference recomputes (rotary inv_freq) are skipped.
 void load_state_dict(torch::nn::Module& m, const StateDict& sd, const std::string& source);
 
+// config.json of a Hugging Face model folder, once its weights are known to hold every tensor of
+// the model it describes with the right shape (an error names the file and tensor otherwise).
+model::ModelConfig checked_config(const std::string& dir);
+
 // config.json + weights of a Hugging Face model folder.
 model::Owl2ForCausalLM load_pretrained(const std::string& dir, torch::Dtype dtype = torch::kFloat32,
                                        torch::Device device = torch::kCPU);

@@ -83,7 +83,7 @@ TEST(Init, ShardedWriterHoldsOneShardAtATime) {
   EXPECT_EQ(back.at("t7")[0].item<float>(), 7.0f);
   // A made tensor that does not match its spec is refused, naming it.
   const auto wrong = [](const io::TensorSpec&) { return torch::zeros({3}); };
-  EXPECT_NE(test::error_of([&] { io::save_weights(tmp.file("w"), specs, wrong, io::WeightFormat::Safetensors); })
-                .find("t0"),
-            std::string::npos);
+  EXPECT_NE(
+      test::error_of([&] { io::save_weights(tmp.file("w"), specs, wrong, io::WeightFormat::Safetensors); }).find("t0"),
+      std::string::npos);
 }

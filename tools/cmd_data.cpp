@@ -8,6 +8,7 @@
 #include "qalign/base/atomic_file.h"
 #include "qalign/base/log.h"
 #include "qalign/conversation.h"
+#include "qalign/io/output_guard.h"
 #include "qalign/label_files.h"
 #include "qalign/soft_labels.h"
 #include "qalign/syllabus.h"
@@ -22,6 +23,7 @@ struct MakeSftArgs {
   std::string input, out, task = "quality", media = "image", preset, soft, out_of_range = "drop";
   std::vector<double> range;
   uint64_t seed = 0;
+  bool overwrite = false;
 };
 
 struct PreviewArgs {
@@ -41,6 +43,7 @@ MosRange choose_range(const MakeSftArgs& a, const std::vector<ScoredRecord>& rec
 }
 
 int run_make_sft(const MakeSftArgs& a) {
+  io::require_new_file(a.out, "--out", a.overwrite, {{"--input", a.input}});
   const auto records = read_scored_records(a.input);
   const MosRange range = choose_range(a, records);
   const OutOfRange policy = parse_out_of_range(a.out_of_range, "--out-of-range", "");
@@ -119,7 +122,8 @@ Command add_data(CLI::App& app) {
   make->add_option("--input", sft->input,
                    "Scored records: JSON array with image|img_path and gt_score (or id \"…->MOS\")")
       ->required();
-  make->add_option("--out", sft->out, "Training records to write (JSON array)")->required();
+  make->add_option("--out", sft->out, "Training records to write (JSON array; a new file)")->required();
+  make->add_flag("--overwrite", sft->overwrite, "Replace an existing --out file");
   make->add_option("--task", sft->task, "quality | aesthetics")->capture_default_str();
   make->add_option("--media", sft->media, "image | video (8 placeholders, video wording)")->capture_default_str();
   auto* range = make->add_option("--range", sft->range, "MIN MAX of the level scale")->expected(2);

@@ -4,6 +4,7 @@
 // strength), split by source photograph so the test pictures are never trained on, plus a
 // tokenizer learned from the prompts. plot draws the training loss and held-out SRCC. The work is
 // data/demo_set.h and data/training_plot.h; here are the options.
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -12,7 +13,9 @@
 #include "data/demo_report.h"
 #include "data/demo_set.h"
 #include "data/training_plot.h"
+#include "qalign/base/error.h"
 #include "qalign/base/log.h"
+#include "qalign/io/output_guard.h"
 #include "qalign/tokenizer_train.h"
 #include "tools/commands.h"
 
@@ -36,7 +39,17 @@ int run_make_data(const MakeDataArgs& a) {
 
 struct PlotArgs {
   std::string metrics, out, dataset, metric = "srcc";
+  bool overwrite = false;
 };
+
+int run_plot(const PlotArgs& a) {
+  std::string extension = std::filesystem::path(a.out).extension().string();
+  for (char& ch : extension) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (extension != ".png") fail("--out", "", a.out + ": expected a .png file name (the plot is a PNG picture)");
+  io::require_new_file(a.out, "--out", a.overwrite, {{"--metrics", a.metrics}});
+  data::plot_training(a.metrics, a.out, a.dataset, a.metric);
+  return 0;
+}
 
 }  // namespace
 
@@ -72,7 +85,8 @@ Command add_demo(CLI::App& app) {
       ->required();
   plot->add_option("--dataset", p->dataset, "Evaluation dataset to plot (default: the first in the file)");
   plot->add_option("--metric", p->metric, "srcc | plcc | krcc")->capture_default_str();
-  plot->add_option("--out", p->out, "PNG file to write")->required();
+  plot->add_option("--out", p->out, "PNG file to write (a new file)")->required();
+  plot->add_flag("--overwrite", p->overwrite, "Replace an existing --out file");
 
   auto r = std::make_shared<data::DemoReportOptions>();
   auto* report = cmd->add_subcommand(
@@ -88,8 +102,7 @@ Command add_demo(CLI::App& app) {
               std::printf("%s", data::demo_report(*r).c_str());
               return 0;
             }
-            data::plot_training(p->metrics, p->out, p->dataset, p->metric);
-            return 0;
+            return run_plot(*p);
           }};
 }
 

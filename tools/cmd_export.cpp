@@ -61,7 +61,7 @@ int run_export(const ExportOptions& o) {
   train::write_model_folder(
       o.out,
       [&](const std::string& dir) { io::save_weights(dir, specs, make, io::WeightFormat::Safetensors, shard_bytes); },
-      config, base);
+      config, train::read_model_side_files(base));
   log::info("exported ", base, lora_dir.empty() ? "" : " + " + lora_dir + " (merged)", " to ", o.out, " as ", o.dtype);
   return 0;
 }

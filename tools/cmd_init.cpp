@@ -81,7 +81,7 @@ int run_init(const InitArgs& a) {
   train::write_model_folder(
       a.out,
       [&](const std::string& dir) { io::save_weights(dir, specs, draw, io::WeightFormat::Safetensors, shard_bytes); },
-      config.to_json(), a.tokenizer);
+      config.to_json(), train::read_model_side_files(a.tokenizer));
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   log::info("wrote ", a.out, ": ", model::count_parameters(*shapes), " parameters in ", a.dtype, " drawn with seed ",
             a.seed, " in ", static_cast<int64_t>(seconds + 0.5), " s");

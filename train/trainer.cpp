@@ -6,12 +6,14 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "data/dataset_mix.h"
 #include "qalign/base/atomic_file.h"
 #include "qalign/base/error.h"
 #include "qalign/base/json_file.h"
 #include "qalign/base/log.h"
+#include "qalign/conversation.h"
 #include "qalign/io/checkpoint.h"
 #include "qalign/io/lora_folder.h"
 #include "qalign/io/safetensors.h"
@@ -79,6 +81,19 @@ std::vector<ParamGroup> param_groups(const std::vector<std::string>& names, cons
   return used;
 }
 
+// The conversation template alone, with a picture and a one-word answer, is the shortest sample
+// there is: a model_max_length below its length cuts every answer off, so no step could learn.
+void check_model_max_length(const Tokenizer& tokenizer, int64_t model_max_length) {
+  const auto least = static_cast<int64_t>(
+      build_supervised_sample(tokenizer, {{"human", "<|image|>"}, {"gpt", "good"}}, true, int64_t{1} << 20)
+          .input_ids.size());
+  if (model_max_length < least)
+    fail("training config", "model_max_length",
+         std::to_string(model_max_length) + " tokens is shorter than the conversation template with a picture and " +
+             "a one-word answer (" + std::to_string(least) + " tokens): every answer would be cut off; the authors " +
+             "use 2048");
+}
+
 bool finite(double v) { return std::isfinite(v); }
 
 std::string join(const std::vector<std::string>& v) {
@@ -95,10 +110,15 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   torch::manual_seed(static_cast<uint64_t>(c.seed));  // HF's set_seed at the start of a run
 
   const auto env = distributed::read_launch_env([](const char* name) { return std::getenv(name); });
-  // Before any process of the job writes there.
-  prepare_output_dir(c.output_dir, c.model_name_or_path, !c.resume_from_checkpoint.empty(), c.overwrite_output_dir,
-                     env.rank == 0);
+  // Before any process of the job writes there. Rank 0 holds the lock for its job, so a second
+  // job refuses at once while the ranks of one job never refuse one another.
+  const bool resuming = !c.resume_from_checkpoint.empty();
+  check_output_dir(c.output_dir, c.model_name_or_path, resuming, c.overwrite_output_dir);
+  if (env.rank == 0) lock_.emplace(c.output_dir);
+  prepare_output_dir(c.output_dir, resuming, c.overwrite_output_dir, env.rank == 0);
   tokenizer_ = std::make_shared<const Tokenizer>(c.model_name_or_path);
+  side_files_ = read_model_side_files(c.model_name_or_path);
+  check_model_max_length(*tokenizer_, c.model_max_length);
   if (c.level_labels == "soft" || c.answer_format == "regression") level_ids_ = tokenizer_->level_token_ids();
   device_ = training_device(c.device, env);
   at::globalContext().setAllowTF32CuBLAS(c.tf32);
@@ -206,9 +226,16 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
 
   const int64_t accumulation = c.gradient_accumulation_steps;
   steps_per_epoch_ = (loader_->batches_per_epoch() + accumulation - 1) / accumulation;
-  const int64_t total =
-      c.max_steps > 0 ? c.max_steps
-                      : static_cast<int64_t>(std::ceil(c.num_train_epochs * static_cast<double>(steps_per_epoch_)));
+  const double steps = c.max_steps > 0 ? static_cast<double>(c.max_steps)
+                                       : std::ceil(c.num_train_epochs * static_cast<double>(steps_per_epoch_));
+  // A bound far past any real run (30 years at a step per millisecond) that keeps the count, and
+  // every step number derived from it, exact.
+  constexpr double kMaxTotalSteps = 1e12;
+  if (!(steps >= 1 && steps <= kMaxTotalSteps))
+    fail("training config", c.max_steps > 0 ? "max_steps" : "num_train_epochs",
+         "gives " + nlohmann::json(steps).dump() + " optimizer steps (" + std::to_string(steps_per_epoch_) +
+             " per epoch); expected 1 to 1e12");
+  const auto total = static_cast<int64_t>(steps);
   state_.schedule = LrSchedule::make(c.lr_scheduler_type, c.warmup_ratio, total);
 
   if (c.eval_steps > 0) {
@@ -405,6 +432,7 @@ Trainer::StepResult Trainer::step() {
     else
       masters_->copy_to_model();
     r.applied = true;
+    applied_steps_ += 1;
     state_.nonfinite_in_row = 0;
     nonfinite_ids_.clear();
   } else {
@@ -516,7 +544,7 @@ void Trainer::write_checkpoint_folder(const std::string& dir) const {
   CheckpointContents c;
   c.model = io::state_dict(*model_);
   c.model_config = model_->config.to_json();
-  c.source_model_dir = config_.model_name_or_path;
+  c.side_files = side_files_;
   c.trainer_state = state_.to_json();
   if (config_.lora_enable)
     c.write_model = [this](const std::string& d) { write_lora_output(d, model_, trainable_names_, config_); };
@@ -551,7 +579,7 @@ void Trainer::save_checkpoint() const {
   write_checkpoint_folder(dir);
   if (rank() != 0) return;
   log::info("saved ", dir);
-  rotate_checkpoints(config_.output_dir, config_.save_total_limit);
+  rotate_checkpoints(config_.output_dir, config_.save_total_limit, config_.model_name_or_path);
 }
 
 std::string Trainer::optimizer_file(const std::string& dir, int rank) const {
@@ -587,6 +615,7 @@ void Trainer::evaluate(MetricsLog* metrics) {
 void Trainer::resume(const std::string& dir) {
   const auto state_path = (fs::path(dir) / "trainer_state.json").string();
   const auto saved = TrainerState::from_json(io::read_json_file(state_path), state_path);
+  check_resumed_state(saved, state_path);
   if (saved.schedule.total_steps != state_.schedule.total_steps || saved.schedule.type != state_.schedule.type ||
       saved.schedule.warmup_steps != state_.schedule.warmup_steps)
     log::warn(dir, " was trained with a ", saved.schedule.type, " schedule of ", saved.schedule.total_steps,
@@ -641,19 +670,52 @@ void Trainer::resume(const std::string& dir) {
   optimizer_->load_state_dict(state, dir);
   const auto rng = extra.find("rng.cpu");
   if (rng == extra.end()) fail(extra_path, "rng.cpu", "missing");
+  const auto cpu_state = generator_state(torch::kCPU);
+  if (rng->second.scalar_type() != torch::kUInt8 || rng->second.numel() != cpu_state.numel())
+    fail(extra_path, "rng.cpu",
+         "holds " + std::to_string(rng->second.numel()) + " values; expected the CPU generator's state of " +
+             std::to_string(cpu_state.numel()) + " bytes (the file is damaged or was not written by qalign train)");
   set_generator_state(torch::kCPU, rng->second);
   const int ranks = group_ ? group_->size() : 1;
   const auto cuda_rng = extra.find("rng.cuda");
-  if (device_.is_cuda() && cuda_rng != extra.end() && cuda_rng->second.size(0) == ranks)
-    set_generator_state(device_, cuda_rng->second[rank()].contiguous());
+  if (device_.is_cuda() && cuda_rng != extra.end()) {
+    const auto& t = cuda_rng->second;
+    if (t.dim() != 2 || t.scalar_type() != torch::kUInt8 || t.size(1) != generator_state(device_).numel())
+      fail(extra_path, "rng.cuda", "is not one CUDA generator state per rank (the file is damaged)");
+    if (t.size(0) == ranks) set_generator_state(device_, t[rank()].contiguous());
+  }
   // Each rank's place in its share of the epoch, from the samples all ranks had taken together.
   const auto positions = extra.find("data_position");
+  if (positions != extra.end()) {
+    const auto& p = positions->second;
+    const int64_t n = p.numel();
+    if (n < 1 || p.is_floating_point() || p.min().item<int64_t>() < 0 || p.max().item<int64_t>() > loader_->size())
+      fail(extra_path, "data_position",
+           "expected each rank's place in an epoch of " + std::to_string(loader_->size()) +
+               " samples (0 to that), one per rank (the file is damaged or belongs to another run)");
+  }
   const int64_t taken = positions != extra.end() ? positions->second.sum().item<int64_t>() : saved.position;
   state_.position = data::rank_position(taken, config_.per_device_train_batch_size, rank(), ranks);
   const int64_t saved_ranks = positions != extra.end() ? positions->second.numel() : 1;
   if (saved_ranks != ranks) log::info("resharded ", dir, " from ", saved_ranks, " to ", ranks, " processes");
   log::info("resumed from ", dir, " at step ", state_.global_step, " (epoch ", state_.epoch, ", sample ",
             state_.position, ")");
+}
+
+void Trainer::check_resumed_state(const TrainerState& saved, const std::string& path) const {
+  const auto in_range = [&](const char* field, int64_t v, int64_t hi, const std::string& what) {
+    if (v < 0 || v > hi)
+      fail(path, field,
+           std::to_string(v) + " is outside 0 to " + std::to_string(hi) + " (" + what +
+               "): the file is damaged or belongs to another run");
+  };
+  in_range("global_step", saved.global_step, total_steps(),
+           "the steps of this run, from max_steps or num_train_epochs");
+  in_range("epoch", saved.epoch, saved.global_step, "at most one epoch begins per step");
+  in_range("position", saved.position, loader_->size(), "the samples of an epoch");
+  in_range("samples_seen", saved.samples_seen, std::numeric_limits<int64_t>::max(), "a count");
+  in_range("nonfinite_in_row", saved.nonfinite_in_row, saved.global_step, "steps taken");
+  in_range("nonfinite_total", saved.nonfinite_total, saved.global_step, "steps taken");
 }
 
 void Trainer::train() {
@@ -664,8 +726,16 @@ void Trainer::train() {
     resume(resolve_resume_dir(c.resume_from_checkpoint, c.output_dir));
     resumed_at = state_.global_step;
     const auto best = fs::path(c.output_dir) / "best" / "best.json";
-    if (fs::exists(best)) best_metric_ = io::read_json_file(best.string()).value("value", best_metric_);
+    if (fs::exists(best)) {
+      const auto j = io::read_json_file(best.string());
+      const auto value = j.is_object() ? j.find("value") : j.end();
+      if (value == j.end() || !value->is_number()) fail(best.string(), "value", "expected the best metric, a number");
+      best_metric_ = value->get<double>();
+    }
   }
+  // A model started from a checkpoint of this output_dir is never written over (save_total_limit
+  // never counts or removes it either).
+  check_model_survives(c.output_dir, c.model_name_or_path, state_.global_step, total_steps(), evaluator_ != nullptr);
   install_stop_handler();
   std::optional<MetricsLog> metrics;  // rank 0 reports for all
   if (rank() == 0) metrics.emplace(c.output_dir, resumed_at);
@@ -719,14 +789,24 @@ void Trainer::train() {
       return;
     }
   }
+  const int64_t ran = state_.global_step - std::max<int64_t>(resumed_at, 0);
+  if (ran > 0 && applied_steps_ == 0)
+    fail(c.output_dir, "",
+         "trained nothing: every one of the run's " + std::to_string(ran) +
+             " steps had a non-finite loss or gradient and was skipped (the warnings above name the samples); "
+             "no model written");
   std::optional<Zero3Params::Whole> whole;
   if (zero3_ && options_.write_final_model) whole.emplace(*zero3_, /*write_back=*/false);
   if (rank() == 0 && options_.write_final_model) {
     if (c.lora_enable)
       write_lora_output(c.output_dir, model_, trainable_names_, c);
     else
-      write_model_folder(c.output_dir, io::state_dict(*model_), model_->config.to_json(), c.model_name_or_path);
-    log::info("training done: ", state_.global_step, " steps; model written to ", c.output_dir);
+      write_model_folder(c.output_dir, io::state_dict(*model_), model_->config.to_json(), side_files_);
+    if (ran > 0)
+      log::info("training done: ", state_.global_step, " steps; model written to ", c.output_dir);
+    else
+      log::info("nothing left to train: resumed at step ", state_.global_step,
+                ", the end of this run; model written to ", c.output_dir);
   }
   if (group_) log::info("rank ", rank(), ": peak memory ", peak_memory_mib(device_), " MiB");
   if (group_) group_->barrier();

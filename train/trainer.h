@@ -35,6 +35,7 @@
 #include "train/evaluation.h"
 #include "train/master_weights.h"
 #include "train/metrics_log.h"
+#include "train/run_lock.h"
 #include "train/trainer_state.h"
 #include "train/zero.h"
 #include "train/zero3.h"
@@ -116,8 +117,14 @@ class Trainer {
   // Row r: rank r's `mine`, flattened, as float64 (a collective; [1, n] without a process group).
   torch::Tensor every_rank(const torch::Tensor& mine) const;
 
+  // Refuses a resumed state that does not fit this run (step past its end, a data position past
+  // its samples), naming the file and field, before any of it is used.
+  void check_resumed_state(const TrainerState& saved, const std::string& path) const;
+
   config::TrainConfig config_;
   TrainerOptions options_;
+  std::optional<RunLock> lock_;  // output_dir's, held by rank 0 for the run: one job writes it
+  ModelSideFiles side_files_;    // the model's tokenizer and preprocessor files, for every checkpoint
   torch::Device device_{torch::kCPU};
   std::vector<std::string> trainable_names_;
   std::unique_ptr<distributed::ProcessGroup> group_;  // set when launched with a world size above 1
@@ -138,6 +145,7 @@ class Trainer {
   std::unique_ptr<Evaluator> evaluator_;
   double best_metric_ = -1e300;             // the best mean eval metric so far (output_dir/best/best.json)
   std::vector<std::string> nonfinite_ids_;  // sample ids of the current run of skipped steps
+  int64_t applied_steps_ = 0;               // steps of this process's run whose update was applied
 };
 
 }  // namespace qalign::train

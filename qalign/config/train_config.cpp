@@ -34,6 +34,14 @@ const Check kFraction{"a value in [0, 1]", [](double v) { return v >= 0 && v <= 
 const Check kBeta{"a value in [0, 1)", [](double v) { return v >= 0 && v < 1; }};
 const Check kHeadroom{"-1 (the plan's estimate) or a value >= 0", [](double v) { return v == -1 || v >= 0; }};
 const Check kStepLimit{"-1 (no limit) or a value > 0", [](double v) { return v == -1 || v > 0; }};
+// AdamW moves each weight by about the learning rate a step: past 1 a step destroys the model
+// (the authors use 2e-5), and values near the double's limit overflow the update to inf.
+const Check kLearningRate{"a value in (0, 1]", [](double v) { return v > 0 && v <= 1; }};
+// Each optimizer step holds all its micro-batches (pixels included) in memory at once.
+const Check kAccumulation{"1 to 4096 micro-batches per step", [](double v) { return v >= 1 && v <= 4096; }};
+// Adapter matrices are r x width per adapted layer: ranks past the widest layers (4096 in the
+// 7B models) cannot add anything and would only allocate.
+const Check kLoraRank{"1 to 4096", [](double v) { return v >= 1 && v <= 4096; }};
 // Shards optimizer state (1), also gradients (2), also parameters (3).
 const Check kZeroStage{"0, 1, 2 or 3", [](double v) { return v == 0 || v == 1 || v == 2 || v == 3; }};
 
@@ -58,9 +66,9 @@ const std::vector<Field> kFields = {
     {"max_steps", &TrainConfig::max_steps, kStepLimit},
     {"per_device_train_batch_size", &TrainConfig::per_device_train_batch_size, kPositive},
     {"per_device_eval_batch_size", &TrainConfig::per_device_eval_batch_size, kPositive},
-    {"gradient_accumulation_steps", &TrainConfig::gradient_accumulation_steps, kPositive},
+    {"gradient_accumulation_steps", &TrainConfig::gradient_accumulation_steps, kAccumulation},
     {"seed", &TrainConfig::seed, kNonNegative},
-    {"learning_rate", &TrainConfig::learning_rate, kPositive},
+    {"learning_rate", &TrainConfig::learning_rate, kLearningRate},
     {"weight_decay", &TrainConfig::weight_decay, kNonNegative},
     {"warmup_ratio", &TrainConfig::warmup_ratio, kFraction},
     {"lr_scheduler_type", &TrainConfig::lr_scheduler_type, {}, {"cosine", "linear", "constant"}},
@@ -68,12 +76,12 @@ const std::vector<Field> kFields = {
     {"adam_beta2", &TrainConfig::adam_beta2, kBeta},
     {"adam_epsilon", &TrainConfig::adam_epsilon, kPositive},
     {"max_grad_norm", &TrainConfig::max_grad_norm, kNonNegative},
-    {"visual_abstractor_lr", &TrainConfig::visual_abstractor_lr, kPositive},
+    {"visual_abstractor_lr", &TrainConfig::visual_abstractor_lr, kLearningRate},
     {"tune_visual_abstractor", &TrainConfig::tune_visual_abstractor},
     {"freeze_vision_model", &TrainConfig::freeze_vision_model},
     {"tune_language_model", &TrainConfig::tune_language_model},
     {"lora_enable", &TrainConfig::lora_enable},
-    {"lora_r", &TrainConfig::lora_r, kPositive},
+    {"lora_r", &TrainConfig::lora_r, kLoraRank},
     {"lora_alpha", &TrainConfig::lora_alpha, kPositive},
     {"lora_dropout", &TrainConfig::lora_dropout, kBeta},
     {"lora_target_modules", &TrainConfig::lora_target_modules},

@@ -24,6 +24,16 @@ void require_new_folder(const std::string& dir, const std::string& source, const
   fail(source, "", dir + " already holds files; " + override_hint);
 }
 
+void require_new_file(const std::string& path, const std::string& option, bool overwrite,
+                      const std::vector<std::pair<std::string, std::string>>& inputs) {
+  for (const auto& [input_option, input] : inputs)
+    if (same_file(path, input))
+      fail(option, "", path + " is " + input_option + ": write the output to a file of its own");
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) fail(option, "", path + " is a folder; expected a file to write");
+  if (fs::exists(path, ec) && !overwrite) fail(path, "", "exists; --overwrite replaces it");
+}
+
 bool same_file(const std::string& a, const std::string& b) {
   std::error_code ec;
   return fs::equivalent(a, b, ec) && !ec;
@@ -37,14 +47,18 @@ void remove_weight_files(const std::string& dir) {
       fs::remove(entry.path());
 }
 
-OutputLock::OutputLock(const std::string& target) : path_(target + ".lock") {
+OutputLock::OutputLock(const std::string& target) : OutputLock(target, target + ".lock") {}
+
+OutputLock::OutputLock(const std::string& target, const std::string& lock_file) : path_(lock_file) {
   for (;;) {
     fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0) fail(path_, "", std::string("cannot create the lock file: ") + std::strerror(errno));
     if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-      const std::string holder = read_file(path_);
+      const int error = errno;
+      const std::string holder = error == EWOULDBLOCK ? read_file(path_).substr(0, 200) : "";
       ::close(fd_);
       fd_ = -1;
+      if (error != EWOULDBLOCK) fail(path_, "", std::string("cannot lock the file: ") + std::strerror(error));
       fail(target, "",
            "another qalign (pid " + (holder.empty() ? std::string("unknown") : holder) +
                ") is writing it now; wait for it, or remove " + path_ + " if no such process runs");
@@ -58,8 +72,10 @@ OutputLock::OutputLock(const std::string& target) : path_(target + ".lock") {
       break;
     ::close(fd_);
   }
-  const std::string pid = std::to_string(::getpid());
-  if (::ftruncate(fd_, 0) == 0) write_all(fd_, pid.data(), pid.size(), path_);
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  const std::string holder = std::to_string(::getpid()) + " on " + host;
+  if (::ftruncate(fd_, 0) == 0) write_all(fd_, holder.data(), holder.size(), path_);
 }
 
 OutputLock::~OutputLock() {

@@ -6,8 +6,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 
-#include "qalign/base/atomic_file.h"
 #include "qalign/base/error.h"
 #include "qalign/base/json_file.h"
 #include "qalign/media_type.h"
@@ -175,11 +175,22 @@ std::string python_float_text(double value) {
   return value < 0 ? "-" + out : out;
 }
 
+namespace {
+
+// A label file's records one at a time: memory holds the records read, not the file's tree.
+void for_each_label_record(const std::string& file, const std::function<void(size_t, json&&)>& each) {
+  io::for_each_json_array_element(file, kMaxLabelFileBytes, "a JSON array of records", each);
+}
+
+}  // namespace
+
 json read_json_array(const std::string& file) {
-  const json array = io::read_json_file(file);
-  if (!array.is_array()) fail(file, "", std::string("expected a JSON array of records, got ") + array.type_name());
+  json array = json::array();
+  for_each_label_record(file, [&](size_t, json&& record) { array.push_back(std::move(record)); });
   return array;
 }
+
+namespace {
 
 // Five probabilities that sum to one (within the rounding a JSON writer leaves).
 std::vector<double> read_level_probs(const json& value, const std::string& source, size_t index) {
@@ -199,79 +210,97 @@ std::vector<double> read_level_probs(const json& value, const std::string& sourc
   return probs;
 }
 
+TrainingRecord parse_training_record(const json& record, const std::string& source, size_t i,
+                                     const std::string& image_folder) {
+  const json& rec = checked_object(record, source, i);
+  TrainingRecord r;
+  r.id = optional_string(rec, "id", source, i).value_or("");
+  r.images = read_images(rec, source, i);
+  for (const auto& p : r.images) r.paths.push_back(resolve_path(image_folder, p));
+  r.conversations = read_conversations(rec, source, i);
+  if (const auto gt = optional_score(rec, "gt_score", source, i)) r.gt_score = gt->value;
+  r.mos = r.gt_score;
+  if (rec.contains("level_probs")) r.level_probs = read_level_probs(rec["level_probs"], source, i);
+  // Training ids are free-form; only one that ends in "->number" carries a MOS.
+  if (const auto text = mos_text_of_id(r.id); !r.mos && text) r.mos = try_parse_number(*text);
+  // The placeholder and the image field must agree: without an image upstream tokenises
+  // "<|image|>" as plain text, with one and no placeholder the image is never inserted.
+  const bool placeholder = std::any_of(r.conversations.begin(), r.conversations.end(), [](const Turn& t) {
+    return t.from == "human" && t.value.find(kImageToken) != std::string::npos;
+  });
+  if (placeholder && !r.has_image())
+    fail(source, record_field(i, "image"), "missing, but a human turn holds <|image|>");
+  if (!placeholder && r.has_image())
+    fail(source, record_field(i, "conversations"), "no human turn holds <|image|> for the record's image");
+  // Only gpt turns carry labels: without one every label is masked and the loss is 0/0.
+  if (std::none_of(r.conversations.begin(), r.conversations.end(), [](const Turn& t) { return t.from == "gpt"; }))
+    fail(source, record_field(i, "conversations"), "no \"gpt\" turn: the record has no answer to learn");
+  return r;
+}
+
+}  // namespace
+
 std::vector<TrainingRecord> parse_training_records(const json& array, const std::string& source,
                                                    const std::string& image_folder) {
   std::vector<TrainingRecord> records;
   records.reserve(array.size());
-  for (size_t i = 0; i < array.size(); ++i) {
-    const json& rec = checked_object(array[i], source, i);
-    TrainingRecord r;
-    r.id = optional_string(rec, "id", source, i).value_or("");
-    r.images = read_images(rec, source, i);
-    for (const auto& p : r.images) r.paths.push_back(resolve_path(image_folder, p));
-    r.conversations = read_conversations(rec, source, i);
-    if (const auto gt = optional_score(rec, "gt_score", source, i)) r.gt_score = gt->value;
-    r.mos = r.gt_score;
-    if (rec.contains("level_probs")) r.level_probs = read_level_probs(rec["level_probs"], source, i);
-    // Training ids are free-form; only one that ends in "->number" carries a MOS.
-    if (const auto text = mos_text_of_id(r.id); !r.mos && text) r.mos = try_parse_number(*text);
-    // The placeholder and the image field must agree: without an image upstream tokenises
-    // "<|image|>" as plain text, with one and no placeholder the image is never inserted.
-    const bool placeholder = std::any_of(r.conversations.begin(), r.conversations.end(), [](const Turn& t) {
-      return t.from == "human" && t.value.find(kImageToken) != std::string::npos;
-    });
-    if (placeholder && !r.has_image())
-      fail(source, record_field(i, "image"), "missing, but a human turn holds <|image|>");
-    if (!placeholder && r.has_image())
-      fail(source, record_field(i, "conversations"), "no human turn holds <|image|> for the record's image");
-    // Only gpt turns carry labels: without one every label is masked and the loss is 0/0.
-    if (std::none_of(r.conversations.begin(), r.conversations.end(), [](const Turn& t) { return t.from == "gpt"; }))
-      fail(source, record_field(i, "conversations"), "no \"gpt\" turn: the record has no answer to learn");
-    records.push_back(std::move(r));
-  }
+  for (size_t i = 0; i < array.size(); ++i) records.push_back(parse_training_record(array[i], source, i, image_folder));
   return records;
 }
 
 std::vector<TrainingRecord> read_training_records(const std::string& file, const std::string& image_folder) {
-  return parse_training_records(read_json_array(file), file, image_folder);
+  std::vector<TrainingRecord> records;
+  for_each_label_record(
+      file, [&](size_t i, json&& record) { records.push_back(parse_training_record(record, file, i, image_folder)); });
+  return records;
 }
+
+namespace {
+
+ScoredRecord parse_scored_record(const json& record, const std::string& source, size_t i,
+                                 const std::string& image_folder) {
+  const json& rec = checked_object(record, source, i);
+  ScoredRecord r;
+  r.id = optional_string(rec, "id", source, i).value_or("");
+  // The eval scripts: llddata.get("image", llddata.get("img_path")).
+  auto image = optional_string(rec, "image", source, i);
+  if (!image) image = optional_string(rec, "img_path", source, i);
+  if (!image) fail(source, record_field(i, "image"), "missing (neither \"image\" nor \"img_path\")");
+  if (image->empty()) fail(source, record_field(i, rec.contains("image") ? "image" : "img_path"), "empty path");
+  r.image = *image;
+  r.path = resolve_path(image_folder, r.image);
+  r.is_video = is_video_file(r.image);
+
+  const auto id_text = mos_text_of_id(r.id);
+  if (const auto gt = optional_score(rec, "gt_score", source, i)) {
+    r.mos = gt->value;
+    const bool id_agrees = !gt->is_string && id_text && try_parse_number(*id_text) == gt->value;
+    r.mos_text = id_agrees ? *id_text : gt->text;
+  } else if (id_text) {
+    r.mos = parse_mos(*id_text, source, record_field(i, "id"));
+    r.mos_text = *id_text;
+  } else {
+    fail(source, record_field(i, "gt_score"), "missing, and no \"id\" ending in \"->MOS\"");
+  }
+  if (const auto s = optional_score(rec, "std", source, i)) r.std = s->value;
+  return r;
+}
+
+}  // namespace
 
 std::vector<ScoredRecord> parse_scored_records(const json& array, const std::string& source,
                                                const std::string& image_folder) {
   std::vector<ScoredRecord> records;
   records.reserve(array.size());
-  for (size_t i = 0; i < array.size(); ++i) {
-    const json& rec = checked_object(array[i], source, i);
-    ScoredRecord r;
-    r.id = optional_string(rec, "id", source, i).value_or("");
-    // The eval scripts: llddata.get("image", llddata.get("img_path")).
-    auto image = optional_string(rec, "image", source, i);
-    if (!image) image = optional_string(rec, "img_path", source, i);
-    if (!image) fail(source, record_field(i, "image"), "missing (neither \"image\" nor \"img_path\")");
-    if (image->empty()) fail(source, record_field(i, rec.contains("image") ? "image" : "img_path"), "empty path");
-    r.image = *image;
-    r.path = resolve_path(image_folder, r.image);
-    r.is_video = is_video_file(r.image);
-
-    const auto id_text = mos_text_of_id(r.id);
-    if (const auto gt = optional_score(rec, "gt_score", source, i)) {
-      r.mos = gt->value;
-      const bool id_agrees = !gt->is_string && id_text && try_parse_number(*id_text) == gt->value;
-      r.mos_text = id_agrees ? *id_text : gt->text;
-    } else if (id_text) {
-      r.mos = parse_mos(*id_text, source, record_field(i, "id"));
-      r.mos_text = *id_text;
-    } else {
-      fail(source, record_field(i, "gt_score"), "missing, and no \"id\" ending in \"->MOS\"");
-    }
-    if (const auto s = optional_score(rec, "std", source, i)) r.std = s->value;
-    records.push_back(std::move(r));
-  }
+  for (size_t i = 0; i < array.size(); ++i) records.push_back(parse_scored_record(array[i], source, i, image_folder));
   return records;
 }
 
 std::vector<ScoredRecord> read_scored_records(const std::string& file, const std::string& image_folder) {
-  return parse_scored_records(read_json_array(file), file, image_folder);
+  std::vector<ScoredRecord> records;
+  for_each_label_record(
+      file, [&](size_t i, json&& record) { records.push_back(parse_scored_record(record, file, i, image_folder)); });
+  return records;
 }
 
 }  // namespace qalign

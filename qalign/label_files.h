@@ -5,6 +5,7 @@
 // throws qalign::Error naming the file, the record index and the field: "FILE: [12].image: ...".
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -44,6 +45,10 @@ struct ScoredRecord {
   std::optional<double> std;  // raters' standard deviation, when the record has "std"
   bool is_video = false;
 };
+
+// Label files are read record by record; the bound keeps a mistaken path (a dump, a video) from
+// filling memory: 1 GiB is about four million records of the authors' training files.
+constexpr uint64_t kMaxLabelFileBytes = 1ull << 30;
 
 // A JSON array read from `file` (errors name the file and the parser's position).
 nlohmann::json read_json_array(const std::string& file);

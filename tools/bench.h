@@ -18,6 +18,8 @@ struct Common {
   int warmup = 2, repeats = 5;
 };
 
+// --warmup and --repeats within config::kMaxBenchRuns (at least one timed run).
+void check_runs(const Common& c);
 torch::Device parse_device(const std::string& name);
 torch::ScalarType parse_dtype(const std::string& name);
 // The tokenizer a preset's vocabulary fits when --tokenizer is not given (paths from the

@@ -4,9 +4,15 @@
 #include <thread>
 
 #include "qalign/base/error.h"
+#include "qalign/config/limits.h"
 #include "tools/bench.h"
 
 namespace qalign::tools::bench {
+
+void check_runs(const Common& c) {
+  config::check_bench_runs(c.warmup, 0, "--warmup", "");
+  config::check_bench_runs(c.repeats, 1, "--repeats", "");
+}
 
 torch::Device parse_device(const std::string& name) {
   if (name == "cpu") return torch::kCPU;

@@ -8,11 +8,13 @@
 #include <opencv2/imgproc.hpp>
 
 #include <chrono>
+#include <exception>
 #include <filesystem>
 #include <thread>
 
 #include "data/preprocess.h"
 #include "qalign/base/error.h"
+#include "qalign/config/limits.h"
 #include "tools/bench.h"
 
 namespace qalign::tools::bench {
@@ -38,23 +40,52 @@ std::string make_jpeg(const fs::path& dir, int w, int h) {
   fail(kSources.front(), "", "no photograph to benchmark with; install opencv-doc (scripts/setup.sh does)");
 }
 
-// Items per second over `threads` workers each running `fn` `count` times.
+// Items per second over `threads` workers each running `fn` `count` times. A worker's failure
+// (out of memory, say) is rethrown here once all have stopped, not left to end the process.
 double throughput(int threads, int count, const std::function<void()>& fn) {
   const auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t)
-    pool.emplace_back([&] {
-      for (int i = 0; i < count; ++i) fn();
+    pool.emplace_back([&, t] {
+      try {
+        for (int i = 0; i < count; ++i) fn();
+      } catch (...) {
+        errors[static_cast<size_t>(t)] = std::current_exception();
+      }
     });
   for (auto& t : pool) t.join();
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
   return threads * count / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The folder of the run's pictures, removed however the run ends.
+struct ScratchFolder {
+  fs::path path;
+  explicit ScratchFolder(fs::path p) : path(std::move(p)) { fs::create_directories(path); }
+  ~ScratchFolder() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+// Workers beyond the cores cannot decode faster, and each holds a 4000x3000 picture.
+void check_threads(const std::vector<int>& threads) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  for (const int t : threads)
+    if (t < 1 || t > cores)
+      fail("--threads", "",
+           "expected 1 to " + std::to_string(cores) + " workers (this machine's cores), got " + std::to_string(t));
 }
 
 }  // namespace
 
 nlohmann::ordered_json data(const std::vector<int>& threads, int images_per_thread) {
-  const auto dir = fs::temp_directory_path() / ("qalign-bench-data-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  check_threads(threads);
+  config::check_bench_runs(images_per_thread, 1, "--images-per-thread", "");
+  const ScratchFolder scratch(fs::temp_directory_path() / ("qalign-bench-data-" + std::to_string(::getpid())));
+  const auto& dir = scratch.path;
   const int cv_threads = cv::getNumThreads();
   const int torch_threads = torch::get_num_threads();
   cv::setNumThreads(1);
@@ -81,8 +112,6 @@ nlohmann::ordered_json data(const std::vector<int>& threads, int images_per_thre
   }
   cv::setNumThreads(cv_threads);
   torch::set_num_threads(torch_threads);
-  std::error_code ec;
-  fs::remove_all(dir, ec);
   return {{"bench", "data"}, {"image_size", 448}, {"jpeg_quality", 90}, {"rows", rows}};
 }
 

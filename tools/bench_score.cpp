@@ -1,5 +1,6 @@
 // bench score: images/s and latency per batch of the scoring path (prompt, vision tower, one
 // language-model forward, level softmax) with random weights of a preset and random pixels.
+#include "qalign/config/limits.h"
 #include "qalign/model/flops.h"
 #include "qalign/model/presets.h"
 #include "qalign/prompts.h"
@@ -9,6 +10,8 @@
 namespace qalign::tools::bench {
 
 nlohmann::ordered_json score(const Common& c, const std::vector<int>& batch_sizes) {
+  check_runs(c);
+  for (const int b : batch_sizes) config::check_batch_size(b, "--batch-sizes", "");
   const auto device = parse_device(c.device);
   const auto dtype = parse_dtype(c.dtype);
   const auto config = model::preset_config(c.preset);

@@ -13,6 +13,7 @@
 #include <fstream>
 
 #include "qalign/base/error.h"
+#include "qalign/config/limits.h"
 #include "qalign/conversation.h"
 #include "qalign/model/flops.h"
 #include "qalign/model/owl2.h"
@@ -43,6 +44,8 @@ class SyntheticBatches : public data::BatchSource {
 }  // namespace
 
 nlohmann::ordered_json train_step(const Common& c, const TrainStepOptions& o) {
+  check_runs(c);
+  config::check_batch_size(o.batch_size, "--batch-size", "");
   const auto device = parse_device(c.device);
   const auto dtype = parse_dtype(c.dtype);
   const auto config = model::preset_config(c.preset);
@@ -50,7 +53,6 @@ nlohmann::ordered_json train_step(const Common& c, const TrainStepOptions& o) {
   const Tokenizer tokenizer(tokenizer_dir);
   if (c.optim != "adamw_torch" && c.optim != "adamw_torch_fused")
     fail("--optim", "", "expected adamw_torch or adamw_torch_fused, got \"" + c.optim + "\"");
-  if (c.warmup < 0 || c.repeats < 1) fail("--repeats", "", "needs at least one timed step and no negative warm-up");
 
   const int B = o.batch_size;
   std::vector<SupervisedSample> samples;

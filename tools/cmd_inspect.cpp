@@ -30,17 +30,21 @@ Command add_inspect(CLI::App& app) {
   return {cmd, [path, json]() {
             const auto tensors = io::list_weights(*path);
             uint64_t params = 0, bytes = 0;
-            nlohmann::json list = nlohmann::json::array();
             for (const auto& t : tensors) {
               uint64_t n = 1;
               for (auto d : t.shape) n *= static_cast<uint64_t>(d);
               params += n;
               bytes += n * dtype_bytes(t.dtype);
-              list.push_back({{"name", t.name}, {"dtype", t.dtype}, {"shape", t.shape}});
             }
-            if (*json) {
-              std::cout << nlohmann::json{{"tensors", list}, {"num_parameters", params}, {"num_bytes", bytes}}.dump()
-                        << "\n";
+            if (*json) {  // written entry by entry: a header may list a million tensors
+              std::cout << "{\"num_bytes\":" << bytes << ",\"num_parameters\":" << params << ",\"tensors\":[";
+              for (size_t i = 0; i < tensors.size(); ++i)
+                std::cout << (i ? "," : "")
+                          << nlohmann::json{{"name", tensors[i].name},
+                                            {"dtype", tensors[i].dtype},
+                                            {"shape", tensors[i].shape}}
+                                 .dump();
+              std::cout << "]}\n";
               return 0;
             }
             size_t width = 4;

@@ -53,7 +53,10 @@ std::vector<TrainingRecord> read_records(const config::TrainConfig& c) {
   std::vector<TrainingRecord> all;
   for (const auto& s : sources) {
     auto part = read_training_records(s.path, c.image_folder);
-    all.insert(all.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+    if (all.empty())  // a million records moved as one buffer, not copied into a second
+      all = std::move(part);
+    else
+      all.insert(all.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
   }
   return all;
 }

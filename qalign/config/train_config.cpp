@@ -9,7 +9,7 @@
 #include <sstream>
 #include <variant>
 
-#include "qalign/base/atomic_file.h"
+#include "qalign/base/bounded_file.h"
 #include "qalign/base/error.h"
 #include "qalign/base/keys.h"
 #include "qalign/config/limits.h"
@@ -274,7 +274,7 @@ std::string syntax_hint(const std::string& text, int line) {
 }
 
 YAML::Node parse_file(const std::string& path) {
-  const std::string text = io::read_file(path);
+  const std::string text = io::read_file_at_most(path, kMaxYamlConfigBytes, "a YAML training config");
   try {
     return YAML::Load(text);
   } catch (const YAML::Exception& e) {

@@ -41,6 +41,10 @@ const std::map<std::string, torch::Dtype>& storage_types() {
 }
 
 constexpr size_t kMaxStack = 1 << 20;
+// Values pushed and memo entries stored, together: a state dict's pickle makes about 20 per
+// tensor, so this admits some 100 000 tensors while a hostile pickle (a few kB of deflated
+// opcodes can push tens of millions of references) stops at ~300 MB.
+constexpr size_t kMaxObjects = 1 << 21;
 
 class Unpickler {
  public:
@@ -143,13 +147,13 @@ class Unpickler {
           break;
         }
         case 'q':
-          memo_[byte()] = top();
+          remember(byte());
           break;  // BINPUT
         case 'r':
-          memo_[le(4)] = top();
+          remember(le(4));
           break;  // LONG_BINPUT
         case 0x94:
-          memo_[memo_.size()] = top();
+          remember(memo_.size());
           break;  // MEMOIZE
         case 'h':
           push(memo(byte()));
@@ -247,7 +251,17 @@ class Unpickler {
   }
   void push(Ptr v) {
     if (stack_.size() >= kMaxStack) bad("pickle stack too deep");
+    count_object();
     stack_.push_back(std::move(v));
+  }
+  void remember(uint64_t key) {
+    count_object();
+    memo_[key] = top();
+  }
+  void count_object() {
+    if (++objects_ > kMaxObjects)
+      bad("the pickle builds more than " + std::to_string(kMaxObjects) +
+          " objects, where a state dict needs about 20 per tensor: not a state dict, or a damaged one");
   }
   void push_int(int64_t x) {
     auto v = make(Value::Kind::Int);
@@ -385,6 +399,7 @@ class Unpickler {
   std::vector<size_t> marks_;
   std::map<uint64_t, Ptr> memo_;
   std::map<std::string, Ptr> storages_;
+  size_t objects_ = 0;
 };
 
 }  // namespace

@@ -9,17 +9,19 @@
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
-#include <set>
 
 #include "qalign/base/atomic_file.h"
 #include "qalign/base/error.h"
+#include "qalign/base/json_file.h"
 #include "qalign/base/regular_file.h"
 
 namespace qalign::io {
 
 namespace {
 
-constexpr uint64_t kMaxHeader = 100u << 20;  // the reference reader's limit
+// The reference reader's limit (safetensors' MAX_HEADER_SIZE): a longer header is no file it
+// would load, and parsing one costs seconds and memory a multiple of its size.
+constexpr uint64_t kMaxHeader = 100'000'000;
 
 std::vector<int64_t> parse_shape(const nlohmann::json& j, const std::string& path, const std::string& field) {
   if (!j.is_array()) fail(path, field, "\"shape\" must be a list of non-negative integers");
@@ -31,6 +33,50 @@ std::vector<int64_t> parse_shape(const nlohmann::json& j, const std::string& pat
     shape.push_back(static_cast<int64_t>(v));
   }
   return shape;
+}
+
+TensorInfo parse_entry(const std::string& path, const std::string& name, const nlohmann::json& v, uint64_t data_size) {
+  if (!v.is_object()) fail(path, name, "entry must be an object with dtype, shape, data_offsets");
+  for (const char* key : {"dtype", "shape", "data_offsets"})
+    if (!v.contains(key)) fail(path, name, std::string("missing \"") + key + "\"");
+  if (!v["dtype"].is_string()) fail(path, name, "\"dtype\" must be a string");
+  TensorInfo t;
+  t.name = name;
+  t.dtype = v["dtype"].get<std::string>();
+  const auto dtype = dtype_from_safetensors(t.dtype, path, name);
+  t.shape = parse_shape(v["shape"], path, name);
+  const auto& off = v["data_offsets"];
+  if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+    fail(path, name, "\"data_offsets\" must be two non-negative integers [begin, end]");
+  t.begin = off[0].get<uint64_t>();
+  t.end = off[1].get<uint64_t>();
+  if (t.end < t.begin) fail(path, name, "data_offsets end precedes begin");
+  if (t.end > data_size)
+    fail(path, name,
+         "data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) + "] run past the data section (" +
+             std::to_string(data_size) + " bytes)");
+  // Overflow-safe numel * element size.
+  unsigned __int128 bytes_needed = c10::elementSize(dtype);
+  for (auto d : t.shape) {
+    bytes_needed *= static_cast<uint64_t>(d);
+    if (bytes_needed > (static_cast<unsigned __int128>(1) << 64)) break;
+  }
+  if (bytes_needed != t.end - t.begin)
+    fail(path, name,
+         "shape x dtype needs " +
+             std::to_string(static_cast<uint64_t>(std::min<unsigned __int128>(bytes_needed, UINT64_MAX))) +
+             " bytes but data_offsets span " + std::to_string(t.end - t.begin));
+  return t;
+}
+
+std::map<std::string, std::string> parse_metadata(const std::string& path, const nlohmann::json& v) {
+  if (!v.is_object()) fail(path, "__metadata__", "must be an object of strings");
+  std::map<std::string, std::string> metadata;
+  for (auto m = v.begin(); m != v.end(); ++m) {
+    if (!m.value().is_string()) fail(path, "__metadata__." + m.key(), "must be a string");
+    metadata[m.key()] = m.value().get<std::string>();
+  }
+  return metadata;
 }
 
 }  // namespace
@@ -63,88 +109,46 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   const auto* bytes = static_cast<const uint8_t*>(f->map_);
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
+  if (header_len > kMaxHeader)
+    fail(path, "header",
+         "header length " + std::to_string(header_len) +
+             " exceeds the 100 MB (100000000 bytes) limit of the safetensors format's reference reader");
   if (header_len > size - 8)
     fail(path, "header",
          "header length " + std::to_string(header_len) + " runs past the end of the file (" + std::to_string(size) +
              " bytes): the file is truncated or not safetensors");
-  if (header_len > kMaxHeader)
-    fail(path, "header", "header length " + std::to_string(header_len) + " exceeds the 100 MB limit");
   const uint64_t data_size = size - 8 - header_len;
   f->data_ = bytes + 8 + header_len;
 
-  // Duplicate names are invisible after parsing (the last one wins), so catch them while parsing.
-  std::set<std::string> seen;
-  std::string duplicate;
-  nlohmann::json header;
+  // Member by member: the header's tree never exists whole, only each entry's.
+  bool metadata_seen = false;
   try {
-    header = nlohmann::json::parse(reinterpret_cast<const char*>(bytes + 8),
-                                   reinterpret_cast<const char*>(bytes + 8 + header_len),
-                                   [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
-                                     if (depth == 1 && ev == nlohmann::json::parse_event_t::key) {
-                                       const auto k = parsed.get<std::string>();
-                                       if (!seen.insert(k).second && duplicate.empty()) duplicate = k;
-                                     }
-                                     return true;
-                                   });
+    for_each_json_member(std::string_view(reinterpret_cast<const char*>(bytes + 8), header_len), path,
+                         "a JSON object of tensor entries", [&](std::string& name, nlohmann::json&& v) {
+                           if (name != "__metadata__") {
+                             f->tensors_.push_back(parse_entry(path, name, v, data_size));
+                           } else if (!metadata_seen) {
+                             f->metadata_ = parse_metadata(path, v);
+                             metadata_seen = true;
+                           } else {
+                             fail(path, name, "appears twice in the header");
+                           }
+                         });
   } catch (const nlohmann::json::exception& e) {
     fail(path, "header", std::string("not valid JSON: ") + e.what());
-  }
-  if (!duplicate.empty()) fail(path, duplicate, "tensor name appears twice in the header");
-  if (!header.is_object()) fail(path, "header", "must be a JSON object");
-
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    const std::string& name = it.key();
-    const auto& v = it.value();
-    if (name == "__metadata__") {
-      if (!v.is_object()) fail(path, name, "must be an object of strings");
-      for (auto m = v.begin(); m != v.end(); ++m) {
-        if (!m.value().is_string()) fail(path, "__metadata__." + m.key(), "must be a string");
-        f->metadata_[m.key()] = m.value().get<std::string>();
-      }
-      continue;
-    }
-    if (!v.is_object()) fail(path, name, "entry must be an object with dtype, shape, data_offsets");
-    for (const char* key : {"dtype", "shape", "data_offsets"})
-      if (!v.contains(key)) fail(path, name, std::string("missing \"") + key + "\"");
-    if (!v["dtype"].is_string()) fail(path, name, "\"dtype\" must be a string");
-    TensorInfo t;
-    t.name = name;
-    t.dtype = v["dtype"].get<std::string>();
-    const auto dtype = dtype_from_safetensors(t.dtype, path, name);
-    t.shape = parse_shape(v["shape"], path, name);
-    const auto& off = v["data_offsets"];
-    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
-      fail(path, name, "\"data_offsets\" must be two non-negative integers [begin, end]");
-    t.begin = off[0].get<uint64_t>();
-    t.end = off[1].get<uint64_t>();
-    if (t.end < t.begin) fail(path, name, "data_offsets end precedes begin");
-    if (t.end > data_size)
-      fail(path, name,
-           "data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) + "] run past the data section (" +
-               std::to_string(data_size) + " bytes)");
-    // Overflow-safe numel * element size.
-    unsigned __int128 bytes_needed = c10::elementSize(dtype);
-    for (auto d : t.shape) {
-      bytes_needed *= static_cast<uint64_t>(d);
-      if (bytes_needed > (static_cast<unsigned __int128>(1) << 64)) break;
-    }
-    if (bytes_needed != t.end - t.begin)
-      fail(path, name,
-           "shape x dtype needs " +
-               std::to_string(static_cast<uint64_t>(std::min<unsigned __int128>(bytes_needed, UINT64_MAX))) +
-               " bytes but data_offsets span " + std::to_string(t.end - t.begin));
-    f->tensors_.push_back(std::move(t));
   }
   std::sort(f->tensors_.begin(), f->tensors_.end(), [](const TensorInfo& a, const TensorInfo& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
   });
+  for (size_t i = 0; i < f->tensors_.size(); ++i)
+    if (!f->index_.emplace(f->tensors_[i].name, i).second)
+      fail(path, f->tensors_[i].name, "tensor name appears twice in the header");
   for (size_t i = 1; i < f->tensors_.size(); ++i) {
     const auto& prev = f->tensors_[i - 1];
     const auto& cur = f->tensors_[i];
     if (cur.begin < prev.end && cur.end > cur.begin)
       fail(path, cur.name, "data_offsets overlap those of \"" + prev.name + "\"");
   }
-  for (size_t i = 0; i < f->tensors_.size(); ++i) f->index_[f->tensors_[i].name] = i;
   return f;
 }
 

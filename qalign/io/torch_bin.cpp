@@ -14,6 +14,9 @@ namespace qalign::io {
 
 namespace {
 
+// Some 200 000 tensors' worth.
+constexpr size_t kMaxPickleBytes = 64u << 20;
+
 // With `read_data` false every tensor is on the meta device: shapes and dtypes from data.pkl,
 // each storage's size checked against its record, and no tensor bytes read.
 StateDict read_torch_bin(const std::string& path, bool read_data) {
@@ -31,6 +34,11 @@ StateDict read_torch_bin(const std::string& path, bool read_data) {
       if (order != "little") fail(path, "byteorder", "big-endian checkpoints are not supported");
     }
     if (!reader->hasRecord("data.pkl")) fail(path, "data.pkl", "missing from the archive");
+    // Checked before it is inflated: a few kB of deflated bytes can stand for gigabytes.
+    if (const size_t n = reader->getRecordSize("data.pkl"); n > kMaxPickleBytes)
+      fail(path, "data.pkl",
+           std::to_string(n) + " bytes, above the " + std::to_string(kMaxPickleBytes) +
+               " a state dict's pickle may hold (a few hundred bytes per tensor)");
     auto [pkl, pkl_size] = reader->getRecord("data.pkl");
     auto loader = [&](const std::string& key, torch::Dtype dtype, int64_t numel) -> torch::Tensor {
       const std::string rec = "data/" + key;

@@ -5,7 +5,7 @@
 #include <variant>
 #include <vector>
 
-#include "qalign/base/atomic_file.h"
+#include "qalign/base/bounded_file.h"
 #include "qalign/base/error.h"
 #include "qalign/base/json_file.h"
 #include "qalign/base/keys.h"
@@ -271,7 +271,7 @@ void check_visual_pair(const std::string& source, const VisionConfig& v, const A
 }  // namespace
 
 ModelConfig ModelConfig::from_json_file(const std::string& path) {
-  const std::string text = io::read_file(path);
+  const std::string text = io::read_file_at_most(path, io::kMaxJsonFileBytes, "a model's config.json");
   json j;
   try {
     j = io::parse_json(text, path);

@@ -52,14 +52,21 @@ ModelConfig preset_config(const std::string& name, const std::string& field) {
   if (name == "tiny") return tiny();
   if (name == "small") return small();
   if (name == "owl2-7b") return ModelConfig::owl2_7b();
-  static const std::regex layers("owl2-7b-([1-9][0-9]*)l");
+  static const std::regex layers("owl2-7b-([0-9]+)l");
   std::smatch m;
   if (std::regex_match(name, m, layers)) {
     auto c = ModelConfig::owl2_7b();
-    const int64_t n = std::stoll(m[1].str());
-    c.num_hidden_layers = std::min<int64_t>(n, 32);
-    c.vision.num_hidden_layers = std::min<int64_t>(n, 24);
-    return c;
+    // The released depths bound N (digits compared as text: no overflow on a long number).
+    const std::string n = m[1].str();
+    const std::string most = std::to_string(c.num_hidden_layers);
+    if (n.size() > 9 || std::stoll(n) < 1 || std::stoll(n) > c.num_hidden_layers)
+      fail(field, "",
+           "\"" + name + "\": the layer count must be 1 to " + most + " (owl2-7b has " + most + " language and " +
+               std::to_string(c.vision.num_hidden_layers) + " vision layers)");
+    c.num_hidden_layers = std::stoll(n);
+    c.vision.num_hidden_layers = std::min(c.num_hidden_layers, c.vision.num_hidden_layers);
+    // Through the checks config.json goes through.
+    return ModelConfig::from_json(c.to_json(), field + " " + name);
   }
   std::string known;
   for (const auto& n : preset_names()) known += (known.empty() ? "" : ", ") + n;

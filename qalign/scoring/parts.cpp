@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -12,7 +13,9 @@
 #include <queue>
 
 #include "qalign/base/atomic_file.h"
+#include "qalign/base/bounded_file.h"
 #include "qalign/base/error.h"
+#include "qalign/base/json_file.h"
 #include "qalign/base/log.h"
 
 namespace qalign::scoring {
@@ -23,18 +26,70 @@ namespace {
 
 double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
-// "<index>\t<json>" -> index, or -1 when the line is not one of ours.
-int64_t split_line(std::string_view line, std::string_view* json) {
+// No row comes near this (a path is at most 4096 bytes); a longer line is damage, and reading it
+// whole would let a damaged part fill memory.
+constexpr size_t kMaxRowBytes = 1 << 20;
+
+// The next line, without its '\n', cut at kMaxRowBytes; adds the bytes consumed to `*consumed`.
+// False at the end of the file, and for a last line without its '\n' (torn by a kill).
+bool next_line(std::istream& in, std::string& line, uint64_t* consumed) {
+  line.clear();
+  auto* buf = in.rdbuf();
+  for (int c; (c = buf->sbumpc()) != std::char_traits<char>::eof();) {
+    ++*consumed;
+    if (c == '\n') return true;
+    if (line.size() <= kMaxRowBytes) line += static_cast<char>(c);
+  }
+  return false;
+}
+
+// What makes `row` other than one qalign score writes (rows.h), or "".
+std::string row_problem(const nlohmann::json& row) {
+  if (!row.is_object()) return "not a JSON object";
+  const auto is = [&](const char* key, bool (nlohmann::json::*type)() const noexcept, bool nullable) {
+    const auto it = row.find(key);
+    return it != row.end() && (((*it).*type)() || (nullable && it->is_null()));
+  };
+  for (const char* key : {"input", "task", "media"})
+    if (!is(key, &nlohmann::json::is_string, false)) return std::string("\"") + key + "\" is not a string";
+  for (const char* key : {"score", "score01"})
+    if (!is(key, &nlohmann::json::is_number, true)) return std::string("\"") + key + "\" is not a number or null";
+  for (const char* key : {"level", "error"})
+    if (!is(key, &nlohmann::json::is_string, true)) return std::string("\"") + key + "\" is not a string or null";
+  if (!is("probs", &nlohmann::json::is_object, true)) return "\"probs\" is not an object or null";
+  const auto& probs = row["probs"];
+  for (const char* w : kLevelWords)
+    if (!probs.is_null() && !(probs.contains(w) && probs[w].is_number()))
+      return std::string("\"probs\" lacks a number for \"") + w + "\"";
+  return "";
+}
+
+// "<index>\t<row>" -> the index and the row's text, or -1 with `*problem` saying what is wrong.
+int64_t split_line(const std::string& line, std::string_view* json, std::string* problem) {
   const auto tab = line.find('\t');
-  if (tab == 0 || tab == std::string_view::npos || tab > 18) return -1;
+  if (line.size() > kMaxRowBytes) {
+    *problem = "longer than " + std::to_string(kMaxRowBytes) + " bytes";
+    return -1;
+  }
+  if (tab == 0 || tab == std::string::npos || tab > 18) {
+    *problem = "not \"<input index>\\t<row>\"";
+    return -1;
+  }
   int64_t index = 0;
   for (size_t i = 0; i < tab; ++i) {
-    if (line[i] < '0' || line[i] > '9') return -1;
+    if (line[i] < '0' || line[i] > '9') {
+      *problem = "the input index is not a number";
+      return -1;
+    }
     index = index * 10 + (line[i] - '0');
   }
-  *json = line.substr(tab + 1);
-  if (json->size() < 2 || json->front() != '{' || json->back() != '}') return -1;
-  return index;
+  *json = std::string_view(line).substr(tab + 1);
+  try {
+    *problem = row_problem(io::parse_json(*json, "row"));
+  } catch (const std::exception& e) {  // nlohmann's syntax errors, and the nesting bound
+    *problem = std::string("not valid JSON (") + e.what() + ")";
+  }
+  return problem->empty() ? index : -1;
 }
 
 std::vector<std::string> part_files(const std::string& folder) {
@@ -49,16 +104,22 @@ std::vector<std::string> part_files(const std::string& folder) {
 struct PartCursor {
   std::ifstream in;
   std::string path, line;
-  int64_t index = -1;
+  int64_t index = -1, line_number = 0;
+  uint64_t consumed = 0;
   std::string_view json;
-  // Parts are clean when merged (clean_parts ran before this run appended whole chunks).
+  // Parts are clean when merged: clean_parts ran before this run appended whole chunks.
   bool advance() {
     do {
-      if (!std::getline(in, line) || in.eof()) return false;
+      ++line_number;
+      if (!next_line(in, line, &consumed)) return false;
     } while (line.empty());
-    index = split_line(line, &json);
-    if (index < 0) log::warn(path, ": a damaged line ends the part here");
-    return index >= 0;
+    std::string problem;
+    index = split_line(line, &json, &problem);
+    if (index < 0)
+      fail(
+          path, "line " + std::to_string(line_number),
+          "damaged (" + problem + "); rerun the same command: it drops the damaged rows and scores their inputs again");
+    return true;
   }
 };
 
@@ -78,7 +139,7 @@ void check_or_record_job(const std::string& folder, const nlohmann::ordered_json
   }
   nlohmann::ordered_json before;
   try {
-    before = nlohmann::ordered_json::parse(io::read_file(path));
+    before = nlohmann::ordered_json::parse(io::read_file_at_most(path, io::kMaxJsonFileBytes, "a job record"));
   } catch (const nlohmann::json::exception& e) {
     fail(path, "", std::string("not valid JSON (") + e.what() + "); remove the folder to start over");
   }
@@ -90,50 +151,67 @@ void check_or_record_job(const std::string& folder, const nlohmann::ordered_json
                " now); rerun that command, or remove " + folder + " to start over");
 }
 
-uint64_t read_part(const std::string& path, const std::function<void(int64_t, std::string_view)>& row) {
+PartRead read_part(const std::string& path, const std::function<void(int64_t)>& row) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, "", "cannot open the part file");
-  uint64_t valid = 0, read = 0;
-  std::vector<std::string> chunk;
+  PartRead result;
+  uint64_t read = 0;
+  std::vector<int64_t> chunk;
   std::string line;
-  while (std::getline(in, line) && !in.eof()) {
-    read += line.size() + 1;
+  for (int64_t number = 1; next_line(in, line, &read); ++number) {
     if (line.empty()) {
-      for (const auto& r : chunk) {
-        std::string_view json;
-        row(split_line(r, &json), json);
-      }
+      for (const int64_t index : chunk) row(index);
       chunk.clear();
-      valid = read;
+      result.valid_bytes = read;
       continue;
     }
     std::string_view json;
-    if (split_line(line, &json) < 0) break;
-    chunk.push_back(line);
+    const int64_t index = split_line(line, &json, &result.damage);
+    if (index < 0) {
+      result.damaged_line = number;
+      break;
+    }
+    chunk.push_back(index);
   }
-  return valid;
+  return result;
 }
 
-void DoneSet::add(int64_t index) {
-  if (static_cast<size_t>(index) >= bits_.size()) bits_.resize(std::max<size_t>(index + 1, bits_.size() * 2), false);
-  if (!bits_[index]) ++count_;
-  bits_[index] = true;
+DoneSet::DoneSet(std::vector<int64_t> indices) {
+  std::sort(indices.begin(), indices.end());
+  indices.erase(std::unique(indices.begin(), indices.end()), indices.end());
+  count_ = static_cast<int64_t>(indices.size());
+  if (indices.empty()) return;
+  if (indices.back() >= 64 * (count_ + 1024)) {
+    sorted_ = std::move(indices);
+    return;
+  }
+  bits_.assign(static_cast<size_t>(indices.back()) + 1, false);
+  for (const int64_t i : indices) bits_[static_cast<size_t>(i)] = true;
+}
+
+bool DoneSet::contains(int64_t index) const {
+  if (!sorted_.empty()) return std::binary_search(sorted_.begin(), sorted_.end(), index);
+  return index >= 0 && static_cast<size_t>(index) < bits_.size() && bits_[static_cast<size_t>(index)];
 }
 
 DoneSet scan_parts(const std::string& folder) {
-  DoneSet done;
-  for (const auto& f : part_files(folder)) read_part(f, [&](int64_t index, std::string_view) { done.add(index); });
-  return done;
+  std::vector<int64_t> indices;
+  for (const auto& f : part_files(folder)) read_part(f, [&](int64_t index) { indices.push_back(index); });
+  return DoneSet(std::move(indices));
 }
 
 void clean_parts(const std::string& folder) {
   for (const auto& f : part_files(folder)) {
-    const uint64_t valid = read_part(f, [](int64_t, std::string_view) {});
+    const PartRead part = read_part(f, [](int64_t) {});
     const uint64_t size = fs::file_size(f);
-    if (size == valid) continue;
-    log::warn(f, ": dropping ", size - valid, " bytes of an unfinished chunk left by an interrupted run");
+    if (size == part.valid_bytes) continue;
+    if (part.damaged_line > 0)
+      log::warn(f, ": line ", part.damaged_line, " is damaged (", part.damage, "): dropping it and the ",
+                size - part.valid_bytes, " bytes from its chunk on; their inputs are scored again");
+    else
+      log::warn(f, ": dropping ", size - part.valid_bytes, " bytes of an unfinished chunk left by an interrupted run");
     std::error_code ec;
-    fs::resize_file(f, valid, ec);
+    fs::resize_file(f, part.valid_bytes, ec);
     if (ec) fail(f, "", "cannot cut off the unfinished chunk: " + ec.message());
   }
 }
@@ -190,6 +268,8 @@ MergeResult merge_parts(const std::string& folder, const std::string& out, RowFo
     heap.pop();
     if (c.index < next) {
       log::warn(c.path, ": a second row for input ", c.index, " is ignored");
+    } else if (c.index >= expected_rows) {  // ordered: every later row is past the inputs too
+      log::warn(c.path, ": a row for input ", c.index, " is ignored: there are ", expected_rows, " inputs");
     } else if (c.index > next) {
       fail(folder, "",
            "no row for input " + std::to_string(next) + " (the next one found is " + std::to_string(c.index) +

@@ -9,7 +9,6 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "qalign/scoring/rows.h"
@@ -25,23 +24,37 @@ std::string part_file(const std::string& folder, int rank, int world);
 // differs: a restart must be the same command.
 void check_or_record_job(const std::string& folder, const nlohmann::ordered_json& job);
 
-// Calls `row` for each row of the part's complete chunks, in order; returns the byte length of
-// those chunks (the rest is a torn or damaged tail).
-uint64_t read_part(const std::string& path, const std::function<void(int64_t index, std::string_view json)>& row);
+// Calls `row` with the input index of each row of the part's complete chunks, in order, up to
+// the first damaged line
+// (one not "<index>\t<row object>"); returns the byte length of those chunks (the rest is a torn
+// chunk of an interrupted run, or a damaged line and what follows it).
+struct PartRead {
+  uint64_t valid_bytes = 0;
+  int64_t damaged_line = 0;  // 1-based; 0 when every complete line is a row
+  std::string damage;        // what is wrong with that line
+};
+PartRead read_part(const std::string& path, const std::function<void(int64_t index)>& row);
 
 // Input indices with a row in any part of the folder.
 class DoneSet {
  public:
-  void add(int64_t index);
-  bool contains(int64_t index) const { return index >= 0 && static_cast<size_t>(index) < bits_.size() && bits_[index]; }
+  // From the indices found, in any order, repeats allowed.
+  explicit DoneSet(std::vector<int64_t> indices = {});
+  bool contains(int64_t index) const;
   int64_t count() const { return count_; }
 
  private:
-  std::vector<bool> bits_;  // one bit per input: 125 kB for a million
+  // One bit per input while that is small (each rank resumes a prefix of its share: 125 kB for a
+  // million inputs), else the sorted indices: never more than 8 bytes per row found, whatever
+  // index a damaged part claims.
+  std::vector<bool> bits_;
+  std::vector<int64_t> sorted_;
   int64_t count_ = 0;
 };
 DoneSet scan_parts(const std::string& folder);
-// Cuts every part back to its complete chunks; before any rank appends.
+// Cuts every part back to its complete chunks of valid rows, before any rank appends: a damaged
+// line is reported (file and line) and dropped with the rest of the part from its chunk on, so
+// those inputs are scored again.
 void clean_parts(const std::string& folder);
 
 // Appends chunks of rows to this rank's part, each chunk in one write. Data reaches the disk at

@@ -213,6 +213,27 @@ TEST(BadInputsMedia, BudgetsAreOptionsAndConfigKeys) {
             std::string::npos);
 }
 
+// The training key reaches the trainer's loader: the picture over it is skipped, named, with the key.
+TEST(BadInputsMedia, TrainingHoldsPicturesToItsConfigBudget) {
+  test::ScratchDir d;
+  write_bytes(d.file("noise.png"), encode(".png", noise(1000, 1000)));
+  fs::copy_file(test::fixture("qalign-tiny/inputs/img_wide.png"), d.file("wide.png"));
+  std::ofstream(d.file("set.json")) << R"([
+    {"id": "noise", "image": "noise.png", "conversations": [{"from": "human", "value": "<|image|>"},
+                                                            {"from": "gpt", "value": "The quality of the image is bad."}]},
+    {"id": "wide", "image": "wide.png", "conversations": [{"from": "human", "value": "<|image|>"},
+                                                          {"from": "gpt", "value": "The quality of the image is good."}]}])";
+  const test::Measured m = test::run_qalign_measured(
+      "train --config " + test::kTinyRecipe + " data_path=" + d.file("set.json") + " image_folder=" + d.path() +
+          " output_dir=" + d.file("run") + " max_steps=1 dataloader_shuffle=false max_image_decoded_mb=1",
+      60);
+  expect_bounded(m, "train");
+  EXPECT_TRUE(test::output_has(m, d.file("noise.png") +
+                                      ": decoding this 1000x1000 PNG needs about 6 MB, over the "
+                                      "1 MB decoded-bytes budget for a picture (raise max_image_decoded_mb"))
+      << m.output;
+}
+
 // Every format qalign reads has its size and decoder bytes from the header, and decodes as before.
 TEST(BadInputsMedia, HeadersOfEveryFormatGiveTheSize) {
   test::ScratchDir d;

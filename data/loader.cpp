@@ -41,10 +41,10 @@ TrainLoader::Loaded TrainLoader::load(int64_t index) const {
   try {
     out.text = build_supervised_sample(*tokenizer_, r.conversations, r.has_image(), options_.model_max_length);
     if (r.is_video()) {
-      out.pixels = load_video_tensor(r.paths[0], options_.image_size);
+      out.pixels = load_video_tensor(r.paths[0], options_.image_size, options_.media);
     } else if (r.has_image()) {
       std::vector<torch::Tensor> images;
-      for (const auto& p : r.paths) images.push_back(load_image_tensor(p, options_.image_size));
+      for (const auto& p : r.paths) images.push_back(load_image_tensor(p, options_.image_size, options_.media));
       out.pixels = torch::stack(images);
     }
     // Page-locked on the worker, so the trainer's copy to the GPU need not wait for it.

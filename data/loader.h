@@ -23,6 +23,7 @@
 #include "data/sampler.h"
 #include "qalign/conversation.h"
 #include "qalign/label_files.h"
+#include "qalign/media_budget.h"
 #include "qalign/tokenizer.h"
 
 namespace qalign::data {
@@ -34,6 +35,7 @@ struct LoaderOptions {
   int64_t num_workers = 4;  // 0: everything on the calling thread
   double max_skipped_fraction = 0.01;
   bool pin_memory = false;  // pixels in page-locked memory (for a CUDA trainer)
+  MediaBudget media;        // what one picture may cost (max_image_file_mb, max_image_decoded_mb)
   SamplerOptions sampler;
 };
 

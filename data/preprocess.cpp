@@ -44,23 +44,50 @@ Image resize_and_crop(const Image& img, int64_t size) {
   return crop;
 }
 
-torch::Tensor normalize_clip(const Image& img) {
-  // Only 256 inputs per channel: tabulate the exact reference arithmetic once.
-  float table[3][256];
-  for (int c = 0; c < 3; ++c) {
-    const float mean = static_cast<float>(kClipMean[c]);
-    const float sd = static_cast<float>(kClipStd[c]);
-    for (int v = 0; v < 256; ++v) {
-      const float x = static_cast<float>(static_cast<double>(v) * (1.0 / 255.0));
-      table[c][v] = (x - mean) / sd;
+namespace {
+
+// x = float32(u8 * (1/255) in double), then (x - mean) / std in float32, for each of 256 values.
+struct ClipTable {
+  float value[3][256];
+  ClipTable() {
+    for (int c = 0; c < 3; ++c) {
+      const float mean = static_cast<float>(kClipMean[c]);
+      const float sd = static_cast<float>(kClipStd[c]);
+      for (int v = 0; v < 256; ++v) {
+        const float x = static_cast<float>(static_cast<double>(v) * (1.0 / 255.0));
+        value[c][v] = (x - mean) / sd;
+      }
     }
   }
+};
+
+// HWC uint8 -> CHW float32 at `dst`.
+void normalize_into(const Image& img, float* dst) {
+  // Only 256 inputs per channel: tabulate the exact reference arithmetic once.
+  static const ClipTable table;
   const int64_t plane = static_cast<int64_t>(img.width) * img.height;
-  torch::Tensor out = torch::empty({3, img.height, img.width}, torch::kFloat32);
-  float* dst = out.data_ptr<float>();
   const uint8_t* src = img.rgb.data();
   for (int64_t i = 0; i < plane; ++i)
-    for (int c = 0; c < 3; ++c) dst[c * plane + i] = table[c][src[i * 3 + c]];
+    for (int c = 0; c < 3; ++c) dst[c * plane + i] = table.value[c][src[i * 3 + c]];
+}
+
+}  // namespace
+
+torch::Tensor normalize_clip(const Image& img) {
+  torch::Tensor out = torch::empty({3, img.height, img.width}, torch::kFloat32);
+  normalize_into(img, out.data_ptr<float>());
+  return out;
+}
+
+torch::Tensor normalize_frames(const std::vector<Image>& frames) {
+  if (frames.empty()) throw std::invalid_argument("normalize_frames: no frames");
+  const int64_t f = static_cast<int64_t>(frames.size()), h = frames[0].height, w = frames[0].width;
+  torch::Tensor out = torch::empty({f, 3, h, w}, torch::kFloat32);
+  for (int64_t i = 0; i < f; ++i) {
+    if (frames[i].width != w || frames[i].height != h)
+      throw std::invalid_argument("normalize_frames: frames of different sizes");
+    normalize_into(frames[i], out.data_ptr<float>() + i * 3 * h * w);
+  }
   return out;
 }
 
@@ -77,8 +104,8 @@ torch::Tensor preprocess_image(const Image& img, int64_t image_size) {
   return normalize_clip(square_and_resize(img, image_size));
 }
 
-torch::Tensor load_image_tensor(const std::string& path, int64_t image_size) {
-  return preprocess_image(decode_image(path), image_size);
+torch::Tensor load_image_tensor(const std::string& path, int64_t image_size, const MediaBudget& budget) {
+  return preprocess_image(decode_image(path, budget), image_size);
 }
 
 }  // namespace qalign::data

@@ -7,8 +7,10 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "data/image.h"
+#include "qalign/media_budget.h"
 #include "qalign/preprocessor_config.h"
 
 namespace qalign::data {
@@ -25,6 +27,10 @@ Image resize_and_crop(const Image& img, int64_t size);
 // float32, exactly as the processor's rescale and normalize.
 torch::Tensor normalize_clip(const Image& img);
 
+// normalize_clip of each frame (all the same size) into one [F, 3, H, W] tensor, written in place
+// rather than stacked, so a video's pixels are held once.
+torch::Tensor normalize_frames(const std::vector<Image>& frames);
+
 // resize_and_crop(expand2square(img), size), pixel for pixel, without building the square: the
 // padding enters the resize as a constant, so a 1x40000 picture costs no more than its own pixels.
 Image square_and_resize(const Image& img, int64_t size, const std::array<uint8_t, 3>& background = kPadColor);
@@ -33,6 +39,6 @@ Image square_and_resize(const Image& img, int64_t size, const std::array<uint8_t
 torch::Tensor preprocess_image(const Image& img, int64_t image_size);
 
 // decode_image + preprocess_image.
-torch::Tensor load_image_tensor(const std::string& path, int64_t image_size);
+torch::Tensor load_image_tensor(const std::string& path, int64_t image_size, const MediaBudget& budget = {});
 
 }  // namespace qalign::data

@@ -1,11 +1,14 @@
 #include "data/video.h"
 
+#include <chrono>
 #include <cmath>
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
+#include <sstream>
 
 #include "data/preprocess.h"
+#include "data/video_frame_sizes.h"
 #include "qalign/base/error.h"
 #include "qalign/media_type.h"
 
@@ -37,7 +40,31 @@ int64_t header_sampled_frames(const std::string& path) {
   return sampled_seconds(path, fps, frames, "by its header");
 }
 
-SampledVideo sample_video(const std::string& path) {
+namespace {
+
+// The frames' size from the header, checked against the budget before the first is decoded:
+// FFmpeg's frame (YUV, up to 3 bytes a pixel), OpenCV's BGR copy and our RGB copy.
+void check_frame_budget(const std::string& path, cv::VideoCapture& cap, const MediaBudget& budget) {
+  const double width = cap.get(cv::CAP_PROP_FRAME_WIDTH), height = cap.get(cv::CAP_PROP_FRAME_HEIGHT);
+  if (!(width > 0 && height > 0)) return;  // the container does not say: nothing to check before decoding
+  std::ostringstream what;
+  what << "this video's " << width << "x" << height << " frames";
+  check_decoded_budget(path, what.str(), width * height * 9, budget);
+}
+
+// A sampled frame as RGB: full size, or padded and resized to `image_size` when that is > 0.
+Image sampled_frame(const cv::Mat& bgr, int64_t image_size, double& resize_s) {
+  Image frame = bgr_to_image(bgr);
+  if (image_size <= 0) return frame;
+  const auto start = std::chrono::steady_clock::now();
+  Image square = square_and_resize(frame, image_size);
+  resize_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return square;
+}
+
+}  // namespace
+
+SampledVideo sample_video(const std::string& path, const MediaBudget& budget, int64_t image_size) {
   require_media_file(path, "video");
   cv::VideoCapture cap;
   try {
@@ -54,6 +81,8 @@ SampledVideo sample_video(const std::string& path) {
   if (!std::isfinite(v.fps) || v.fps <= 0) fail(path, "fps", "video reports no usable frame rate");
   const double header_frames = cap.get(cv::CAP_PROP_FRAME_COUNT);
   if (std::isfinite(header_frames) && header_frames > 0) sampled_seconds(path, v.fps, header_frames, "by its header");
+  check_frame_budget(path, cap, budget);
+  require_one_frame_size(path);
 
   // The total is known only at the end, so keep the first frame of every second as it passes
   // and drop the incomplete last second afterwards. A frame rate below 1 repeats indices, as the
@@ -67,7 +96,7 @@ SampledVideo sample_video(const std::string& path) {
     if (second_start(v.fps, next) != index) continue;
     if (!cap.retrieve(bgr) || bgr.empty() || bgr.type() != CV_8UC3)
       fail(path, "frame " + std::to_string(index), "cannot decode this frame to 8-bit colour");
-    const Image frame = bgr_to_image(bgr);
+    const Image frame = sampled_frame(bgr, image_size, v.resize_s);
     while (second_start(v.fps, next) == index) {
       v.frames.push_back(frame);
       ++next;
@@ -85,12 +114,8 @@ SampledVideo sample_video(const std::string& path) {
 
 std::vector<Image> load_video_frames(const std::string& path) { return sample_video(path).frames; }
 
-torch::Tensor load_video_tensor(const std::string& path, int64_t image_size) {
-  const std::vector<Image> frames = load_video_frames(path);
-  std::vector<torch::Tensor> pixels;
-  pixels.reserve(frames.size());
-  for (const Image& f : frames) pixels.push_back(preprocess_image(f, image_size));
-  return torch::stack(pixels);
+torch::Tensor load_video_tensor(const std::string& path, int64_t image_size, const MediaBudget& budget) {
+  return normalize_frames(sample_video(path, budget, image_size).frames);
 }
 
 }  // namespace qalign::data

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "data/image.h"
+#include "qalign/media_budget.h"
 
 namespace qalign::data {
 
@@ -33,17 +34,23 @@ struct SampledVideo {
   double fps = 0;           // the container's average frame rate
   int64_t frame_count = 0;  // frames actually decoded
   std::vector<int64_t> indices;
-  std::vector<Image> frames;  // RGB, one per index
+  std::vector<Image> frames;  // RGB, one per index: full size, or image_size square when asked
+  double resize_s = 0;        // of the decoding time, the seconds spent resizing frames
 };
 
 // Decodes every frame in order (seeking is not frame-exact in every container) and keeps the
-// sampled ones. Throws qalign::Error naming the file when it is not a regular file, cannot be
-// opened, is shorter than one second (no frame sampled) or longer than kMaxVideoSeconds.
-SampledVideo sample_video(const std::string& path);
+// sampled ones. With `image_size` > 0 each sampled frame is padded and resized to that square
+// (square_and_resize, the first half of preprocess_image, so the pixels are the same) as it is
+// decoded, so memory is bounded by frames x image_size^2 x 3 rather than by the video's size.
+// Throws qalign::Error naming the file when it is not a regular file, cannot be opened, its
+// frames are over `budget`'s decoded bytes, its frames change size (naming the frame; read from
+// the packets before decoding, video_frame_sizes.h), it is shorter than one second (no frame
+// sampled) or longer than kMaxVideoSeconds.
+SampledVideo sample_video(const std::string& path, const MediaBudget& budget = {}, int64_t image_size = 0);
 
 std::vector<Image> load_video_frames(const std::string& path);
 
 // The sampled frames pre-processed: [F, 3, image_size, image_size] float32.
-torch::Tensor load_video_tensor(const std::string& path, int64_t image_size);
+torch::Tensor load_video_tensor(const std::string& path, int64_t image_size, const MediaBudget& budget = {});
 
 }  // namespace qalign::data

@@ -118,17 +118,15 @@ std::vector<std::string> read_images(const json& rec, const std::string& source,
 
 }  // namespace
 
-bool TrainingRecord::is_video() const { return images.size() == 1 && is_video_file(images[0]); }
+bool TrainingRecord::is_video() const { return paths.size() == 1 && is_video_path(paths[0]); }
+
+bool TrainingRecord::named_as_video() const { return paths.size() == 1 && has_video_extension(paths[0]); }
+
+bool ScoredRecord::is_video() const { return is_video_path(path); }
 
 std::string resolve_path(const std::string& folder, const std::string& rel) {
   if (folder.empty() || (!rel.empty() && rel[0] == '/')) return rel;
   return folder.back() == '/' ? folder + rel : folder + "/" + rel;
-}
-
-bool is_video_file(const std::string& path) {
-  static const char* const kExtensions[] = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"};
-  const std::string ext = lower_extension(path);
-  return std::any_of(std::begin(kExtensions), std::end(kExtensions), [&](const char* e) { return ext == e; });
 }
 
 std::optional<std::string> mos_text_of_id(const std::string& id) {
@@ -269,7 +267,6 @@ ScoredRecord parse_scored_record(const json& record, const std::string& source, 
   if (image->empty()) fail(source, record_field(i, rec.contains("image") ? "image" : "img_path"), "empty path");
   r.image = *image;
   r.path = resolve_path(image_folder, r.image);
-  r.is_video = is_video_file(r.image);
 
   const auto id_text = mos_text_of_id(r.id);
   if (const auto gt = optional_score(rec, "gt_score", source, i)) {

@@ -28,8 +28,12 @@ struct TrainingRecord {
   std::vector<double> level_probs;
 
   bool has_image() const { return !images.empty(); }
-  // A single path that names a video container (decoded at 1 fps instead of read as a picture).
+  // A single path that is a video (decoded at 1 fps instead of read as a picture), by the rule
+  // every command uses (is_video_path: the file's leading bytes, else its extension); opens it.
   bool is_video() const;
+  // The same judged by the name alone, without opening the file: for estimates over every record
+  // (the memory plan), where opening a million files would cost minutes.
+  bool named_as_video() const;
 };
 
 // A scored sample in any of the four test shapes (§11.2): path from "image", else "img_path";
@@ -43,7 +47,8 @@ struct ScoredRecord {
   // when it denotes the same number, else the number as Python's json module writes it.
   std::string mos_text;
   std::optional<double> std;  // raters' standard deviation, when the record has "std"
-  bool is_video = false;
+  // Whether `path` is a video, by the rule every command uses (is_video_path); opens the file.
+  bool is_video() const;
 };
 
 // Label files are read record by record; the bound keeps a mistaken path (a dump, a video) from
@@ -63,8 +68,6 @@ std::vector<ScoredRecord> read_scored_records(const std::string& file, const std
 
 // `rel` under `folder` (os.path.join: an absolute `rel`, or an empty folder, leaves it as is).
 std::string resolve_path(const std::string& folder, const std::string& rel);
-// Judged by extension alone (mp4 — the only one upstream checks — and other common containers).
-bool is_video_file(const std::string& path);
 // The text after the last "->" of an id, or nullopt when there is none.
 std::optional<std::string> mos_text_of_id(const std::string& id);
 // A MOS written as text; whitespace around it is allowed, anything else that is not a finite

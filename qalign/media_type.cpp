@@ -57,18 +57,20 @@ void require_media_file(const std::string& path, const std::string& what) {
   io::require_regular_file(path);
 }
 
-bool is_video_path(const std::string& path) {
+bool has_video_extension(const std::string& path) {
   static const char* const kVideoExtensions[] = {".avi", ".mp4",  ".m4v", ".mkv", ".mov", ".webm", ".wmv", ".flv",
                                                  ".mpg", ".mpeg", ".3gp", ".ts",  ".mts", ".m2ts", ".ogv", ".asf"};
+  const std::string ext = lower_extension(path);
+  return std::any_of(std::begin(kVideoExtensions), std::end(kVideoExtensions), [&](const char* e) { return ext == e; });
+}
+
+bool is_video_path(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_regular_file(path, ec)) {
     const Content c = sniff(path);
     if (c != Content::kUnknown) return c == Content::kVideo;
   }
-  const std::string ext = lower_extension(path);
-  for (const char* e : kVideoExtensions)
-    if (ext == e) return true;
-  return false;
+  return has_video_extension(path);
 }
 
 }  // namespace qalign

@@ -9,6 +9,10 @@ namespace qalign {
 // A path that is not a regular file is judged by its extension only: opening a FIFO blocks.
 bool is_video_path(const std::string& path);
 
+// True when the extension names a video container (avi, mp4, mkv, mov, webm, wmv, ...): the rule
+// is_video_path falls back to, and an estimate for counts over many files that are not opened.
+bool has_video_extension(const std::string& path);
+
 // The extension with its dot, lower-cased, as std::filesystem reads it ("a/B.MP4" -> ".mp4").
 std::string lower_extension(const std::string& path);
 

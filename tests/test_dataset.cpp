@@ -52,11 +52,11 @@ TEST(Dataset, FourTestShapes) {
   EXPECT_EQ(r[4].mos, 28.00384536);
   EXPECT_EQ(r[5].mos_text, "5");
   EXPECT_FALSE(r[5].std);
-  EXPECT_TRUE(r[6].is_video);
-  EXPECT_FALSE(r[0].is_video);
+  EXPECT_TRUE(r[6].is_video());
+  EXPECT_FALSE(r[0].is_video());
   EXPECT_EQ(r[6].std, 0.5);
   EXPECT_EQ(r[6].mos_text, "78.7741935483871");
-  EXPECT_TRUE(r[7].is_video);
+  EXPECT_TRUE(r[7].is_video());
   EXPECT_EQ(r[7].path, "/abs/0000.MP4");  // absolute paths ignore the folder
   EXPECT_EQ(r[7].mos_text, "1.187");
 }
@@ -200,7 +200,7 @@ TEST(Dataset, AllAuthorsLabelFilesRead) {
   const auto kadid = read_scored_records(root + "/test_jsons/test_kadid.json");
   EXPECT_EQ(kadid[0].mos, 4.63);
   const auto konvid = read_scored_records(root + "/test_jsons/konvid.json", "KoNViD_1k_videos");
-  EXPECT_TRUE(konvid[0].is_video);
+  EXPECT_TRUE(konvid[0].is_video());
   EXPECT_EQ(konvid[0].path, "KoNViD_1k_videos/3339962845.mp4");
 }
 

@@ -4,11 +4,13 @@
 #include "data/timed_decode.h"
 #include "qalign/scoring/eval.h"
 #include "tools/commands.h"
+#include "tools/media_options.h"
 
 namespace qalign::tools {
 
 Command add_eval(CLI::App& app) {
   auto o = std::make_shared<scoring::EvalJob>();
+  auto budget = std::make_shared<MediaBudget>();
   auto* cmd = app.add_subcommand("eval", "Evaluate a model on test files: SRCC, PLCC, KRCC, logistic-fitted PLCC/RMSE");
   cmd->add_option("--model", o->model, "Model folder (config.json + weights)")->required();
   cmd->add_option("--lora", o->lora, "LoRA folder (PEFT or the authors' layout) applied to --model and merged");
@@ -32,7 +34,8 @@ Command add_eval(CLI::App& app) {
                 "Start --out afresh when it holds another job's evaluation (deletes only the files eval wrote)");
   cmd->add_option("--dtype", o->dtype, "float32 | bfloat16")->capture_default_str();
   cmd->add_option("--device", o->device, "cpu | cuda")->capture_default_str();
-  return {cmd, [o] { return scoring::evaluate(*o, data::load_pixels); }};
+  add_media_budget_options(cmd, *budget);
+  return {cmd, [o, budget] { return scoring::evaluate(*o, data::budgeted_pixel_loader(*budget)); }};
 }
 
 }  // namespace qalign::tools

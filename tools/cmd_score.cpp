@@ -5,11 +5,13 @@
 #include "data/timed_decode.h"
 #include "qalign/scoring/job.h"
 #include "tools/commands.h"
+#include "tools/media_options.h"
 
 namespace qalign::tools {
 
 Command add_score(CLI::App& app) {
   auto o = std::make_shared<scoring::ScoreJob>();
+  auto budget = std::make_shared<MediaBudget>();
   auto* cmd = app.add_subcommand("score", "Score images and videos (quality or aesthetics, 1-5 and 0-1)");
   cmd->add_option("--model", o->model, "Model folder (config.json + weights)")->required();
   cmd->add_option("--lora", o->lora, "LoRA folder (PEFT or the authors' layout) applied to --model and merged");
@@ -33,10 +35,11 @@ Command add_score(CLI::App& app) {
       ->type_name("FILE");
   cmd->add_option("--timeout", o->timeout_s, "Seconds a process waits for the others at the start and the end")
       ->capture_default_str();
+  add_media_budget_options(cmd, *budget);
   cmd->add_option("inputs", o->inputs, "Image or video files, folders (recursed), @list.txt (one path per line)")
       ->required();
-  return {cmd, [o] {
-            return scoring::score(*o, scoring::input_stream(o->inputs), data::timed_decode,
+  return {cmd, [o, budget] {
+            return scoring::score(*o, scoring::input_stream(o->inputs), data::budgeted_decoder(*budget),
                                   scoring::launch_from_environment());
           }};
 }

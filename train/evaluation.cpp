@@ -8,8 +8,8 @@
 namespace qalign::train {
 
 Evaluator::Evaluator(const std::vector<std::string>& files, const std::string& image_folder, Task task, int batch_size,
-                     Scorer scorer)
-    : task_(task), batch_size_(batch_size), scorer_(std::move(scorer)) {
+                     Scorer scorer, const MediaBudget& budget)
+    : task_(task), batch_size_(batch_size), scorer_(std::move(scorer)), budget_(budget) {
   for (const auto& file : files) {
     const auto name = scoring::dataset_name(file);
     for (const auto& n : names_)
@@ -34,7 +34,7 @@ std::map<std::string, metrics::Agreement> Evaluator::run(distributed::ProcessGro
     // Row 0: each item's score; row 1: 1 where it was scored (unreadable items stay 0).
     auto table = torch::zeros({2, n}, torch::kFloat64);
     auto at = table.accessor<double, 2>();
-    scoring::score_records(scorer_, records, others, batch_size_, task_, data::load_pixels,
+    scoring::score_records(scorer_, records, others, batch_size_, task_, data::budgeted_pixel_loader(budget_),
                            [&](const std::vector<scoring::ItemScore>& batch) {
                              for (const auto& s : batch) {
                                at[0][static_cast<int64_t>(s.index)] = s.score;

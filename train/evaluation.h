@@ -7,6 +7,7 @@
 
 #include "qalign/distributed/process_group.h"
 #include "qalign/label_files.h"
+#include "qalign/media_budget.h"
 #include "qalign/metrics.h"
 #include "qalign/prompts.h"
 #include "qalign/scorer.h"
@@ -21,8 +22,9 @@ namespace qalign::train {
 // its metrics are NaN, so training goes on.
 class Evaluator {
  public:
+  // Pictures are read within `budget` (max_image_file_mb, max_image_decoded_mb).
   Evaluator(const std::vector<std::string>& files, const std::string& image_folder, Task task, int batch_size,
-            Scorer scorer);
+            Scorer scorer, const MediaBudget& budget = {});
   std::map<std::string, metrics::Agreement> run(distributed::ProcessGroup* group = nullptr);
   const std::vector<std::string>& datasets() const { return names_; }
 
@@ -32,6 +34,7 @@ class Evaluator {
   Task task_;
   int batch_size_;
   Scorer scorer_;
+  MediaBudget budget_;
 };
 
 }  // namespace qalign::train

@@ -285,12 +285,13 @@ std::string size_text(int64_t bytes) {
 SampleSize sample_size(const config::TrainConfig& c, const model::ModelConfig& m,
                        const std::vector<TrainingRecord>& records) {
   // Videos count their sampled frames, from the headers of the first few (the longest of those
-  // stands for every video); a header that cannot be read counts one block.
+  // stands for every video); a header that cannot be read counts one block. Videos are told by
+  // name here: opening every record's file would cost minutes on a large set.
   constexpr size_t kProbedVideos = 64;
   int64_t frames = 0;
   size_t probed = 0;
   for (const auto& r : records) {
-    if (!r.is_video() || probed++ >= kProbedVideos) continue;
+    if (!r.named_as_video() || probed++ >= kProbedVideos) continue;
     try {
       frames = std::max(frames, data::header_sampled_frames(r.paths.at(0)));
     } catch (const Error& e) {
@@ -298,7 +299,7 @@ SampleSize sample_size(const config::TrainConfig& c, const model::ModelConfig& m
     }
   }
   const auto blocks = [&](const TrainingRecord& r) {
-    return r.is_video() ? std::max<int64_t>(frames, 1) : static_cast<int64_t>(r.images.size());
+    return r.named_as_video() ? std::max<int64_t>(frames, 1) : static_cast<int64_t>(r.images.size());
   };
   // Tokenizing a large set takes long; the longest in tokens is among the longest in words and
   // visual tokens.

@@ -213,6 +213,7 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   lo.model_max_length = c.model_max_length;
   lo.num_workers = c.dataloader_num_workers;
   lo.max_skipped_fraction = c.max_skipped_sample_fraction;
+  lo.media = MediaBudget{c.max_image_file_mb, c.max_image_decoded_mb};
   lo.pin_memory = device_.is_cuda();
   lo.sampler.shuffle = c.dataloader_shuffle;
   lo.sampler.group_by_modality_length = c.group_by_modality_length;
@@ -245,7 +246,8 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
     evaluator_ = std::make_unique<Evaluator>(c.eval_data_paths, c.image_folder, Task::kQuality,
                                              static_cast<int>(c.per_device_eval_batch_size),
                                              Scorer(model_, Tokenizer(c.model_name_or_path), PromptStyle::kEval,
-                                                    parse_readout(c.answer_format, "answer_format")));
+                                                    parse_readout(c.answer_format, "answer_format")),
+                                             MediaBudget{c.max_image_file_mb, c.max_image_decoded_mb});
     model_->train();  // the Scorer switched it to eval mode
   }
 

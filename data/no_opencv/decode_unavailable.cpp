@@ -17,10 +17,10 @@ namespace {
 
 }  // namespace
 
-Image decode_image(const std::string& path) { unavailable(path); }
-SampledVideo sample_video(const std::string& path) { unavailable(path); }
+Image decode_image(const std::string& path, const MediaBudget&) { unavailable(path); }
+SampledVideo sample_video(const std::string& path, const MediaBudget&, int64_t) { unavailable(path); }
 int64_t header_sampled_frames(const std::string& path) { unavailable(path); }
 std::vector<Image> load_video_frames(const std::string& path) { unavailable(path); }
-torch::Tensor load_video_tensor(const std::string& path, int64_t) { unavailable(path); }
+torch::Tensor load_video_tensor(const std::string& path, int64_t, const MediaBudget&) { unavailable(path); }
 
 }  // namespace qalign::data

@@ -42,6 +42,8 @@ const Check kAccumulation{"1 to 4096 micro-batches per step", [](double v) { ret
 // Adapter matrices are r x width per adapted layer: ranks past the widest layers (4096 in the
 // 7B models) cannot add anything and would only allocate.
 const Check kLoraRank{"1 to 4096", [](double v) { return v >= 1 && v <= 4096; }};
+const Check kMediaBudget{"a value from 1 to 1048576 (MB)",
+                         [](double v) { return v >= 1 && v <= static_cast<double>(kMaxMediaBudgetMb); }};
 // Shards optimizer state (1), also gradients (2), also parameters (3).
 const Check kZeroStage{"0, 1, 2 or 3", [](double v) { return v == 0 || v == 1 || v == 2 || v == 3; }};
 
@@ -108,6 +110,8 @@ const std::vector<Field> kFields = {
     {"group_by_modality_length", &TrainConfig::group_by_modality_length},
     {"dataloader_shuffle", &TrainConfig::dataloader_shuffle},
     {"max_skipped_sample_fraction", &TrainConfig::max_skipped_sample_fraction, kFraction},
+    {"max_image_file_mb", &TrainConfig::max_image_file_mb, kMediaBudget},
+    {"max_image_decoded_mb", &TrainConfig::max_image_decoded_mb, kMediaBudget},
     {"logging_steps", &TrainConfig::logging_steps, kPositive},
     {"save_steps", &TrainConfig::save_steps, kPositive},
     {"save_total_limit", &TrainConfig::save_total_limit, kNonNegative},

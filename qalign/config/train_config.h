@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "qalign/media_budget.h"
+
 namespace qalign::config {
 
 struct TrainConfig {
@@ -107,6 +109,10 @@ struct TrainConfig {
   // Share of an epoch's samples that may be missing or corrupt (each skipped and logged) before
   // the run stops.
   double max_skipped_sample_fraction = 0.01;
+  // What one picture may cost, in MB of 2^20 bytes: its file (checked before it is read) and the
+  // decoder's allocation (estimated from its header, checked before decoding).
+  int64_t max_image_file_mb = kDefaultMaxImageFileMb;
+  int64_t max_image_decoded_mb = kDefaultMaxImageDecodedMb;
 
   // Logging, checkpoints, evaluation.
   int64_t logging_steps = 1;

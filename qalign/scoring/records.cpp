@@ -43,7 +43,7 @@ size_t score_records(Scorer& scorer, const std::vector<ScoredRecord>& records, c
   std::vector<Batch> batches;
   for (size_t i = 0; i < records.size(); ++i) {
     if (!done.empty() && done[i]) continue;
-    const Media media = records[i].is_video ? Media::kVideo : Media::kImage;
+    const Media media = records[i].is_video() ? Media::kVideo : Media::kImage;
     if (batches.empty() || batches.back().media != media ||
         static_cast<int>(batches.back().indices.size()) >= batch_size)
       batches.push_back({media, {}});

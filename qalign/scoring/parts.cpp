@@ -14,6 +14,7 @@
 #include "qalign/base/atomic_file.h"
 #include "qalign/base/error.h"
 #include "qalign/base/log.h"
+#include "qalign/scoring/job_record.h"
 
 namespace qalign::scoring {
 
@@ -82,12 +83,10 @@ void check_or_record_job(const std::string& folder, const nlohmann::ordered_json
   } catch (const nlohmann::json::exception& e) {
     fail(path, "", std::string("not valid JSON (") + e.what() + "); remove the folder to start over");
   }
-  for (const auto& [key, value] : job.items())
-    if (!before.contains(key) || before[key] != value)
-      fail(path, key,
-           "this run differs from the one that began these rows (" +
-               (before.contains(key) ? before[key].dump() : "absent") + " there, " + value.dump() +
-               " now); rerun that command, or remove " + folder + " to start over");
+  if (const auto d = first_difference(before, job))
+    fail(path, d->field,
+         "this run differs from the one that began these rows (" + d->there + " there, " + d->now +
+             " now); rerun that command, or remove " + folder + " to start over");
 }
 
 uint64_t read_part(const std::string& path, const std::function<void(int64_t, std::string_view)>& row) {
@@ -198,14 +197,14 @@ MergeResult merge_parts(const std::string& folder, const std::string& out, RowFo
       const auto row = nlohmann::ordered_json::parse(c.json);
       const std::string text = format == RowFormat::kCsv ? csv_line(row) : std::string(c.json) + "\n";
       if (!row["error"].is_null()) ++r.failed;
-      if (threshold && row["score"].is_number() && row["score"].get<double>() >= *threshold) {
-        const std::string line = row["input"].get<std::string>() + "\n";
-        if (keep_file)
-          keep_file->write(line.data(), line.size());
-        else
-          std::cout << line;
-        ++r.kept;
-      }
+      if (threshold && row["score"].is_number() && row["score"].get<double>() >= *threshold)
+        if (const auto line = keep_list_line(row)) {
+          if (keep_file)
+            keep_file->write(line->data(), line->size());
+          else
+            std::cout << *line;
+          ++r.kept;
+        }
       writer.write(text.data(), text.size());
       ++next;
       ++r.rows;

@@ -5,6 +5,8 @@
 // is an error of its item, a list piped in works with --out, and level ranges and labels near
 // ±1e308 give the levels and metrics their scaled-down copies give.
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -141,6 +143,40 @@ TEST(ScoreJobIdentity, OtherInputsAreRefused) {
   m = run_qalign(args);
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m, "holds the rows of other inputs (1 then and now, named otherwise")) << m.output;
+}
+
+TEST(ScoreJobIdentity, ARestartOverAChangedFolderIsRefusedAtTheMerge) {
+  const test::ScratchDir d("qalign-scorejob");
+  fs::create_directories(d.file("pics"));
+  for (int i = 10; i < 22; ++i) test::write_file(d.file("pics/" + std::to_string(i) + ".png"), picture_bytes());
+  const auto out = d.file("r.jsonl"), parts = out + ".parts";
+  const auto args =
+      "score --model " + test::kTinyModel + " --workers 0 --batch-size 1 --out " + out + " " + d.file("pics");
+  // Killed once its first row is in the parts.
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const auto script = "cd " + test::source_dir() + " && OMP_NUM_THREADS=1 exec " + test::qalign_binary() + " " +
+                        args + " > /dev/null 2>&1";
+    ::execl("/bin/sh", "sh", "-c", script.c_str(), nullptr);
+    ::_exit(127);
+  }
+  const auto rows_in_parts = [&] {
+    std::error_code ec;
+    if (!fs::exists(parts + "/rank-0-of-1.rows", ec)) return false;
+    return test::read_file(parts + "/rank-0-of-1.rows").find("\n\n") != std::string::npos;
+  };
+  for (int i = 0; i < 10000 && !rows_in_parts() && ::waitpid(pid, nullptr, WNOHANG) == 0; ++i) ::usleep(2000);
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  ASSERT_TRUE(rows_in_parts()) << "the run ended before its first row";
+  if (fs::exists(out)) GTEST_SKIP() << "the run finished before the kill";
+
+  test::write_file(d.file("pics/00.png"), picture_bytes());  // every later input moves down one place
+  const auto m = run_qalign(args);
+  EXPECT_EQ(m.exit_code, 1) << m.output;
+  EXPECT_TRUE(test::output_has(m, parts + ": holds rows of other inputs than this run names")) << m.output;
+  EXPECT_FALSE(fs::exists(out));
 }
 
 TEST(ScoreJobIdentity, ThresholdThatIsNotANumberIsRefused) {

@@ -394,7 +394,7 @@ int score(const ScoreJob& o, const InputSource& inputs, const Decoder& decode, c
     if (failed) log::error(failed, " of ", seen, " inputs could not be scored");
     return failed ? 1 : 0;
   }
-  const auto merged = merge_parts(folder, o.out, *format, seen, o.threshold, o.keep_list);
+  const auto merged = merge_parts(folder, o.out, *format, share.digest(), o.threshold, o.keep_list);
   record_written(o.out, job, share.digest());
   fs::remove_all(folder);
   log::info("wrote ", merged.rows, " rows to ", o.out,

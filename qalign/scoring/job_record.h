@@ -30,6 +30,7 @@ std::optional<Difference> first_difference(const nlohmann::ordered_json& before,
 class InputDigest {
  public:
   void add(const std::string& name);
+  int64_t count() const { return count_; }
   nlohmann::ordered_json value() const;
 
  private:

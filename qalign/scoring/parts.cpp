@@ -163,7 +163,7 @@ void PartWriter::close() {
   fd_ = -1;
 }
 
-MergeResult merge_parts(const std::string& folder, const std::string& out, RowFormat format, int64_t expected_rows,
+MergeResult merge_parts(const std::string& folder, const std::string& out, RowFormat format, const InputDigest& inputs,
                         std::optional<double> threshold, const std::string& keep) {
   std::vector<std::unique_ptr<PartCursor>> cursors;
   for (const auto& f : part_files(folder)) {
@@ -183,6 +183,7 @@ MergeResult merge_parts(const std::string& folder, const std::string& out, RowFo
   if (format == RowFormat::kCsv) writer.write(csv_header().data(), csv_header().size());
   MergeResult r;
   int64_t next = 0;
+  InputDigest names;
   while (!heap.empty()) {
     PartCursor& c = *cursors[heap.top()];
     const size_t at = heap.top();
@@ -197,6 +198,7 @@ MergeResult merge_parts(const std::string& folder, const std::string& out, RowFo
       const auto row = nlohmann::ordered_json::parse(c.json);
       const std::string text = format == RowFormat::kCsv ? csv_line(row) : std::string(c.json) + "\n";
       if (!row["error"].is_null()) ++r.failed;
+      names.add(row_input(row));
       if (threshold && row["score"].is_number() && row["score"].get<double>() >= *threshold)
         if (const auto line = keep_list_line(row)) {
           if (keep_file)
@@ -211,10 +213,14 @@ MergeResult merge_parts(const std::string& folder, const std::string& out, RowFo
     }
     if (c.advance()) heap.push(at);
   }
-  if (next != expected_rows)
+  if (next != inputs.count())
     fail(folder, "",
-         "rows for " + std::to_string(next) + " of " + std::to_string(expected_rows) +
+         "rows for " + std::to_string(next) + " of " + std::to_string(inputs.count()) +
              " inputs; rerun the same command to score the rest");
+  if (names.value() != inputs.value())  // rows by position, of a list or folder that changed since
+    fail(folder, "",
+         "holds rows of other inputs than this run names (a folder or list changed since the run that began "
+         "them); remove it, or add --overwrite, to score afresh");
   writer.commit();
   if (keep_file) keep_file->commit();
   std::cout.flush();

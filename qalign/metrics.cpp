@@ -30,6 +30,24 @@ bool is_constant(const std::vector<double>& v) {
   return std::all_of(v.begin(), v.end(), [&](double a) { return a == v.front(); });
 }
 
+// The power of two that brings v's largest magnitude into [0.5, 1) (0 when every value is 0).
+// Scaling by it is exact, so what is computed on the scaled values is, scaled back, bit for bit
+// what the same steps give on v, except that sums of squares of scores near ±1e308 (or 1e-308)
+// no longer overflow (or underflow).
+int scale_exponent(const std::vector<double>& v) {
+  double largest = 0;
+  for (double a : v) largest = std::max(largest, std::abs(a));
+  int e = 0;
+  if (largest > 0) std::frexp(largest, &e);
+  return e;
+}
+
+std::vector<double> scaled(const std::vector<double>& v, int exponent) {
+  std::vector<double> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = std::ldexp(v[i], -exponent);
+  return out;
+}
+
 double mean(const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / v.size(); }
 
 double population_std(const std::vector<double>& v) {
@@ -112,9 +130,11 @@ std::vector<double> average_ranks(const std::vector<double>& x) {
   return ranks;
 }
 
-double pearson(const std::vector<double>& x, const std::vector<double>& y) {
-  check_sizes(x, y, "pearson");
-  if (x.size() < 2) return kNaN;
+double pearson(const std::vector<double>& x_in, const std::vector<double>& y_in) {
+  check_sizes(x_in, y_in, "pearson");
+  if (x_in.size() < 2) return kNaN;
+  // A correlation does not change with the scale: computed on scaled copies, sums cannot overflow.
+  const auto x = scaled(x_in, scale_exponent(x_in)), y = scaled(y_in, scale_exponent(y_in));
   const double mx = mean(x), my = mean(y);
   double sxy = 0, sxx = 0, syy = 0;
   for (size_t i = 0; i < x.size(); ++i) {
@@ -175,12 +195,15 @@ std::vector<double> Logistic4::operator()(const std::vector<double>& x) const {
 }
 
 // The fit runs on standardised x and y, so one set of tolerances serves scores on any scale, and
-// maps the parameters back at the end.
-Logistic4 fit_logistic4(const std::vector<double>& x, const std::vector<double>& y) {
-  check_sizes(x, y, "fit_logistic4");
-  if (x.empty()) return {};
+// maps the parameters back at the end. Means and deviations come from copies scaled by a power
+// of two (scale_exponent), which the parameters are scaled back from.
+Logistic4 fit_logistic4(const std::vector<double>& x_in, const std::vector<double>& y_in) {
+  check_sizes(x_in, y_in, "fit_logistic4");
+  if (x_in.empty()) return {};
+  const int ex = scale_exponent(x_in), ey = scale_exponent(y_in);
+  const auto x = scaled(x_in, ex), y = scaled(y_in, ey);
   const double mx = mean(x), my = mean(y), sx = population_std(x), sy = population_std(y);
-  if (!(sx > 0)) return {{my, my, mx, 1.0}};
+  if (!(sx > 0)) return {{std::ldexp(my, ey), std::ldexp(my, ey), std::ldexp(mx, ex), 1.0}};
   const double ys_scale = sy > 0 ? sy : 1.0;
   std::vector<double> u(x.size()), v(y.size());
   for (size_t i = 0; i < x.size(); ++i) {
@@ -229,7 +252,8 @@ Logistic4 fit_logistic4(const std::vector<double>& x, const std::vector<double>&
     }
   }
   const auto& a = f.beta;
-  return {{a[0] * ys_scale + my, a[1] * ys_scale + my, mx + sx * a[2], sx * std::abs(a[3])}};
+  return {{std::ldexp(a[0] * ys_scale + my, ey), std::ldexp(a[1] * ys_scale + my, ey), std::ldexp(mx + sx * a[2], ex),
+           std::ldexp(sx * std::abs(a[3]), ex)}};
 }
 
 Agreement agreement(const std::vector<double>& pred, const std::vector<double>& gt) {
@@ -249,11 +273,15 @@ Agreement agreement(const std::vector<double>& pred, const std::vector<double>& 
   out.srcc = spearman(pred, gt);
   out.plcc = pearson(pred, gt);
   out.krcc = kendall_tau_b(pred, gt);
-  const auto mapped = fit_logistic4(pred, gt)(pred);
-  out.plcc_logistic = pearson(mapped, gt);
+  // The curve, fitted and applied on copies scaled by powers of two, and the RMSE scaled back:
+  // the same numbers, and no overflow where the scores (or the curve's asymptotes) near ±1e308.
+  const int eg = scale_exponent(gt);
+  const auto p = scaled(pred, scale_exponent(pred)), g = scaled(gt, eg);
+  const auto mapped = fit_logistic4(p, g)(p);
+  out.plcc_logistic = pearson(mapped, g);
   double sse = 0;
-  for (size_t i = 0; i < gt.size(); ++i) sse += (mapped[i] - gt[i]) * (mapped[i] - gt[i]);
-  out.rmse_logistic = std::sqrt(sse / gt.size());
+  for (size_t i = 0; i < g.size(); ++i) sse += (mapped[i] - g[i]) * (mapped[i] - g[i]);
+  out.rmse_logistic = std::ldexp(std::sqrt(sse / g.size()), eg);
   return out;
 }
 

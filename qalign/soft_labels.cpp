@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <nlohmann/json.hpp>
 
 #include "qalign/base/error.h"
 
@@ -104,6 +105,10 @@ SoftLabeler::SoftLabeler(MosRange range, OutOfRange policy, SoftLabelOptions opt
     : range_(range), policy_(policy), options_(options), source_(source) {
   if (!std::isfinite(range.min) || !std::isfinite(range.max) || !(range.min < range.max))
     fail(source, "range", "needs finite MIN < MAX");
+  if (!std::isfinite(range.max - range.min))  // every level bound would be NaN
+    fail(source, "range",
+         "MAX - MIN is wider than a double holds (" + nlohmann::json(range.min).dump() + " … " +
+             nlohmann::json(range.max).dump() + "); rescale the scores");
 }
 
 std::optional<LevelTarget> SoftLabeler::label(double mos, std::optional<double> std) const {

@@ -69,12 +69,15 @@ OutOfRange parse_out_of_range(const std::string& word, const std::string& source
 }
 
 Syllabus::Syllabus(MosRange range, OutOfRange policy, const std::string& source)
-    : range_(range), step_((range.max - range.min) / kNumLevels), policy_(policy) {
+    : range_(range),
+      halved_(!std::isfinite(range.max - range.min)),
+      step_(halved_ ? (range.max / 2 - range.min / 2) / kNumLevels : (range.max - range.min) / kNumLevels),
+      policy_(policy) {
   if (!std::isfinite(range.min) || !std::isfinite(range.max) || !(range.min < range.max))
     fail(source, "range", "needs finite MIN < MAX, got " + number_text(range.min) + ", " + number_text(range.max));
 }
 
-double Syllabus::threshold(int i) const { return range_.min + i * step_; }
+double Syllabus::threshold(int i) const { return halved_ ? 2 * (range_.min / 2 + i * step_) : range_.min + i * step_; }
 
 std::optional<int> Syllabus::level(double mos) const {
   if (std::isnan(mos)) return std::nullopt;

@@ -46,7 +46,9 @@ OutOfRange parse_out_of_range(const std::string& word, const std::string& source
 
 // Q-Align's rule, the one that reproduces the released JSONs: step = (M − m) / 5 in double, level
 // i iff m + i·step ≤ s < m + (i + 1)·step (half-open, thresholds computed as m + i·step, so
-// 3 · 18.8 = 56.400000000000006 keeps SPAQ's 56.4 in "fair").
+// 3 · 18.8 = 56.400000000000006 keeps SPAQ's 56.4 in "fair"). A range wider than the largest
+// double (ends near ±1e308) is split on halves, m/2 + i·((M/2 − m/2)/5), doubled: exactly the
+// same thresholds where M − m is finite, finite ones where it is not.
 class Syllabus {
  public:
   // Throws naming `source` unless min < max (both finite).
@@ -59,6 +61,7 @@ class Syllabus {
 
  private:
   MosRange range_;
+  bool halved_;  // M − m overflows: step_ is that of the halved range
   double step_;
   OutOfRange policy_;
 };

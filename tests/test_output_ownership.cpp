@@ -74,10 +74,11 @@ TEST(OutputOwnership, ScoreOutIsRecognisedAsItsOwnOrRefused) {
   m = run_qalign(job);
   EXPECT_EQ(m.exit_code, 0) << m.output;
   EXPECT_TRUE(test::output_has(m, "s.jsonl is complete: nothing to do")) << m.output;
-  // The same file under another job (another task) is not that job's output.
+  // The same file under another job (another task) is not that job's output: refused, naming it.
   m = run_qalign(job + " --task aesthetics");
   EXPECT_EQ(m.exit_code, 1) << m.output;
-  EXPECT_TRUE(test::output_has(m, "s.jsonl: exists and was not written by this command")) << m.output;
+  EXPECT_TRUE(test::output_has(m, "s.jsonl: holds the rows of another job (task: quality then, aesthetics now)"))
+      << m.output;
   EXPECT_EQ(test::read_file(d.file("s.jsonl")), rows);
   // Edited after the run: no longer what qalign wrote.
   test::write_file(d.file("s.jsonl"), rows + "\n");

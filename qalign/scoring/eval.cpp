@@ -14,6 +14,7 @@
 #include "qalign/base/atomic_file.h"
 #include "qalign/base/error.h"
 #include "qalign/base/log.h"
+#include "qalign/base/utf8.h"
 #include "qalign/io/csv.h"
 #include "qalign/io/lora_folder.h"
 #include "qalign/label_files.h"
@@ -126,20 +127,23 @@ std::string absolute(const std::string& path) {
   return path.empty() ? path : fs::weakly_canonical(fs::absolute(path)).string();
 }
 
+// A path as job.json holds it: JSON is text, so a name that is not UTF-8 has its odd bytes as \xHH.
+std::string recorded(const std::string& path) { return utf8_escaped(absolute(path)); }
+
 // The job a folder's predictions belong to: what changes a score, so resuming reuses only its own.
 ordered_json job_record(const EvalJob& o) {
   ordered_json data = ordered_json::array(), data_files = ordered_json::object();
   for (const auto& f : o.data) {
-    data.push_back(absolute(f));
+    data.push_back(recorded(f));
     data_files.update(file_stamps(absolute(f)));
   }
   // An empty path stamps nothing: the model folder's stamps already cover its own tokenizer.
   auto stamps = [](const std::string& path) { return path.empty() ? ordered_json::object() : file_stamps(path); };
-  return {{"model", absolute(o.model)},
+  return {{"model", recorded(o.model)},
           {"model weights", stamps(absolute(o.model))},
-          {"LoRA", absolute(o.lora)},
+          {"LoRA", recorded(o.lora)},
           {"LoRA weights", stamps(absolute(o.lora))},
-          {"tokenizer", absolute(o.tokenizer)},
+          {"tokenizer", recorded(o.tokenizer)},
           {"tokenizer files", stamps(absolute(o.tokenizer))},
           {"task", o.task},
           {"prompt", o.prompt},
@@ -147,7 +151,7 @@ ordered_json job_record(const EvalJob& o) {
           {"dtype", o.dtype},
           {"data", data},
           {"data files", data_files},
-          {"image folder", absolute(o.image_folder)}};
+          {"image folder", recorded(o.image_folder)}};
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "qalign/base/atomic_file.h"
 #include "qalign/base/error.h"
 #include "qalign/base/log.h"
+#include "qalign/base/utf8.h"
 
 namespace qalign::scoring {
 
@@ -105,9 +106,9 @@ ordered_json file_stamps(const std::string& path) {
     for (const auto& e : fs::directory_iterator(path, ec))
       if (e.is_regular_file()) names.push_back(e.path().filename().string());
     std::sort(names.begin(), names.end());
-    for (const auto& n : names) stamps[n] = stamp((fs::path(path) / n).string());
+    for (const auto& n : names) stamps[utf8_escaped(n)] = stamp((fs::path(path) / n).string());
   } else if (fs::exists(path, ec)) {
-    stamps[path] = stamp(path);
+    stamps[utf8_escaped(path)] = stamp(path);
   }
   return stamps;
 }

@@ -9,9 +9,9 @@
 namespace qalign::scoring {
 
 // name -> "SIZE bytes, modified TIME" of a file, or of each regular file directly in a folder;
-// {} when the path does not exist. Size and mtime rather than a hash: one stat per file, where
-// hashing would read gigabytes of weights (and a safetensors header names shapes, not values, so
-// two fine-tunes share it); any rewrite of the weights (training, export, a copy) moves the mtime.
+// {} when the path does not exist. A name that is not UTF-8 is keyed with its odd bytes as \xHH. Size and mtime rather
+// than a hash: one stat per file, where hashing would read gigabytes of weights (and a safetensors header names shapes,
+// not values, so two fine-tunes share it); any rewrite of the weights (training, export, a copy) moves the mtime.
 nlohmann::ordered_json file_stamps(const std::string& path);
 
 // Makes `out` this job's: creates it, resumes it when it holds this job (or a job that scored

@@ -4,6 +4,7 @@
 #include <cctype>
 
 #include "qalign/base/error.h"
+#include "qalign/base/log.h"
 #include "qalign/media_type.h"
 
 namespace qalign::scoring {
@@ -18,6 +19,13 @@ bool is_media_path(const std::string& path) {
   return std::find(image_ext.begin(), image_ext.end(), ext) != image_ext.end() || is_video_path(path);
 }
 
+bool can_read_twice(const std::vector<std::string>& args) {
+  std::error_code ec;
+  return std::all_of(args.begin(), args.end(), [&](const std::string& a) {
+    return a.empty() || a[0] != '@' || fs::is_regular_file(a.substr(1), ec);
+  });
+}
+
 InputStream::InputStream(std::vector<std::string> args) : args_(std::move(args)) {}
 
 void InputStream::open_folder(const fs::path& dir) {
@@ -27,6 +35,7 @@ void InputStream::open_folder(const fs::path& dir) {
   for (fs::directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end; !ec && it != end;
        it.increment(ec))
     f.entries.push_back(it->path());
+  if (ec) log::warn("skipped: ", dir.string(), ": cannot list the folder: ", ec.message());
   std::sort(f.entries.begin(), f.entries.end(),
             [](const fs::path& a, const fs::path& b) { return a.filename().native() < b.filename().native(); });
   walk_.push_back(std::move(f));
@@ -52,8 +61,15 @@ std::optional<std::string> InputStream::next() {
       }
       const fs::path p = f.entries[f.at++];
       std::error_code ec;
+      const auto status = fs::symlink_status(p, ec);
+      // A status that cannot be read (a path over PATH_MAX, say) is that item's error, not a silent skip.
+      if (ec && ec != std::errc::no_such_file_or_directory) {
+        if (is_media_path(p.string())) return p.string();  // its row says why
+        log::warn("skipped: ", p.string(), ": ", ec.message());
+        continue;
+      }
       // Linked folders are not entered: a link back up the tree would never end.
-      if (fs::is_directory(fs::symlink_status(p, ec))) {
+      if (fs::is_directory(status)) {
         open_folder(p);
       } else if (fs::is_regular_file(p, ec) && is_media_path(p.string())) {
         return p.string();
@@ -65,7 +81,7 @@ std::optional<std::string> InputStream::next() {
       list_name_ = a.substr(1);
       list_.open(list_name_);
       if (!list_) fail(list_name_, "", "cannot open the input list");
-    } else if (fs::is_directory(a)) {
+    } else if (std::error_code ec; fs::is_directory(a, ec)) {
       open_folder(a);
     } else {
       return a;  // a missing file is reported when it is scored

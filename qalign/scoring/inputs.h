@@ -2,7 +2,9 @@
 // What a user passes to `qalign score`: files, folders and @lists (one path per line), read as a
 // stream so a list of millions of lines or a deep tree is never held whole. The order is fixed:
 // the arguments in turn; a list's lines as written (blank lines skipped); a folder depth first,
-// each folder's entries in byte order of their names, media files picked by extension.
+// each folder's entries in byte order of their names, media files picked by extension. An entry
+// whose status cannot be read (a path over PATH_MAX) is still an input when its name is a
+// picture's or a video's, so that its row says why; any other is named in a warning.
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -13,6 +15,10 @@ namespace qalign::scoring {
 
 // Image and video extensions a folder walk picks up (files named directly are always taken).
 bool is_media_path(const std::string& path);
+
+// Whether every @list in `args` is a file, which a second reader can read again (a pipe, such as
+// @/dev/stdin, gives its lines once).
+bool can_read_twice(const std::vector<std::string>& args);
 
 class InputStream {
  public:

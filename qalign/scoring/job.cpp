@@ -1,9 +1,11 @@
 // `qalign score` (qalign/scoring/job.h): the job on one rank, from its options to the merged file.
 #include "qalign/scoring/job.h"
 
+#include <limits.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -22,6 +24,7 @@
 #include "qalign/preprocessor_config.h"
 #include "qalign/scorer.h"
 #include "qalign/scoring/inputs.h"
+#include "qalign/scoring/job_record.h"
 #include "qalign/scoring/parts.h"
 #include "qalign/scoring/progress.h"
 #include "qalign/scoring/rows.h"
@@ -58,17 +61,20 @@ class Share {
   std::optional<Input> next() {
     while (auto path = next_()) {
       const int64_t index = seen_++;
+      digest_.add(*path);
       if (index % world_ == rank_ && !(done_ && done_->contains(index))) return Input{index, std::move(*path)};
     }
     return std::nullopt;
   }
   int64_t seen() const { return seen_; }  // inputs read so far, every rank's
+  const InputDigest& digest() const { return digest_; }
 
  private:
   NextInput next_;
   int rank_, world_;
   const DoneSet* done_;
   int64_t seen_ = 0;
+  InputDigest digest_;
 };
 
 // Counts this rank's share on a thread, for the progress bar's total and ETA.
@@ -98,16 +104,21 @@ class ShareCounter {
 Decoded read_input(const Decoder& decode, Input& input, int64_t image_size) {
   Decoded d;
   d.input = std::move(input);
-  try {
-    auto r = decode(d.input.path, image_size);
-    d.media = r.media;
-    d.pixels = std::move(r.pixels);
-    d.decode_s = r.decode_s;
-    d.preprocess_s = r.preprocess_s;
-  } catch (const Error& e) {  // one bad file must not end a run over millions
-    d.error = e.what();
-  } catch (const std::exception& e) {  // OpenCV's or the allocator's, which do not name the file
-    d.error = d.input.path + ": " + e.what();
+  if (d.input.path.size() >= PATH_MAX) {  // the system refuses it before any file is looked up
+    d.error = d.input.path + ": the path is " + std::to_string(d.input.path.size()) +
+              " bytes, over the system's limit of " + std::to_string(PATH_MAX - 1) + ": no file can be opened by it";
+  } else {
+    try {
+      auto r = decode(d.input.path, image_size);
+      d.media = r.media;
+      d.pixels = std::move(r.pixels);
+      d.decode_s = r.decode_s;
+      d.preprocess_s = r.preprocess_s;
+    } catch (const Error& e) {  // one bad file must not end a run over millions
+      d.error = e.what();
+    } catch (const std::exception& e) {  // OpenCV's or the allocator's, which do not name the file
+      d.error = d.input.path + ": " + e.what();
+    }
   }
   if (!d.error.empty()) d.media = is_video_path(d.input.path) ? Media::kVideo : Media::kImage;
   return d;
@@ -144,28 +155,46 @@ std::vector<nlohmann::ordered_json> score_chunk(Scorer& scorer, Task task, const
   return rows;
 }
 
-nlohmann::ordered_json job_record(const ScoreJob& o) {
-  return {{"inputs", o.inputs}, {"model", o.model},   {"lora", o.lora},  {"tokenizer", o.tokenizer},
-          {"task", o.task},     {"prompt", o.prompt}, {"dtype", o.dtype}};
-}
-
-// FILE.job.json: the command that wrote FILE, and FILE's size then, so that a rerun tells its own
-// finished output from a file it must not touch.
+// FILE.job.json: the job that wrote FILE (job_record.h), the inputs it read and FILE's size then,
+// so that a rerun tells its own finished output from another job's or a file it must not touch.
 std::string job_marker(const std::string& out) { return out + ".job.json"; }
 
-bool written_by(const std::string& out, const nlohmann::ordered_json& job) {
-  if (!fs::exists(out) || !fs::exists(job_marker(out))) return false;
+// The marker of FILE when FILE is still what the job recorded in it wrote.
+std::optional<nlohmann::ordered_json> finished_marker(const std::string& out) {
+  std::error_code ec;
+  if (!fs::exists(out, ec) || !fs::exists(job_marker(out), ec)) return std::nullopt;
   try {
-    const auto marker = nlohmann::ordered_json::parse(io::read_file(job_marker(out)));
-    return marker.at("job") == job && marker.at("bytes").get<uintmax_t>() == fs::file_size(out);
+    auto marker = nlohmann::ordered_json::parse(io::read_file(job_marker(out)));
+    if (marker.at("bytes").get<uintmax_t>() != fs::file_size(out)) return std::nullopt;
+    return marker;
   } catch (const nlohmann::json::exception&) {
-    return false;
+    return std::nullopt;
   }
 }
 
-void record_written(const std::string& out, const nlohmann::ordered_json& job) {
-  const nlohmann::ordered_json marker = {{"job", job}, {"bytes", fs::file_size(out)}};
+void record_written(const std::string& out, const nlohmann::ordered_json& job, const InputDigest& inputs) {
+  const nlohmann::ordered_json marker = {{"job", job}, {"inputs", inputs.value()}, {"bytes", fs::file_size(out)}};
   io::write_file_atomic(job_marker(out), marker.dump(2) + "\n");
+}
+
+// Fails unless FILE, finished by an earlier run, holds the rows of this job and these inputs
+// (read once more, for their digest), naming what differs.
+void check_same_job(const std::string& out, const nlohmann::ordered_json& marker, const nlohmann::ordered_json& job,
+                    const InputSource& inputs) {
+  const std::string redo = "; --overwrite scores again, or give another --out";
+  if (const auto d = first_difference(marker.value("job", nlohmann::ordered_json()), job))
+    fail(out, "", "holds the rows of another job (" + d->field + ": " + d->there + " then, " + d->now + " now)" + redo);
+  InputDigest digest;
+  const NextInput next = inputs();
+  while (auto name = next()) digest.add(*name);
+  const auto then = marker.value("inputs", nlohmann::ordered_json()), now = digest.value();
+  if (then == now) return;
+  const std::string count = now["count"].dump();
+  const std::string was = then.is_object() && then.contains("count") ? then["count"].dump() : "unrecorded";
+  fail(out, "",
+       "holds the rows of other inputs (" +
+           (was == count ? count + " then and now, named otherwise" : was + " then, " + count + " now") +
+           ": a folder or list changed since)" + redo);
 }
 
 // A process group of the launch as the job's Collective.
@@ -200,6 +229,8 @@ int score(const ScoreJob& o, const InputSource& inputs, const Decoder& decode, c
   const PromptStyle style = parse_prompt_style(o.prompt, "--prompt", "prompt");
   check_run_options(o.dtype, o.device, o.batch_size);
   config::check_worker_count(o.workers, "--workers", "");
+  if (o.threshold && !std::isfinite(*o.threshold))
+    fail("--threshold", "", "must be a finite score, got " + std::to_string(*o.threshold));
   if (!o.keep_list.empty() && !o.threshold) fail("--keep-list", "", "needs --threshold");
   if (!o.keep_list.empty() && !o.out.empty() &&
       fs::absolute(o.keep_list).lexically_normal() == fs::absolute(o.out).lexically_normal())
@@ -217,6 +248,8 @@ int score(const ScoreJob& o, const InputSource& inputs, const Decoder& decode, c
   };
 
   // Resumable output: what earlier runs of this command left in FILE.parts.
+  const nlohmann::ordered_json job = format ? job_record(o) : nlohmann::ordered_json();
+  const nlohmann::ordered_json& checked = rank == 0 ? job : without_stamps(job);
   const std::string folder = o.out.empty() ? "" : parts_folder(o.out);
   std::optional<DoneSet> done;
   std::unique_ptr<PartWriter> part;
@@ -225,7 +258,8 @@ int score(const ScoreJob& o, const InputSource& inputs, const Decoder& decode, c
     if (rank == 0) lock.emplace(o.out);
     const bool resuming = fs::exists(folder);
     if (!o.overwrite && !resuming) {
-      if (written_by(o.out, job_record(o))) {
+      if (const auto marker = finished_marker(o.out)) {
+        check_same_job(o.out, *marker, checked, inputs);
         if (rank == 0) log::info(o.out, " is complete: nothing to do; --overwrite scores again");
         return 0;
       }
@@ -239,11 +273,11 @@ int score(const ScoreJob& o, const InputSource& inputs, const Decoder& decode, c
     if (rank == 0) {
       if (o.overwrite) fs::remove_all(folder);
       fs::create_directories(folder);
-      check_or_record_job(folder, job_record(o));
+      check_or_record_job(folder, job);
       clean_parts(folder);
     }
     barrier();
-    if (rank != 0) check_or_record_job(folder, job_record(o));
+    if (rank != 0) check_or_record_job(folder, checked);
     done = scan_parts(folder);
     if (rank == 0 && done->count() > 0)
       log::info("resuming: ", done->count(), " inputs already have a row in ", folder);
@@ -274,9 +308,13 @@ int score(const ScoreJob& o, const InputSource& inputs, const Decoder& decode, c
   const DoneSet* done_set = done ? &*done : nullptr;
   const bool show_progress = rank == 0 && (format || ::isatty(2));
   Progress progress(show_progress);
-  // Only a shown bar needs the total: the other ranks would read every input a second time for nothing.
+  // Only a shown bar needs the total: the other ranks would read every input a second time for
+  // nothing. A list read from a pipe can be read once only: the bar then counts without a total.
   std::optional<ShareCounter> counter;
-  if (show_progress) counter.emplace(inputs, rank, world, done_set, &progress);
+  if (show_progress && can_read_twice(o.inputs))
+    counter.emplace(inputs, rank, world, done_set, &progress);
+  else
+    progress.no_total();
   Share share(inputs, rank, world, done_set);
   OrderedPrefetch<Input, Decoded> prefetch([&] { return share.next(); },
                                            [&](Input& in) { return read_input(decode, in, image_size); }, o.workers,
@@ -319,18 +357,16 @@ int score(const ScoreJob& o, const InputSource& inputs, const Decoder& decode, c
         continue;
       }
       const bool kept = o.threshold && rows[k]["score"].is_number() && rows[k]["score"].get<double>() >= *o.threshold;
+      const auto keep_line = kept ? keep_list_line(rows[k]) : std::nullopt;
       if (rows_on_stdout) {
         if (o.json)
           std::cout << rows[k].dump() << "\n";
         else
           print_table_row(rows[k]);
-      } else if (kept) {
-        std::cout << chunk[k].input.path << "\n";
+      } else if (keep_line) {
+        std::cout << *keep_line;
       }
-      if (kept && keep_file) {
-        const std::string line = chunk[k].input.path + "\n";
-        keep_file->write(line.data(), line.size());
-      }
+      if (keep_line && keep_file) keep_file->write(keep_line->data(), keep_line->size());
     }
     if (part) part->append_chunk(lines);
     std::cout.flush();
@@ -358,8 +394,8 @@ int score(const ScoreJob& o, const InputSource& inputs, const Decoder& decode, c
     if (failed) log::error(failed, " of ", seen, " inputs could not be scored");
     return failed ? 1 : 0;
   }
-  const auto merged = merge_parts(folder, o.out, *format, seen, o.threshold, o.keep_list);
-  record_written(o.out, job_record(o));
+  const auto merged = merge_parts(folder, o.out, *format, share.digest(), o.threshold, o.keep_list);
+  record_written(o.out, job, share.digest());
   fs::remove_all(folder);
   log::info("wrote ", merged.rows, " rows to ", o.out,
             o.threshold ? ", " + std::to_string(merged.kept) + " inputs at or above the threshold" : "");

@@ -5,7 +5,10 @@
 // under `qalign launch` (or torchrun, SLURM): rank r scores inputs r, r+W, r+2W, ... (a fixed
 // split, so a restart finds the same shares), decoding on worker threads ahead of the model, and
 // appends its rows to FILE.parts/; rank 0 merges them in input order once every rank is done.
-// A restart of the same command skips every input that already has a row.
+// A restart of the same job (job_record.h: the options that change rows, the model's files, the
+// inputs) skips every input that already has a row; another job's rows are refused, naming what
+// differs. An input's problem (unreadable, a name over PATH_MAX, a name that is not UTF-8: see
+// rows.h) is that input's row, never the end of the job.
 //
 // Inputs are taken in chunks of --batch-size; a chunk's images form one batch and its videos
 // another (each video read at its own last position). Rows are appended a chunk at a time, so
@@ -39,7 +42,8 @@ struct ScoreJob {
 };
 
 // The job's inputs in their fixed order. Each call of an InputSource starts a new reader from the
-// first input: the job reads them twice when it shows progress (once on a thread, to count).
+// first input: the job reads them twice when it shows progress (once on a thread, to count),
+// unless an @list is a pipe (can_read_twice), and once more to check a finished FILE's inputs.
 using NextInput = std::function<std::optional<std::string>()>;
 using InputSource = std::function<NextInput()>;
 // InputStream over `args`: files, folders (recursed), @lists.

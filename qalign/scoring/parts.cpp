@@ -17,6 +17,7 @@
 #include "qalign/base/error.h"
 #include "qalign/base/json_file.h"
 #include "qalign/base/log.h"
+#include "qalign/scoring/job_record.h"
 
 namespace qalign::scoring {
 
@@ -143,12 +144,10 @@ void check_or_record_job(const std::string& folder, const nlohmann::ordered_json
   } catch (const nlohmann::json::exception& e) {
     fail(path, "", std::string("not valid JSON (") + e.what() + "); remove the folder to start over");
   }
-  for (const auto& [key, value] : job.items())
-    if (!before.contains(key) || before[key] != value)
-      fail(path, key,
-           "this run differs from the one that began these rows (" +
-               (before.contains(key) ? before[key].dump() : "absent") + " there, " + value.dump() +
-               " now); rerun that command, or remove " + folder + " to start over");
+  if (const auto d = first_difference(before, job))
+    fail(path, d->field,
+         "this run differs from the one that began these rows (" + d->there + " there, " + d->now +
+             " now); rerun that command, or remove " + folder + " to start over");
 }
 
 PartRead read_part(const std::string& path, const std::function<void(int64_t)>& row) {
@@ -242,7 +241,7 @@ void PartWriter::close() {
   fd_ = -1;
 }
 
-MergeResult merge_parts(const std::string& folder, const std::string& out, RowFormat format, int64_t expected_rows,
+MergeResult merge_parts(const std::string& folder, const std::string& out, RowFormat format, const InputDigest& inputs,
                         std::optional<double> threshold, const std::string& keep) {
   std::vector<std::unique_ptr<PartCursor>> cursors;
   for (const auto& f : part_files(folder)) {
@@ -262,6 +261,7 @@ MergeResult merge_parts(const std::string& folder, const std::string& out, RowFo
   if (format == RowFormat::kCsv) writer.write(csv_header().data(), csv_header().size());
   MergeResult r;
   int64_t next = 0;
+  InputDigest names;
   while (!heap.empty()) {
     PartCursor& c = *cursors[heap.top()];
     const size_t at = heap.top();
@@ -278,24 +278,29 @@ MergeResult merge_parts(const std::string& folder, const std::string& out, RowFo
       const auto row = nlohmann::ordered_json::parse(c.json);
       const std::string text = format == RowFormat::kCsv ? csv_line(row) : std::string(c.json) + "\n";
       if (!row["error"].is_null()) ++r.failed;
-      if (threshold && row["score"].is_number() && row["score"].get<double>() >= *threshold) {
-        const std::string line = row["input"].get<std::string>() + "\n";
-        if (keep_file)
-          keep_file->write(line.data(), line.size());
-        else
-          std::cout << line;
-        ++r.kept;
-      }
+      names.add(row_input(row));
+      if (threshold && row["score"].is_number() && row["score"].get<double>() >= *threshold)
+        if (const auto line = keep_list_line(row)) {
+          if (keep_file)
+            keep_file->write(line->data(), line->size());
+          else
+            std::cout << *line;
+          ++r.kept;
+        }
       writer.write(text.data(), text.size());
       ++next;
       ++r.rows;
     }
     if (c.advance()) heap.push(at);
   }
-  if (next != expected_rows)
+  if (next != inputs.count())
     fail(folder, "",
-         "rows for " + std::to_string(next) + " of " + std::to_string(expected_rows) +
+         "rows for " + std::to_string(next) + " of " + std::to_string(inputs.count()) +
              " inputs; rerun the same command to score the rest");
+  if (names.value() != inputs.value())  // rows by position, of a list or folder that changed since
+    fail(folder, "",
+         "holds rows of other inputs than this run names (a folder or list changed since the run that began "
+         "them); remove it, or add --overwrite, to score afresh");
   writer.commit();
   if (keep_file) keep_file->commit();
   std::cout.flush();

@@ -15,6 +15,8 @@
 
 namespace qalign::scoring {
 
+class InputDigest;
+
 // FILE -> FILE.parts
 std::string parts_folder(const std::string& out);
 // The part file of `rank` among `world` ranks.
@@ -79,9 +81,10 @@ struct MergeResult {
   int64_t rows = 0, failed = 0, kept = 0;
 };
 // Merges every part in input order into `out` (written whole or not at all), checking that
-// inputs 0 .. expected_rows-1 each have exactly one row. With a threshold, the inputs scoring at
+// inputs 0 .. inputs.count()-1 each have exactly one row, for the input this run names there (the
+// digest of the rows' names is that of `inputs`). With a threshold, the inputs scoring at
 // least it go, in order, to `keep` (a file, or stdout when it is "").
-MergeResult merge_parts(const std::string& folder, const std::string& out, RowFormat format, int64_t expected_rows,
+MergeResult merge_parts(const std::string& folder, const std::string& out, RowFormat format, const InputDigest& inputs,
                         std::optional<double> threshold, const std::string& keep);
 
 }  // namespace qalign::scoring

@@ -34,7 +34,7 @@ void Progress::draw(int64_t done, bool last) {
     text = "[" + std::string(filled, '#') + std::string(width - filled, '.') + "] " + std::to_string(done) + "/" +
            std::to_string(total);
   } else {
-    text = std::to_string(done) + " done (counting the inputs)";
+    text = std::to_string(done) + (total == kCounting ? " done (counting the inputs)" : " done");
   }
   char tail[96];
   std::snprintf(tail, sizeof tail, " %.1f items/s, elapsed %s", rate, log::clock_text(s).c_str());

@@ -14,13 +14,16 @@ class Progress {
   explicit Progress(bool enabled);
   // The items this run has to do; may come later than the first update (counted on a thread).
   void set_total(int64_t total) { total_.store(total); }
+  // There will be no total (the inputs can be read once only): the bar shows the count alone.
+  void no_total() { total_.store(kNoTotal); }
   void update(int64_t done);
   void finish(int64_t done);
 
  private:
   void draw(int64_t done, bool last);
   const bool enabled_, terminal_;
-  std::atomic<int64_t> total_{-1};
+  static constexpr int64_t kCounting = -1, kNoTotal = -2;
+  std::atomic<int64_t> total_{kCounting};
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_draw_ = start_;
 };
 

@@ -5,6 +5,7 @@
 
 #include "qalign/base/error.h"
 #include "qalign/base/log.h"
+#include "qalign/base/utf8.h"
 
 namespace qalign::scoring {
 
@@ -78,7 +79,9 @@ size_t score_records(Scorer& scorer, const std::vector<ScoredRecord>& records, c
   return failed;
 }
 
-std::string dataset_name(const std::string& file) { return std::filesystem::path(file).stem().string(); }
+std::string dataset_name(const std::string& file) {
+  return utf8_escaped(std::filesystem::path(file).stem().string());  // a JSON key in the reports
+}
 
 void check_enough_items(const std::string& file, size_t scored, size_t items) {
   if (scored >= 2) return;

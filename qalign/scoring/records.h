@@ -26,7 +26,8 @@ size_t score_records(Scorer& scorer, const std::vector<ScoredRecord>& records, c
                      int batch_size, Task task, const PixelLoader& load,
                      const std::function<void(const std::vector<ItemScore>&)>& on_batch);
 
-// The dataset name of a test file: its file name without the extension.
+// The dataset name of a test file: its file name without the extension (odd bytes of a name that
+// is not UTF-8 as \xHH).
 std::string dataset_name(const std::string& file);
 
 // Fails naming `file` unless at least two of its `items` were `scored`: correlations of fewer

@@ -5,9 +5,22 @@
 #include <filesystem>
 
 #include "qalign/base/error.h"
+#include "qalign/base/log.h"
+#include "qalign/base/utf8.h"
 #include "qalign/io/csv.h"
 
 namespace qalign::scoring {
+
+namespace {
+
+// "input", and "input_bytes" (hex) after it when the name is not UTF-8: "input" then shows it
+// with its odd bytes escaped (\xHH), and the hex gives the exact name back.
+nlohmann::ordered_json input_fields(const std::string& input) {
+  if (is_utf8(input)) return {{"input", input}};
+  return {{"input", utf8_escaped(input)}, {"input_bytes", hex_bytes(input)}};
+}
+
+}  // namespace
 
 RowFormat row_format_of(const std::string& path) {
   std::string ext = std::filesystem::path(path).extension().string();
@@ -20,11 +33,11 @@ RowFormat row_format_of(const std::string& path) {
 nlohmann::ordered_json scored_row(const std::string& input, Task task, Media media, const LevelScores& s, int64_t b) {
   const std::string nonfinite = nonfinite_score(s, b);
   if (!nonfinite.empty()) return failed_row(input, task, media, input + ": " + nonfinite);
-  nlohmann::ordered_json row = {{"input", input},
-                                {"task", task_name(task)},
-                                {"media", media_name(media)},
-                                {"score", s.score5[b].item<double>()},
-                                {"score01", s.score01[b].item<double>()}};
+  nlohmann::ordered_json row = input_fields(input);
+  row["task"] = task_name(task);
+  row["media"] = media_name(media);
+  row["score"] = s.score5[b].item<double>();
+  row["score01"] = s.score01[b].item<double>();
   if (s.probs.defined()) {
     row["level"] = kLevelWords[s.level[b].item<int64_t>()];
     nlohmann::ordered_json probs = nlohmann::ordered_json::object();
@@ -39,8 +52,31 @@ nlohmann::ordered_json scored_row(const std::string& input, Task task, Media med
 }
 
 nlohmann::ordered_json failed_row(const std::string& input, Task task, Media media, const std::string& error) {
-  return {{"input", input},     {"task", task_name(task)}, {"media", media_name(media)}, {"score", nullptr},
-          {"score01", nullptr}, {"level", nullptr},        {"probs", nullptr},           {"error", error}};
+  nlohmann::ordered_json row = input_fields(input);
+  row.update(nlohmann::ordered_json{{"task", task_name(task)},
+                                    {"media", media_name(media)},
+                                    {"score", nullptr},
+                                    {"score01", nullptr},
+                                    {"level", nullptr},
+                                    {"probs", nullptr},
+                                    {"error", utf8_escaped(error)}});
+  return row;
+}
+
+std::string row_input(const nlohmann::ordered_json& row) {
+  if (row.contains("input_bytes"))
+    if (auto bytes = from_hex_bytes(row["input_bytes"].get<std::string>())) return *bytes;
+  return row.at("input").get<std::string>();
+}
+
+std::optional<std::string> keep_list_line(const nlohmann::ordered_json& row) {
+  std::string input = row_input(row);
+  if (input.find_first_of("\r\n") != std::string::npos) {
+    log::error("left out of the keep list: ", row["input"].dump(),
+               " holds a line break, which a list of one name per line cannot hold (its row has its score)");
+    return std::nullopt;
+  }
+  return input + "\n";
 }
 
 namespace {
@@ -59,8 +95,9 @@ std::string csv_header() {
 }
 
 std::string csv_line(const nlohmann::ordered_json& row) {
-  std::string line;
-  for (const char* key : {"input", "task", "media", "score", "score01", "level"}) line += csv_field(row.at(key)) + ",";
+  // The name's exact bytes: CSV is bytes, so a name that is not UTF-8 stays the file's own.
+  std::string line = io::csv_field(row_input(row)) + ",";
+  for (const char* key : {"task", "media", "score", "score01", "level"}) line += csv_field(row.at(key)) + ",";
   const auto& probs = row.at("probs");
   for (const char* w : kLevelWords) line += csv_field(probs.is_null() ? nlohmann::ordered_json() : probs.at(w)) + ",";
   return line + csv_field(row.at("error")) + "\n";

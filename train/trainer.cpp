@@ -132,8 +132,9 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   }
   const auto bucket_bytes = static_cast<int64_t>(c.ddp_bucket_cap_mb * (1 << 20));
   if (distributed::has_process_group(env)) {
-    group_ =
-        std::make_unique<distributed::ProcessGroup>(env, c.ddp_backend, std::chrono::seconds(c.ddp_timeout), device_);
+    group_ = std::make_unique<distributed::ProcessGroup>(
+        env, c.ddp_backend, std::chrono::seconds(c.ddp_timeout), device_,
+        distributed::RendezvousTimeout{std::chrono::seconds(c.rendezvous_timeout), "rendezvous_timeout"});
     if (group_->device() != device_)
       fail("training config", "ddp_backend",
            "the process group's tensors live on " + group_->device().str() + " but the model on " + device_.str() +

@@ -1,8 +1,8 @@
 // Bad inputs, round three (issue 32): launchers that clean up, the right rank named, bounded
 // rendezvous, sizes and timeouts checked for overflow. Each case runs the real `qalign` command
 // and must end within 20 s and under 1.5 GB with a message naming the option, key or rank.
-#include <gtest/gtest.h>
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/resource.h>
@@ -119,8 +119,7 @@ class HeldPort {
 std::string rank_one_train(int port, const test::ScratchDir& d, const std::string& args) {
   return "RANK=1 WORLD_SIZE=2 LOCAL_RANK=0 LOCAL_WORLD_SIZE=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
          std::to_string(port) + " OMP_NUM_THREADS=1 exec " + qalign_cmd() + " train --config " + test::kTinyRecipe +
-         " max_steps=1 dataloader_num_workers=0 gradient_checkpointing=false output_dir=" + d.file("run") + " " +
-         args;
+         " max_steps=1 dataloader_num_workers=0 gradient_checkpointing=false output_dir=" + d.file("run") + " " + args;
 }
 
 }  // namespace bad_launch_inputs
@@ -153,10 +152,12 @@ TEST(LaunchCleanup, WorkersStartedBeforeAFailedStartAreKilled) {
   if (::geteuid() != 0 || ::access("/usr/bin/setpriv", X_OK) != 0)
     GTEST_SKIP() << "needs root and setpriv, to run the launcher as a user whose process count is known";
   const std::string token = "77.0" + std::to_string(::getpid());
-  const auto m = run_shell_measured("exec setpriv --reuid=65534 --regid=65534 --clear-groups bash -c 'ulimit -u 12 && exec " +
-                                    qalign_cmd() + " launch --nproc-per-node 40 -- sleep " + token + "'");
-  expect_ends(m, 1, {"--nproc-per-node: started ", " of 40 workers, then: launch: rank ", "cannot start its process (fork)",
-                     "were killed"});
+  const auto m =
+      run_shell_measured("exec setpriv --reuid=65534 --regid=65534 --clear-groups bash -c 'ulimit -u 12 && exec " +
+                         qalign_cmd() + " launch --nproc-per-node 40 -- sleep " + token + "'");
+  expect_ends(m, 1,
+              {"--nproc-per-node: started ", " of 40 workers, then: launch: rank ", "cannot start its process (fork)",
+               "were killed"});
   EXPECT_TRUE(processes_with(token).empty()) << m.output;
 }
 
@@ -176,10 +177,10 @@ TEST(LaunchBlame, ARankThatGaveUpOnItsPeersNamesThoseStillRunning) {
   const auto m = test::run_qalign_measured(
       "launch --nproc-per-node 3 --grace 2 -- sh -c 'if [ $RANK = 2 ]; then sleep 100; fi; if [ $RANK = 0 ]; then "
       "sleep 0.5; echo \"" +
-          std::string(distributed::kPeerLostPhrase) +
-          " ddp_timeout\"; exit 1; fi; sleep 100'",
+          std::string(distributed::kPeerLostPhrase) + " ddp_timeout\"; exit 1; fi; sleep 100'",
       60);
-  expect_ends(m, 1, {"rank 0 failed: it exited with code 1; it gave up waiting for its peers while rank(s) 1, 2 still ran"});
+  expect_ends(m, 1,
+              {"rank 0 failed: it exited with code 1; it gave up waiting for its peers while rank(s) 1, 2 still ran"});
 }
 
 // --- rendezvous bounded by rendezvous_timeout, naming the address -----------------------------------
@@ -211,10 +212,9 @@ TEST(Rendezvous, NoStoreAtTheAddressEndsAtTheTimeoutNamingIt) {
 TEST(TimeoutBounds, TimeoutsPastAWeekAreRefusedNamingTheKey) {
   for (const std::string key : {"ddp_timeout", "rendezvous_timeout"}) {
     test::ScratchDir d("qalign-timeout");
-    expect_ends(
-        test::run_qalign_measured("train --config " + test::kTinyRecipe + " output_dir=" + d.file("run") + " " + key +
-                                  "=9223372036854775807"),
-        1, {key + ": expected 1 to 604800 seconds (a week), got 9223372036854775807"});
+    expect_ends(test::run_qalign_measured("train --config " + test::kTinyRecipe + " output_dir=" + d.file("run") + " " +
+                                          key + "=9223372036854775807"),
+                1, {key + ": expected 1 to 604800 seconds (a week), got 9223372036854775807"});
     EXPECT_FALSE(fs::exists(d.file("run")));
   }
   const auto c = config::load_train_config(test::fixture("train/tiny_recipe.yaml"),

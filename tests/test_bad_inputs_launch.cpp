@@ -207,6 +207,32 @@ TEST(Rendezvous, NoStoreAtTheAddressEndsAtTheTimeoutNamingIt) {
   EXPECT_GE(m.seconds, 2.0) << m.output;
 }
 
+TEST(Rendezvous, RankZeroAloneEndsAtTheTimeoutNamingTheAddress) {
+  test::ScratchDir d("qalign-rdv");
+  const int port = test::free_port();
+  auto script = rank_one_train(port, d, "rendezvous_timeout=2");
+  script.replace(script.find("RANK=1"), 6, "RANK=0");
+  const auto m = run_shell_measured(script);
+  expect_ends(
+      m, 1,
+      {"rank 0 of 2 could not join at 127.0.0.1:" + std::to_string(port) + " (waiting at most 2 s, rendezvous_timeout)",
+       "1/2 clients joined"});
+}
+
+// The whole job on a held port: rank 0 cannot listen there and says so; the launcher stops rank 1,
+// which was waiting on the port's holder, at once.
+TEST(Rendezvous, ALaunchOnAHeldPortNamesItAndEnds) {
+  test::ScratchDir d("qalign-rdv");
+  const HeldPort held;
+  const auto m = run_shell_measured(
+      "OMP_NUM_THREADS=1 exec " + qalign_cmd() + " launch --nproc-per-node 2 --master-port " +
+      std::to_string(held.port()) + " -- " + qalign_cmd() + " train --config " + test::kTinyRecipe +
+      " max_steps=1 dataloader_num_workers=0 gradient_checkpointing=false output_dir=" + d.file("run"));
+  expect_ends(m, 1,
+              {"rank 0 of 2 could not join at 127.0.0.1:" + std::to_string(held.port()), "EADDRINUSE",
+               "rank 0 failed: it exited with code 1"});
+}
+
 // --- timeouts and sizes past what their types hold ---------------------------------------------
 
 TEST(TimeoutBounds, TimeoutsPastAWeekAreRefusedNamingTheKey) {

@@ -196,6 +196,17 @@ TEST(Rendezvous, APortHeldByAnotherProgramEndsAtTheTimeoutNamingIt) {
   EXPECT_GE(m.seconds, 3.0) << m.output;
 }
 
+// Joining never waits longer than a collective would: a ddp_timeout shorter than
+// rendezvous_timeout bounds it, and is the key named.
+TEST(Rendezvous, AShorterDdpTimeoutBoundsItAndIsNamed) {
+  test::ScratchDir d("qalign-rdv");
+  const HeldPort held;
+  const auto m = run_shell_measured(rank_one_train(held.port(), d, "ddp_timeout=2"));
+  expect_ends(
+      m, 1, {"something accepts connections at 127.0.0.1:" + std::to_string(held.port()), "within 2 s (ddp_timeout)"});
+  EXPECT_GE(m.seconds, 2.0) << m.output;
+}
+
 TEST(Rendezvous, NoStoreAtTheAddressEndsAtTheTimeoutNamingIt) {
   test::ScratchDir d("qalign-rdv");
   const int port = test::free_port();

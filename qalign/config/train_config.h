@@ -97,7 +97,8 @@ struct TrainConfig {
   // at most kMaxTimeoutSeconds.
   int64_t ddp_timeout = 1800;
   // Seconds the ranks may take to find each other at the start (rank 0's store at MASTER_ADDR:
-  // MASTER_PORT answering, every rank joined): torchrun's join timeout; at most kMaxTimeoutSeconds.
+  // MASTER_PORT answering, every rank joined): torchrun's join timeout, never more than
+  // ddp_timeout; at most kMaxTimeoutSeconds.
   int64_t rendezvous_timeout = 600;
   // Gradient buckets of about this many MB of float32 (HF's ddp_bucket_cap_mb; DDP's 25).
   double ddp_bucket_cap_mb = 25;

@@ -174,7 +174,7 @@ TEST(BadInputsParse, PresetsAndBenchSizesAreBoundedNamingTheOption) {
   expect_refused(run("bench score --preset tiny --repeats 100000000"), {"--repeats: expected 1 to 1000 runs"});
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   expect_refused(run("bench data --threads " + std::to_string(cores + 1)),
-                 {"--threads: expected 1 to " + std::to_string(cores) + " workers"});
+                 {"--threads: " + std::to_string(cores + 1) + ": expected 1 to " + std::to_string(cores) + " workers"});
 }
 
 // A scored run's rows laid out as a resumable part ("<index>\t<row>", chunks closed by an empty

@@ -5,15 +5,20 @@
 // SIGKILL after a grace period) and exits with its code, naming it and showing its last lines.
 // Each worker is its own process group, and signals go to the group: what a worker started (a
 // shell's children) stops with it.
-// SIGTERM or SIGINT to the launcher is passed on to every worker.
+// SIGTERM or SIGINT to the launcher is passed on to every worker. A worker stopped (SIGSTOP,
+// SIGTSTP) while the others fail waiting for it is the one named. When starting the workers fails
+// part-way, those started are killed and reaped before the launcher says what failed.
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstring>
 #include <deque>
@@ -25,7 +30,9 @@
 
 #include "qalign/base/error.h"
 #include "qalign/base/log.h"
+#include "qalign/distributed/process_group.h"
 #include "tools/commands.h"
+#include "tools/int_range.h"
 
 namespace qalign::tools {
 
@@ -48,17 +55,27 @@ struct Worker {
   std::deque<std::string> last;  // the last lines, for the failure report
   bool running = true;
   int code = 0;
+  int stop_signal = 0;  // the signal that stopped it, while it is stopped
+  std::chrono::steady_clock::time_point stopped_at;
 };
 
-// CLI11's own range checks print "Value 0 not in range 0.000000 to 1.797...e308".
-CLI::Validator at_least(int min) {
-  return CLI::Validator(
-      [min](std::string& text) -> std::string {
-        int v = 0;
-        if (!CLI::detail::lexical_cast(text, v)) return "expected an integer, got " + text;
-        return v < min ? "must be at least " + std::to_string(min) + ", got " + text : std::string();
-      },
-      "INT>=" + std::to_string(min));
+// The launcher keeps two pipes per worker open; more workers than `ulimit -n` allows would fail
+// part-way through starting them.
+void check_descriptors(int nproc) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return;
+  int open_now = 0;  // less the listing's own descriptor
+  if (DIR* d = opendir("/proc/self/fd")) {
+    for (const dirent* e; (e = readdir(d));) open_now += e->d_name[0] != '.';
+    closedir(d);
+    --open_now;
+  }
+  const auto needed = static_cast<rlim_t>(open_now) + 2 * static_cast<rlim_t>(nproc) + 2;
+  if (needed > limit.rlim_cur)
+    fail("command line", "--nproc-per-node",
+         std::to_string(nproc) + " workers need " + std::to_string(needed) +
+             " open files in the launcher (two pipes each), but `ulimit -n` allows " + std::to_string(limit.rlim_cur) +
+             ": raise it or start fewer workers");
 }
 
 std::string self_executable() {
@@ -69,8 +86,14 @@ std::string self_executable() {
 }
 
 void spawn(Worker& w, const LaunchArgs& a, const std::string& exe) {
-  int out[2], err[2];
-  if (pipe(out) != 0 || pipe(err) != 0) fail("launch", "", std::string("pipe: ") + std::strerror(errno));
+  // Close-on-exec: a worker inherits none of the others' pipes (dup2 below clears the flag).
+  int out[2] = {-1, -1}, err[2] = {-1, -1};
+  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
+    const std::string why = std::strerror(errno);
+    for (int fd : {out[0], out[1]})
+      if (fd >= 0) close(fd);
+    fail("launch", "rank " + std::to_string(w.rank), "cannot open its output pipes: " + why);
+  }
   // Until the child has our handlers reset, a SIGTERM meant for it would only set its copy of
   // g_signal and be lost: blocked here, it stays pending and acts once unblocked.
   sigset_t stops, old;
@@ -109,7 +132,11 @@ void spawn(Worker& w, const LaunchArgs& a, const std::string& exe) {
     _exit(127);
   }
   sigprocmask(SIG_SETMASK, &old, nullptr);
-  if (w.pid < 0) fail("launch", "", std::string("fork: ") + std::strerror(errno));
+  if (w.pid < 0) {
+    const std::string why = std::strerror(errno);
+    for (int fd : {out[0], out[1], err[0], err[1]}) close(fd);
+    fail("launch", "rank " + std::to_string(w.rank), "cannot start its process (fork): " + why);
+  }
   setpgid(w.pid, w.pid);  // also here: the child may not have run yet when we signal it
   close(out[1]), close(err[1]);
   w.fds[0] = out[0];
@@ -148,31 +175,101 @@ std::string describe(int status) {
              : "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
 }
 
+std::string signal_name(int sig) { return "signal " + std::to_string(sig) + " (" + strsignal(sig) + ")"; }
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+std::string one_decimal(double v) {
+  const auto s = std::to_string(std::round(v * 10) / 10);
+  return s.substr(0, s.find('.') + 2);
+}
+
+// Starts every worker; when one cannot start, kills and reaps those already started (they would
+// wait for the missing ranks until their timeout) and fails saying what failed.
+void spawn_all(std::vector<Worker>& workers, const LaunchArgs& a, const std::string& exe) {
+  for (size_t i = 0; i < workers.size(); ++i) {
+    try {
+      spawn(workers[i], a, exe);
+    } catch (const Error& e) {
+      for (size_t j = 0; j < i; ++j) kill(-workers[j].pid, SIGKILL);
+      for (size_t j = 0; j < i; ++j) {
+        waitpid(workers[j].pid, nullptr, 0);
+        for (int& fd : workers[j].fds) close(fd), fd = -1;
+      }
+      fail("command line", "--nproc-per-node",
+           "started " + std::to_string(i) + " of " + std::to_string(workers.size()) + " workers, then: " + e.what() +
+               "; the " + std::to_string(i) + " started were killed");
+    }
+  }
+}
+
+// The worker stopped longest, if any: the one the others waited for when they time out.
+const Worker* longest_stopped(const std::vector<Worker>& workers) {
+  const Worker* found = nullptr;
+  for (const auto& w : workers)
+    if (w.running && w.stop_signal && (!found || w.stopped_at < found->stopped_at)) found = &w;
+  return found;
+}
+
+// Whether a worker's last lines say a collective gave up waiting for its peers.
+bool lost_its_peers(const Worker& w) {
+  return std::any_of(w.last.begin(), w.last.end(), [](const std::string& line) {
+    return line.find(distributed::kPeerLostPhrase) != std::string::npos;
+  });
+}
+
+// What happened to the rank a failure is blamed on, as "it ..." completes it: a worker stopped
+// while the others waited is the cause; a worker that gave up on its peers while others still
+// ran waited for those.
+std::string blame(const Worker& failed, int status, const std::vector<Worker>& workers, const Worker** culprit) {
+  *culprit = &failed;
+  if (const Worker* stopped = longest_stopped(workers)) {
+    *culprit = stopped;
+    return "was stopped by " + signal_name(stopped->stop_signal) + " " +
+           one_decimal(seconds_since(stopped->stopped_at)) + " s before and never continued; rank " +
+           std::to_string(failed.rank) + " (pid " + std::to_string(failed.pid) + ") " + describe(status) +
+           " waiting for it";
+  }
+  std::string still;
+  if (lost_its_peers(failed))
+    for (const auto& w : workers)
+      if (w.running) still += (still.empty() ? "" : ", ") + std::to_string(w.rank);
+  return describe(status) + (still.empty() ? ""
+                                           : "; it gave up waiting for its peers while rank(s) " + still +
+                                                 " still ran: hung or much slower");
+}
+
 int run_launch(const LaunchArgs& a) {
   if (a.command.empty()) fail("command line", "--", "no worker command given (qalign launch ... -- qalign train ...)");
   if (a.node_rank >= a.nnodes) fail("command line", "--node-rank", "must be below --nnodes");
+  check_descriptors(a.nproc);
   std::signal(SIGTERM, on_signal);
   std::signal(SIGINT, on_signal);
   const auto exe = self_executable();
   std::vector<Worker> workers(static_cast<size_t>(a.nproc));
-  for (int i = 0; i < a.nproc; ++i) {
-    workers[i].rank = a.node_rank * a.nproc + i;
-    spawn(workers[i], a, exe);
-  }
+  for (int i = 0; i < a.nproc; ++i) workers[i].rank = a.node_rank * a.nproc + i;
+  spawn_all(workers, a, exe);
   log::info("launched ", a.nproc, " workers (ranks ", workers.front().rank, "..", workers.back().rank, " of ",
             a.nproc * a.nnodes, "), rendezvous ", a.master_addr, ":", a.master_port);
 
   using clock = std::chrono::steady_clock;
   const Worker* failed = nullptr;
-  int failed_status = 0;
+  std::string failure;                       // what happened, naming the rank to blame
+  int failed_code = 0;                       // the exit code of the first worker that failed
   std::optional<clock::time_point> kill_at;  // set once the workers have been told to stop
   // Once every worker has exited: until when to read what their leftover children still write.
   std::optional<clock::time_point> drain_until;
   int forwarded = 0;
   // A worker's group lives on while the worker runs or something of it holds its pipes.
+  // A stopped worker gets SIGCONT after the signal, or it would hold the signal until SIGKILL.
   const auto stop_all = [&](int sig) {
     for (auto& w : workers)
-      if (w.running || w.fds[0] >= 0 || w.fds[1] >= 0) kill(-w.pid, sig);
+      if (w.running || w.fds[0] >= 0 || w.fds[1] >= 0) {
+        kill(-w.pid, sig);
+        if (w.stop_signal) kill(-w.pid, SIGCONT);
+      }
   };
   for (;;) {
     if (g_signal && forwarded != g_signal) {
@@ -203,8 +300,19 @@ int run_launch(const LaunchArgs& a) {
     for (auto& w : workers) {
       if (!w.running) continue;
       int status = 0;
-      if (waitpid(w.pid, &status, WNOHANG) != w.pid) {
+      if (waitpid(w.pid, &status, WNOHANG | WUNTRACED | WCONTINUED) != w.pid) {
         any_running = true;
+        continue;
+      }
+      if (WIFSTOPPED(status) || WIFCONTINUED(status)) {
+        any_running = true;
+        w.stop_signal = WIFSTOPPED(status) ? WSTOPSIG(status) : 0;
+        w.stopped_at = clock::now();
+        if (w.stop_signal)
+          log::warn("rank ", w.rank, " (pid ", w.pid, ") was stopped by ", signal_name(w.stop_signal),
+                    "; the others wait for it until their timeout");
+        else if (!failed)
+          log::info("rank ", w.rank, " (pid ", w.pid, ") continued");
         continue;
       }
       w.running = false;
@@ -215,10 +323,9 @@ int run_launch(const LaunchArgs& a) {
       }
     }
     if (first) {
-      failed = first;
-      failed_status = first_status;
-      log::error("rank ", first->rank, " (pid ", first->pid, ") ", describe(first_status),
-                 "; stopping the other workers");
+      failure = blame(*first, first_status, workers, &failed);
+      failed_code = first->code;
+      log::error("rank ", failed->rank, " (pid ", failed->pid, ") ", failure, "; stopping the other workers");
       stop_all(SIGTERM);
       kill_at = clock::now() + std::chrono::seconds(a.grace_s);
     }
@@ -240,8 +347,8 @@ int run_launch(const LaunchArgs& a) {
   if (failed) {
     std::string tail;
     for (const auto& line : failed->last) tail += "\n  " + line;
-    log::error("rank ", failed->rank, " failed: it ", describe(failed_status), ". Its last lines:", tail);
-    return failed->code;
+    log::error("rank ", failed->rank, " failed: it ", failure, ". Its last lines:", tail);
+    return failed_code;
   }
   if (g_signal) return 128 + g_signal;
   return 0;
@@ -252,13 +359,15 @@ int run_launch(const LaunchArgs& a) {
 Command add_launch(CLI::App& app) {
   auto* cmd = app.add_subcommand("launch", "Run a command as the workers of a data-parallel job (like torchrun)");
   auto a = std::make_shared<LaunchArgs>();
-  cmd->add_option("--nproc-per-node", a->nproc, "Workers on this node")->check(at_least(1));
-  cmd->add_option("--nnodes", a->nnodes, "Nodes in the job")->check(at_least(1));
-  cmd->add_option("--node-rank", a->node_rank, "This node's index")->check(at_least(0));
+  cmd->add_option("--nproc-per-node", a->nproc, "Workers on this node (at most 1024, and what ulimit -n allows)")
+      ->check(in_range(1, distributed::kMaxProcPerNode));
+  cmd->add_option("--nnodes", a->nnodes, "Nodes in the job (at most 65536)")
+      ->check(in_range(1, distributed::kMaxNodes));
+  cmd->add_option("--node-rank", a->node_rank, "This node's index")->check(in_range(0, distributed::kMaxNodes - 1));
   cmd->add_option("--master-addr", a->master_addr, "Host of rank 0 (its c10d TCPStore)");
   cmd->add_option("--master-port", a->master_port, "Port of rank 0's TCPStore")->check(CLI::Range(1, 65535));
   cmd->add_option("--grace", a->grace_s, "Seconds the other workers get to stop after one fails, before SIGKILL")
-      ->check(at_least(0));
+      ->check(in_range(0, 86400));
   cmd->add_option("command", a->command, "The worker command, after --, e.g. -- qalign train --config X")->required();
   cmd->footer("Example: qalign launch --nproc-per-node 8 -- qalign train --config configs/onealign.yaml");
   return {cmd, [a]() { return run_launch(*a); }};

@@ -11,9 +11,11 @@
 #include "qalign/base/error.h"
 #include "qalign/config/overrides.h"
 #include "qalign/config/train_config.h"
+#include "qalign/distributed/job_size.h"
 #include "qalign/model/presets.h"
 #include "tools/byte_size.h"
 #include "tools/commands.h"
+#include "tools/int_range.h"
 #include "train/device.h"
 #include "train/plan.h"
 
@@ -40,8 +42,6 @@ nlohmann::json terms_json(const train::MemoryTerms& t) {
 }
 
 int run_plan(const PlanArgs& a, const std::vector<std::string>& overrides) {
-  if (a.nproc < 1) fail("--nproc-per-node", "", "must be at least 1");
-  if (a.nnodes < 1) fail("--nnodes", "", "must be at least 1");
   const auto config = config::load_train_config(a.config, overrides);
   const auto model_json = (std::filesystem::path(config.model_name_or_path) / "config.json").string();
   if (a.preset.empty() && !std::filesystem::exists(model_json))
@@ -76,8 +76,13 @@ Command add_plan(CLI::App& app) {
   auto* cmd = app.add_subcommand("plan", "Memory per rank of a training recipe, whether it fits, and what would");
   auto a = std::make_shared<PlanArgs>();
   cmd->add_option("--config", a->config, "Training recipe (YAML), as for qalign train")->required();
-  cmd->add_option("--nproc-per-node", a->nproc, "Processes (GPUs) per node")->required();
-  cmd->add_option("--nnodes", a->nnodes, "Nodes")->capture_default_str();
+  // qalign launch's bounds: the world size they give stays far inside an int.
+  cmd->add_option("--nproc-per-node", a->nproc, "Processes (GPUs) per node, at most 1024")
+      ->required()
+      ->check(in_range(1, distributed::kMaxProcPerNode));
+  cmd->add_option("--nnodes", a->nnodes, "Nodes, at most 65536")
+      ->capture_default_str()
+      ->check(in_range(1, distributed::kMaxNodes));
   cmd->add_option("--gpu-memory", a->gpu_memory,
                   "Memory of one device: 80GiB, 141GB, 512MiB (default: this CUDA device's, else 80GiB)");
   cmd->add_option("--preset", a->preset,

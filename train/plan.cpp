@@ -14,6 +14,7 @@
 #include "qalign/base/text.h"
 #include "qalign/conversation.h"
 #include "qalign/distributed/buckets.h"
+#include "qalign/distributed/job_size.h"
 #include "qalign/label_files.h"
 #include "qalign/model/owl2.h"
 #include "qalign/tokenizer.h"
@@ -345,7 +346,10 @@ SampleSize sample_size(const config::TrainConfig& c, const model::ModelConfig& m
 
 Plan plan_training(const config::TrainConfig& c, const model::ModelConfig& m, int world_size, int64_t device_memory,
                    int64_t tokens, bool process_group, int64_t visual_blocks) {
-  if (world_size < 1) fail("plan", "world size", "must be at least 1, got " + std::to_string(world_size));
+  // Bounded as qalign launch bounds it, so that sizes times ranks stay inside 64 bits.
+  if (world_size < 1 || world_size > distributed::kMaxWorldSize)
+    fail("plan", "world size",
+         "must be 1 to " + std::to_string(distributed::kMaxWorldSize) + ", got " + std::to_string(world_size));
   if (c.offload_optimizer == "cpu" && c.zero_stage == 0)
     fail("training config", "offload_optimizer", "needs zero_stage 1 or more");
   Plan p;

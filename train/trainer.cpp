@@ -99,6 +99,13 @@ void check_model_max_length(const Tokenizer& tokenizer, int64_t model_max_length
 
 bool finite(double v) { return std::isfinite(v); }
 
+// Joining never waits longer than a collective would: the shorter of rendezvous_timeout and
+// ddp_timeout, named in the error when it runs out.
+distributed::RendezvousTimeout rendezvous_timeout(const config::TrainConfig& c) {
+  if (c.ddp_timeout < c.rendezvous_timeout) return {std::chrono::seconds(c.ddp_timeout), "ddp_timeout"};
+  return {std::chrono::seconds(c.rendezvous_timeout), "rendezvous_timeout"};
+}
+
 std::string join(const std::vector<std::string>& v) {
   std::string out;
   for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
@@ -155,8 +162,8 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   }
   const auto bucket_bytes = static_cast<int64_t>(c.ddp_bucket_cap_mb * (1 << 20));
   if (distributed::has_process_group(env)) {
-    group_ =
-        std::make_unique<distributed::ProcessGroup>(env, c.ddp_backend, std::chrono::seconds(c.ddp_timeout), device_);
+    group_ = std::make_unique<distributed::ProcessGroup>(env, c.ddp_backend, std::chrono::seconds(c.ddp_timeout),
+                                                         device_, rendezvous_timeout(c));
     if (group_->device() != device_)
       fail("training config", "ddp_backend",
            "the process group's tensors live on " + group_->device().str() + " but the model on " + device_.str() +

@@ -44,6 +44,8 @@ const Check kAccumulation{"1 to 4096 micro-batches per step", [](double v) { ret
 const Check kLoraRank{"1 to 4096", [](double v) { return v >= 1 && v <= 4096; }};
 const Check kMediaBudget{"a value from 1 to 1048576 (MB)",
                          [](double v) { return v >= 1 && v <= static_cast<double>(kMaxMediaBudgetMb); }};
+const Check kTimeout{"1 to 604800 seconds (a week)",
+                     [](double v) { return v >= 1 && v <= static_cast<double>(kMaxTimeoutSeconds); }};
 // Shards optimizer state (1), also gradients (2), also parameters (3).
 const Check kZeroStage{"0, 1, 2 or 3", [](double v) { return v == 0 || v == 1 || v == 2 || v == 3; }};
 
@@ -102,7 +104,8 @@ const std::vector<Field> kFields = {
     {"memory_plan_check", &TrainConfig::memory_plan_check},
     {"device_memory_headroom_mb", &TrainConfig::device_memory_headroom_mb, kHeadroom},
     {"ddp_backend", &TrainConfig::ddp_backend, {}, {"auto", "gloo", "nccl"}},
-    {"ddp_timeout", &TrainConfig::ddp_timeout, kPositive},
+    {"ddp_timeout", &TrainConfig::ddp_timeout, kTimeout},
+    {"rendezvous_timeout", &TrainConfig::rendezvous_timeout, kTimeout},
     {"ddp_bucket_cap_mb", &TrainConfig::ddp_bucket_cap_mb, kPositive},
     {"zero_communication_dtype", &TrainConfig::zero_communication_dtype, {}, {"float32", "bfloat16"}},
     {"device", &TrainConfig::device, {}, {"auto", "cpu", "cuda"}},

@@ -12,6 +12,10 @@
 
 namespace qalign::config {
 
+// The longest ddp_timeout or rendezvous_timeout: a week, far inside what a millisecond count and
+// NCCL's watchdog hold (a larger count wrapped to "timed out after -1000ms").
+inline constexpr int64_t kMaxTimeoutSeconds = 7 * 24 * 3600;
+
 struct TrainConfig {
   // Model and data.
   std::string model_name_or_path;          // required: folder with config.json + weights
@@ -91,8 +95,13 @@ struct TrainConfig {
   double device_memory_headroom_mb = -1;
   // c10d backend of a multi-process run: auto = nccl on CUDA, gloo on CPU (HF's ddp_backend).
   std::string ddp_backend = "auto";
-  // Seconds a collective may wait for the other ranks before the run stops (HF's ddp_timeout).
+  // Seconds a collective may wait for the other ranks before the run stops (HF's ddp_timeout);
+  // at most kMaxTimeoutSeconds.
   int64_t ddp_timeout = 1800;
+  // Seconds the ranks may take to find each other at the start (rank 0's store at MASTER_ADDR:
+  // MASTER_PORT answering, every rank joined): torchrun's join timeout, never more than
+  // ddp_timeout; at most kMaxTimeoutSeconds.
+  int64_t rendezvous_timeout = 600;
   // Gradient buckets of about this many MB of float32 (HF's ddp_bucket_cap_mb; DDP's 25).
   double ddp_bucket_cap_mb = 25;
   // Dtype ZeRO reduces gradients in (always summed into float32 shards): float32 keeps N ranks

@@ -7,6 +7,7 @@
 
 #include "qalign/base/error.h"
 #include "qalign/base/log.h"
+#include "qalign/distributed/store_probe.h"
 
 namespace qalign::distributed {
 
@@ -73,6 +74,9 @@ LaunchEnv read_launch_env(const std::function<const char*(const char*)>& getenv)
   if (const char* a = getenv("MASTER_ADDR")) e.master_addr = a;
   e.master_port = get_int("MASTER_PORT", e.master_port);
   if (e.world_size < 1) fail("environment", "WORLD_SIZE", "must be at least 1");
+  if (e.world_size > kMaxWorldSize)
+    fail("environment", "WORLD_SIZE",
+         "at most " + std::to_string(kMaxWorldSize) + ", got " + std::to_string(e.world_size));
   if (e.rank >= e.world_size)
     fail("environment", "RANK",
          "rank " + std::to_string(e.rank) + " is not below the world size " + std::to_string(e.world_size));
@@ -95,7 +99,7 @@ std::string resolve_backend(const std::string& backend, torch::Device device) {
 }
 
 ProcessGroup::ProcessGroup(const LaunchEnv& env, const std::string& backend, std::chrono::milliseconds timeout,
-                           torch::Device device)
+                           torch::Device device, const RendezvousTimeout& rendezvous)
     : env_(env), timeout_(timeout) {
   const std::string name = resolve_backend(backend, device);
   kind_ = name;
@@ -103,11 +107,15 @@ ProcessGroup::ProcessGroup(const LaunchEnv& env, const std::string& backend, std
     fail("training config", "ddp_backend", "nccl needs CUDA, and no GPU is available here; use gloo");
   if (name == "nccl" && !device.is_cuda())
     fail("training config", "ddp_backend", "nccl needs the model on a GPU (device: cuda or auto), not " + device.str());
+  const auto joining = rendezvous.value.count() > 0 ? rendezvous.value : timeout;
+  const auto where = env.master_addr + ":" + std::to_string(env.master_port);
+  const auto who = "rank " + std::to_string(env.rank) + " of " + std::to_string(env.world_size);
+  if (env.rank != 0) wait_for_store(env.master_addr, env.master_port, joining, rendezvous.key, who);
   c10d::TCPStoreOptions so;
   so.port = static_cast<uint16_t>(env.master_port);
   so.isServer = env.rank == 0;
   so.numWorkers = env.world_size;
-  so.timeout = timeout;
+  so.timeout = joining;
   try {
     auto tcp = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
     store_ = c10::make_intrusive<c10d::PrefixStore>("qalign", tcp);
@@ -117,10 +125,12 @@ ProcessGroup::ProcessGroup(const LaunchEnv& env, const std::string& backend, std
     } else {
       backend_ = make_gloo_backend(store_, env.rank, env.world_size, timeout);
     }
+    // Joined: later uses of the store (another_backend) wait as collectives do.
+    tcp->setTimeout(timeout);
   } catch (const c10::Error& e) {
     fail("distributed", "rendezvous",
-         "rank " + std::to_string(env.rank) + " of " + std::to_string(env.world_size) + " could not join at " +
-             env.master_addr + ":" + std::to_string(env.master_port) + ": " + e.what_without_backtrace());
+         who + " could not join at " + where + " (waiting at most " + std::to_string(joining.count() / 1000) + " s, " +
+             rendezvous.key + "): " + e.what_without_backtrace());
   }
   log::info("rank ", env.rank, " of ", env.world_size, " (local ", env.local_rank, " of ", env.local_world_size, ", ",
             env.launcher, ") joined ", env.master_addr, ":", env.master_port, " with ", name);
@@ -145,7 +155,7 @@ c10::intrusive_ptr<c10d::Backend> ProcessGroup::another_backend(const std::strin
 void ProcessGroup::wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what) {
   const auto lost = [&](const char* why) {
     fail("distributed", what,
-         "rank " + std::to_string(env_.rank) + ": a peer died, hung past ddp_timeout (" +
+         "rank " + std::to_string(env_.rank) + ": " + kPeerLostPhrase + " ddp_timeout (" +
              std::to_string(timeout_.count() / 1000) + " s) or broke the connection: " + why);
   };
   try {

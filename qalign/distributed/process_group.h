@@ -14,7 +14,13 @@
 #include <string>
 #include <vector>
 
+#include "qalign/distributed/job_size.h"
+
 namespace qalign::distributed {
+
+// What ProcessGroup::wait says when a collective gives up on its peers; `qalign launch` looks for
+// it in a failed worker's last lines to tell the waiting ranks from the one they waited for.
+inline constexpr const char* kPeerLostPhrase = "a peer died, hung past";
 
 struct LaunchEnv {
   int rank = 0, world_size = 1, local_rank = 0, local_world_size = 1;
@@ -44,14 +50,20 @@ int local_cuda_index(const LaunchEnv& env, int64_t visible);
 // for a CUDA device and gloo for the CPU, whether or not the machine has a GPU.
 std::string resolve_backend(const std::string& backend, torch::Device device);
 
+// How long joining the group may take, and the setting that says so (named when it runs out).
+struct RendezvousTimeout {
+  std::chrono::milliseconds value{0};  // 0: the collectives' timeout
+  std::string key = "ddp_timeout";
+};
+
 class ProcessGroup {
  public:
   // Rendezvous of env.world_size processes at env.master_addr:env.master_port (rank 0 serves
-  // the store), for tensors on `device` (a CUDA device for nccl). `backend`: auto
-  // (resolve_backend), gloo or nccl. A peer that dies or hangs ends the collectives after
-  // `timeout`: Gloo's waits time out, NCCL's watchdog aborts the process.
+  // the store), for tensors on `device` (a CUDA device for nccl), within `rendezvous`.
+  // `backend`: auto (resolve_backend), gloo or nccl. A peer that dies or hangs ends the
+  // collectives after `timeout`: Gloo's waits time out, NCCL's watchdog aborts the process.
   ProcessGroup(const LaunchEnv& env, const std::string& backend, std::chrono::milliseconds timeout,
-               torch::Device device = torch::kCPU);
+               torch::Device device = torch::kCPU, const RendezvousTimeout& rendezvous = {});
   // Shuts the backends down (NCCL warns at exit otherwise).
   ~ProcessGroup();
   ProcessGroup(const ProcessGroup&) = delete;

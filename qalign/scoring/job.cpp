@@ -200,7 +200,8 @@ void check_same_job(const std::string& out, const nlohmann::ordered_json& marker
 // A process group of the launch as the job's Collective.
 class GroupCollective : public Collective {
  public:
-  GroupCollective(const distributed::LaunchEnv& env, std::chrono::seconds timeout) : group_(env, "gloo", timeout) {}
+  GroupCollective(const distributed::LaunchEnv& env, std::chrono::seconds timeout)
+      : group_(env, "gloo", timeout, torch::kCPU, {timeout, "--timeout"}) {}
   void barrier() override { group_.barrier(); }
   void allreduce_sum(torch::Tensor& t) override { group_.allreduce_sum(t); }
 

@@ -16,6 +16,7 @@ SECONDS=0
 # --- Debian packages -------------------------------------------------------------------
 APT_PKGS=(build-essential cmake pkg-config python3-venv libyaml-cpp-dev libopencv-dev
           nlohmann-json3-dev libcli11-dev libgtest-dev libgloo-dev
+          libavformat-dev libavcodec-dev libavutil-dev  # video packets read for frame sizes (data/video_frame_sizes.cpp)
           opencv-doc   # the photographs and clips of the demo and tests
           ninja-build lld  # the build: parallel across targets, fast links
           clang-format-14)  # scripts/format.sh --check, which CI runs

@@ -82,11 +82,6 @@ ModelSideFiles read_model_side_files(const std::string& model_dir) {
 }
 
 void write_model_folder(const std::string& dir, const io::StateDict& weights, const nlohmann::json& model_config,
-                        const std::string& source_model_dir, uint64_t max_shard_bytes) {
-  write_model_folder(dir, weights, model_config, read_model_side_files(source_model_dir), max_shard_bytes);
-}
-
-void write_model_folder(const std::string& dir, const io::StateDict& weights, const nlohmann::json& model_config,
                         const ModelSideFiles& side_files, uint64_t max_shard_bytes) {
   write_model_folder(
       dir, [&](const std::string& d) { io::save_weights(d, weights, io::WeightFormat::Safetensors, max_shard_bytes); },

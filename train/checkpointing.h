@@ -43,10 +43,8 @@ struct CheckpointContents {
 };
 
 // The HF model folder part alone (the final model of a run): weights, config.json and the
-// tokenizer/preprocessor files found in source_model_dir (or given as `side_files`).
+// tokenizer/preprocessor files (`side_files`, read_model_side_files of the source model).
 // Weights go in shards of at most max_shard_bytes (with an index) when they do not fit in one file.
-void write_model_folder(const std::string& dir, const io::StateDict& weights, const nlohmann::json& model_config,
-                        const std::string& source_model_dir, uint64_t max_shard_bytes = 5ull << 30);
 void write_model_folder(const std::string& dir, const io::StateDict& weights, const nlohmann::json& model_config,
                         const ModelSideFiles& side_files, uint64_t max_shard_bytes = 5ull << 30);
 // The same with the weights written by write_weights(dir) (init's and export's shard-at-a-time writer).

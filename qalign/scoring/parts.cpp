@@ -268,8 +268,8 @@ MergeResult merge_parts(const std::string& folder, const std::string& out, RowFo
     heap.pop();
     if (c.index < next) {
       log::warn(c.path, ": a second row for input ", c.index, " is ignored");
-    } else if (c.index >= expected_rows) {  // ordered: every later row is past the inputs too
-      log::warn(c.path, ": a row for input ", c.index, " is ignored: there are ", expected_rows, " inputs");
+    } else if (c.index >= inputs.count()) {  // ordered: every later row is past the inputs too
+      log::warn(c.path, ": a row for input ", c.index, " is ignored: there are ", inputs.count(), " inputs");
     } else if (c.index > next) {
       fail(folder, "",
            "no row for input " + std::to_string(next) + " (the next one found is " + std::to_string(c.index) +

@@ -27,48 +27,6 @@ namespace fs = std::filesystem;
 // Named, not anonymous: the tests build as unity files, where another file's helpers share a scope.
 namespace bad_launch_inputs {
 
-// Runs `script` with /bin/sh in the source folder (for what must come before qalign: ulimit,
-// environment variables, another user); killed after 60 s.
-test::Measured run_shell_measured(const std::string& script) {
-  const std::string full = "cd '" + test::source_dir() + "' && " + script + " 2>&1";
-  int fds[2];
-  if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
-  const auto start = std::chrono::steady_clock::now();
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(fds[1], 1);
-    ::close(fds[0]);
-    ::close(fds[1]);
-    ::setpgid(0, 0);
-    ::execl("/bin/sh", "sh", "-c", full.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  ::close(fds[1]);
-  test::Measured m;
-  std::array<char, 4096> buf{};
-  for (;;) {
-    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (elapsed > 60 && !m.timed_out) {
-      m.timed_out = true;
-      ::kill(-pid, SIGKILL);
-    }
-    pollfd p{fds[0], POLLIN, 0};
-    if (::poll(&p, 1, 200) > 0) {
-      const ssize_t n = ::read(fds[0], buf.data(), buf.size());
-      if (n <= 0) break;
-      m.output.append(buf.data(), static_cast<size_t>(n));
-    }
-  }
-  ::close(fds[0]);
-  int status = 0;
-  rusage usage{};
-  ::wait4(pid, &status, 0, &usage);
-  m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  m.peak_mb = static_cast<double>(usage.ru_maxrss) / 1024.0;
-  m.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return m;
-}
-
 // Within 20 s and 1.5 GB, exit code `rc`, and every one of `expected` in the output.
 void expect_ends(const test::Measured& m, int rc, const std::vector<std::string>& expected) {
   EXPECT_FALSE(m.timed_out) << m.output;
@@ -139,8 +97,8 @@ TEST(LaunchBounds, WorkersPerNodeAndNodesHaveAStatedMaximum) {
 
 TEST(LaunchBounds, MoreWorkersThanUlimitAllowsAreRefusedBeforeAnyStarts) {
   const std::string token = "66.0" + std::to_string(::getpid());
-  const auto m =
-      run_shell_measured("ulimit -n 64 && exec " + qalign_cmd() + " launch --nproc-per-node 100 -- sleep " + token);
+  const auto m = test::run_shell_measured("ulimit -n 64 && exec " + qalign_cmd() +
+                                          " launch --nproc-per-node 100 -- sleep " + token);
   expect_ends(m, 1, {"--nproc-per-node: 100 workers need", "`ulimit -n` allows 64"});
   EXPECT_EQ(m.output.find("launched"), std::string::npos) << m.output;
   EXPECT_TRUE(processes_with(token).empty());
@@ -152,9 +110,9 @@ TEST(LaunchCleanup, WorkersStartedBeforeAFailedStartAreKilled) {
   if (::geteuid() != 0 || ::access("/usr/bin/setpriv", X_OK) != 0)
     GTEST_SKIP() << "needs root and setpriv, to run the launcher as a user whose process count is known";
   const std::string token = "77.0" + std::to_string(::getpid());
-  const auto m =
-      run_shell_measured("exec setpriv --reuid=65534 --regid=65534 --clear-groups bash -c 'ulimit -u 12 && exec " +
-                         qalign_cmd() + " launch --nproc-per-node 40 -- sleep " + token + "'");
+  const auto m = test::run_shell_measured(
+      "exec setpriv --reuid=65534 --regid=65534 --clear-groups bash -c 'ulimit -u 12 && exec " + qalign_cmd() +
+      " launch --nproc-per-node 40 -- sleep " + token + "'");
   expect_ends(m, 1,
               {"--nproc-per-node: started ", " of 40 workers, then: launch: rank ", "cannot start its process (fork)",
                "were killed"});
@@ -188,7 +146,7 @@ TEST(LaunchBlame, ARankThatGaveUpOnItsPeersNamesThoseStillRunning) {
 TEST(Rendezvous, APortHeldByAnotherProgramEndsAtTheTimeoutNamingIt) {
   test::ScratchDir d("qalign-rdv");
   const HeldPort held;
-  const auto m = run_shell_measured(rank_one_train(held.port(), d, "rendezvous_timeout=3"));
+  const auto m = test::run_shell_measured(rank_one_train(held.port(), d, "rendezvous_timeout=3"));
   const auto where = "127.0.0.1:" + std::to_string(held.port());
   expect_ends(m, 1,
               {"rank 1 of 2: something accepts connections at " + where, "within 3 s (rendezvous_timeout)",
@@ -201,7 +159,7 @@ TEST(Rendezvous, APortHeldByAnotherProgramEndsAtTheTimeoutNamingIt) {
 TEST(Rendezvous, AShorterDdpTimeoutBoundsItAndIsNamed) {
   test::ScratchDir d("qalign-rdv");
   const HeldPort held;
-  const auto m = run_shell_measured(rank_one_train(held.port(), d, "ddp_timeout=2"));
+  const auto m = test::run_shell_measured(rank_one_train(held.port(), d, "ddp_timeout=2"));
   expect_ends(
       m, 1, {"something accepts connections at 127.0.0.1:" + std::to_string(held.port()), "within 2 s (ddp_timeout)"});
   EXPECT_GE(m.seconds, 2.0) << m.output;
@@ -210,7 +168,7 @@ TEST(Rendezvous, AShorterDdpTimeoutBoundsItAndIsNamed) {
 TEST(Rendezvous, NoStoreAtTheAddressEndsAtTheTimeoutNamingIt) {
   test::ScratchDir d("qalign-rdv");
   const int port = test::free_port();
-  const auto m = run_shell_measured(rank_one_train(port, d, "rendezvous_timeout=2"));
+  const auto m = test::run_shell_measured(rank_one_train(port, d, "rendezvous_timeout=2"));
   expect_ends(m, 1,
               {"rank 1 of 2: rank 0's store at 127.0.0.1:" + std::to_string(port) +
                    " did not come up within 2 s (rendezvous_timeout)",
@@ -223,7 +181,7 @@ TEST(Rendezvous, RankZeroAloneEndsAtTheTimeoutNamingTheAddress) {
   const int port = test::free_port();
   auto script = rank_one_train(port, d, "rendezvous_timeout=2");
   script.replace(script.find("RANK=1"), 6, "RANK=0");
-  const auto m = run_shell_measured(script);
+  const auto m = test::run_shell_measured(script);
   expect_ends(
       m, 1,
       {"rank 0 of 2 could not join at 127.0.0.1:" + std::to_string(port) + " (waiting at most 2 s, rendezvous_timeout)",
@@ -235,7 +193,7 @@ TEST(Rendezvous, RankZeroAloneEndsAtTheTimeoutNamingTheAddress) {
 TEST(Rendezvous, ALaunchOnAHeldPortNamesItAndEnds) {
   test::ScratchDir d("qalign-rdv");
   const HeldPort held;
-  const auto m = run_shell_measured(
+  const auto m = test::run_shell_measured(
       "OMP_NUM_THREADS=1 exec " + qalign_cmd() + " launch --nproc-per-node 2 --master-port " +
       std::to_string(held.port()) + " -- " + qalign_cmd() + " train --config " + test::kTinyRecipe +
       " max_steps=1 dataloader_num_workers=0 gradient_checkpointing=false output_dir=" + d.file("run"));

@@ -24,6 +24,7 @@
 #include "qalign/base/error.h"
 #include "qalign/config/train_config.h"
 #include "qalign/label_files.h"
+#include "tests/support/bounds.h"
 #include "tests/support/fixtures.h"
 
 namespace qalign::data {
@@ -31,30 +32,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string le16(uint16_t v) { return {char(v), char(v >> 8)}; }
-std::string le32(uint32_t v) { return {char(v), char(v >> 8), char(v >> 16), char(v >> 24)}; }
-std::string be32(uint32_t v) { return {char(v >> 24), char(v >> 16), char(v >> 8), char(v)}; }
-
-test::Measured score(const std::string& args) {
-  return test::run_qalign_measured("score --model " + test::kTinyModel + " " + args, 60);
-}
-
-void expect_bounded(const test::Measured& m, const std::string& what) {
-  std::cout << "[ measured ] " << what << ": " << m.seconds << " s, " << m.peak_mb << " MB peak, rc " << m.exit_code
-            << "\n";
-  EXPECT_FALSE(m.timed_out) << what;
-  EXPECT_LT(m.seconds, 20) << what;
-  EXPECT_LT(m.peak_mb, 1500) << what;
-}
-
-// The input is refused with "PATH: ...PROBLEM..." and the run fails.
-void expect_refused(const test::Measured& m, const std::string& path, const std::string& problem) {
-  expect_bounded(m, path);
-  EXPECT_EQ(m.exit_code, 1) << m.output;
-  const auto at = m.output.find(path + ": ");
-  ASSERT_NE(at, std::string::npos) << m.output;
-  EXPECT_NE(m.output.find(problem, at), std::string::npos) << m.output;
-}
+using test::be32;
+using test::expect_bounded;
+using test::expect_refused;
+using test::le16;
+using test::le32;
 
 // The media column of `path`'s table row ("image" or "video"), "" when it has no row.
 std::string media_of(const std::string& output, const std::string& path) {
@@ -146,7 +128,7 @@ TEST(BadInputsMedia, TiffClaiming30000SquaredIsRefusedFromItsHeader) {
   test::ScratchDir d;
   const std::string path = d.file("huge.tif");
   test::write_file(path, tiff_header(30000, 30000, 3, 8, 9728));
-  expect_refused(score(path), path, "30000x30000 pixels, over the 178956970-pixel limit");
+  expect_refused(test::score_with_tiny_model(path), path, "30000x30000 pixels, over the 178956970-pixel limit");
 }
 
 TEST(BadInputsMedia, DeepTiffOverTheDecodedBudgetIsRefusedFromItsHeader) {
@@ -154,7 +136,7 @@ TEST(BadInputsMedia, DeepTiffOverTheDecodedBudgetIsRefusedFromItsHeader) {
   const std::string path = d.file("deep.tiff");
   // 144 million pixels (under PIL's limit) of 16-bit RGBA: 8 bytes a pixel before our copy.
   test::write_file(path, tiff_header(12000, 12000, 4, 16, 512));
-  const test::Measured m = score(path);
+  const test::Measured m = test::score_with_tiny_model(path);
   expect_refused(m, path, "decoding this 12000x12000 TIFF needs about");
   EXPECT_TRUE(test::output_has(m, "over the 1024 MB decoded-bytes budget for a picture (raise max_image_decoded_mb"))
       << m.output;
@@ -164,7 +146,8 @@ TEST(BadInputsMedia, SixteenBitRgbaPngOverTheDecodedBudgetIsRefusedFromItsHeader
   test::ScratchDir d;
   const std::string path = d.file("deep.png");
   test::write_file(path, png_header(13000, 13000, 16, 6));
-  expect_refused(score(path), path, "decoding this 13000x13000 PNG needs about 1773 MB, over the 1024 MB");
+  expect_refused(test::score_with_tiny_model(path), path,
+                 "decoding this 13000x13000 PNG needs about 1773 MB, over the 1024 MB");
   // The same size at 8-bit grey is within the budget: the bytes per pixel come from the header.
   const std::string grey_png = png_header(13000, 13000, 8, 0);
   const auto grey = read_image_header(std::vector<uint8_t>(grey_png.begin(), grey_png.end()));
@@ -177,7 +160,8 @@ TEST(BadInputsMedia, SparseFileOverTheFileBudgetIsRefusedFromStat) {
   const std::string path = d.file("sparse.png");
   test::write_file(path, std::string("\x89PNG\r\n\x1a\n", 8));
   fs::resize_file(path, uint64_t{2560} << 20);  // 2.5 GB of holes: nothing is written
-  expect_refused(score(path), path, "image file is 2560 MB, over the 512 MB file-size budget for a picture");
+  expect_refused(test::score_with_tiny_model(path), path,
+                 "image file is 2560 MB, over the 512 MB file-size budget for a picture");
 }
 
 TEST(BadInputsMedia, JpegWith20000ScansIsRefusedFromItsHeader) {
@@ -185,20 +169,22 @@ TEST(BadInputsMedia, JpegWith20000ScansIsRefusedFromItsHeader) {
   const std::string path = d.file("scans.jpg");
   test::write_file(path, jpeg_with_scans(20000));
   std::cout << "[ measured ] " << path << ": " << fs::file_size(path) / 1024 << " KB\n";
-  expect_refused(score(path), path, "JPEG has 20000 scans, over the 100-scan limit");
+  expect_refused(test::score_with_tiny_model(path), path, "JPEG has 20000 scans, over the 100-scan limit");
   // An encoder's progressive JPEG (about 10 scans) scores.
   test::write_file(d.file("progressive.jpg"), jpeg_with_scans(0));
-  expect_scored(score(d.file("progressive.jpg")), d.file("progressive.jpg"), "image");
+  expect_scored(test::score_with_tiny_model(d.file("progressive.jpg")), d.file("progressive.jpg"), "image");
 }
 
 TEST(BadInputsMedia, BudgetsAreOptionsAndConfigKeys) {
   test::ScratchDir d;
   const std::string path = d.file("noise.png");
   write_bytes(path, encode(".png", noise(1000, 1000)));  // about 3 MB, 6 MB decoded
-  expect_scored(score(path), path, "image");
-  expect_refused(score("--max-image-file-mb 1 " + path), path, "MB, over the 1 MB file-size budget");
-  expect_refused(score("--max-image-decoded-mb 1 " + path), path, "needs about 6 MB, over the 1 MB decoded-bytes");
-  const test::Measured zero = score("--max-image-decoded-mb 0 " + path);
+  expect_scored(test::score_with_tiny_model(path), path, "image");
+  expect_refused(test::score_with_tiny_model("--max-image-file-mb 1 " + path), path,
+                 "MB, over the 1 MB file-size budget");
+  expect_refused(test::score_with_tiny_model("--max-image-decoded-mb 1 " + path), path,
+                 "needs about 6 MB, over the 1 MB decoded-bytes");
+  const test::Measured zero = test::score_with_tiny_model("--max-image-decoded-mb 0 " + path);
   EXPECT_NE(zero.exit_code, 0) << zero.output;
   EXPECT_NE(zero.output.find("--max-image-decoded-mb"), std::string::npos) << zero.output;
   // The training config's keys, range-checked by name.
@@ -290,14 +276,14 @@ TEST(BadInputsMedia, FourKVideoMemoryScalesWithFramesAtModelSizeNot4K) {
   const SampledVideo v = sample_video(long_clip, {}, 448);
   ASSERT_EQ(v.frames.size(), 16u);
   for (const Image& f : v.frames) EXPECT_EQ(f.width * f.height, 448 * 448);
-  const test::Measured a = score(short_clip), b = score(long_clip);
+  const test::Measured a = test::score_with_tiny_model(short_clip), b = test::score_with_tiny_model(long_clip);
   expect_scored(a, short_clip, "video");
   expect_scored(b, long_clip, "video");
   // 12 more 4K frames held at full size would be 12 x 3840 x 2160 x 3 bytes, about 300 MB (twice
   // that with a copy); at the model's size they are under 1 MB each.
   EXPECT_LT(b.peak_mb - a.peak_mb, 60) << a.peak_mb << " MB for 4 frames, " << b.peak_mb << " MB for 16";
   // A 4K frame is also held to the decoded budget, from the header, before the first is decoded.
-  expect_refused(score("--max-image-decoded-mb 50 " + short_clip), short_clip,
+  expect_refused(test::score_with_tiny_model("--max-image-decoded-mb 50 " + short_clip), short_clip,
                  "decoding this video's 3840x2160 frames needs about 72 MB, over the 50 MB");
 }
 
@@ -317,8 +303,8 @@ TEST(BadInputsMedia, VideoWhoseFramesChangeSizeIsRefusedNamingTheFrame) {
   }
   const std::string path = d.file("joined.mpg");
   test::write_file(path, joined);
-  expect_refused(score(path), path, "frame 30: is 96x64 where the frames before it are 64x48");
-  expect_scored(score(d.file("small.mpg")), d.file("small.mpg"), "video");
+  expect_refused(test::score_with_tiny_model(path), path, "frame 30: is 96x64 where the frames before it are 64x48");
+  expect_scored(test::score_with_tiny_model(d.file("small.mpg")), d.file("small.mpg"), "video");
 }
 
 // The resized frames give exactly the pixels preprocessing the full frames gives (the goldens'
@@ -341,7 +327,7 @@ TEST(BadInputsMedia, EvalAndTrainTellVideosByContentAsScoreDoes) {
   fs::copy_file(inputs + "/video.avi", d.file("clip.avi"));
   fs::copy_file(inputs + "/img_wide.png", d.file("still.mp4"));
   fs::copy_file(inputs + "/img_tall.jpg", d.file("photo.jpg"));
-  expect_scored(score(d.file("clip.wmv")), d.file("clip.wmv"), "video");
+  expect_scored(test::score_with_tiny_model(d.file("clip.wmv")), d.file("clip.wmv"), "video");
   std::ofstream(d.file("set.json")) << R"([{"image": "clip.wmv", "gt_score": 2.0},
     {"image": "clip.avi", "gt_score": 3.0}, {"image": "still.mp4", "gt_score": 4.0},
     {"image": "photo.jpg", "gt_score": 1.0}])";

@@ -20,6 +20,7 @@
 #include <set>
 #include <sstream>
 
+#include "tests/support/bounds.h"
 #include "tests/support/fixtures.h"
 
 using namespace qalign;
@@ -28,17 +29,6 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::string kWide = test::kTinyInputs + "/img_wide.png", kTall = test::kTinyInputs + "/img_tall.jpg";
-
-// Runs qalign and checks the case's bounds: ends in time, in bounded memory, and never crashes.
-test::Measured run_qalign(const std::string& args) {
-  auto m = test::run_qalign_measured(args);
-  EXPECT_FALSE(m.timed_out) << args;
-  EXPECT_LT(m.seconds, 20) << args;
-  EXPECT_LT(m.peak_mb, 1500) << args;
-  EXPECT_EQ(m.output.find("terminate called"), std::string::npos) << m.output;
-  EXPECT_EQ(m.output.find("unexpected error"), std::string::npos) << m.output;
-  return m;
-}
 
 std::string score_args(const std::string& model, const std::string& extra) {
   return "score --model " + model + " --batch-size 2 " + extra;
@@ -75,8 +65,9 @@ TEST(ScoreJobIdentity, AnotherThresholdOrKeepListIsRefusedNamingIt) {
   const test::ScratchDir d("qalign-scorejob");
   const auto out = d.file("r.jsonl"), keep = d.file("keep.txt");
   const auto job = [&](const std::string& threshold, const std::string& list) {
-    return run_qalign(score_args(test::kTinyModel, "--out " + out + " --threshold " + threshold + " --keep-list " +
-                                                       list + " " + kWide + " " + kTall));
+    return test::run_qalign_bounded(
+        score_args(test::kTinyModel,
+                   "--out " + out + " --threshold " + threshold + " --keep-list " + list + " " + kWide + " " + kTall));
   };
   auto m = job("1", keep);
   ASSERT_EQ(m.exit_code, 0) << m.output;
@@ -101,7 +92,7 @@ TEST(ScoreJobIdentity, AnotherThresholdOrKeepListIsRefusedNamingIt) {
   EXPECT_EQ(test::read_file(out), rows);
   EXPECT_EQ(test::read_file(keep), kWide + "\n" + kTall + "\n");
 
-  m = run_qalign(score_args(
+  m = test::run_qalign_bounded(score_args(
       test::kTinyModel, "--overwrite --out " + out + " --threshold 6 --keep-list " + keep + " " + kWide + " " + kTall));
   EXPECT_EQ(m.exit_code, 0) << m.output;
   EXPECT_EQ(test::read_file(keep), "");  // no score reaches 6
@@ -111,18 +102,18 @@ TEST(ScoreJobIdentity, ReplacedWeightsAreRefusedNamingTheFile) {
   const test::ScratchDir d("qalign-scorejob");
   const auto model = copy_model(d.file("M")), out = d.file("r.csv");
   const auto args = score_args(model, "--out " + out + " " + kWide + " " + kTall);
-  auto m = run_qalign(args);
+  auto m = test::run_qalign_bounded(args);
   ASSERT_EQ(m.exit_code, 0) << m.output;
   const auto before = test::read_file(out);
 
   negate_final_norm(model);
-  m = run_qalign(args);
+  m = test::run_qalign_bounded(args);
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m, out + ": holds the rows of another job (model files: model.safetensors: "))
       << m.output;
   EXPECT_EQ(test::read_file(out), before);
 
-  m = run_qalign(args + " --overwrite");
+  m = test::run_qalign_bounded(args + " --overwrite");
   EXPECT_EQ(m.exit_code, 0) << m.output;
   EXPECT_NE(test::read_file(out), before);
 }
@@ -132,15 +123,15 @@ TEST(ScoreJobIdentity, OtherInputsAreRefused) {
   fs::create_directories(d.file("pics"));
   test::write_file(d.file("pics/a.png"), picture_bytes());
   const auto args = score_args(test::kTinyModel, "--out " + d.file("r.jsonl") + " " + d.file("pics"));
-  auto m = run_qalign(args);
+  auto m = test::run_qalign_bounded(args);
   ASSERT_EQ(m.exit_code, 0) << m.output;
   test::write_file(d.file("pics/b.png"), picture_bytes());
-  m = run_qalign(args);
+  m = test::run_qalign_bounded(args);
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m, "r.jsonl: holds the rows of other inputs (1 then, 2 now: a folder or list changed"))
       << m.output;
   fs::remove(d.file("pics/a.png"));  // as many names, other ones
-  m = run_qalign(args);
+  m = test::run_qalign_bounded(args);
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m, "holds the rows of other inputs (1 then and now, named otherwise")) << m.output;
 }
@@ -173,7 +164,7 @@ TEST(ScoreJobIdentity, ARestartOverAChangedFolderIsRefusedAtTheMerge) {
   if (fs::exists(out)) GTEST_SKIP() << "the run finished before the kill";
 
   test::write_file(d.file("pics/00.png"), picture_bytes());  // every later input moves down one place
-  const auto m = run_qalign(args);
+  const auto m = test::run_qalign_bounded(args);
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m, parts + ": holds rows of other inputs than this run names")) << m.output;
   EXPECT_FALSE(fs::exists(out));
@@ -181,7 +172,7 @@ TEST(ScoreJobIdentity, ARestartOverAChangedFolderIsRefusedAtTheMerge) {
 
 TEST(ScoreJobIdentity, ThresholdThatIsNotANumberIsRefused) {
   for (const std::string t : {"nan", "inf", "-inf"}) {
-    const auto m = run_qalign(score_args(test::kTinyModel, "--threshold " + t + " " + kWide));
+    const auto m = test::run_qalign_bounded(score_args(test::kTinyModel, "--threshold " + t + " " + kWide));
     EXPECT_EQ(m.exit_code, 1) << m.output;
     EXPECT_TRUE(test::output_has(m, "--threshold: must be a finite score, got")) << m.output;
   }
@@ -202,12 +193,13 @@ TEST(ScoreNames, NotUtf8IsScoredAndWrittenLosslessly) {
   }
 
   // --json on stdout, and --out .jsonl: "input" escaped, "input_bytes" the name's bytes in hex.
-  auto m = run_qalign(score_args(test::kTinyModel, "--json " + d.file("pics")));
+  auto m = test::run_qalign_bounded(score_args(test::kTinyModel, "--json " + d.file("pics")));
   ASSERT_EQ(m.exit_code, 0) << m.output;
   EXPECT_TRUE(test::output_has(m, "{\"input\":" + nlohmann::json(escaped).dump() + ",\"input_bytes\":\"" + hex + "\","))
       << m.output;
-  m = run_qalign(score_args(test::kTinyModel, "--out " + d.file("r.jsonl") + " --threshold 0 --keep-list " +
-                                                  d.file("keep.txt") + " " + d.file("pics")));
+  m = test::run_qalign_bounded(score_args(
+      test::kTinyModel,
+      "--out " + d.file("r.jsonl") + " --threshold 0 --keep-list " + d.file("keep.txt") + " " + d.file("pics")));
   ASSERT_EQ(m.exit_code, 0) << m.output;
   const auto rows = test::read_jsonl(d.file("r.jsonl"));
   ASSERT_EQ(rows.size(), 2u);
@@ -220,7 +212,7 @@ TEST(ScoreNames, NotUtf8IsScoredAndWrittenLosslessly) {
   EXPECT_EQ(test::read_file(d.file("keep.txt")), odd + "\n" + d.file("pics/plain.png") + "\n");
 
   // CSV is bytes: its input column holds the name as it is.
-  m = run_qalign(score_args(test::kTinyModel, "--out " + d.file("r.csv") + " " + d.file("pics")));
+  m = test::run_qalign_bounded(score_args(test::kTinyModel, "--out " + d.file("r.csv") + " " + d.file("pics")));
   ASSERT_EQ(m.exit_code, 0) << m.output;
   std::istringstream csv(test::read_file(d.file("r.csv")));
   std::string header, line;
@@ -234,7 +226,7 @@ TEST(ScoreNames, ALineBreakInANameKeepsItOutOfTheKeepList) {
   fs::create_directories(d.file("pics"));
   test::write_file(d.file("pics/a\nb.png"), picture_bytes());
   test::write_file(d.file("pics/c.png"), picture_bytes());
-  auto m = run_qalign(
+  auto m = test::run_qalign_bounded(
       score_args(test::kTinyModel, "--threshold 0 --keep-list " + d.file("keep.txt") + " " + d.file("pics")));
   EXPECT_EQ(m.exit_code, 0) << m.output;
   EXPECT_TRUE(test::output_has(m, "left out of the keep list: \"" + d.file("pics/a\\nb.png") +
@@ -242,8 +234,9 @@ TEST(ScoreNames, ALineBreakInANameKeepsItOutOfTheKeepList) {
       << m.output;
   EXPECT_EQ(test::read_file(d.file("keep.txt")), d.file("pics/c.png") + "\n");
 
-  m = run_qalign(score_args(test::kTinyModel, "--out " + d.file("r.jsonl") + " --threshold 0 --keep-list " +
-                                                  d.file("keep2.txt") + " " + d.file("pics")));
+  m = test::run_qalign_bounded(score_args(
+      test::kTinyModel,
+      "--out " + d.file("r.jsonl") + " --threshold 0 --keep-list " + d.file("keep2.txt") + " " + d.file("pics")));
   EXPECT_EQ(m.exit_code, 0) << m.output;
   EXPECT_EQ(test::read_file(d.file("keep2.txt")), d.file("pics/c.png") + "\n");
   const auto rows = test::read_jsonl(d.file("r.jsonl"));
@@ -281,7 +274,7 @@ TEST(ScoreNames, APathOverPathMaxIsAnErrorOfItsItem) {
   // In a folder walk and as an argument: a row with the error, the other input scored.
   for (const std::string& input : {d.file("deep"), path}) {
     const auto out = d.file(input == path ? "arg.jsonl" : "walk.jsonl");
-    const auto m = run_qalign(score_args(test::kTinyModel, "--out " + out + " " + kWide + " " + input));
+    const auto m = test::run_qalign_bounded(score_args(test::kTinyModel, "--out " + out + " " + kWide + " " + input));
     EXPECT_EQ(m.exit_code, 1) << m.output.substr(0, 2000);
     EXPECT_TRUE(test::output_has(
         m, path + ": the path is " + std::to_string(path.size()) + " bytes, over the system's limit of 4095"))
@@ -330,7 +323,7 @@ TEST(ScoreRanges, LabelsNearTheLargestDoubleGetTheLevelsOfTheirScaledCopy) {
   std::map<std::string, std::string> answers[2];
   for (int k = 0; k < 2; ++k) {
     const auto in = d.file(k ? "huge.json" : "small.json"), out = d.file(k ? "huge-sft.json" : "small-sft.json");
-    const auto m = run_qalign("data make-sft --out-of-range clamp --input " + in + " --out " + out);
+    const auto m = test::run_qalign_bounded("data make-sft --out-of-range clamp --input " + in + " --out " + out);
     ASSERT_EQ(m.exit_code, 0) << m.output;
     for (const auto& r : nlohmann::json::parse(test::read_file(out)))
       answers[k][r["image"].dump()] = r["conversations"][1]["value"];
@@ -341,8 +334,8 @@ TEST(ScoreRanges, LabelsNearTheLargestDoubleGetTheLevelsOfTheirScaledCopy) {
   EXPECT_EQ(levels.size(), 5u);  // every level, not every record "bad"
 
   // An explicit range as wide: the same.
-  const auto m = run_qalign("data make-sft --out-of-range clamp --range -1.7e308 1.7e308 --input " +
-                            d.file("huge.json") + " --out " + d.file("range-sft.json"));
+  const auto m = test::run_qalign_bounded("data make-sft --out-of-range clamp --range -1.7e308 1.7e308 --input " +
+                                          d.file("huge.json") + " --out " + d.file("range-sft.json"));
   ASSERT_EQ(m.exit_code, 0) << m.output;
   EXPECT_NE(test::read_file(d.file("range-sft.json")).find("excellent"), std::string::npos);
 }
@@ -351,8 +344,8 @@ TEST(ScoreRanges, SoftLabelsRefuseARangeWiderThanADouble) {
   const test::ScratchDir d("qalign-scorejob");
   test::write_file(d.file("huge.json"), R"([{"image": "a.png", "gt_score": -1e308, "std": 1},
     {"image": "b.png", "gt_score": 1e308, "std": 1}])");
-  const auto m =
-      run_qalign("data make-sft --soft-labels pdf --input " + d.file("huge.json") + " --out " + d.file("sft.json"));
+  const auto m = test::run_qalign_bounded("data make-sft --soft-labels pdf --input " + d.file("huge.json") + " --out " +
+                                          d.file("sft.json"));
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m, "--range: range: MAX - MIN is wider than a double holds")) << m.output;
   EXPECT_FALSE(fs::exists(d.file("sft.json")));
@@ -373,9 +366,9 @@ TEST(ScoreRanges, EvalMetricsOfLabelsNearTheLargestDoubleAreThoseOfTheirScaledCo
   nlohmann::json results[2];
   for (int k = 0; k < 2; ++k) {
     const auto out = d.file(k ? "E-huge" : "E-small");
-    const auto m =
-        run_qalign("eval --model " + test::kTinyModel + " --data " + d.file(k ? "huge/set.json" : "set.json") +
-                   " --image-folder " + test::kTinyInputs + " --batch-size 2 --out " + out);
+    const auto m = test::run_qalign_bounded("eval --model " + test::kTinyModel + " --data " +
+                                            d.file(k ? "huge/set.json" : "set.json") + " --image-folder " +
+                                            test::kTinyInputs + " --batch-size 2 --out " + out);
     ASSERT_EQ(m.exit_code, 0) << m.output;
     results[k] = nlohmann::json::parse(test::read_file(out + "/results.json"))["set"];
   }

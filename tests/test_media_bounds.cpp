@@ -17,34 +17,16 @@
 #include "data/video.h"
 #include "qalign/base/error.h"
 #include "qalign/media_type.h"
+#include "tests/support/bounds.h"
 #include "tests/support/fixtures.h"
 
 namespace qalign::data {
 namespace {
 
-std::string le32(uint32_t v) { return {char(v), char(v >> 8), char(v >> 16), char(v >> 24)}; }
-std::string be32(uint32_t v) { return {char(v >> 24), char(v >> 16), char(v >> 8), char(v)}; }
-
-test::Measured score(const std::string& input) {
-  return test::run_qalign_measured("score --model " + test::kTinyModel + " " + input, 60);
-}
-
-void expect_bounded(const test::Measured& m, const std::string& what) {
-  std::cout << "[ measured ] " << what << ": " << m.seconds << " s, " << m.peak_mb << " MB peak, rc " << m.exit_code
-            << "\n";
-  EXPECT_FALSE(m.timed_out) << what;
-  EXPECT_LT(m.seconds, 20) << what;
-  EXPECT_LT(m.peak_mb, 1500) << what;
-}
-
-// The input is refused with "PATH: ...PROBLEM..." and the run fails.
-void expect_refused(const test::Measured& m, const std::string& path, const std::string& problem) {
-  expect_bounded(m, path);
-  EXPECT_EQ(m.exit_code, 1) << m.output;
-  const auto at = m.output.find(path + ": ");
-  ASSERT_NE(at, std::string::npos) << m.output;
-  EXPECT_NE(m.output.find(problem, at), std::string::npos) << m.output;
-}
+using test::be32;
+using test::expect_bounded;
+using test::expect_refused;
+using test::le32;
 
 // The table row of `path`: everything after the path, e.g. "image 3.6474 0.6618 good ...".
 std::string row_of(const std::string& output, const std::string& path) {
@@ -125,7 +107,7 @@ std::string with_exif_orientation(const std::string& jpeg, uint16_t orientation)
 TEST(MediaBounds, AviAtOneOverTwoToThe31FpsIsRefusedBeforeDecoding) {
   test::ScratchDir d;
   const std::string path = avi_with_rate(d, "slow.avi", 0x7fffffff, 1);
-  expect_refused(score(path), path, "over the 600 s limit");
+  expect_refused(test::score_with_tiny_model(path), path, "over the 600 s limit");
   try {
     sample_video(path);
     ADD_FAILURE() << "no error";
@@ -141,7 +123,7 @@ TEST(MediaBounds, AviWithoutAFrameCountIsRefusedAtItsFirstFrame) {
   avi.replace(0x8c, 4, le32(0));  // strh dwLength
   test::write_file(d.file("nolength.avi"), avi);
   const std::string path = d.file("nolength.avi");
-  expect_refused(score(path), path, "1 frames decoded");
+  expect_refused(test::score_with_tiny_model(path), path, "1 frames decoded");
 }
 
 // ---- 2: a 1x40000 picture is padded to a square only implicitly ----
@@ -150,13 +132,13 @@ TEST(MediaBounds, OneBy40000PngScoresInBoundedMemory) {
   test::ScratchDir d;
   const std::string path = png_strip(d, 1, 40000);
   EXPECT_LT(test::read_file(path).size(), 1000u);
-  expect_scored(score(path), path, "image");
+  expect_scored(test::score_with_tiny_model(path), path, "image");
 }
 
 TEST(MediaBounds, OneBy100000PngScoresInBoundedMemory) {
   test::ScratchDir d;
   const std::string path = png_strip(d, 100000, 1);
-  expect_scored(score(path), path, "image");
+  expect_scored(test::score_with_tiny_model(path), path, "image");
 }
 
 TEST(MediaBounds, PngOverThePixelLimitIsRefusedBeforeDecoding) {
@@ -164,7 +146,8 @@ TEST(MediaBounds, PngOverThePixelLimitIsRefusedBeforeDecoding) {
   const std::string ihdr = "IHDR" + be32(1) + be32(200000000) + std::string("\x08\x02\x00\x00\x00", 5);
   test::write_file(d.file("tall.png"),
                    std::string("\x89PNG\r\n\x1a\n", 8) + be32(13) + ihdr + be32(0) + be32(0) + "IEND" + be32(0));
-  expect_refused(score(d.file("tall.png")), d.file("tall.png"), "1x200000000 pixels, over the 178956970-pixel limit");
+  expect_refused(test::score_with_tiny_model(d.file("tall.png")), d.file("tall.png"),
+                 "1x200000000 pixels, over the 178956970-pixel limit");
 }
 
 // ---- 3: a FIFO never reaches open() ----
@@ -174,7 +157,8 @@ TEST(MediaBounds, FifoAsImageOrVideoIsRefused) {
   for (const std::string name : {"pipe.png", "pipe.mp4", "pipe"}) {
     const std::string path = d.file(name);
     ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
-    expect_refused(score(path), path, "cannot open file: it is a FIFO (named pipe), not a regular file");
+    expect_refused(test::score_with_tiny_model(path), path,
+                   "cannot open file: it is a FIFO (named pipe), not a regular file");
   }
 }
 
@@ -199,10 +183,10 @@ TEST(MediaBounds, PngNamedMp4ScoresAsTheImage) {
   EXPECT_FALSE(is_video_path(d.file("still.mp4")));
   test::write_file(d.file("clip.png"), test::read_file(test::fixture("qalign-tiny/inputs/video.avi")));
   EXPECT_TRUE(is_video_path(d.file("clip.png")));
-  const test::Measured renamed = score(d.file("still.mp4"));
+  const test::Measured renamed = test::score_with_tiny_model(d.file("still.mp4"));
   expect_scored(renamed, d.file("still.mp4"), "image");
   // The same numbers as the file under its own name.
-  const test::Measured original = score(png);
+  const test::Measured original = test::score_with_tiny_model(png);
   EXPECT_EQ(row_of(renamed.output, d.file("still.mp4")), row_of(original.output, png));
 }
 
@@ -220,9 +204,9 @@ TEST(MediaBounds, GifIsRefusedWithAConversionHint) {
   ASSERT_EQ(frame.rows, 2);
   EXPECT_EQ(frame.at<cv::Vec3b>(0, 0), cv::Vec3b(0, 0, 255));      // palette 0, red, as BGR
   EXPECT_EQ(frame.at<cv::Vec3b>(1, 0), cv::Vec3b(255, 255, 255));  // palette 3, white
-  expect_refused(score(path), path, "GIF is not supported: convert it to PNG first");
+  expect_refused(test::score_with_tiny_model(path), path, "GIF is not supported: convert it to PNG first");
   test::write_file(d.file("anim.png"), tiny_gif());  // judged by content, not by name
-  expect_refused(score(d.file("anim.png")), d.file("anim.png"), "GIF is not supported");
+  expect_refused(test::score_with_tiny_model(d.file("anim.png")), d.file("anim.png"), "GIF is not supported");
 }
 
 // ---- 6: EXIF orientation is ignored, as PIL's Image.open(...).convert('RGB') ignores it ----
@@ -242,9 +226,9 @@ TEST(MediaBounds, ExifOrientationIsNotApplied) {
   EXPECT_EQ(got.width, want.width);
   EXPECT_EQ(got.height, want.height);
   EXPECT_EQ(got.rgb, want.rgb);
-  const test::Measured m = score(tagged);
+  const test::Measured m = test::score_with_tiny_model(tagged);
   expect_scored(m, tagged, "image");
-  EXPECT_EQ(row_of(m.output, tagged), row_of(score(plain).output, plain));
+  EXPECT_EQ(row_of(m.output, tagged), row_of(test::score_with_tiny_model(plain).output, plain));
 }
 
 }  // namespace

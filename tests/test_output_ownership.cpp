@@ -10,50 +10,39 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tests/support/bounds.h"
 #include "tests/support/fixtures.h"
 
 using namespace qalign;
 namespace fs = std::filesystem;
 
-namespace {
-
-// Runs qalign and checks the case's bounds: ends in time, in bounded memory, and never crashes.
-test::Measured run_qalign(const std::string& args) {
-  auto m = test::run_qalign_measured(args);
-  EXPECT_FALSE(m.timed_out) << args;
-  EXPECT_LT(m.seconds, 20) << args;
-  EXPECT_LT(m.peak_mb, 1500) << args;
-  EXPECT_EQ(m.output.find("terminate called"), std::string::npos) << m.output;
-  return m;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 TEST(OutputOwnership, KeepListNeverReplacesAnInputOrTheOutput) {
   test::ScratchDir d("qalign-own");
   fs::copy_file(test::source_dir() + "/" + test::kTinyImage, d.file("photo.png"));
   const auto before = test::read_file(d.file("photo.png"));
-  auto m = run_qalign("score --model " + test::kTinyModel + " --threshold 0 --overwrite --keep-list " +
-                      d.file("photo.png") + " " + d.file("photo.png"));
+  auto m = test::run_qalign_bounded("score --model " + test::kTinyModel + " --threshold 0 --overwrite --keep-list " +
+                                    d.file("photo.png") + " " + d.file("photo.png"));
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m, "photo.png is one of the inputs")) << m.output;
   EXPECT_EQ(test::read_file(d.file("photo.png")), before);
 
-  m = run_qalign("score --model " + test::kTinyModel + " --threshold 0 --out " + d.file("s.jsonl") + " --keep-list " +
-                 d.file("s.jsonl") + " " + test::kTinyImage);
+  m = test::run_qalign_bounded("score --model " + test::kTinyModel + " --threshold 0 --out " + d.file("s.jsonl") +
+                               " --keep-list " + d.file("s.jsonl") + " " + test::kTinyImage);
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m, "--keep-list: is --out itself")) << m.output;
   EXPECT_FALSE(fs::exists(d.file("s.jsonl")));
 
   // An existing list is replaced only when asked.
   test::write_file(d.file("keep.txt"), "mine\n");
-  m = run_qalign("score --model " + test::kTinyModel + " --threshold 0 --keep-list " + d.file("keep.txt") + " " +
-                 test::kTinyImage);
+  m = test::run_qalign_bounded("score --model " + test::kTinyModel + " --threshold 0 --keep-list " +
+                               d.file("keep.txt") + " " + test::kTinyImage);
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m, "keep.txt: exists; --overwrite replaces it")) << m.output;
   EXPECT_EQ(test::read_file(d.file("keep.txt")), "mine\n");
-  m = run_qalign("score --model " + test::kTinyModel + " --threshold 0 --overwrite --keep-list " + d.file("keep.txt") +
-                 " " + test::kTinyImage);
+  m = test::run_qalign_bounded("score --model " + test::kTinyModel + " --threshold 0 --overwrite --keep-list " +
+                               d.file("keep.txt") + " " + test::kTinyImage);
   EXPECT_EQ(m.exit_code, 0) << m.output;
   EXPECT_EQ(test::read_file(d.file("keep.txt")), test::kTinyImage + "\n");
 }
@@ -61,30 +50,31 @@ TEST(OutputOwnership, KeepListNeverReplacesAnInputOrTheOutput) {
 TEST(OutputOwnership, ScoreOutIsRecognisedAsItsOwnOrRefused) {
   test::ScratchDir d("qalign-own");
   test::write_file(d.file("notes.jsonl"), "{\"my\": \"notes\"}\n");
-  auto m = run_qalign("score --model " + test::kTinyModel + " --out " + d.file("notes.jsonl") + " " + test::kTinyImage);
+  auto m = test::run_qalign_bounded("score --model " + test::kTinyModel + " --out " + d.file("notes.jsonl") + " " +
+                                    test::kTinyImage);
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m, "notes.jsonl: exists and was not written by this command")) << m.output;
   EXPECT_TRUE(test::output_has(m, "--overwrite")) << m.output;
   EXPECT_EQ(test::read_file(d.file("notes.jsonl")), "{\"my\": \"notes\"}\n");
 
   const std::string job = "score --model " + test::kTinyModel + " --out " + d.file("s.jsonl") + " " + test::kTinyImage;
-  m = run_qalign(job);
+  m = test::run_qalign_bounded(job);
   ASSERT_EQ(m.exit_code, 0) << m.output;
   const auto rows = test::read_file(d.file("s.jsonl"));
-  m = run_qalign(job);
+  m = test::run_qalign_bounded(job);
   EXPECT_EQ(m.exit_code, 0) << m.output;
   EXPECT_TRUE(test::output_has(m, "s.jsonl is complete: nothing to do")) << m.output;
   // The same file under another job (another task) is not that job's output: refused, naming it.
-  m = run_qalign(job + " --task aesthetics");
+  m = test::run_qalign_bounded(job + " --task aesthetics");
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m, "s.jsonl: holds the rows of another job (task: quality then, aesthetics now)"))
       << m.output;
   EXPECT_EQ(test::read_file(d.file("s.jsonl")), rows);
   // Edited after the run: no longer what qalign wrote.
   test::write_file(d.file("s.jsonl"), rows + "\n");
-  m = run_qalign(job);
+  m = test::run_qalign_bounded(job);
   EXPECT_EQ(m.exit_code, 1) << m.output;
-  m = run_qalign(job + " --overwrite");
+  m = test::run_qalign_bounded(job + " --overwrite");
   EXPECT_EQ(m.exit_code, 0) << m.output;
   EXPECT_EQ(test::read_file(d.file("s.jsonl")), rows);
 }
@@ -96,14 +86,16 @@ TEST(OutputOwnership, ASecondJobOnTheSameOutFailsAtOnce) {
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
   ASSERT_EQ(::write(fd, "4242", 4), 4);
-  auto m = run_qalign("score --model " + test::kTinyModel + " --out " + d.file("s.jsonl") + " " + test::kTinyImage);
+  auto m = test::run_qalign_bounded("score --model " + test::kTinyModel + " --out " + d.file("s.jsonl") + " " +
+                                    test::kTinyImage);
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m, "s.jsonl: another qalign (pid 4242) is writing it now")) << m.output;
   EXPECT_FALSE(fs::exists(d.file("s.jsonl")));
   EXPECT_FALSE(fs::exists(d.file("s.jsonl.parts")));
   ::close(fd);
   fs::remove(d.file("s.jsonl.lock"));
-  m = run_qalign("score --model " + test::kTinyModel + " --out " + d.file("s.jsonl") + " " + test::kTinyImage);
+  m = test::run_qalign_bounded("score --model " + test::kTinyModel + " --out " + d.file("s.jsonl") + " " +
+                               test::kTinyImage);
   EXPECT_EQ(m.exit_code, 0) << m.output;
   EXPECT_FALSE(fs::exists(d.file("s.jsonl.lock")));  // released with the job
 }
@@ -113,7 +105,7 @@ TEST(OutputOwnership, InitAndExportDoNotReplaceAModelFolderUnasked) {
   const auto model = d.file("model");
   fs::copy(test::source_dir() + "/" + test::kTinyModel, model, fs::copy_options::recursive);
   const auto weights = test::read_file(model + "/model.safetensors");
-  auto m = run_qalign("init --preset tiny --tokenizer " + test::kTinyModel + " --out " + model);
+  auto m = test::run_qalign_bounded("init --preset tiny --tokenizer " + test::kTinyModel + " --out " + model);
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(
       test::output_has(m, "model already holds files; --overwrite writes there, removing its old weights first"))
@@ -125,19 +117,20 @@ TEST(OutputOwnership, InitAndExportDoNotReplaceAModelFolderUnasked) {
   const auto out = d.file("exported");
   fs::create_directories(out);
   fs::copy_file(model + "/model.safetensors", out + "/model.safetensors");
-  m = run_qalign("export --checkpoint " + test::kTinyModel + " --out " + out +
-                 " --dtype float32 --max-shard-size 100KB");
+  m = test::run_qalign_bounded("export --checkpoint " + test::kTinyModel + " --out " + out +
+                               " --dtype float32 --max-shard-size 100KB");
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(
       test::output_has(m, "exported already holds files; --overwrite writes there, removing its old weights first"))
       << m.output;
-  m = run_qalign("export --checkpoint " + test::kTinyModel + " --out " + out +
-                 " --dtype float32 --max-shard-size 100KB --overwrite");
+  m = test::run_qalign_bounded("export --checkpoint " + test::kTinyModel + " --out " + out +
+                               " --dtype float32 --max-shard-size 100KB --overwrite");
   ASSERT_EQ(m.exit_code, 0) << m.output;
   EXPECT_FALSE(fs::exists(out + "/model.safetensors"));
   EXPECT_TRUE(fs::exists(out + "/model.safetensors.index.json"));
 
-  m = run_qalign("init --preset tiny --tokenizer " + test::kTinyModel + " --out " + model + " --overwrite");
+  m = test::run_qalign_bounded("init --preset tiny --tokenizer " + test::kTinyModel + " --out " + model +
+                               " --overwrite");
   ASSERT_EQ(m.exit_code, 0) << m.output;
   EXPECT_FALSE(fs::exists(model + "/pytorch_model.bin"));  // the old weights' other copy is gone too
   EXPECT_NE(test::read_file(model + "/model.safetensors"), weights);
@@ -147,11 +140,11 @@ TEST(OutputOwnership, TrainingNeverWritesOverAnEarlierRunOrItsModel) {
   test::ScratchDir d("qalign-own");
   const auto run = d.file("run");
   const std::string train = "train --config " + test::kTinyRecipe + " max_steps=1 save_steps=1 output_dir=" + run;
-  auto m = run_qalign(train);
+  auto m = test::run_qalign_bounded(train);
   ASSERT_EQ(m.exit_code, 0) << m.output;
   const auto first = test::read_file(run + "/checkpoint-1/model.safetensors");
 
-  m = run_qalign(train);
+  m = test::run_qalign_bounded(train);
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m, "output_dir: " + run + " already holds files")) << m.output;
   EXPECT_TRUE(test::output_has(m, "overwrite_output_dir=true")) << m.output;
@@ -159,7 +152,7 @@ TEST(OutputOwnership, TrainingNeverWritesOverAnEarlierRunOrItsModel) {
 
   // Overwriting starts afresh: the earlier run's checkpoints go, so none can be resumed by mistake.
   fs::create_directories(run + "/checkpoint-9");
-  m = run_qalign(train + " overwrite_output_dir=true");
+  m = test::run_qalign_bounded(train + " overwrite_output_dir=true");
   EXPECT_EQ(m.exit_code, 0) << m.output;
   EXPECT_FALSE(fs::exists(run + "/checkpoint-9"));
   EXPECT_TRUE(fs::exists(run + "/checkpoint-1"));
@@ -167,8 +160,8 @@ TEST(OutputOwnership, TrainingNeverWritesOverAnEarlierRunOrItsModel) {
   const auto model = d.file("model");
   fs::copy(test::source_dir() + "/" + test::kTinyModel, model, fs::copy_options::recursive);
   const auto weights = test::read_file(model + "/model.safetensors");
-  m = run_qalign("train --config " + test::kTinyRecipe + " max_steps=1 model_name_or_path=" + model +
-                 " output_dir=" + model + " overwrite_output_dir=true");
+  m = test::run_qalign_bounded("train --config " + test::kTinyRecipe + " max_steps=1 model_name_or_path=" + model +
+                               " output_dir=" + model + " overwrite_output_dir=true");
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m, "is model_name_or_path: the run would write over the model it starts from"))
       << m.output;
@@ -180,8 +173,8 @@ TEST(OutputOwnership, AConversationWithoutAnAnswerIsRefusedBeforeTraining) {
   test::write_file(
       d.file("q.json"),
       R"([{"id": "a", "image": "img_wide.png", "conversations": [{"from": "human", "value": "<|image|>Rate."}]}])");
-  const auto m = run_qalign("train --config " + test::kTinyRecipe + " data_path=" + d.file("q.json") +
-                            " output_dir=" + d.file("o"));
+  const auto m = test::run_qalign_bounded("train --config " + test::kTinyRecipe + " data_path=" + d.file("q.json") +
+                                          " output_dir=" + d.file("o"));
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m, "q.json: [0].conversations: no \"gpt\" turn: the record has no answer to learn"))
       << m.output;

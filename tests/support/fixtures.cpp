@@ -87,7 +87,11 @@ int run_train(const std::string& recipe, const std::string& args, std::string* o
 
 Measured run_qalign_measured(const std::string& args, double limit_s) {
   // wait4 reports the child's own peak memory; `exec` makes qalign that child, not a shell.
-  const std::string script = "cd '" + source_dir() + "' && exec '" + qalign_binary() + "' " + args + " 2>&1";
+  return run_shell_measured("exec '" + qalign_binary() + "' " + args, limit_s);
+}
+
+Measured run_shell_measured(const std::string& command, double limit_s) {
+  const std::string script = "cd '" + source_dir() + "' && " + command + " 2>&1";
   int fds[2];
   if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
   const auto start = std::chrono::steady_clock::now();

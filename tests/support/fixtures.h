@@ -56,6 +56,10 @@ struct Measured {
 inline bool output_has(const Measured& m, const std::string& text) { return m.output.find(text) != std::string::npos; }
 // Runs `qalign <args>` (args are split by the shell) and kills it after `limit_s` seconds.
 Measured run_qalign_measured(const std::string& args, double limit_s = 60);
+// Runs `command` with /bin/sh in the source folder (for what must come before qalign: ulimit,
+// environment variables, another user; end it with `exec qalign ...` to measure qalign itself),
+// killed after `limit_s` seconds.
+Measured run_shell_measured(const std::string& command, double limit_s = 60);
 // Runs `f` and returns the qalign::Error message it must throw (a test failure when it throws none).
 template <typename F>
 std::string error_of(F&& f) {

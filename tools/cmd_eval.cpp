@@ -4,6 +4,7 @@
 #include "data/timed_decode.h"
 #include "qalign/scoring/eval.h"
 #include "tools/commands.h"
+#include "tools/quantize_flags.h"
 
 namespace qalign::tools {
 
@@ -32,6 +33,7 @@ Command add_eval(CLI::App& app) {
                 "Start --out afresh when it holds another job's evaluation (deletes only the files eval wrote)");
   cmd->add_option("--dtype", o->dtype, "float32 | bfloat16")->capture_default_str();
   cmd->add_option("--device", o->device, "cpu | cuda")->capture_default_str();
+  add_quantize_flags(cmd, o->quantize);
   return {cmd, [o] { return scoring::evaluate(*o, data::load_pixels); }};
 }
 

@@ -145,8 +145,12 @@ std::vector<nlohmann::ordered_json> score_chunk(Scorer& scorer, Task task, const
 }
 
 nlohmann::ordered_json job_record(const ScoreJob& o) {
-  return {{"inputs", o.inputs}, {"model", o.model},   {"lora", o.lora},  {"tokenizer", o.tokenizer},
-          {"task", o.task},     {"prompt", o.prompt}, {"dtype", o.dtype}};
+  nlohmann::ordered_json job = {{"inputs", o.inputs},       {"model", o.model}, {"lora", o.lora},
+                                {"tokenizer", o.tokenizer}, {"task", o.task},   {"prompt", o.prompt},
+                                {"dtype", o.dtype}};
+  // Quantised rows differ from float ones; float jobs keep the record earlier runs wrote.
+  if (o.quantize.mode != "none") job["quantize"] = {{"mode", o.quantize.mode}, {"group_size", o.quantize.group_size}};
+  return job;
 }
 
 // FILE.job.json: the command that wrote FILE, and FILE's size then, so that a rerun tells its own
@@ -199,6 +203,7 @@ int score(const ScoreJob& o, const InputSource& inputs, const Decoder& decode, c
   const Task task = parse_task(o.task, "--task", "task");
   const PromptStyle style = parse_prompt_style(o.prompt, "--prompt", "prompt");
   check_run_options(o.dtype, o.device, o.batch_size);
+  model::check_quantize_options(o.quantize, o.device);
   config::check_worker_count(o.workers, "--workers", "");
   if (!o.keep_list.empty() && !o.threshold) fail("--keep-list", "", "needs --threshold");
   if (!o.keep_list.empty() && !o.out.empty() &&
@@ -255,8 +260,9 @@ int score(const ScoreJob& o, const InputSource& inputs, const Decoder& decode, c
   const torch::Device device = o.device == "cuda"
                                    ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank))
                                    : torch::Device(torch::kCPU);
-  Scorer scorer(io::load_pretrained_with_lora(o.model, o.lora, dtype, device),
-                Tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer), style);
+  auto loaded = io::load_pretrained_with_lora(o.model, o.lora, dtype, device);
+  model::quantize_linears(loaded, o.quantize);
+  Scorer scorer(loaded, Tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer), style);
   const int64_t image_size = scorer.image_size();
   check_preprocessor_config(o.model, image_size);
 

@@ -209,3 +209,21 @@ TEST(QuantizeCli, BenchScoreRunsQuantised) {
   EXPECT_EQ(j["group_size"], 32);
   EXPECT_EQ(j["batches"].size(), 2u);
 }
+
+// eval quantises the same way and records the mode, so a folder of int8 predictions is never
+// resumed by a float32 run.
+TEST(QuantizeCli, EvalRecordsTheModeAndKeepsItsPredictionsApart) {
+  const test::ScratchDir scratch("qalign-quantize-eval");
+  const auto data = scratch.path() + "/set.json", out = scratch.path() + "/out";
+  test::write_file(data, R"([{"image": "img_wide.png", "gt_score": 3.5}, {"image": "img_tall.jpg", "gt_score": 1.25},
+    {"image": "img_big.png", "gt_score": 4.0}])");
+  const auto eval = test::qalign_binary() + " eval --model " + tiny_model() + " --data " + data + " --image-folder " +
+                    test::fixture("qalign-tiny/inputs") + " --out " + out;
+  std::string log;
+  ASSERT_EQ(test::run_command(eval + " --quantize int8", &log), 0) << log;
+  const auto job = nlohmann::json::parse(test::read_file(out + "/job.json"));
+  EXPECT_EQ(job["quantize"]["mode"], "int8") << job.dump();
+  EXPECT_EQ(test::read_jsonl(out + "/predictions.jsonl").size(), 3u);
+  EXPECT_NE(test::run_command(eval, &log), 0) << log;
+  EXPECT_NE(log.find("describes differently"), std::string::npos) << log;
+}

@@ -50,9 +50,7 @@ void quantize_linears(Owl2ForCausalLM& m, const QuantizeOptions& o) {
   const auto linears = language_linears(m);
   for (const auto& [name, lin] : linears) check_layer(name, *lin, o);
   for (const auto& [name, lin] : linears) {
-    const auto dtype = lin->weight.scalar_type();
-    lin->use_quantized(o.mode == "int8" ? quantize_int8(lin->weight, dtype)
-                                        : quantize_int4(lin->weight, o.group_size, dtype));
+    lin->use_quantized(o.mode == "int8" ? quantize_int8(lin->weight) : quantize_int4(lin->weight, o.group_size));
   }
 }
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "qalign/model/quantize.h"
+
 namespace qalign::tools::bench {
 
 struct Common {
@@ -45,7 +47,9 @@ struct TrainStepOptions {
 };
 // One optimizer step of `qalign train`'s Trainer: the median of c.repeats steps after c.warmup.
 nlohmann::ordered_json train_step(const Common& c, const TrainStepOptions& o);
-nlohmann::ordered_json score(const Common& c, const std::vector<int>& batch_sizes);
+// With `quantize`, the language model's linears are quantised as `qalign score --quantize` does.
+nlohmann::ordered_json score(const Common& c, const std::vector<int>& batch_sizes,
+                             const model::QuantizeOptions& quantize = {});
 nlohmann::ordered_json data(const std::vector<int>& threads, int images_per_thread);
 
 }  // namespace qalign::tools::bench

@@ -9,9 +9,11 @@
 
 namespace qalign::tools::bench {
 
-nlohmann::ordered_json score(const Common& c, const std::vector<int>& batch_sizes) {
+nlohmann::ordered_json score(const Common& c, const std::vector<int>& batch_sizes,
+                             const model::QuantizeOptions& quantize) {
   check_runs(c);
   for (const int b : batch_sizes) config::check_batch_size(b, "--batch-sizes", "");
+  model::check_quantize_options(quantize, c.device);
   const auto device = parse_device(c.device);
   const auto dtype = parse_dtype(c.dtype);
   const auto config = model::preset_config(c.preset);
@@ -25,6 +27,7 @@ nlohmann::ordered_json score(const Common& c, const std::vector<int>& batch_size
   torch::manual_seed(0);
   model::Owl2ForCausalLM m(config, torch::TensorOptions().device(device));
   m->to(dtype);
+  model::quantize_linears(m, quantize);
   Scorer scorer(m, std::move(tokenizer));
   const double per_image = model::forward_flops(config, 1, prompt_tokens, 1).total();
   const double peak = matmul_peak(device, dtype, c.warmup, c.repeats);
@@ -44,8 +47,14 @@ nlohmann::ordered_json score(const Common& c, const std::vector<int>& batch_size
                     {"achieved_flops", per_image * b / s},
                     {"mfu", per_image * b / s / peak}});
   }
-  return {{"bench", "score"}, {"preset", c.preset},           {"device", device_name(device)},
-          {"dtype", c.dtype}, {"flops_per_image", per_image}, {"peak_flops", peak},
+  return {{"bench", "score"},
+          {"preset", c.preset},
+          {"device", device_name(device)},
+          {"dtype", c.dtype},
+          {"quantize", quantize.mode},
+          {"group_size", quantize.group_size},
+          {"flops_per_image", per_image},
+          {"peak_flops", peak},
           {"batches", rows}};
 }
 

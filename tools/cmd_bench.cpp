@@ -7,6 +7,7 @@
 #include "qalign/model/presets.h"
 #include "tools/bench.h"
 #include "tools/commands.h"
+#include "tools/quantize_flags.h"
 
 namespace qalign::tools {
 
@@ -15,6 +16,7 @@ namespace {
 struct BenchArgs {
   bench::Common common;
   bench::TrainStepOptions train;
+  model::QuantizeOptions quantize;  // score
   int images_per_thread = 64;
   std::vector<int> batch_sizes = {1, 2, 4, 8}, threads = {1, 2};
   bool json = false;
@@ -50,9 +52,10 @@ void print(const nlohmann::ordered_json& j, bool json) {
       std::cout << "  rank " << r["rank"] << " peak    " << fmt(r["peak_allocated"].get<double>() / (1 << 20), "%.0f")
                 << " MiB " << (r["device"] == "cuda" ? "allocated" : "resident") << "\n";
   } else if (bench == "score") {
-    std::cout << "score  preset " << j["preset"].get<std::string>() << ", " << j["dtype"].get<std::string>() << " on "
-              << j["device"].get<std::string>() << ", " << fmt(j["flops_per_image"]) << " FLOPs/image, matmul peak "
-              << fmt(j["peak_flops"]) << " FLOP/s\n"
+    const auto q = j["quantize"].get<std::string>();
+    std::cout << "score  preset " << j["preset"].get<std::string>() << ", " << j["dtype"].get<std::string>()
+              << (q == "none" ? "" : " with " + q + " weights") << " on " << j["device"].get<std::string>() << ", "
+              << fmt(j["flops_per_image"]) << " FLOPs/image, matmul peak " << fmt(j["peak_flops"]) << " FLOP/s\n"
               << "  batch   ms/batch   images/s   ms/image   MFU\n";
     for (const auto& r : j["batches"])
       std::printf("  %5d %10.1f %10.2f %10.2f %5.1f %%\n", r["batch_size"].get<int>(), r["batch_ms"].get<double>(),
@@ -108,6 +111,7 @@ Command add_bench(CLI::App& app) {
 
   auto* score = cmd->add_subcommand("score", "Scoring images/s and latency by batch size");
   add_common(score, a->common);
+  add_quantize_flags(score, a->quantize);
   score->add_option("--batch-sizes", a->batch_sizes, "Batch sizes to time")->delimiter(',')->capture_default_str();
   score->add_flag("--json", a->json, "One JSON object instead of the table");
 
@@ -121,7 +125,7 @@ Command add_bench(CLI::App& app) {
 
   return {cmd, [=]() {
             if (*train) print(bench::train_step(a->common, a->train), a->json);
-            if (*score) print(bench::score(a->common, a->batch_sizes), a->json);
+            if (*score) print(bench::score(a->common, a->batch_sizes, a->quantize), a->json);
 #ifdef QALIGN_WITH_OPENCV
             if (*data) print(bench::data(a->threads, a->images_per_thread), a->json);
 #endif

@@ -5,6 +5,7 @@
 #include "qalign/scoring/eval.h"
 #include "tools/commands.h"
 #include "tools/media_options.h"
+#include "tools/quantize_flags.h"
 
 namespace qalign::tools {
 
@@ -35,6 +36,7 @@ Command add_eval(CLI::App& app) {
   cmd->add_option("--dtype", o->dtype, "float32 | bfloat16")->capture_default_str();
   cmd->add_option("--device", o->device, "cpu | cuda")->capture_default_str();
   add_media_budget_options(cmd, *budget);
+  add_quantize_flags(cmd, o->quantize);
   return {cmd, [o, budget] { return scoring::evaluate(*o, data::budgeted_pixel_loader(*budget)); }};
 }
 

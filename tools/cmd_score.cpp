@@ -6,6 +6,7 @@
 #include "qalign/scoring/job.h"
 #include "tools/commands.h"
 #include "tools/media_options.h"
+#include "tools/quantize_flags.h"
 
 namespace qalign::tools {
 
@@ -25,6 +26,7 @@ Command add_score(CLI::App& app) {
   cmd->add_option("--dtype", o->dtype, "float32 | bfloat16")->capture_default_str();
   cmd->add_option("--device", o->device, "cpu | cuda (each process of a launch takes its local GPU)")
       ->capture_default_str();
+  add_quantize_flags(cmd, o->quantize);
   cmd->add_flag("--json", o->json, "One JSON object per line on stdout");
   cmd->add_option("--out", o->out,
                   "Write the rows to FILE (.jsonl or .csv), resumably: rerunning the same command finishes the job")

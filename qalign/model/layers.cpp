@@ -1,6 +1,7 @@
 #include "qalign/model/layers.h"
 
 #include "qalign/model/lora.h"
+#include "qalign/model/quantized_weight.h"
 
 namespace qalign::model {
 
@@ -28,8 +29,15 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias, const torch::Ten
 }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
-  const auto y = torch::linear(x, weight, bias);
+  auto y = quantized ? quantized->matmul(x) : torch::linear(x, weight, bias);
+  if (quantized && bias.defined()) y = y + bias;
   return lora ? y + lora->delta(x, is_training()) : y;
+}
+
+void LinearImpl::use_quantized(std::shared_ptr<QuantizedWeight> q) {
+  quantized = std::move(q);
+  parameters_.erase("weight");
+  weight = torch::Tensor();
 }
 
 LayerNormImpl::LayerNormImpl(int64_t dim, double eps_, const torch::TensorOptions& opts) : eps(eps_) {

@@ -26,15 +26,20 @@ inline torch::Tensor call_part(const BlockRunner& run, torch::nn::Module& part, 
 // Parameters are drawn N(0, init_std) (HF's initializer_range) unless on the meta device.
 constexpr double kInitStd = 0.02;
 
-struct LoraAdapter;  // qalign/model/lora.h
+struct LoraAdapter;     // qalign/model/lora.h
+class QuantizedWeight;  // qalign/model/quantized_weight.h
 
 class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in, int64_t out, bool bias, const torch::TensorOptions& opts);
   // [..., in] -> [..., out]; plus the low-rank term when an adapter is attached (lora.h).
   torch::Tensor forward(const torch::Tensor& x);
+  // From now on the product uses `q` (qalign/model/quantize.h): the float weight is dropped and
+  // no longer a parameter, so its memory is freed and nothing trains or saves it.
+  void use_quantized(std::shared_ptr<QuantizedWeight> q);
   torch::Tensor weight, bias;
   std::shared_ptr<LoraAdapter> lora;
+  std::shared_ptr<QuantizedWeight> quantized;
 };
 TORCH_MODULE(Linear);
 

@@ -139,7 +139,7 @@ ordered_json job_record(const EvalJob& o) {
   }
   // An empty path stamps nothing: the model folder's stamps already cover its own tokenizer.
   auto stamps = [](const std::string& path) { return path.empty() ? ordered_json::object() : file_stamps(path); };
-  return {{"model", recorded(o.model)},
+  ordered_json job = {{"model", recorded(o.model)},
           {"model weights", stamps(absolute(o.model))},
           {"LoRA", recorded(o.lora)},
           {"LoRA weights", stamps(absolute(o.lora))},
@@ -152,6 +152,9 @@ ordered_json job_record(const EvalJob& o) {
           {"data", data},
           {"data files", data_files},
           {"image folder", recorded(o.image_folder)}};
+  // Quantised scores differ from float ones; float jobs keep the record earlier runs wrote.
+  if (o.quantize.mode != "none") job["quantize"] = {{"mode", o.quantize.mode}, {"group_size", o.quantize.group_size}};
+  return job;
 }
 
 }  // namespace
@@ -160,6 +163,7 @@ int evaluate(const EvalJob& o, const PixelLoader& load) {
   const Task task = parse_task(o.task, "--task", "task");
   const PromptStyle style = parse_prompt_style(o.prompt, "--prompt", "prompt");
   check_run_options(o.dtype, o.device, o.batch_size);
+  model::check_quantize_options(o.quantize, o.device);
 
   // Read every file first, so a malformed one fails before any model time is spent.
   std::vector<std::string> datasets;
@@ -193,10 +197,12 @@ int evaluate(const EvalJob& o, const PixelLoader& load) {
   }
   if (resumed) log::info("resuming: ", resumed, " items already scored in ", jsonl);
 
-  Scorer scorer(
+  auto loaded =
       io::load_pretrained_with_lora(o.model, o.lora, o.dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32,
-                                    o.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU)),
-      Tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer), style, parse_readout(o.readout, "--readout"));
+                                    o.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU));
+  model::quantize_linears(loaded, o.quantize);
+  Scorer scorer(loaded, Tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer), style,
+                parse_readout(o.readout, "--readout"));
   check_preprocessor_config(o.model, scorer.image_size());
   std::ofstream append(jsonl, std::ios::app);
   if (!append) fail(jsonl, "", "cannot open for appending");

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "qalign/model/quantize.h"
 #include "qalign/scoring/decoded_input.h"
 
 namespace qalign::scoring {
@@ -16,6 +17,7 @@ struct EvalJob {
   std::vector<std::string> data;
   int batch_size = 8;
   bool lower_is_better = false, overwrite = false;
+  model::QuantizeOptions quantize;
 };
 
 // Scores every dataset of `job.data` into `job.out` (results.json, results.md, predictions.jsonl

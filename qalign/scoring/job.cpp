@@ -229,6 +229,7 @@ int score(const ScoreJob& o, const InputSource& inputs, const Decoder& decode, c
   const Task task = parse_task(o.task, "--task", "task");
   const PromptStyle style = parse_prompt_style(o.prompt, "--prompt", "prompt");
   check_run_options(o.dtype, o.device, o.batch_size);
+  model::check_quantize_options(o.quantize, o.device);
   config::check_worker_count(o.workers, "--workers", "");
   if (o.threshold && !std::isfinite(*o.threshold))
     fail("--threshold", "", "must be a finite score, got " + std::to_string(*o.threshold));
@@ -290,8 +291,9 @@ int score(const ScoreJob& o, const InputSource& inputs, const Decoder& decode, c
   const torch::Device device = o.device == "cuda"
                                    ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank))
                                    : torch::Device(torch::kCPU);
-  Scorer scorer(io::load_pretrained_with_lora(o.model, o.lora, dtype, device),
-                Tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer), style);
+  auto loaded = io::load_pretrained_with_lora(o.model, o.lora, dtype, device);
+  model::quantize_linears(loaded, o.quantize);
+  Scorer scorer(loaded, Tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer), style);
   const int64_t image_size = scorer.image_size();
   check_preprocessor_config(o.model, image_size);
 

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "qalign/distributed/process_group.h"
+#include "qalign/model/quantize.h"
 #include "qalign/scoring/decoded_input.h"
 
 namespace qalign::scoring {
@@ -39,6 +40,7 @@ struct ScoreJob {
   std::string out, keep_list;
   std::optional<double> threshold;
   std::vector<std::string> inputs;  // as given (files, folders, @lists): recorded with the job
+  model::QuantizeOptions quantize;
 };
 
 // The job's inputs in their fixed order. Each call of an InputSource starts a new reader from the

@@ -140,18 +140,18 @@ ordered_json job_record(const EvalJob& o) {
   // An empty path stamps nothing: the model folder's stamps already cover its own tokenizer.
   auto stamps = [](const std::string& path) { return path.empty() ? ordered_json::object() : file_stamps(path); };
   ordered_json job = {{"model", recorded(o.model)},
-          {"model weights", stamps(absolute(o.model))},
-          {"LoRA", recorded(o.lora)},
-          {"LoRA weights", stamps(absolute(o.lora))},
-          {"tokenizer", recorded(o.tokenizer)},
-          {"tokenizer files", stamps(absolute(o.tokenizer))},
-          {"task", o.task},
-          {"prompt", o.prompt},
-          {"readout", o.readout},
-          {"dtype", o.dtype},
-          {"data", data},
-          {"data files", data_files},
-          {"image folder", recorded(o.image_folder)}};
+                      {"model weights", stamps(absolute(o.model))},
+                      {"LoRA", recorded(o.lora)},
+                      {"LoRA weights", stamps(absolute(o.lora))},
+                      {"tokenizer", recorded(o.tokenizer)},
+                      {"tokenizer files", stamps(absolute(o.tokenizer))},
+                      {"task", o.task},
+                      {"prompt", o.prompt},
+                      {"readout", o.readout},
+                      {"dtype", o.dtype},
+                      {"data", data},
+                      {"data files", data_files},
+                      {"image folder", recorded(o.image_folder)}};
   // Quantised scores differ from float ones; float jobs keep the record earlier runs wrote.
   if (o.quantize.mode != "none") job["quantize"] = {{"mode", o.quantize.mode}, {"group_size", o.quantize.group_size}};
   return job;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The released model's full size (owl2-7b: 8.2 B parameters, 32 decoder layers, ViT-L/14 at 448 px)
 # on this CPU: a bf16 checkpoint in 5 GB shards from `qalign init`, then `qalign score` on real
-# photographs and a video from it. Each step's wall time and peak resident set come from
+# a photograph from it (bf16, and int8 weights). Each step's wall time and peak resident set come from
 # GNU time; results.md holds the figures of a dated run.
 #   experiments/full-size-cpu/run.sh [WORK_DIR]   (default /tmp/qalign-full-size; ~17 GB of disk)
 # Needs a build (scripts/test.sh or cmake --build build) and ~18 GB of free memory.
@@ -24,7 +24,5 @@ measure() {  # name, command...: runs it, prints "name: wall s, peak MiB" and ke
 du -sb "$W/model" | awk '{printf "weights on disk: %.2f GB\n", $1 / 1e9}' | tee -a "$W/summary.txt"
 D=/usr/share/doc/opencv-doc/examples/data
 measure score-1-photo "$Q" score --model "$W/model" --dtype bfloat16 --batch-size 1 "$D/baboon.jpg"
-measure score-4-photos "$Q" score --model "$W/model" --dtype bfloat16 --batch-size 1 \
-  "$D/baboon.jpg" "$D/fruits.jpg" "$D/building.jpg" "$D/butterfly.jpg"
-measure score-video "$Q" score --model "$W/model" --dtype bfloat16 --batch-size 1 "$D/Megamind.avi"
-grep -h "per image\|stage\|decode\|model " "$W"/score-*.log | tail -20
+measure score-int8 "$Q" score --model "$W/model" --dtype bfloat16 --quantize int8 --batch-size 1 "$D/baboon.jpg"
+grep -h "scored" "$W"/score-*.log

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The released model's full size (owl2-7b: 8.2 B parameters, 32 decoder layers, ViT-L/14 at 448 px)
-# on this CPU: a bf16 checkpoint in 5 GB shards from `qalign init`, then `qalign score` on real
-# a photograph from it (bf16, and int8 weights). Each step's wall time and peak resident set come from
+# on this CPU: a bf16 checkpoint in 5 GB shards from `qalign init`, then `qalign score` on a real
+# photograph from it (bf16, and int8 weights). Wall time and peak resident set of each step come from
 # GNU time; results.md holds the figures of a dated run.
 #   experiments/full-size-cpu/run.sh [WORK_DIR]   (default /tmp/qalign-full-size; ~17 GB of disk)
 # Needs a build (scripts/test.sh or cmake --build build) and ~18 GB of free memory.

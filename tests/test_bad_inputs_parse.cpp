@@ -169,6 +169,10 @@ TEST(BadInputsParse, PresetsAndBenchSizesAreBoundedNamingTheOption) {
                  {"--batch-sizes: expected 1 to 4096 samples per batch, got 100000000"});
   expect_refused(run("bench score --preset tiny --batch-sizes 2,0"),
                  {"--batch-sizes: expected 1 to 4096 samples per batch, got 0"});
+  // A tokenizer with more pieces than the model has rows (the demo model's 512 against LLaMA's 32000).
+  for (const char* what : {"score", "train-step"})
+    expect_refused(run(std::string("bench ") + what + " --preset configs/demo_model.json"),
+                   {"--preset configs/demo_model.json: vocab_size: 512 is smaller than the tokenizer's 32000 pieces"});
   expect_refused(run("bench train-step --preset tiny --batch-size 0"),
                  {"--batch-size: expected 1 to 4096 samples per batch, got 0"});
   expect_refused(run("bench score --preset tiny --repeats 100000000"), {"--repeats: expected 1 to 1000 runs"});

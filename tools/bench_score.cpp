@@ -6,6 +6,7 @@
 #include "qalign/prompts.h"
 #include "qalign/scorer.h"
 #include "tools/bench.h"
+#include "tools/tokenizer_fit.h"
 
 namespace qalign::tools::bench {
 
@@ -17,7 +18,9 @@ nlohmann::ordered_json score(const Common& c, const std::vector<int>& batch_size
   const auto device = parse_device(c.device);
   const auto dtype = parse_dtype(c.dtype);
   const auto config = model::preset_config(c.preset);
-  Tokenizer tokenizer(c.tokenizer.empty() ? default_tokenizer(c.preset) : c.tokenizer);
+  const std::string tokenizer_dir = c.tokenizer.empty() ? default_tokenizer(c.preset) : c.tokenizer;
+  Tokenizer tokenizer(tokenizer_dir);
+  check_tokenizer_fits(tokenizer, tokenizer_dir, config, "--preset " + c.preset);
   const auto prompt_tokens =
       static_cast<int64_t>(
           tokenizer.tokenizer_image_token(inference_prompt(PromptStyle::kScorer, Task::kQuality, Media::kImage))

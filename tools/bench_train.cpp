@@ -21,6 +21,7 @@
 #include "qalign/prompts.h"
 #include "qalign/tokenizer.h"
 #include "tools/bench.h"
+#include "tools/tokenizer_fit.h"
 #include "train/trainer.h"
 
 namespace qalign::tools::bench {
@@ -51,6 +52,7 @@ nlohmann::ordered_json train_step(const Common& c, const TrainStepOptions& o) {
   const auto config = model::preset_config(c.preset);
   const std::string tokenizer_dir = c.tokenizer.empty() ? default_tokenizer(c.preset) : c.tokenizer;
   const Tokenizer tokenizer(tokenizer_dir);
+  check_tokenizer_fits(tokenizer, tokenizer_dir, config, "--preset " + c.preset);
   if (c.optim != "adamw_torch" && c.optim != "adamw_torch_fused")
     fail("--optim", "", "expected adamw_torch or adamw_torch_fused, got \"" + c.optim + "\"");
 

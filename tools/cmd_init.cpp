@@ -20,6 +20,7 @@
 #include "qalign/tokenizer.h"
 #include "tools/byte_size.h"
 #include "tools/commands.h"
+#include "tools/tokenizer_fit.h"
 #include "tools/weight_dtype.h"
 #include "train/checkpointing.h"
 
@@ -52,10 +53,7 @@ int run_init(const InitArgs& a) {
   const std::string source = a.preset.empty() ? a.config : "--preset " + a.preset;
   if (!a.overwrite) io::require_new_folder(a.out, "--out", "--overwrite writes there, removing its old weights first");
   const Tokenizer tokenizer(a.tokenizer);
-  if (tokenizer.vocab_size() > config.vocab_size)
-    fail(source, "vocab_size",
-         std::to_string(config.vocab_size) + " is smaller than the tokenizer's " +
-             std::to_string(tokenizer.vocab_size()) + " pieces (" + a.tokenizer + ")");
+  check_tokenizer_fits(tokenizer, a.tokenizer, config, source);
   const auto started = std::chrono::steady_clock::now();
   // The model's names and shapes from the meta device; each tensor is drawn (in float32, in the
   // model's order from one generator, so the values do not depend on dtype or sharding) only when

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "qalign/io/safetensors.h"
+#include "tests/support/bounds.h"
 #include "tests/support/fixtures.h"
 
 // A named namespace: the unity build compiles several test files as one, so helpers in an
@@ -24,15 +25,6 @@ namespace qalign::bad_inputs_own {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-test::Measured run_qalign(const std::string& args) {
-  auto m = test::run_qalign_measured(args, 30);
-  EXPECT_FALSE(m.timed_out) << args;
-  EXPECT_LT(m.seconds, 20) << args;
-  EXPECT_LT(m.peak_mb, 1500) << args;
-  EXPECT_EQ(m.output.find("terminate called"), std::string::npos) << m.output;
-  return m;
-}
-
 std::string train_args(const std::string& run, const std::string& more) {
   return "train --config " + test::kTinyRecipe + " output_dir=" + run + " " + more;
 }
@@ -40,7 +32,7 @@ std::string train_args(const std::string& run, const std::string& more) {
 // A finished run of `steps` steps with a checkpoint after each, in d/run.
 std::string trained_run(const test::ScratchDir& d, int steps) {
   const auto run = d.file("run");
-  const auto m = run_qalign(train_args(run, "max_steps=" + std::to_string(steps) + " save_steps=1"));
+  const auto m = test::run_qalign_bounded(train_args(run, "max_steps=" + std::to_string(steps) + " save_steps=1"));
   EXPECT_EQ(m.exit_code, 0) << m.output;
   return run;
 }
@@ -56,8 +48,8 @@ TEST(BadInputsOwn, OverwriteNeverRemovesTheSourceCheckpoint) {
   test::ScratchDir d("qalign-own3");
   const auto run = trained_run(d, 2);
   const auto weights = test::read_file(run + "/checkpoint-1/model.safetensors");
-  const auto m =
-      run_qalign(train_args(run, "max_steps=2 overwrite_output_dir=true model_name_or_path=" + run + "/checkpoint-1"));
+  const auto m = test::run_qalign_bounded(
+      train_args(run, "max_steps=2 overwrite_output_dir=true model_name_or_path=" + run + "/checkpoint-1"));
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m, "overwrite_output_dir: model_name_or_path " + run + "/checkpoint-1 is " + run +
                                       "/checkpoint-1 in output_dir " + run))
@@ -71,10 +63,11 @@ TEST(BadInputsOwn, RotationKeepsTheSourceCheckpointAndEveryCheckpointScores) {
   const auto run = trained_run(d, 2);
   const auto source = run + "/checkpoint-1";
   const auto weights = test::read_file(source + "/model.safetensors");
-  auto m = run_qalign(train_args(run,
-                                 "max_steps=4 save_steps=1 save_total_limit=1 resume_from_checkpoint=latest "
-                                 "model_name_or_path=" +
-                                     source));
+  auto m =
+      test::run_qalign_bounded(train_args(run,
+                                          "max_steps=4 save_steps=1 save_total_limit=1 resume_from_checkpoint=latest "
+                                          "model_name_or_path=" +
+                                              source));
   ASSERT_EQ(m.exit_code, 0) << m.output;
   EXPECT_TRUE(test::output_has(m, "is in output_dir: this run keeps it")) << m.output;
   EXPECT_EQ(test::read_file(source + "/model.safetensors"), weights);
@@ -82,12 +75,12 @@ TEST(BadInputsOwn, RotationKeepsTheSourceCheckpointAndEveryCheckpointScores) {
   ASSERT_TRUE(fs::exists(run + "/checkpoint-4"));
   EXPECT_EQ(test::read_file(run + "/checkpoint-4/tokenizer.model"),
             test::read_file(test::source_dir() + "/" + test::kTinyModel + "/tokenizer.model"));
-  m = run_qalign("score --model " + run + "/checkpoint-4 " + test::kTinyImage);
+  m = test::run_qalign_bounded("score --model " + run + "/checkpoint-4 " + test::kTinyImage);
   EXPECT_EQ(m.exit_code, 0) << m.output;
 
   // A source that a later step would write anew is refused before anything is written.
-  m = run_qalign(train_args(run, "max_steps=6 save_steps=1 resume_from_checkpoint=" + source +
-                                     " model_name_or_path=" + run + "/checkpoint-4"));
+  m = test::run_qalign_bounded(train_args(run, "max_steps=6 save_steps=1 resume_from_checkpoint=" + source +
+                                                   " model_name_or_path=" + run + "/checkpoint-4"));
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m, "model_name_or_path: " + run + "/checkpoint-4 is " + run +
                                       "/checkpoint-4, which this run writes anew at step 4"))
@@ -104,21 +97,21 @@ TEST(BadInputsOwn, MakeSftOutNeverReplacesAFileItDidNotWrite) {
   test::write_file(d.file("config.json"), "{\"mine\": 1}\n");
   for (const std::string name : {"photo.png", "config.json"}) {
     const auto before = test::read_file(d.file(name));
-    const auto m = run_qalign(make + d.file(name));
+    const auto m = test::run_qalign_bounded(make + d.file(name));
     EXPECT_EQ(m.exit_code, 1) << m.output;
     EXPECT_TRUE(test::output_has(m, d.file(name) + ": exists; --overwrite replaces it")) << m.output;
     EXPECT_EQ(test::read_file(d.file(name)), before);
   }
   const auto scores = test::read_file(input);
-  auto m = run_qalign(make + input + " --overwrite");
+  auto m = test::run_qalign_bounded(make + input + " --overwrite");
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m, "--out: " + input + " is --input: write the output to a file of its own"))
       << m.output;
   EXPECT_EQ(test::read_file(input), scores);
 
-  m = run_qalign(make + d.file("sft.json"));
+  m = test::run_qalign_bounded(make + d.file("sft.json"));
   ASSERT_EQ(m.exit_code, 0) << m.output;
-  m = run_qalign(make + d.file("sft.json") + " --overwrite");
+  m = test::run_qalign_bounded(make + d.file("sft.json") + " --overwrite");
   EXPECT_EQ(m.exit_code, 0) << m.output;
 }
 
@@ -126,27 +119,27 @@ TEST(BadInputsOwn, DemoPlotOutNeverReplacesAFileItDidNotWrite) {
   test::ScratchDir d("qalign-own3");
   test::write_file(d.file("metrics.jsonl"), "{\"step\": 1, \"loss\": 2.0}\n{\"step\": 2, \"loss\": 1.5}\n");
   const std::string plot = "demo plot --metrics " + d.file("metrics.jsonl") + " --out ";
-  auto m = run_qalign(plot + d.file("x.json"));
+  auto m = test::run_qalign_bounded(plot + d.file("x.json"));
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m, "--out: " + d.file("x.json") + ": expected a .png file name")) << m.output;
   EXPECT_EQ(m.output.find("OpenCV"), std::string::npos) << m.output;
 
   fs::copy_file(test::source_dir() + "/" + test::kTinyImage, d.file("photo.png"));
   const auto photo = test::read_file(d.file("photo.png"));
-  m = run_qalign(plot + d.file("photo.png"));
+  m = test::run_qalign_bounded(plot + d.file("photo.png"));
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m, d.file("photo.png") + ": exists; --overwrite replaces it")) << m.output;
   EXPECT_EQ(test::read_file(d.file("photo.png")), photo);
 
-  m = run_qalign(plot + d.file("plot.png"));
+  m = test::run_qalign_bounded(plot + d.file("plot.png"));
   ASSERT_EQ(m.exit_code, 0) << m.output;
-  m = run_qalign(plot + d.file("plot.png") + " --overwrite");
+  m = test::run_qalign_bounded(plot + d.file("plot.png") + " --overwrite");
   EXPECT_EQ(m.exit_code, 0) << m.output;
 }
 
 TEST(BadInputsOwn, OverflowingEpochCountIsRefused) {
   test::ScratchDir d("qalign-own3");
-  const auto m = run_qalign(train_args(d.file("run"), "max_steps=-1 num_train_epochs=1e19"));
+  const auto m = test::run_qalign_bounded(train_args(d.file("run"), "max_steps=-1 num_train_epochs=1e19"));
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m,
                                "training config: num_train_epochs: gives 3e+19 optimizer steps (3 per epoch); "
@@ -168,7 +161,7 @@ TEST(BadInputsOwn, ARunThatTrainedNothingFails) {
                         {{{"from", "human"}, {"value", question}},
                          {{"from", "gpt"}, {"value", "The quality of the image is good."}}}}});
   test::write_file(d.file("cut.json"), records.dump());
-  const auto m = run_qalign(
+  const auto m = test::run_qalign_bounded(
       train_args(d.file("run"), "max_steps=2 gradient_accumulation_steps=1 data_path=" + d.file("cut.json")));
   EXPECT_NE(m.exit_code, 0) << m.output;
   EXPECT_TRUE(test::output_has(m, "trained nothing: every one of the run's 2 steps had a non-finite loss")) << m.output;
@@ -189,7 +182,7 @@ TEST(BadInputsOwn, TamperedTrainerStateIsRefusedByName) {
   for (const auto& [key, value, expected] : cases) {
     test::write_file(state, original);
     set_json(state, key, value);
-    const auto m = run_qalign(train_args(run, "max_steps=4 resume_from_checkpoint=latest"));
+    const auto m = test::run_qalign_bounded(train_args(run, "max_steps=4 resume_from_checkpoint=latest"));
     EXPECT_EQ(m.exit_code, 1) << key << " " << m.output;
     EXPECT_TRUE(test::output_has(m, state + ": " + expected)) << m.output;
     EXPECT_FALSE(fs::exists(run + "/checkpoint-3")) << key;
@@ -199,7 +192,7 @@ TEST(BadInputsOwn, TamperedTrainerStateIsRefusedByName) {
   // A CPU generator state cut short.
   const auto rng = run + "/checkpoint-2/rng_state.safetensors";
   io::save_safetensors(rng, {{"rng.cpu", torch::zeros({100}, torch::kUInt8)}});
-  const auto m = run_qalign(train_args(run, "max_steps=4 resume_from_checkpoint=latest"));
+  const auto m = test::run_qalign_bounded(train_args(run, "max_steps=4 resume_from_checkpoint=latest"));
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m, rng + ": rng.cpu: holds 100 values; expected the CPU generator's state")) << m.output;
 }
@@ -211,7 +204,7 @@ TEST(BadInputsOwn, LatestResolvesInsideOutputDirOnly) {
   fs::copy(run + "/checkpoint-1", d.file("other/checkpoint-2"), fs::copy_options::recursive);
   for (const std::string& named : std::vector<std::string>{"../other/checkpoint-2", d.file("other/checkpoint-2")}) {
     test::write_file(run + "/latest", named + "\n");
-    const auto m = run_qalign(train_args(run, "max_steps=3 resume_from_checkpoint=latest"));
+    const auto m = test::run_qalign_bounded(train_args(run, "max_steps=3 resume_from_checkpoint=latest"));
     EXPECT_EQ(m.exit_code, 1) << m.output;
     EXPECT_TRUE(test::output_has(m, run + "/latest: names '" + named + "', not a checkpoint-<step> folder of " + run))
         << m.output;
@@ -228,7 +221,7 @@ TEST(BadInputsOwn, ASecondTrainOnOneOutputDirRefusesAtOnce) {
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
   ASSERT_EQ(::write(fd, "4242 on node7", 13), 13);
-  auto m = run_qalign(train_args(run, "max_steps=1 resume_from_checkpoint=latest"));
+  auto m = test::run_qalign_bounded(train_args(run, "max_steps=1 resume_from_checkpoint=latest"));
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m, run + ": another qalign (pid 4242 on node7) is writing it now")) << m.output;
   EXPECT_LT(m.seconds, 5) << m.output;
@@ -246,7 +239,7 @@ TEST(BadInputsOwn, ASecondTrainOnOneOutputDirRefusesAtOnce) {
   const auto start = std::chrono::steady_clock::now();
   while (test::read_file(run + "/.qalign-train.lock").empty() && std::chrono::steady_clock::now() - start < 15s)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  m = run_qalign(train_args(run, "max_steps=1 resume_from_checkpoint=latest"));
+  m = test::run_qalign_bounded(train_args(run, "max_steps=1 resume_from_checkpoint=latest"));
   EXPECT_EQ(m.exit_code, 1) << m.output;
   EXPECT_TRUE(test::output_has(m, "another qalign (pid " + std::to_string(first) + " on ")) << m.output;
   ::kill(first, SIGTERM);
@@ -266,7 +259,7 @@ TEST(BadInputsOwn, TrainerKeysOutOfRangeAreNamed) {
        "training config: model_max_length: 1 tokens is shorter than the conversation template with a picture"},
   };
   for (const auto& [args, expected] : cases) {
-    const auto m = run_qalign(train_args(d.file("run"), "max_steps=1 " + args));
+    const auto m = test::run_qalign_bounded(train_args(d.file("run"), "max_steps=1 " + args));
     EXPECT_EQ(m.exit_code, 1) << args << "\n" << m.output;
     EXPECT_TRUE(test::output_has(m, expected)) << args << "\n" << m.output;
   }

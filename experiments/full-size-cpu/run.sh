@@ -23,6 +23,7 @@ measure() {  # name, command...: runs it, prints "name: wall s, peak MiB" and ke
     --out "$W/model" --overwrite
 du -sb "$W/model" | awk '{printf "weights on disk: %.2f GB\n", $1 / 1e9}' | tee -a "$W/summary.txt"
 D=/usr/share/doc/opencv-doc/examples/data
+measure export "$Q" export --checkpoint "$W/model" --out "$W/export" --dtype bfloat16 --overwrite
 measure score-1-photo "$Q" score --model "$W/model" --dtype bfloat16 --batch-size 1 "$D/baboon.jpg"
 measure score-int8 "$Q" score --model "$W/model" --dtype bfloat16 --quantize int8 --batch-size 1 "$D/baboon.jpg"
 grep -h "scored" "$W"/score-*.log

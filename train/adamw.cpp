@@ -98,13 +98,25 @@ io::StateDict AdamW::state_dict() const {
   return sd;
 }
 
-void AdamW::load_state_dict(const io::StateDict& sd, const std::string& source) {
+void AdamW::load_state_dict(io::StateDict sd, const std::string& source) {
   std::set<std::string> names;
+  for (const auto& g : groups_) names.insert(g.names.begin(), g.names.end());
+  for (const auto& entry : sd) {
+    const auto& key = entry.first;
+    const auto dot = key.find('.');  // "exp_avg.", "exp_avg_sq." or "step." + name
+    if (dot == std::string::npos || !names.count(key.substr(dot + 1)))
+      fail(source, key, "optimizer state for a parameter this run does not train");
+  }
+  // The copy of a moment, then the source's storage dropped: one parameter's moments twice at most.
+  const auto take = [&](const std::string& key, const torch::Tensor& like) {
+    auto t = sd.at(key).to(like.options()).clone();
+    sd.erase(key);
+    return t;
+  };
   for (size_t gi = 0; gi < groups_.size(); ++gi)
     for (size_t i = 0; i < groups_[gi].params.size(); ++i) {
       const auto& name = groups_[gi].names[i];
       const auto& param = groups_[gi].params[i];
-      names.insert(name);
       auto& m = state_[gi][i];
       const auto step = sd.find("step." + name);
       if (step == sd.end()) {  // never stepped (no gradient so far)
@@ -116,15 +128,9 @@ void AdamW::load_state_dict(const io::StateDict& sd, const std::string& source) 
       if (avg->second.sizes() != param.sizes() || avg_sq->second.sizes() != param.sizes())
         fail(source, name, "optimizer moments have the wrong shape for this parameter");
       m.step = step->second.item<int64_t>();
-      m.exp_avg = avg->second.to(param.options()).clone();
-      m.exp_avg_sq = avg_sq->second.to(param.options()).clone();
+      m.exp_avg = take("exp_avg." + name, param);
+      m.exp_avg_sq = take("exp_avg_sq." + name, param);
     }
-  for (const auto& entry : sd) {
-    const auto& key = entry.first;
-    const auto dot = key.find('.');  // "exp_avg.", "exp_avg_sq." or "step." + name
-    if (dot == std::string::npos || !names.count(key.substr(dot + 1)))
-      fail(source, key, "optimizer state for a parameter this run does not train");
-  }
 }
 
 }  // namespace qalign::train

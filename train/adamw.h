@@ -49,8 +49,9 @@ class AdamW {
   // that has taken a step.
   io::StateDict state_dict() const;
   // Restores what state_dict() wrote; a parameter missing from `sd`, or a tensor naming no
-  // parameter, is an error naming `source`.
-  void load_state_dict(const io::StateDict& sd, const std::string& source);
+  // parameter, is an error naming `source`. Each of `sd`'s tensors is freed once copied, so the
+  // moments are never held twice.
+  void load_state_dict(io::StateDict sd, const std::string& source);
 
  private:
   struct Moments {

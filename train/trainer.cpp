@@ -645,7 +645,12 @@ void Trainer::resume(const std::string& dir) {
     io::load_state_dict(*model_, io::load_weights(weights), weights);
   }
   const auto extra_path = (fs::path(dir) / "rng_state.safetensors").string();
-  const auto extra = io::SafetensorsFile::open(extra_path)->load_all();
+  // The masters in it (a run without ZeRO keeps them there: 4 bytes a trained parameter) are copied
+  // from the mapped file where they are used, not loaded beside the optimizer's own.
+  const auto extra_file = io::SafetensorsFile::open(extra_path);
+  io::StateDict extra;
+  for (const auto& t : extra_file->tensors())
+    if (t.name.rfind("master.", 0) != 0) extra[t.name] = extra_file->get(t.name).clone();
   // The optimizer's own ranges of the parameters, read from the shards of any world size.
   std::vector<ShardRange> want;
   std::vector<torch::Tensor> like;
@@ -671,15 +676,16 @@ void Trainer::resume(const std::string& dir) {
       }
       // Else the whole parameter's masters: from rng_state (a run without ZeRO), or the float32
       // weights themselves.
-      const auto in_rng = extra.find(key);
-      if (in_rng == extra.end() && config_.bf16)
+      const bool in_rng = extra_file->contains(key);
+      if (!in_rng && config_.bf16)
         fail(extra_path, want[i].name, "float32 master weights missing (saved without bf16?)");
-      const auto whole = in_rng != extra.end() ? in_rng->second : params[want[i].name].detach();
+      const auto whole = in_rng ? extra_file->get(key) : params[want[i].name].detach();
       like[i].copy_(whole.reshape({-1}).narrow(0, want[i].offset, want[i].numel).view(like[i].sizes()));
+      if (in_rng) extra_file->release(key, 0, static_cast<uint64_t>(whole.nbytes()));
     }
     if (masters_) masters_->copy_to_model();
   }
-  optimizer_->load_state_dict(state, dir);
+  optimizer_->load_state_dict(std::move(state), dir);
   const auto rng = extra.find("rng.cpu");
   if (rng == extra.end()) fail(extra_path, "rng.cpu", "missing");
   const auto cpu_state = generator_state(torch::kCPU);

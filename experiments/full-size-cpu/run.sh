@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The released model's full size (owl2-7b: 8.2 B parameters, 32 decoder layers, ViT-L/14 at 448 px)
-# on this CPU: a bf16 checkpoint in 5 GB shards from `qalign init`, then `qalign score` on a real
-# photograph from it (bf16, and int8 weights). Wall time and peak resident set of each step come from
-# GNU time; results.md holds the figures of a dated run.
-#   experiments/full-size-cpu/run.sh [WORK_DIR]   (default /tmp/qalign-full-size; ~17 GB of disk)
-# Needs a build (scripts/test.sh or cmake --build build) and ~18 GB of free memory.
+# on this CPU, end to end: a bf16 checkpoint in 5 GB shards from `qalign init`, its export, scoring
+# a photograph (bf16, int8, int4) and a video, the authors' LoRA recipe for 3 steps with a
+# checkpoint at step 2, the same run resumed from that checkpoint (its adapter compared byte for
+# byte), the adapter merged by `export --merge-lora` and the merged model scored beside base +
+# adapter. Wall time and peak resident set of each step come from GNU time; results.md holds the
+# figures of a dated run.
+#   experiments/full-size-cpu/run.sh [WORK_DIR]   (default /tmp/qalign-full-size; ~50 GB of disk)
+# Needs a build (scripts/test.sh or cmake --build build) and ~20 GB of free memory; ~75 minutes here.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 Q=${QALIGN_BINARY:-build/tools/qalign}
@@ -18,12 +21,45 @@ measure() {  # name, command...: runs it, prints "name: wall s, peak MiB" and ke
   printf '%-24s %8.1f s  peak %6d MiB\n' "$name" "$wall" $((peak_kb / 1024)) | tee -a "$W/summary.txt"
 }
 : > "$W/summary.txt"
-[ -f "$W/model/model.safetensors.index.json" ] ||
+M=$W/model
+[ -f "$M/model.safetensors.index.json" ] ||
   measure init "$Q" init --preset owl2-7b --dtype bfloat16 --tokenizer tests/fixtures/llama2-tokenizer \
-    --out "$W/model" --overwrite
-du -sb "$W/model" | awk '{printf "weights on disk: %.2f GB\n", $1 / 1e9}' | tee -a "$W/summary.txt"
+    --out "$M" --overwrite
+du -sb "$M" | awk '{printf "weights on disk: %.2f GB\n", $1 / 1e9}' | tee -a "$W/summary.txt"
 D=/usr/share/doc/opencv-doc/examples/data
-measure export "$Q" export --checkpoint "$W/model" --out "$W/export" --dtype bfloat16 --overwrite
-measure score-1-photo "$Q" score --model "$W/model" --dtype bfloat16 --batch-size 1 "$D/baboon.jpg"
-measure score-int8 "$Q" score --model "$W/model" --dtype bfloat16 --quantize int8 --batch-size 1 "$D/baboon.jpg"
-grep -h "scored" "$W"/score-*.log
+
+measure export "$Q" export --checkpoint "$M" --out "$W/export" --dtype bfloat16 --overwrite
+rm -rf "$W/export"  # its 16 GB; the merged export below needs the disk
+measure score-1-photo "$Q" score --model "$M" --dtype bfloat16 --batch-size 1 "$D/baboon.jpg"
+measure score-int8 "$Q" score --model "$M" --dtype bfloat16 --quantize int8 --batch-size 1 "$D/baboon.jpg"
+measure score-int4 "$Q" score --model "$M" --dtype bfloat16 --quantize int4 --batch-size 1 "$D/baboon.jpg"
+measure score-video "$Q" score --model "$M" --dtype bfloat16 --batch-size 1 "$D/Megamind.avi"
+
+# configs/l1_koniq_lora.yaml (q_proj and v_proj.multiway.1, r 128) with the abstractor trained, on
+# six photographs labelled by hand; 3 steps of one picture, bf16, activation checkpointing.
+L=$W/lora
+mkdir -p "$L"
+cat > "$L/train.json" << 'JSON'
+[
+ {"id": "baboon", "image": "baboon.jpg", "conversations": [{"from": "human", "value": "How would you rate the quality of this image?\n<|image|>"}, {"from": "gpt", "value": "The quality of the image is good."}]},
+ {"id": "fruits", "image": "fruits.jpg", "conversations": [{"from": "human", "value": "How would you rate the quality of this image?\n<|image|>"}, {"from": "gpt", "value": "The quality of the image is excellent."}]},
+ {"id": "fish", "image": "HappyFish.jpg", "conversations": [{"from": "human", "value": "How would you rate the quality of this image?\n<|image|>"}, {"from": "gpt", "value": "The quality of the image is fair."}]},
+ {"id": "building", "image": "building.jpg", "conversations": [{"from": "human", "value": "How would you rate the quality of this image?\n<|image|>"}, {"from": "gpt", "value": "The quality of the image is poor."}]},
+ {"id": "butterfly", "image": "butterfly.jpg", "conversations": [{"from": "human", "value": "How would you rate the quality of this image?\n<|image|>"}, {"from": "gpt", "value": "The quality of the image is good."}]},
+ {"id": "home", "image": "home.jpg", "conversations": [{"from": "human", "value": "How would you rate the quality of this image?\n<|image|>"}, {"from": "gpt", "value": "The quality of the image is fair."}]}
+]
+JSON
+RECIPE=(--config configs/l1_koniq_lora.yaml "model_name_or_path=$M" "data_path=$L/train.json" "image_folder=$D"
+  per_device_train_batch_size=1 max_steps=3 save_steps=2 tune_visual_abstractor=true dataloader_num_workers=1
+  device=cpu logging_steps=1)
+rm -rf "$L/run-a" "$L/run-b"
+measure lora-3-steps "$Q" train "${RECIPE[@]}" "output_dir=$L/run-a"
+measure lora-resumed "$Q" train "${RECIPE[@]}" "output_dir=$L/run-b" "resume_from_checkpoint=$L/run-a/checkpoint-2"
+for f in "$L/run-a"/*.safetensors "$L/run-a"/*.bin; do
+  [ -e "$f" ] || continue
+  cmp "$f" "$L/run-b/$(basename "$f")" && echo "resumed = uninterrupted: $(basename "$f")" | tee -a "$W/summary.txt"
+done
+measure export-merged "$Q" export --checkpoint "$M" --lora "$L/run-a" --merge-lora --out "$W/merged" --overwrite
+measure score-base-lora "$Q" score --model "$M" --lora "$L/run-a" --dtype bfloat16 "$D/baboon.jpg" "$D/fruits.jpg"
+measure score-merged "$Q" score --model "$W/merged" --dtype bfloat16 "$D/baboon.jpg" "$D/fruits.jpg"
+grep -h "scored\|quality" "$W"/score-*.log

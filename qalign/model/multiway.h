@@ -11,11 +11,16 @@ namespace qalign::model {
 
 struct ModalityRoute {
   // Flat row indices (into B·L) of text and of visual tokens; undefined when the batch has
-  // only one modality, which then takes the fast path.
-  torch::Tensor text, visual;
+  // only one modality, which then takes the fast path. `order` (text rows, then visual rows)
+  // and its inverse permute the rows into the two groups and back.
+  torch::Tensor text, visual, order, inverse;
   bool all_text = true, all_visual = false;
   static ModalityRoute from_indicators(const torch::Tensor& modality);  // [B,L], 0 text / 1 visual
 };
+
+// x.index_select(0, order) whose backward is the gather by `inverse`: index_select's own backward
+// scatters with index_add_, which on the CPU cost as much as every matmul of a training step.
+torch::Tensor permute_rows(const torch::Tensor& x, const torch::Tensor& order, const torch::Tensor& inverse);
 
 // y[t] = copy_{modality(t)}(x[t]) for a per-token module (Linear, RMSNorm).
 template <typename M>
@@ -31,11 +36,12 @@ class MultiwayImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const ModalityRoute& r) {  // [B,L,C] -> [B,L,C']
     if (r.all_text) return copies[0]->forward(x);
     if (r.all_visual) return copies[1]->forward(x);
-    const auto flat = x.reshape({-1, x.size(-1)});
-    const auto y_text = copies[0]->forward(flat.index_select(0, r.text));
-    const auto y_vis = copies[1]->forward(flat.index_select(0, r.visual));
-    auto y = torch::empty({flat.size(0), y_text.size(-1)}, y_text.options());
-    y = y.index_copy(0, r.text, y_text).index_copy(0, r.visual, y_vis);
+    // Rows grouped by modality, each group through its copy, then back in place: two gathers
+    // forward and two backward (split and cat are views and copies), no scatter.
+    const auto grouped = permute_rows(x.reshape({-1, x.size(-1)}), r.order, r.inverse)
+                             .split_with_sizes({r.text.size(0), r.visual.size(0)});
+    const auto y =
+        permute_rows(torch::cat({copies[0]->forward(grouped[0]), copies[1]->forward(grouped[1])}), r.inverse, r.order);
     auto shape = x.sizes().vec();
     shape.back() = y.size(-1);
     return y.view(shape);

@@ -87,8 +87,8 @@ MultimodalInputs Owl2ModelImpl::splice(const torch::Tensor& input_ids, const std
   out.inner_padding = has_inner_padding(attention);
   const auto to_model = [&](const torch::Tensor& t) { return host_to_device(t, device); };
   auto route = ModalityRoute::from_indicators(modality);
-  if (route.text.defined()) route.text = to_model(route.text);
-  if (route.visual.defined()) route.visual = to_model(route.visual);
+  for (auto* t : {&route.text, &route.visual, &route.order, &route.inverse})
+    if (t->defined()) *t = to_model(*t);
   out.route = route;
   out.modality = to_model(modality);
   out.attention_mask = to_model(attention);

@@ -1,0 +1,31 @@
+#pragma once
+// ZeRO-3's gradient buckets over one unit's trainable parameters. Each parameter is padded to a
+// multiple of the world size W and seen as W rows of c = padded / W columns; rank r owns row r (one
+// range of the parameter, as the optimizer's files keep it). A bucket takes blocks of columns of a
+// few parameters, so that its reduce-scatter hands every rank a piece of its own rows, and holds
+// about bucket_bytes of float32 at most: a parameter wider than that is cut into column blocks,
+// each a bucket of its own. So the float32 buffers in flight are bounded by the bucket size, not by
+// the largest unit.
+#include <cstdint>
+#include <vector>
+
+namespace qalign::train {
+
+struct ColumnBlock {
+  size_t param = 0;  // index into the unit's trainable parameters
+  int64_t from = 0, cols = 0;
+};
+
+struct Zero3Bucket {
+  std::vector<ColumnBlock> blocks;  // one after another in each row
+  int64_t cols = 0;                 // the bucket holds W rows of these: W · cols elements
+};
+
+// Columns of a parameter of `numel` elements over `world` ranks.
+inline int64_t columns(int64_t numel, int64_t world) { return (numel + world - 1) / world; }
+
+// `numel`: the unit's trainable parameters' sizes, in their order. The buckets go last parameter
+// first (the order backward delivers their gradients), a cut parameter's blocks left to right.
+std::vector<Zero3Bucket> cut_unit_buckets(const std::vector<int64_t>& numel, int64_t world, int64_t bucket_bytes);
+
+}  // namespace qalign::train

@@ -117,6 +117,7 @@ INSTANTIATE_TEST_SUITE_P(Layouts, PlanVsRun,
                          ::testing::Values(RunLayout{1, 0, false}, RunLayout{2, 0, false}, RunLayout{2, 1, false},
                                            RunLayout{2, 2, false}, RunLayout{4, 2, false}, RunLayout{2, 2, true},
                                            RunLayout{2, 3, false}, RunLayout{4, 3, false}, RunLayout{2, 3, true},
+                                           RunLayout{2, 0, false, true}, RunLayout{2, 2, false, true},
                                            RunLayout{2, 3, false, true}),
                          [](const ::testing::TestParamInfo<RunLayout>& i) { return layout_name(i.param); });
 

@@ -54,6 +54,7 @@ struct Layout {
   };
   std::vector<Unit> units;
   int64_t all = 0;
+  bool vision_trained = false;  // any parameter of the vision tower
 };
 
 Layout read_layout(const config::TrainConfig& c, const model::ModelConfig& m) {
@@ -73,6 +74,8 @@ Layout read_layout(const config::TrainConfig& c, const model::ModelConfig& m) {
     else
       u.frozen += p.value().numel();
     out.all += p.value().numel();
+    out.vision_trained =
+        out.vision_trained || (p.value().requires_grad() && starts_with(p.key(), "model.vision_model."));
   }
   return out;
 }
@@ -119,15 +122,18 @@ int64_t zero_gradient_peak(const std::vector<int64_t>& numel, int64_t world, int
 constexpr int64_t kHidden = 14, kIntermediate = 4;
 
 int64_t activation_bytes(const model::ModelConfig& m, int64_t b, int64_t s, int64_t images, bool checkpointing,
-                         int64_t d) {
+                         bool vision_trained, int64_t d) {
   const auto& v = m.vision;
   const auto& a = m.abstractor;
   const int64_t patches = m.num_patches() + 1;  // with the class token
   const int64_t decoder_layer = b * s * (kHidden * m.hidden_size + kIntermediate * m.intermediate_size) * d;
+  // A frozen vision tower sees nothing that needs a gradient (pixels, frozen weights): autograd
+  // keeps none of it.
+  const int64_t vision_layers = vision_trained ? v.num_hidden_layers : 0;
   const int64_t vision_layer =
-      b * images * patches * (kHidden * v.hidden_size + kIntermediate * v.intermediate_size) * d;
+      vision_trained ? b * images * patches * (kHidden * v.hidden_size + kIntermediate * v.intermediate_size) * d : 0;
   const int64_t decoder_inputs = m.num_hidden_layers * b * s * m.hidden_size * d;
-  const int64_t vision_inputs = v.num_hidden_layers * b * images * patches * v.hidden_size * d;
+  const int64_t vision_inputs = vision_layers * b * images * patches * v.hidden_size * d;
   // The abstractor runs without checkpointing: queries attend to the image's patches and themselves.
   const int64_t abstractor =
       a.num_hidden_layers * b * images *
@@ -138,7 +144,7 @@ int64_t activation_bytes(const model::ModelConfig& m, int64_t b, int64_t s, int6
   const int64_t loss = b * kAnswerTokens * m.vocab_size * (d + 8);
   const int64_t flowing = 2 * b * s * m.hidden_size * 4;
   const int64_t layers = checkpointing ? decoder_inputs + vision_inputs + std::max(decoder_layer, vision_layer)
-                                       : m.num_hidden_layers * decoder_layer + v.num_hidden_layers * vision_layer;
+                                       : m.num_hidden_layers * decoder_layer + vision_layers * vision_layer;
   return layers + abstractor + loss + flowing;
 }
 
@@ -168,7 +174,7 @@ class Planner {
     MemoryTerms dev, host;
     // Stage 3 recomputes every unit in backward, whatever gradient_checkpointing says.
     const bool checkpointing = c_.gradient_checkpointing || s.stage == 3;
-    dev.activations = activation_bytes(m_, s.micro_batch, tokens_, blocks_, checkpointing, d);
+    dev.activations = activation_bytes(m_, s.micro_batch, tokens_, blocks_, checkpointing, layout_.vision_trained, d);
     int64_t owned_grad = 0;  // the float32 shard offload moves to the host
     if (s.stage == 0) {
       dev.parameters = layout_.all * d;

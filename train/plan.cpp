@@ -202,20 +202,22 @@ class Planner {
         dev.buffers = std::max(dev.buffers, pair);
       }
     } else {
-      // Each trainable parameter padded on its own, the frozen ones of a unit together; gradients
+      // The trainable parameters padded in pieces, the frozen ones of a unit together; gradients
       // reduced as stage 2 reduces them, in each unit's buckets (train/zero3_buckets.h).
       const auto bucket_bytes = static_cast<int64_t>(c_.ddp_bucket_cap_mb * (1 << 20));
       int64_t shard = 0, trainable_shard = 0, owned = 0;
       std::vector<int64_t> unit_buckets, unit_whole;
       for (auto u = layout_.units.rbegin(); u != layout_.units.rend(); ++u) {
         int64_t trainable_padded = 0;
-        for (const int64_t n : u->trainable) {
-          trainable_shard += columns(n, w);
-          owned += std::min(columns(n, w), n);  // rank 0's range: the padding sits at the end
-          trainable_padded += columns(n, w) * w;
+        std::vector<int64_t> pieces;
+        for (const auto& run : group_pieces(u->trainable, bucket_bytes)) {
+          pieces.push_back(run.numel);
+          trainable_shard += columns(run.numel, w);
+          owned += std::min(columns(run.numel, w), run.numel);  // rank 0's chunk: the padding sits at the end
+          trainable_padded += columns(run.numel, w) * w;
         }
         shard += columns(u->frozen, w);
-        for (const auto& b : cut_unit_buckets(u->trainable, w, bucket_bytes)) unit_buckets.push_back(w * b.cols);
+        for (const auto& b : cut_unit_buckets(pieces, w, bucket_bytes)) unit_buckets.push_back(w * b.cols);
         unit_whole.push_back(trainable_padded + round_up(u->frozen, w));
       }
       shard += trainable_shard;

@@ -175,8 +175,9 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
     if (c.zero_stage > 0) {
       std::optional<GradientLayout> units;
       if (c.zero_stage == 3) {
-        zero3_ = std::make_unique<Zero3Params>(*group_, model_, trainable_names_, c.zero3_prefetch_blocks);
-        units = zero3_->trainable_layout(bucket_bytes);
+        zero3_ =
+            std::make_unique<Zero3Params>(*group_, model_, trainable_names_, c.zero3_prefetch_blocks, bucket_bytes);
+        units = zero3_->trainable_layout();
       }
       zero_ = std::make_unique<ZeroShards>(
           *group_, trainable_names_, params,

@@ -11,7 +11,7 @@
 namespace qalign::train {
 
 Zero3Params::Zero3Params(distributed::ProcessGroup& group, model::Owl2ForCausalLM& m,
-                         const std::vector<std::string>& trainable, int64_t prefetch)
+                         const std::vector<std::string>& trainable, int64_t prefetch, int64_t bucket_bytes)
     : group_(group), gathers_(group.another_backend("zero3-gathers")), model_(m), prefetch_(prefetch) {
   auto& o = *m->model;
   auto& v = *o.vision_model;
@@ -45,7 +45,12 @@ Zero3Params::Zero3Params(distributed::ProcessGroup& group, model::Owl2ForCausalL
     }
     for (auto* part : {&u.trainable, &u.frozen}) {
       if (part->params.empty()) continue;
-      lay_out(*part, part == &u.trainable, world);
+      std::vector<int64_t> numel;
+      for (const auto& p : part->params) numel.push_back(p.numel());
+      lay_out(*part,
+              part == &u.trainable ? group_pieces(numel, bucket_bytes)
+                                   : std::vector<ZeroPieceRun>{{0, numel.size(), part->numel}},
+              world);
       part->shard = torch::zeros({part->padded / world}, part->params.front().options().requires_grad(false));
       for_each_owned(*part, [&](size_t s, int64_t from, int64_t at, int64_t n) {
         part->shard.narrow(0, at, n).copy_(part->params[s].detach().reshape({-1}).narrow(0, from, n));
@@ -62,6 +67,7 @@ Zero3Params::Zero3Params(distributed::ProcessGroup& group, model::Owl2ForCausalL
     throw Error("ZeRO-3: the units cover " + std::to_string(covered) + " of the model's " + std::to_string(total) +
                 " parameters (" + std::to_string(trainable_covered) + " of " + std::to_string(trainable.size()) +
                 " trainable tensors)");
+  cut_buckets(bucket_bytes);
   // Backward's schedule: the units gradients pass through, those from the first trainable one on.
   const auto first =
       std::find_if(units_.begin(), units_.end(), [](const Unit& u) { return !u.trainable.params.empty(); });
@@ -77,14 +83,14 @@ Zero3Params::~Zero3Params() {
   model_->model->vision_model->run_block = model_->model->vision_model->run_part = nullptr;
 }
 
-void Zero3Params::lay_out(Part& part, bool per_parameter, int64_t world) {
+void Zero3Params::lay_out(Part& part, const std::vector<ZeroPieceRun>& runs, int64_t world) {
   part.offsets.clear();
   part.pieces.clear();
   int64_t at = 0, shard_at = 0;
-  for (size_t s = 0; s < part.params.size();) {
-    Part::Piece piece{s, per_parameter ? s + 1 : part.params.size(), at, 0, shard_at};
+  for (const auto& run : runs) {
+    Part::Piece piece{run.first, run.end, at, 0, shard_at};
     int64_t numel = 0;
-    for (; s < piece.end; ++s) {
+    for (size_t s = run.first; s < run.end; ++s) {
       part.offsets.push_back(at + numel);
       numel += part.params[s].numel();
     }
@@ -108,34 +114,44 @@ void Zero3Params::for_each_owned(const Part& part, F f) const {
   }
 }
 
-GradientLayout Zero3Params::trainable_layout(int64_t bucket_bytes) {
-  const int64_t world = group_.size();
-  GradientLayout layout;
-  buckets_.clear();
-  unit_of_bucket_.clear();
+void Zero3Params::cut_buckets(int64_t bucket_bytes) {
   bucket_of_unit_.assign(units_.size(), -1);
   for (size_t u = units_.size(); u-- > 0;) {
-    const auto& part = units_[u].trainable;
     std::vector<int64_t> numel;
-    for (const auto& p : part.params) numel.push_back(p.numel());
-    for (auto& cut : cut_unit_buckets(numel, world, bucket_bytes)) {
-      // Row r of the bucket: each block's columns of row r of its parameter.
-      GradientLayout::Bucket b;
-      b.numel = world * cut.cols;
-      for (int64_t r = 0, row = 0; r < world; ++r, row = 0)
-        for (const auto& block : cut.blocks) {
-          const int64_t n = part.params[block.param].numel(), cols = columns(n, world);
-          const int64_t from = r * cols + block.from, count = std::min(block.cols, n - from);
-          if (count > 0)
-            b.segments.push_back(
-                {static_cast<size_t>(part.trainable_index[block.param]), from, count, r * cut.cols + row});
-          row += block.cols;
-        }
+    for (const auto& piece : units_[u].trainable.pieces) numel.push_back(piece.padded);
+    for (auto& cut : cut_unit_buckets(numel, group_.size(), bucket_bytes)) {
       bucket_of_unit_[u] = static_cast<int64_t>(buckets_.size());
-      layout.buckets.push_back(std::move(b));
       buckets_.push_back(std::move(cut));
       unit_of_bucket_.push_back(u);
     }
+  }
+}
+
+GradientLayout Zero3Params::trainable_layout() const {
+  const int64_t world = group_.size();
+  GradientLayout layout;
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    const auto& cut = buckets_[b];
+    const auto& part = units_[unit_of_bucket_[b]].trainable;
+    // Row r of the bucket: each block's columns of row r of its piece, cut at its parameters.
+    GradientLayout::Bucket bucket;
+    bucket.numel = world * cut.cols;
+    for (int64_t r = 0; r < world; ++r) {
+      int64_t row = r * cut.cols;
+      for (const auto& block : cut.blocks) {
+        const auto& piece = part.pieces[block.piece];
+        const int64_t begin = piece.offset + r * (piece.padded / world) + block.from, end = begin + block.cols;
+        for (size_t s = piece.first; s < piece.end; ++s) {
+          const int64_t lo = std::max(begin, part.offsets[s]),
+                        hi = std::min(end, part.offsets[s] + part.params[s].numel());
+          if (lo < hi)
+            bucket.segments.push_back(
+                {static_cast<size_t>(part.trainable_index[s]), lo - part.offsets[s], hi - lo, row + lo - begin});
+        }
+        row += block.cols;
+      }
+    }
+    layout.buckets.push_back(std::move(bucket));
   }
   return layout;
 }
@@ -274,7 +290,7 @@ void Zero3Params::take_masters(const ZeroShards& zero) {
     auto& part = units_[unit_of_bucket_[b]].trainable;
     int64_t row = 0;
     for (const auto& block : buckets_[b].blocks) {
-      const auto& piece = part.pieces[block.param];
+      const auto& piece = part.pieces[block.piece];
       part.shard.narrow(0, piece.shard_offset + block.from, block.cols)
           .copy_(zero.owned_master(b).narrow(0, row, block.cols));
       row += block.cols;

@@ -2,10 +2,10 @@
 // ZeRO stage 3: the parameters themselves are partitioned. The model is cut into units: each ViT
 // encoder layer and each LLaMA decoder layer, and the vision embeddings, the vision tower's final
 // norm, the visual abstractor, embed_tokens, the final norm, lm_head and score_head. Each unit's
-// frozen parameters are flattened together, its trainable ones each on its own (so that their
-// gradients can be bucketed by size, train/zero3_buckets.h), padded to a multiple of the world size
-// W, and rank r keeps the r-th of W equal chunks of each, in the compute dtype (2P/W bytes in
-// bf16). Between uses a parameter keeps its shape but no storage (a zero-stride view of one
+// frozen parameters are flattened together, its trainable ones in pieces of about a gradient
+// bucket (so that their gradients can be bucketed by size, train/zero3_buckets.h), each padded to a
+// multiple of the world size W, and rank r keeps the r-th of W equal chunks of each, in the compute
+// dtype (2P/W bytes in bf16). Between uses a parameter keeps its shape but no storage (a zero-stride view of one
 // element).
 //
 // A unit is all-gathered just before its forward and freed when the next one in the schedule is
@@ -36,17 +36,18 @@ namespace qalign::train {
 
 class Zero3Params {
  public:
-  // `trainable`: the trainable parameters' names, in the order ZeroShards is given them.
+  // `trainable`: the trainable parameters' names, in the order ZeroShards is given them;
+  // `bucket_bytes`: of float32 gradient per bucket (ddp_bucket_cap_mb).
   // The model stays whole until release_all(); build ZeroShards (with trainable_layout()) first.
   Zero3Params(distributed::ProcessGroup& group, model::Owl2ForCausalLM& m, const std::vector<std::string>& trainable,
-              int64_t prefetch);
+              int64_t prefetch, int64_t bucket_bytes);
   ~Zero3Params();
   Zero3Params(const Zero3Params&) = delete;
   Zero3Params& operator=(const Zero3Params&) = delete;
 
-  // ZeroShards' buckets (train/zero3_buckets.h), of about `bucket_bytes` each: the units' trainable
-  // parameters, last unit first (the order backward delivers gradients); indices into `trainable`.
-  GradientLayout trainable_layout(int64_t bucket_bytes);
+  // ZeroShards' buckets (train/zero3_buckets.h): the units' trainable parameters, last unit first
+  // (the order backward delivers gradients); indices into `trainable`.
+  GradientLayout trainable_layout() const;
   // Frees every parameter's storage, keeping the owned chunks; installs the gathering runners.
   // `zero` (built with trainable_layout()) receives the gradients.
   void release_all(ZeroShards& zero);
@@ -102,8 +103,9 @@ class Zero3Params {
     Part trainable, frozen;
     int state = 0;  // 0 released, 1 in flight, 2 gathered
   };
-  // Pieces: the whole part as one (`per_parameter` false) or each parameter on its own.
-  static void lay_out(Part& part, bool per_parameter, int64_t world);
+  static void lay_out(Part& part, const std::vector<ZeroPieceRun>& runs, int64_t world);
+  // The gradient buckets of every unit's trainable pieces.
+  void cut_buckets(int64_t bucket_bytes);
   // f(parameter, its first element owned, where in the shard, how many) for this rank's ranges.
   template <typename F>
   void for_each_owned(const Part& part, F f) const;

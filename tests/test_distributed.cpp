@@ -239,8 +239,9 @@ nlohmann::json memory_report(const std::string& dir) {
 }
 
 // What the ranks of a ZeRO run hold, counted from their tensors: float32 masters and AdamW's two
-// moments for 1/N of the P parameters each, 12·P/N bytes; at stage 2 no rank holds a float32
-// buffer of the whole gradient (4·P), only its 1/N shard and two buckets in transit.
+// moments for 1/N of the P parameters each, 12·P/N bytes; at stages 2 and 3 no rank holds a
+// float32 buffer of the whole gradient (4·P), nor of a whole unit, only its 1/N shard and two
+// buckets in transit.
 void expect_sharded_memory(const nlohmann::json& report, int n, int64_t parameters, int stage) {
   ASSERT_TRUE(report.is_array()) << report;
   ASSERT_EQ(report.size(), static_cast<size_t>(n)) << report;
@@ -255,7 +256,7 @@ void expect_sharded_memory(const nlohmann::json& report, int n, int64_t paramete
                   0.01 * 4.0 * parameters / n);
     if (stage == 3)
       EXPECT_LE(r["gathered_units_peak"].get<int64_t>(), 2);  // zero3_prefetch_blocks 1, plus the one computing
-    if (stage == 2) {
+    if (stage >= 2) {
       EXPECT_LT(gradients, full);
       EXPECT_LE(gradients, full / n + 2 * 2 * 0.1 * (1 << 20) + 1024);  // shard + two 0.1 MB buckets sent and received
     }
@@ -367,6 +368,12 @@ TEST(Zero3, ParametersShardedAndGathersBoundedByThePrefetch) {
       SCOPED_TRACE(r.dump());
       EXPECT_NEAR(r["parameters"].get<double>(), 2.0 * parameters / 2, 0.01 * parameters);
       EXPECT_EQ(r["gathered_units_peak"].get<int64_t>(), prefetch + 1);
+      // 18·P/N of state: bf16 parameters 2, masters and moments 12, the float32 gradient shard 4
+      // plus one 0.1 MB bucket filling and one in flight (sent and received).
+      EXPECT_NEAR(r["masters"].get<double>() + r["optimizer"].get<double>(), 12.0 * parameters / 2,
+                  0.01 * 12.0 * parameters / 2);
+      EXPECT_GE(r["gradients"].get<double>(), 4.0 * parameters / 2);
+      EXPECT_LE(r["gradients"].get<double>(), 4.0 * parameters / 2 + 3 * 0.1 * (1 << 20) + 1024);
     }
   }
 }

@@ -32,26 +32,31 @@ using test::error_of;
 
 // --- against real runs ------------------------------------------------------------------------
 
-// Real three-step runs of the small preset in float32 under `qalign launch` on the CPU: every state
-// term of rank 0's memory report (counted from the trainer's tensors) within 1 % of the plan, and
-// the plan's total, activations and buffers included, within 10 % of the peak bytes of CPU tensors
-// the run measured (train/cpu_memory.h; on the CPU the device and the host are one memory).
-// One CTest entry per layout, so that they run side by side.
+// Real three-step runs of the small preset in float32 under `qalign launch` on the CPU, every
+// weight trained or LoRA adapters: every state term of rank 0's memory report (counted from the
+// trainer's tensors) within 1 % of the plan, and the plan's total, activations and buffers
+// included, within 10 % of the peak bytes of CPU tensors the run measured (train/cpu_memory.h; on
+// the CPU the device and the host are one memory). One CTest entry per layout, so that they run
+// side by side.
 struct RunLayout {
   int ranks;
   int stage;
   bool offload;
+  bool lora = false;
 };
 
-// The layout as test output names it (gtest would print the struct's bytes, padding included).
-void PrintTo(const RunLayout& l, std::ostream* os) {
-  *os << l.ranks << " ranks, stage " << l.stage << (l.offload ? ", offload" : "");
+std::string layout_name(const RunLayout& l) {
+  return std::to_string(l.ranks) + "ranks_stage" + std::to_string(l.stage) + (l.offload ? "_offload" : "") +
+         (l.lora ? "_lora" : "");
 }
+
+// The layout as test output names it (gtest would print the struct's bytes, padding included).
+void PrintTo(const RunLayout& l, std::ostream* os) { *os << layout_name(l); }
 
 class PlanVsRun : public ::testing::TestWithParam<RunLayout> {};
 
 TEST_P(PlanVsRun, StateTermsMatchTheTrainersReport) {
-  const auto [ranks, stage, offload] = GetParam();
+  const auto [ranks, stage, offload, lora] = GetParam();
   test::ScratchDir dir("qalign_plan");
   const std::string model = dir.file("small");
   std::string out;
@@ -62,15 +67,16 @@ TEST_P(PlanVsRun, StateTermsMatchTheTrainersReport) {
             0)
       << out;
   const auto model_config = model::ModelConfig::from_json_file(model + "/config.json");
-  SCOPED_TRACE("ranks " + std::to_string(ranks) + ", stage " + std::to_string(stage) + (offload ? ", offload" : ""));
-  const std::string run = dir.file("run" + std::to_string(ranks) + std::to_string(stage) + (offload ? "o" : ""));
-  const std::vector<std::string> overrides = {
+  SCOPED_TRACE(layout_name(GetParam()));
+  const std::string run = dir.file(layout_name(GetParam()));
+  std::vector<std::string> overrides = {
       "model_name_or_path=" + model, "output_dir=" + run, "max_steps=3", "gradient_accumulation_steps=1",
       "zero_stage=" + std::to_string(stage), "dataloader_num_workers=1", "gradient_checkpointing=false",
       "group_by_modality_length=false", "save_steps=1000", "ddp_bucket_cap_mb=4",
       std::string("offload_optimizer=") + (offload ? "cpu" : "none"),
       // Absolute, so the plan reads the same records as the run whatever the test's folder.
       "data_path=" + test::fixture("train/five_samples.json"), "image_folder=" + test::fixture("qalign-tiny/inputs")};
+  if (lora) overrides.insert(overrides.end(), {"lora_enable=true", "lora_r=8", "lora_alpha=16", "lora_dropout=0"});
   std::string args;
   for (const auto& o : overrides) args += " " + o;
   ASSERT_EQ(test::run_command(cd + "'" + test::qalign_binary() + "' launch --nproc-per-node " + std::to_string(ranks) +
@@ -110,11 +116,10 @@ TEST_P(PlanVsRun, StateTermsMatchTheTrainersReport) {
 INSTANTIATE_TEST_SUITE_P(Layouts, PlanVsRun,
                          ::testing::Values(RunLayout{1, 0, false}, RunLayout{2, 0, false}, RunLayout{2, 1, false},
                                            RunLayout{2, 2, false}, RunLayout{4, 2, false}, RunLayout{2, 2, true},
-                                           RunLayout{2, 3, false}, RunLayout{4, 3, false}, RunLayout{2, 3, true}),
-                         [](const ::testing::TestParamInfo<RunLayout>& i) {
-                           return std::to_string(i.param.ranks) + "ranks_stage" + std::to_string(i.param.stage) +
-                                  (i.param.offload ? "_offload" : "");
-                         });
+                                           RunLayout{2, 3, false}, RunLayout{4, 3, false}, RunLayout{2, 3, true},
+                                           RunLayout{2, 0, false, true}, RunLayout{2, 2, false, true},
+                                           RunLayout{2, 3, false, true}),
+                         [](const ::testing::TestParamInfo<RunLayout>& i) { return layout_name(i.param); });
 
 // One process started without a launcher has no process group, so it trains at stage 0 without
 // offload whatever the recipe says; it says so, and what it plans is what it reports.
@@ -161,6 +166,28 @@ TEST(Plan, ZeroThreeHoldsTwoBytesPerParameterOverN) {
     EXPECT_NEAR(static_cast<double>(p.device_per_rank.optimizer), 8.0 * static_cast<double>(p.trainable_parameters) / n,
                 1e-4 * expected);
     EXPECT_GT(p.device_per_rank.buffers, 0);  // two gathered units (zero3_prefetch_blocks 1)
+  }
+}
+
+// Stage 3 keeps, per rank, bf16 parameters (2 bytes), a float32 gradient shard (4), float32
+// masters and AdamW's two moments (12) of each parameter's 1/N: 18·P/N when everything is trained.
+// The reduce-scatter's float32 buckets are of ddp_bucket_cap_mb, whatever the size of a unit or a
+// parameter (embed_tokens alone is 131 M elements), so they add at most a few of those.
+TEST(Plan, ZeroThreeStateIsEighteenBytesPerParameterOverN) {
+  const auto m = model::preset_config("owl2-7b");
+  const auto c = onealign({"zero_stage=3"});
+  const double bucket = c.ddp_bucket_cap_mb * (1 << 20);
+  for (const int n : {2, 8}) {
+    const auto p = train::plan_training(c, m, n, 80 * kGiB, kOnealignTokens);
+    ASSERT_EQ(p.trainable_parameters, p.all_parameters);
+    const auto& d = p.device_per_rank;
+    const double state = static_cast<double>(d.parameters + d.gradients + d.masters + d.optimizer);
+    const double design = 18.0 * static_cast<double>(p.all_parameters) / n;
+    SCOPED_TRACE("N = " + std::to_string(n) + ": gradients " + std::to_string(d.gradients));
+    EXPECT_LE(state, 1.01 * design);
+    EXPECT_GE(state, design);
+    // The float32 shard, one bucket filling and one in flight (sent and received).
+    EXPECT_LE(static_cast<double>(d.gradients), 4.0 * static_cast<double>(p.all_parameters) / n + 3 * bucket);
   }
 }
 

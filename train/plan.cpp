@@ -20,6 +20,7 @@
 #include "qalign/tokenizer.h"
 #include "train/freeze.h"
 #include "train/lora_training.h"
+#include "train/zero3_buckets.h"
 
 namespace qalign::train {
 
@@ -48,10 +49,12 @@ std::string unit_of(const std::string& name) {
 struct Layout {
   std::vector<torch::Tensor> trainable;  // in the model's parameter order, as the trainer passes them
   struct Unit {
-    int64_t trainable = 0, frozen = 0;
+    std::vector<int64_t> trainable;  // each trainable parameter's elements, in the unit's order
+    int64_t frozen = 0;
   };
   std::vector<Unit> units;
   int64_t all = 0;
+  bool vision_trained = false;  // any parameter of the vision tower
 };
 
 Layout read_layout(const config::TrainConfig& c, const model::ModelConfig& m) {
@@ -66,8 +69,13 @@ Layout read_layout(const config::TrainConfig& c, const model::ModelConfig& m) {
     const auto [it, fresh] = index.emplace(unit_of(p.key()), out.units.size());
     if (fresh) out.units.emplace_back();
     auto& u = out.units[it->second];
-    (p.value().requires_grad() ? u.trainable : u.frozen) += p.value().numel();
+    if (p.value().requires_grad())
+      u.trainable.push_back(p.value().numel());
+    else
+      u.frozen += p.value().numel();
     out.all += p.value().numel();
+    out.vision_trained =
+        out.vision_trained || (p.value().requires_grad() && starts_with(p.key(), "model.vision_model."));
   }
   return out;
 }
@@ -114,15 +122,18 @@ int64_t zero_gradient_peak(const std::vector<int64_t>& numel, int64_t world, int
 constexpr int64_t kHidden = 14, kIntermediate = 4;
 
 int64_t activation_bytes(const model::ModelConfig& m, int64_t b, int64_t s, int64_t images, bool checkpointing,
-                         int64_t d) {
+                         bool vision_trained, int64_t d) {
   const auto& v = m.vision;
   const auto& a = m.abstractor;
   const int64_t patches = m.num_patches() + 1;  // with the class token
   const int64_t decoder_layer = b * s * (kHidden * m.hidden_size + kIntermediate * m.intermediate_size) * d;
+  // A frozen vision tower sees nothing that needs a gradient (pixels, frozen weights): autograd
+  // keeps none of it.
+  const int64_t vision_layers = vision_trained ? v.num_hidden_layers : 0;
   const int64_t vision_layer =
-      b * images * patches * (kHidden * v.hidden_size + kIntermediate * v.intermediate_size) * d;
+      vision_trained ? b * images * patches * (kHidden * v.hidden_size + kIntermediate * v.intermediate_size) * d : 0;
   const int64_t decoder_inputs = m.num_hidden_layers * b * s * m.hidden_size * d;
-  const int64_t vision_inputs = v.num_hidden_layers * b * images * patches * v.hidden_size * d;
+  const int64_t vision_inputs = vision_layers * b * images * patches * v.hidden_size * d;
   // The abstractor runs without checkpointing: queries attend to the image's patches and themselves.
   const int64_t abstractor =
       a.num_hidden_layers * b * images *
@@ -133,7 +144,7 @@ int64_t activation_bytes(const model::ModelConfig& m, int64_t b, int64_t s, int6
   const int64_t loss = b * kAnswerTokens * m.vocab_size * (d + 8);
   const int64_t flowing = 2 * b * s * m.hidden_size * 4;
   const int64_t layers = checkpointing ? decoder_inputs + vision_inputs + std::max(decoder_layer, vision_layer)
-                                       : m.num_hidden_layers * decoder_layer + v.num_hidden_layers * vision_layer;
+                                       : m.num_hidden_layers * decoder_layer + vision_layers * vision_layer;
   return layers + abstractor + loss + flowing;
 }
 
@@ -161,7 +172,9 @@ class Planner {
   std::pair<MemoryTerms, MemoryTerms> terms(const Setting& s) const {
     const int64_t d = c_.bf16 ? 2 : 4, w = world_;
     MemoryTerms dev, host;
-    dev.activations = activation_bytes(m_, s.micro_batch, tokens_, blocks_, c_.gradient_checkpointing, d);
+    // Stage 3 recomputes every unit in backward, whatever gradient_checkpointing says.
+    const bool checkpointing = c_.gradient_checkpointing || s.stage == 3;
+    dev.activations = activation_bytes(m_, s.micro_batch, tokens_, blocks_, checkpointing, layout_.vision_trained, d);
     int64_t owned_grad = 0;  // the float32 shard offload moves to the host
     if (s.stage == 0) {
       dev.parameters = layout_.all * d;
@@ -189,22 +202,32 @@ class Planner {
         dev.buffers = std::max(dev.buffers, pair);
       }
     } else {
-      int64_t shard = 0, trainable_shard = 0;
-      std::vector<int64_t> unit_buckets, unit_whole;  // buckets: the units' trainable parts, last unit first
-      for (const auto& u : layout_.units) {
-        shard += round_up(u.trainable, w) / w + round_up(u.frozen, w) / w;
-        trainable_shard += round_up(u.trainable, w) / w;
-        if (u.trainable > 0) unit_buckets.insert(unit_buckets.begin(), u.trainable);
-        unit_whole.push_back(round_up(u.trainable, w) + round_up(u.frozen, w));
+      // The trainable parameters padded in pieces, the frozen ones of a unit together; gradients
+      // reduced as stage 2 reduces them, in each unit's buckets (train/zero3_buckets.h).
+      const auto bucket_bytes = static_cast<int64_t>(c_.ddp_bucket_cap_mb * (1 << 20));
+      int64_t shard = 0, trainable_shard = 0, owned = 0;
+      std::vector<int64_t> unit_buckets, unit_whole;
+      for (auto u = layout_.units.rbegin(); u != layout_.units.rend(); ++u) {
+        int64_t trainable_padded = 0;
+        std::vector<int64_t> pieces;
+        for (const auto& run : group_pieces(u->trainable, bucket_bytes)) {
+          pieces.push_back(run.numel);
+          trainable_shard += columns(run.numel, w);
+          owned += std::min(columns(run.numel, w), run.numel);  // rank 0's chunk: the padding sits at the end
+          trainable_padded += columns(run.numel, w) * w;
+        }
+        shard += columns(u->frozen, w);
+        for (const auto& b : cut_unit_buckets(pieces, w, bucket_bytes)) unit_buckets.push_back(w * b.cols);
+        unit_whole.push_back(trainable_padded + round_up(u->frozen, w));
       }
+      shard += trainable_shard;
       std::sort(unit_whole.rbegin(), unit_whole.rend());
       dev.parameters = shard * d;
       owned_grad = 4 * trainable_shard;
-      // Reduced as stage 2 reduces, one unit's bucket at a time.
       const int64_t comm = c_.zero_communication_dtype == "bfloat16" ? 2 : 4;
       dev.gradients = zero_gradient_peak(unit_buckets, w, 2, comm);
       dev.masters = 4 * trainable_shard;
-      dev.optimizer = 8 * trainable_shard;
+      dev.optimizer = 8 * owned;
       const auto gathered = std::min<size_t>(static_cast<size_t>(c_.zero3_prefetch_blocks) + 1, unit_whole.size());
       for (size_t i = 0; i < gathered; ++i) dev.buffers += unit_whole[i] * d;
     }

@@ -173,9 +173,10 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
       for (auto p : params) group_->broadcast(p);
     }
     if (c.zero_stage > 0) {
-      std::optional<distributed::BucketLayout> units;
+      std::optional<GradientLayout> units;
       if (c.zero_stage == 3) {
-        zero3_ = std::make_unique<Zero3Params>(*group_, model_, trainable_names_, c.zero3_prefetch_blocks);
+        zero3_ =
+            std::make_unique<Zero3Params>(*group_, model_, trainable_names_, c.zero3_prefetch_blocks, bucket_bytes);
         units = zero3_->trainable_layout();
       }
       zero_ = std::make_unique<ZeroShards>(

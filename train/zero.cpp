@@ -10,49 +10,71 @@
 
 namespace qalign::train {
 
+GradientLayout whole_parameters(const distributed::BucketLayout& layout, const std::vector<torch::Tensor>& params) {
+  GradientLayout out;
+  for (const auto& b : layout.buckets) {
+    GradientLayout::Bucket g;
+    for (size_t s = 0; s < b.params.size(); ++s)
+      g.segments.push_back({b.params[s], 0, params[b.params[s]].numel(), b.offsets[s]});
+    g.numel = b.numel;
+    out.buckets.push_back(std::move(g));
+  }
+  return out;
+}
+
 ZeroShards::ZeroShards(distributed::ProcessGroup& group, std::vector<std::string> names,
-                       std::vector<torch::Tensor> params, ZeroOptions o, std::optional<distributed::BucketLayout> given)
+                       std::vector<torch::Tensor> params, ZeroOptions o, std::optional<GradientLayout> given)
     : group_(group), options_(o), param_names_(std::move(names)), params_(std::move(params)) {
-  auto layout = given ? std::move(*given) : distributed::layout_buckets(params_, options_.bucket_bytes);
-  bucket_of_ = std::move(layout.bucket_of);
-  slot_of_ = std::move(layout.slot_of);
+  auto layout = given ? std::move(*given)
+                      : whole_parameters(distributed::layout_buckets(params_, options_.bucket_bytes), params_);
+  segments_of_.resize(params_.size());
   arrived_.assign(params_.size(), false);
-  copied_.assign(params_.size(), false);
+  uncopied_.assign(params_.size(), 0);
+  const int64_t world = group_.size();
+  int64_t owned = 0;
   for (auto& planned : layout.buckets) {
     Bucket b;
-    static_cast<distributed::BucketLayout::Bucket&>(b) = std::move(planned);
+    static_cast<GradientLayout::Bucket&>(b) = std::move(planned);
+    b.padded = (b.numel + world - 1) / world * world;
+    for (size_t s = 0; s < b.segments.size(); ++s) segments_of_[b.segments[s].param].push_back({buckets_.size(), s});
+    owned += b.padded / world;
     buckets_.push_back(std::move(b));
   }
   torch::NoGradGuard no_grad;
-  const int64_t world = group_.size();
-  for (size_t bi = 0; bi < buckets_.size(); ++bi) {
-    auto& b = buckets_[bi];
-    b.padded = (b.numel + world - 1) / world * world;
+  const auto device = params_.empty() ? torch::Device(torch::kCPU) : params_.front().device();
+  // Offloaded, the owned state lives in host memory, page-locked when a GPU copies to and from it.
+  const auto state = [&] {
+    return options_.offload ? host_zeros(owned, torch::kFloat32, device.is_cuda())
+                            : torch::zeros({owned}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
+  };
+  masters_ = state();
+  grads_ = state();
+  int64_t at = 0;
+  for (auto& b : buckets_) {
     const int64_t chunk = b.padded / world, begin = chunk * group_.rank(), end = begin + chunk;
-    const auto device = params_[b.params.front()].device();
-    const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(device);
-    // Offloaded, the owned state lives in host memory, page-locked when a GPU copies to and from it.
-    const auto owned = [&] {
-      return options_.offload ? host_zeros(chunk, torch::kFloat32, device.is_cuda()) : torch::zeros({chunk}, f32);
-    };
-    b.master = owned();
-    b.grad = owned();
-    for (size_t s = 0; s < b.params.size(); ++s) {
-      const size_t k = b.params[s];
-      const int64_t lo = std::max(begin, b.offsets[s]), hi = std::min(end, b.offsets[s] + params_[k].numel());
+    b.master = masters_.narrow(0, at, chunk);
+    b.grad = grads_.narrow(0, at, chunk);
+    for (const auto& s : b.segments) {
+      const int64_t lo = std::max(begin, s.offset), hi = std::min(end, s.offset + s.numel);
       if (lo >= hi) continue;
-      const int64_t from = lo - b.offsets[s];
-      auto slice = b.master.narrow(0, lo - begin, hi - lo);
-      slice.copy_(params_[k].detach().reshape({-1}).narrow(0, from, hi - lo));
-      names_.push_back(param_names_[k]);
-      ranges_.push_back({param_names_[k], from, hi - lo});
-      slices_.push_back(slice);
-      slice_bucket_.push_back(bi);
-      slice_chunk_offset_.push_back(lo - begin);
+      const int64_t from = s.from + lo - s.offset, where = at + lo - begin;
+      masters_.narrow(0, where, hi - lo).copy_(params_[s.param].detach().reshape({-1}).narrow(0, from, hi - lo));
+      // A parameter cut over buckets continues its range in the next one: one slice.
+      if (!ranges_.empty() && ranges_.back().name == param_names_[s.param] &&
+          ranges_.back().offset + ranges_.back().numel == from &&
+          slice_offset_.back() + ranges_.back().numel == where) {
+        ranges_.back().numel += hi - lo;
+        continue;
+      }
+      names_.push_back(param_names_[s.param]);
+      ranges_.push_back({param_names_[s.param], from, hi - lo});
+      slice_offset_.push_back(where);
     }
+    at += chunk;
   }
+  for (size_t i = 0; i < ranges_.size(); ++i) slices_.push_back(masters_.narrow(0, slice_offset_[i], ranges_[i].numel));
   accumulators_ = distributed::hook_gradients(params_, [this](size_t k) { ready(k); });
-  for (const auto& b : buckets_) track(bytes_of(b.grad));
+  track(bytes_of(grads_));
 }
 
 ZeroShards::~ZeroShards() = default;
@@ -63,34 +85,38 @@ void ZeroShards::begin_micro(bool last) {
   last_ = last;
   next_bucket_ = 0;
   arrived_.assign(arrived_.size(), false);
-  copied_.assign(copied_.size(), false);
-  for (auto& b : buckets_) b.pending = b.params.size();
+  for (size_t k = 0; k < params_.size(); ++k) uncopied_[k] = segments_of_[k].size();
+  for (auto& b : buckets_) {
+    b.copied.assign(b.segments.size(), false);
+    b.pending = b.segments.size();
+  }
 }
 
 void ZeroShards::ready(size_t k) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (!armed_ || copied_[k]) return;
+  if (!armed_ || uncopied_[k] == 0) return;
   arrived_[k] = true;
-  // Stage 2 fills one bucket at a time; an early gradient waits in its parameter.
-  if (options_.stage >= 2 && bucket_of_[k] != next_bucket_) return;
-  copy_in(k);
+  // Stage 2 fills one bucket at a time; an early gradient (or its part for a later bucket) waits
+  // in its parameter.
+  for (const auto& [bucket, segment] : segments_of_[k])
+    if (options_.stage == 1 || bucket == next_bucket_) copy_in(bucket, segment);
   launch_ready();
 }
 
-void ZeroShards::copy_in(size_t k) {
-  auto& b = buckets_[bucket_of_[k]];
+void ZeroShards::copy_in(size_t bi, size_t si) {
+  auto& b = buckets_[bi];
+  if (b.copied[si]) return;
+  const auto& s = b.segments[si];
   torch::NoGradGuard no_grad;
   if (!b.flat.defined()) {
-    b.flat = torch::zeros({b.padded}, params_[k].options().dtype(torch::kFloat32));
+    b.flat = torch::zeros({b.padded}, params_[s.param].options().dtype(torch::kFloat32));
     track(bytes_of(b.flat));
   }
-  auto& g = params_[k].mutable_grad();
-  if (g.defined()) {
-    b.flat.narrow(0, b.offsets[slot_of_[k]], params_[k].numel()).add_(g.reshape({-1}));
-    g = torch::Tensor();
-  }
-  copied_[k] = true;
+  auto& g = params_[s.param].mutable_grad();
+  if (g.defined()) b.flat.narrow(0, s.offset, s.numel).add_(g.reshape({-1}).narrow(0, s.from, s.numel));
+  b.copied[si] = true;
   b.pending -= 1;
+  if (--uncopied_[s.param] == 0) g = torch::Tensor();
 }
 
 void ZeroShards::launch_ready() {
@@ -99,8 +125,9 @@ void ZeroShards::launch_ready() {
     launch(next_bucket_);
     next_bucket_ += 1;
     if (options_.stage < 2 || next_bucket_ == buckets_.size()) continue;
-    for (const size_t k : buckets_[next_bucket_].params)
-      if (arrived_[k] && !copied_[k]) copy_in(k);
+    const auto& segments = buckets_[next_bucket_].segments;
+    for (size_t s = 0; s < segments.size(); ++s)
+      if (arrived_[segments[s].param]) copy_in(next_bucket_, s);
   }
 }
 
@@ -164,9 +191,9 @@ void ZeroShards::end_micro() {
   armed_ = false;
   if (!last_) return;
   torch::NoGradGuard no_grad;
-  for (auto& b : buckets_) b.grad.div_(static_cast<double>(group_.size()));
+  grads_.div_(static_cast<double>(group_.size()));
   for (size_t i = 0; i < slices_.size(); ++i)
-    slices_[i].mutable_grad() = buckets_[slice_bucket_[i]].grad.narrow(0, slice_chunk_offset_[i], ranges_[i].numel);
+    slices_[i].mutable_grad() = grads_.narrow(0, slice_offset_[i], ranges_[i].numel);
 }
 
 void ZeroShards::flush_through(size_t bucket) {
@@ -176,8 +203,7 @@ void ZeroShards::flush_through(size_t bucket) {
 
 void ZeroShards::send_through(size_t bucket) {
   while (next_bucket_ <= bucket && next_bucket_ < buckets_.size()) {
-    for (const size_t k : buckets_[next_bucket_].params)
-      if (!copied_[k]) copy_in(k);
+    for (size_t s = 0; s < buckets_[next_bucket_].segments.size(); ++s) copy_in(next_bucket_, s);
     launch_ready();
   }
 }
@@ -197,18 +223,14 @@ void ZeroShards::all_gather() {
   };
   const auto finish = [&](Gather& g) {
     group_.wait(g.work, "parameter all-gather");
-    const auto& b = buckets_[g.bucket];
-    for (size_t s = 0; s < b.params.size(); ++s) {
-      auto p = params_[b.params[s]].detach();
-      p.view({-1}).copy_(g.flat.narrow(0, b.offsets[s], p.numel()));
-    }
+    for (const auto& s : buckets_[g.bucket].segments)
+      params_[s.param].detach().view({-1}).narrow(0, s.from, s.numel).copy_(g.flat.narrow(0, s.offset, s.numel));
   };
   std::vector<Gather> pending;  // at most two buckets' gathers at a time
   for (size_t bi = 0; bi < buckets_.size(); ++bi) {
     const auto& b = buckets_[bi];
-    const auto dtype = params_[b.params.front()].scalar_type();
-    const auto device = params_[b.params.front()].device();
-    Gather g{bi, b.master.to(device, dtype), torch::empty({b.padded}, params_[b.params.front()].options()), {}};
+    const auto& first = params_[b.segments.front().param];
+    Gather g{bi, b.master.to(first.device(), first.scalar_type()), torch::empty({b.padded}, first.options()), {}};
     g.work = group_.backend()._allgather_base(g.flat, g.sent);
     pending.push_back(std::move(g));
     if (pending.size() == 2) {
@@ -221,16 +243,12 @@ void ZeroShards::all_gather() {
 
 void ZeroShards::zero_grad() {
   torch::NoGradGuard no_grad;
-  for (auto& b : buckets_) b.grad.zero_();
+  grads_.zero_();
   for (auto& s : slices_) s.mutable_grad() = torch::Tensor();
   for (auto& p : params_) p.mutable_grad() = torch::Tensor();
 }
 
-int64_t ZeroShards::master_bytes() const {
-  int64_t total = 0;
-  for (const auto& b : buckets_) total += bytes_of(b.master);
-  return total;
-}
+int64_t ZeroShards::master_bytes() const { return bytes_of(masters_); }
 
 void ZeroShards::track(int64_t delta) {
   live_gradient_bytes_ += delta;

@@ -2,7 +2,8 @@
 // ZeRO stages 1 and 2 (zero_stage in the config), as DeepSpeed partitions a data-parallel run.
 // The trainable parameters are laid out in buckets of about ddp_bucket_cap_mb (parameters in
 // reverse order, roughly the order backward produces their gradients), each padded to a multiple
-// of the world size W; rank r owns the r-th of the W equal chunks of every bucket. Per rank:
+// of the world size W; rank r owns the r-th of the W equal chunks of every bucket. (Stage 3 gives
+// its own buckets, train/zero3_buckets.h, which cut large parameters.) Per rank:
 //
 //   masters    float32, only the owned chunks (4P/W bytes), initialised from the parameters;
 //   moments    AdamW's, for the owned chunks alone (8P/W), through slices named after their
@@ -30,6 +31,25 @@
 
 namespace qalign::train {
 
+// Where each gradient is reduced: buckets, each a list of segments (elements [from, from + numel)
+// of parameter `param` at `offset` in the bucket) and `numel` elements in all, a multiple of the
+// world size W or padded to one; rank r owns the r-th of W equal chunks of every bucket. A
+// parameter may be cut over buckets, but a rank's share of a parameter is one range.
+struct GradientLayout {
+  struct Segment {
+    size_t param = 0;
+    int64_t from = 0, numel = 0, offset = 0;
+  };
+  struct Bucket {
+    std::vector<Segment> segments;
+    int64_t numel = 0;
+  };
+  std::vector<Bucket> buckets;
+};
+
+// Whole parameters in DDP's buckets (distributed::layout_buckets), for stages 1 and 2.
+GradientLayout whole_parameters(const distributed::BucketLayout& layout, const std::vector<torch::Tensor>& params);
+
 struct ZeroOptions {
   int stage = 2;                                   // 1, 2, or 3 (gradients as stage 2; zero3.h keeps the parameters)
   int64_t bucket_bytes = 25 << 20;                 // of float32 gradient per bucket
@@ -50,10 +70,10 @@ struct ShardRange {
 class ZeroShards {
  public:
   // `params`: the model's trainable parameters by name, equal on every rank (already broadcast).
-  // `layout`: the buckets, when not cut by size (ZeRO-3's units, so a unit's owned master chunk
-  // is the same elements as its owned parameter shard).
+  // `layout`: the buckets, when not DDP's (ZeRO-3's, so that the owned master chunks are the
+  // same elements as the owned parameter shards).
   ZeroShards(distributed::ProcessGroup& group, std::vector<std::string> names, std::vector<torch::Tensor> params,
-             ZeroOptions o, std::optional<distributed::BucketLayout> layout = std::nullopt);
+             ZeroOptions o, std::optional<GradientLayout> layout = std::nullopt);
   ~ZeroShards();
   ZeroShards(const ZeroShards&) = delete;
   ZeroShards& operator=(const ZeroShards&) = delete;
@@ -80,6 +100,7 @@ class ZeroShards {
   void all_gather();
   // Bucket `b`'s owned float32 master chunk (what all_gather sends).
   const torch::Tensor& owned_master(size_t b) const { return buckets_[b].master; }
+  size_t bucket_count() const { return buckets_.size(); }
   void zero_grad();
 
   // Bytes held, counted from the tensors: the owned masters, and the most gradient storage
@@ -88,10 +109,11 @@ class ZeroShards {
   int64_t peak_gradient_bytes() const { return peak_gradient_bytes_; }
 
  private:
-  struct Bucket : distributed::BucketLayout::Bucket {
+  struct Bucket : GradientLayout::Bucket {
     int64_t padded = 0;
-    torch::Tensor master, grad;  // owned chunk: float32 [padded / W]
+    torch::Tensor master, grad;  // owned chunk: float32 [padded / W], views into the owned state
     torch::Tensor flat;          // the whole bucket's gradient while it fills
+    std::vector<bool> copied;    // per segment, this micro-batch
     size_t pending = 0;
   };
   struct InFlight {
@@ -107,7 +129,7 @@ class ZeroShards {
     std::optional<c10::Event> copied;
   };
   void ready(size_t param);
-  void copy_in(size_t param);
+  void copy_in(size_t bucket, size_t segment);
   void launch_ready();
   void send_through(size_t bucket);
   void launch(size_t bucket);
@@ -122,8 +144,10 @@ class ZeroShards {
   std::vector<std::string> param_names_;
   std::vector<torch::Tensor> params_;
   std::vector<Bucket> buckets_;
-  std::vector<size_t> bucket_of_, slot_of_;
-  std::vector<bool> arrived_, copied_;
+  torch::Tensor masters_, grads_;                                    // every owned chunk, one after another
+  std::vector<std::vector<std::pair<size_t, size_t>>> segments_of_;  // per parameter: (bucket, segment)
+  std::vector<bool> arrived_;
+  std::vector<size_t> uncopied_;  // per parameter: its segments not yet in their buckets
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // keeps the hooked nodes alive
   std::vector<InFlight> in_flight_;
   std::optional<Landing> landing_;
@@ -134,8 +158,7 @@ class ZeroShards {
   std::vector<std::string> names_;
   std::vector<ShardRange> ranges_;
   std::vector<torch::Tensor> slices_;
-  std::vector<size_t> slice_bucket_;
-  std::vector<int64_t> slice_chunk_offset_;
+  std::vector<int64_t> slice_offset_;  // in masters_ and grads_
 };
 
 }  // namespace qalign::train

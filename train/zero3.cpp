@@ -11,7 +11,7 @@
 namespace qalign::train {
 
 Zero3Params::Zero3Params(distributed::ProcessGroup& group, model::Owl2ForCausalLM& m,
-                         const std::vector<std::string>& trainable, int64_t prefetch)
+                         const std::vector<std::string>& trainable, int64_t prefetch, int64_t bucket_bytes)
     : group_(group), gathers_(group.another_backend("zero3-gathers")), model_(m), prefetch_(prefetch) {
   auto& o = *m->model;
   auto& v = *o.vision_model;
@@ -29,7 +29,7 @@ Zero3Params::Zero3Params(distributed::ProcessGroup& group, model::Owl2ForCausalL
 
   std::map<std::string, int64_t> trainable_index;
   for (size_t i = 0; i < trainable.size(); ++i) trainable_index[trainable[i]] = static_cast<int64_t>(i);
-  const int64_t world = group_.size(), rank = group_.rank();
+  const int64_t world = group_.size();
   int64_t covered = 0, trainable_covered = 0;
   torch::NoGradGuard no_grad;
   for (const auto& [prefix, module] : parts) {
@@ -41,21 +41,20 @@ Zero3Params::Zero3Params(distributed::ProcessGroup& group, model::Owl2ForCausalL
       auto& part = it != trainable_index.end() ? u.trainable : u.frozen;
       if (it != trainable_index.end()) part.trainable_index.push_back(it->second);
       part.params.push_back(item.value());
-      part.offsets.push_back(part.numel);
       part.numel += item.value().numel();
     }
     for (auto* part : {&u.trainable, &u.frozen}) {
       if (part->params.empty()) continue;
-      part->padded = (part->numel + world - 1) / world * world;
-      const int64_t chunk = part->padded / world, begin = chunk * rank;
-      part->shard = torch::zeros({chunk}, part->params.front().options().requires_grad(false));
-      for (size_t s = 0; s < part->params.size(); ++s) {
-        const int64_t lo = std::max(begin, part->offsets[s]),
-                      hi = std::min(begin + chunk, part->offsets[s] + part->params[s].numel());
-        if (lo < hi)
-          part->shard.narrow(0, lo - begin, hi - lo)
-              .copy_(part->params[s].detach().reshape({-1}).narrow(0, lo - part->offsets[s], hi - lo));
-      }
+      std::vector<int64_t> numel;
+      for (const auto& p : part->params) numel.push_back(p.numel());
+      lay_out(*part,
+              part == &u.trainable ? group_pieces(numel, bucket_bytes)
+                                   : std::vector<ZeroPieceRun>{{0, numel.size(), part->numel}},
+              world);
+      part->shard = torch::zeros({part->padded / world}, part->params.front().options().requires_grad(false));
+      for_each_owned(*part, [&](size_t s, int64_t from, int64_t at, int64_t n) {
+        part->shard.narrow(0, at, n).copy_(part->params[s].detach().reshape({-1}).narrow(0, from, n));
+      });
       covered += part->numel;
     }
     trainable_covered += static_cast<int64_t>(u.trainable.params.size());
@@ -68,6 +67,7 @@ Zero3Params::Zero3Params(distributed::ProcessGroup& group, model::Owl2ForCausalL
     throw Error("ZeRO-3: the units cover " + std::to_string(covered) + " of the model's " + std::to_string(total) +
                 " parameters (" + std::to_string(trainable_covered) + " of " + std::to_string(trainable.size()) +
                 " trainable tensors)");
+  cut_buckets(bucket_bytes);
   // Backward's schedule: the units gradients pass through, those from the first trainable one on.
   const auto first =
       std::find_if(units_.begin(), units_.end(), [](const Unit& u) { return !u.trainable.params.empty(); });
@@ -83,35 +83,83 @@ Zero3Params::~Zero3Params() {
   model_->model->vision_model->run_block = model_->model->vision_model->run_part = nullptr;
 }
 
-distributed::BucketLayout Zero3Params::trainable_layout() const {
-  distributed::BucketLayout layout;
-  size_t params = 0;
-  for (const auto& u : units_) params += u.trainable.params.size();
-  layout.bucket_of.resize(params);
-  layout.slot_of.resize(params);
-  for (auto it = units_.rbegin(); it != units_.rend(); ++it) {
-    const auto& part = it->trainable;
-    if (part.params.empty()) continue;
-    distributed::BucketLayout::Bucket b;
-    for (size_t s = 0; s < part.params.size(); ++s) {
-      const auto k = static_cast<size_t>(part.trainable_index[s]);
-      layout.bucket_of[k] = layout.buckets.size();
-      layout.slot_of[k] = b.params.size();
-      b.params.push_back(k);
-      b.offsets.push_back(part.offsets[s]);
+void Zero3Params::lay_out(Part& part, const std::vector<ZeroPieceRun>& runs, int64_t world) {
+  part.offsets.clear();
+  part.pieces.clear();
+  int64_t at = 0, shard_at = 0;
+  for (const auto& run : runs) {
+    Part::Piece piece{run.first, run.end, at, 0, shard_at};
+    int64_t numel = 0;
+    for (size_t s = run.first; s < run.end; ++s) {
+      part.offsets.push_back(at + numel);
+      numel += part.params[s].numel();
     }
-    b.numel = part.numel;
-    layout.buckets.push_back(std::move(b));
+    piece.padded = columns(numel, world) * world;
+    at += piece.padded;
+    shard_at += piece.padded / world;
+    part.pieces.push_back(piece);
+  }
+  part.padded = at;
+}
+
+template <typename F>
+void Zero3Params::for_each_owned(const Part& part, F f) const {
+  for (const auto& piece : part.pieces) {
+    const int64_t chunk = piece.padded / group_.size(), begin = piece.offset + chunk * group_.rank();
+    for (size_t s = piece.first; s < piece.end; ++s) {
+      const int64_t lo = std::max(begin, part.offsets[s]),
+                    hi = std::min(begin + chunk, part.offsets[s] + part.params[s].numel());
+      if (lo < hi) f(s, lo - part.offsets[s], piece.shard_offset + lo - begin, hi - lo);
+    }
+  }
+}
+
+void Zero3Params::cut_buckets(int64_t bucket_bytes) {
+  bucket_of_unit_.assign(units_.size(), -1);
+  for (size_t u = units_.size(); u-- > 0;) {
+    std::vector<int64_t> numel;
+    for (const auto& piece : units_[u].trainable.pieces) numel.push_back(piece.padded);
+    for (auto& cut : cut_unit_buckets(numel, group_.size(), bucket_bytes)) {
+      bucket_of_unit_[u] = static_cast<int64_t>(buckets_.size());
+      buckets_.push_back(std::move(cut));
+      unit_of_bucket_.push_back(u);
+    }
+  }
+}
+
+GradientLayout Zero3Params::trainable_layout() const {
+  const int64_t world = group_.size();
+  GradientLayout layout;
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    const auto& cut = buckets_[b];
+    const auto& part = units_[unit_of_bucket_[b]].trainable;
+    // Row r of the bucket: each block's columns of row r of its piece, cut at its parameters.
+    GradientLayout::Bucket bucket;
+    bucket.numel = world * cut.cols;
+    for (int64_t r = 0; r < world; ++r) {
+      int64_t row = r * cut.cols;
+      for (const auto& block : cut.blocks) {
+        const auto& piece = part.pieces[block.piece];
+        const int64_t begin = piece.offset + r * (piece.padded / world) + block.from, end = begin + block.cols;
+        for (size_t s = piece.first; s < piece.end; ++s) {
+          const int64_t lo = std::max(begin, part.offsets[s]),
+                        hi = std::min(end, part.offsets[s] + part.params[s].numel());
+          if (lo < hi)
+            bucket.segments.push_back(
+                {static_cast<size_t>(part.trainable_index[s]), lo - part.offsets[s], hi - lo, row + lo - begin});
+        }
+        row += block.cols;
+      }
+    }
+    layout.buckets.push_back(std::move(bucket));
   }
   return layout;
 }
 
 void Zero3Params::release_all(ZeroShards& zero) {
+  if (zero.bucket_count() != buckets_.size())
+    throw Error("ZeRO-3: the gradient shards were not built with trainable_layout()");
   zero_ = &zero;
-  bucket_of_unit_.assign(units_.size(), -1);
-  int64_t bucket = 0;
-  for (auto u = static_cast<int64_t>(units_.size()) - 1; u >= 0; --u)
-    if (!units_[static_cast<size_t>(u)].trainable.params.empty()) bucket_of_unit_[static_cast<size_t>(u)] = bucket++;
   for (size_t u = 0; u < units_.size(); ++u) units_[u].state = 2;  // the whole model is there now
   for (size_t u = 0; u < units_.size(); ++u) release(u);
   const model::BlockRunner runner = [this](torch::nn::Module& m, const model::BlockForward& f, const torch::Tensor& h) {
@@ -169,7 +217,11 @@ void Zero3Params::issue(size_t u) {
     if (part->params.empty()) continue;
     part->flat = torch::empty({part->padded}, part->shard.options());
     gathered_bytes_ += bytes_of(part->flat);
-    part->work = gathers_->_allgather_base(part->flat, part->shard);
+    for (const auto& piece : part->pieces) {
+      auto into = part->flat.narrow(0, piece.offset, piece.padded);
+      auto mine = part->shard.narrow(0, piece.shard_offset, piece.padded / group_.size());
+      part->works.push_back(gathers_->_allgather_base(into, mine));
+    }
   }
   peak_gathered_bytes_ = std::max(peak_gathered_bytes_, gathered_bytes_);
   unit.state = 1;
@@ -180,8 +232,8 @@ void Zero3Params::install(size_t u) {
   torch::NoGradGuard no_grad;
   for (auto* part : {&unit.trainable, &unit.frozen}) {
     if (part->params.empty()) continue;
-    group_.wait(part->work, "parameter all-gather (" + unit.name + ")");
-    part->work.reset();
+    for (auto& work : part->works) group_.wait(work, "parameter all-gather (" + unit.name + ")");
+    part->works.clear();
     for (size_t s = 0; s < part->params.size(); ++s)
       part->params[s].set_data(
           part->flat.narrow(0, part->offsets[s], part->params[s].numel()).view(part->params[s].sizes()));
@@ -195,8 +247,8 @@ void Zero3Params::release(size_t u) {
   torch::NoGradGuard no_grad;
   for (auto* part : {&unit.trainable, &unit.frozen}) {
     if (part->params.empty()) continue;
-    if (part->work) group_.wait(part->work, "parameter all-gather (" + unit.name + ")");
-    part->work.reset();
+    for (auto& work : part->works) group_.wait(work, "parameter all-gather (" + unit.name + ")");
+    part->works.clear();
     // The shape stays (autograd and the layers read it); the storage is one shared element.
     const auto none = torch::zeros({}, part->shard.options());
     for (auto& p : part->params) p.set_data(none.expand(p.sizes()));
@@ -234,18 +286,27 @@ void Zero3Params::end_backward() {
 
 void Zero3Params::take_masters(const ZeroShards& zero) {
   torch::NoGradGuard no_grad;
-  size_t bucket = 0;
-  for (auto it = units_.rbegin(); it != units_.rend(); ++it)
-    if (!it->trainable.params.empty()) it->trainable.shard.copy_(zero.owned_master(bucket++));
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    auto& part = units_[unit_of_bucket_[b]].trainable;
+    int64_t row = 0;
+    for (const auto& block : buckets_[b].blocks) {
+      const auto& piece = part.pieces[block.piece];
+      part.shard.narrow(0, piece.shard_offset + block.from, block.cols)
+          .copy_(zero.owned_master(b).narrow(0, row, block.cols));
+      row += block.cols;
+    }
+  }
 }
 
 void Zero3Params::write_back(size_t u) {
   torch::NoGradGuard no_grad;
   auto& unit = units_[u];
   for (auto* part : {&unit.trainable, &unit.frozen}) {
-    if (part->params.empty()) continue;
-    const int64_t chunk = part->shard.numel();
-    part->shard.copy_(part->flat.narrow(0, chunk * group_.rank(), chunk));
+    for (const auto& piece : part->pieces) {
+      const int64_t chunk = piece.padded / group_.size();
+      part->shard.narrow(0, piece.shard_offset, chunk)
+          .copy_(part->flat.narrow(0, piece.offset + chunk * group_.rank(), chunk));
+    }
   }
 }
 

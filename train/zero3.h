@@ -2,17 +2,19 @@
 // ZeRO stage 3: the parameters themselves are partitioned. The model is cut into units: each ViT
 // encoder layer and each LLaMA decoder layer, and the vision embeddings, the vision tower's final
 // norm, the visual abstractor, embed_tokens, the final norm, lm_head and score_head. Each unit's
-// trainable and frozen parameters are flattened separately, padded to a multiple of the world size
-// W, and rank r keeps the r-th of W equal chunks of each, in the compute dtype (2P/W bytes in
-// bf16). Between uses a parameter keeps its shape but no storage (a zero-stride view of one
+// frozen parameters are flattened together, its trainable ones in pieces of about a gradient
+// bucket (so that their gradients can be bucketed by size, train/zero3_buckets.h), each padded to a
+// multiple of the world size W, and rank r keeps the r-th of W equal chunks of each, in the compute
+// dtype (2P/W bytes in bf16). Between uses a parameter keeps its shape but no storage (a zero-stride view of one
 // element).
 //
 // A unit is all-gathered just before its forward and freed when the next one in the schedule is
 // reached; the next `prefetch` units' gathers are issued ahead so they overlap compute. Every unit
 // runs checkpointed (activation checkpointing is implied): backward gathers it again, recomputes
 // it and differentiates that. Its gradients go through ZeroShards as stage 2's do (reduce-scattered
-// per micro-batch, unit by unit, into the owned float32 chunk), and after the optimizer step the
-// owned master chunks are copied into the owned parameter chunks: no parameter all-gather.
+// per micro-batch, in buckets of at most ddp_bucket_cap_mb, into the owned float32 chunks), and
+// after the optimizer step the owned master chunks are copied into the owned parameter chunks: no
+// parameter all-gather.
 //
 // Collectives stay in step on every rank: gathers use a communicator of their own, and every rank
 // walks the same schedule (the units in forward order, then in reverse for backward), gathering
@@ -24,28 +26,28 @@
 #include <string>
 #include <vector>
 
-#include "qalign/distributed/buckets.h"
 #include "qalign/distributed/process_group.h"
 #include "qalign/io/state_dict.h"
 #include "qalign/model/owl2.h"
+#include "train/zero.h"
+#include "train/zero3_buckets.h"
 
 namespace qalign::train {
 
-class ZeroShards;
-
 class Zero3Params {
  public:
-  // `trainable`: the trainable parameters' names, in the order ZeroShards is given them.
+  // `trainable`: the trainable parameters' names, in the order ZeroShards is given them;
+  // `bucket_bytes`: of float32 gradient per bucket (ddp_bucket_cap_mb).
   // The model stays whole until release_all(); build ZeroShards (with trainable_layout()) first.
   Zero3Params(distributed::ProcessGroup& group, model::Owl2ForCausalLM& m, const std::vector<std::string>& trainable,
-              int64_t prefetch);
+              int64_t prefetch, int64_t bucket_bytes);
   ~Zero3Params();
   Zero3Params(const Zero3Params&) = delete;
   Zero3Params& operator=(const Zero3Params&) = delete;
 
-  // ZeroShards' buckets: each unit's trainable part, last unit first (the order backward
-  // delivers gradients); indices into `trainable`.
-  distributed::BucketLayout trainable_layout() const;
+  // ZeroShards' buckets (train/zero3_buckets.h): the units' trainable parameters, last unit first
+  // (the order backward delivers gradients); indices into `trainable`.
+  GradientLayout trainable_layout() const;
   // Frees every parameter's storage, keeping the owned chunks; installs the gathering runners.
   // `zero` (built with trainable_layout()) receives the gradients.
   void release_all(ZeroShards& zero);
@@ -82,11 +84,18 @@ class Zero3Params {
   struct Part {
     std::vector<torch::Tensor> params;
     std::vector<int64_t> trainable_index;  // for the trainable part: indices into `trainable`
-    std::vector<int64_t> offsets;
+    std::vector<int64_t> offsets;          // each parameter's first element in `flat`
+    // Runs of parameters flattened and padded to a multiple of W, one after another in `flat`;
+    // rank r owns the r-th of W equal chunks of each, one after another in `shard`.
+    struct Piece {
+      size_t first = 0, end = 0;  // parameters
+      int64_t offset = 0, padded = 0, shard_offset = 0;
+    };
+    std::vector<Piece> pieces;
     int64_t numel = 0, padded = 0;
-    torch::Tensor shard;       // owned chunk [padded / W], compute dtype
-    torch::Tensor flat, sent;  // while gathered or in flight
-    c10::intrusive_ptr<c10d::Work> work;
+    torch::Tensor shard;  // owned chunks [padded / W], compute dtype
+    torch::Tensor flat;   // while gathered or in flight
+    std::vector<c10::intrusive_ptr<c10d::Work>> works;
   };
   struct Unit {
     std::string name;
@@ -94,6 +103,12 @@ class Zero3Params {
     Part trainable, frozen;
     int state = 0;  // 0 released, 1 in flight, 2 gathered
   };
+  static void lay_out(Part& part, const std::vector<ZeroPieceRun>& runs, int64_t world);
+  // The gradient buckets of every unit's trainable pieces.
+  void cut_buckets(int64_t bucket_bytes);
+  // f(parameter, its first element owned, where in the shard, how many) for this rank's ranges.
+  template <typename F>
+  void for_each_owned(const Part& part, F f) const;
   torch::Tensor run(torch::nn::Module& m, const model::BlockForward& f, const torch::Tensor& h);
   void use(size_t unit, bool recompute);
   void visit(int64_t position);
@@ -106,7 +121,9 @@ class Zero3Params {
 
   distributed::ProcessGroup& group_;
   ZeroShards* zero_ = nullptr;
-  std::vector<int64_t> bucket_of_unit_;  // ZeroShards' bucket of each unit's trainable part, or -1
+  std::vector<Zero3Bucket> buckets_;  // ZeroShards' buckets, in its order
+  std::vector<size_t> unit_of_bucket_;
+  std::vector<int64_t> bucket_of_unit_;  // each unit's last ZeroShards bucket, or -1
   c10::intrusive_ptr<c10d::Backend> gathers_;
   model::Owl2ForCausalLM model_;
   std::vector<Unit> units_;                             // in forward order

@@ -107,8 +107,9 @@ TEST(OutputOwnership, InitAndExportDoNotReplaceAModelFolderUnasked) {
   const auto weights = test::read_file(model + "/model.safetensors");
   auto m = test::run_qalign_bounded("init --preset tiny --tokenizer " + test::kTinyModel + " --out " + model);
   EXPECT_EQ(m.exit_code, 1) << m.output;
-  EXPECT_TRUE(
-      test::output_has(m, "model already holds files; --overwrite writes there, removing its old weights first"))
+  EXPECT_TRUE(test::output_has(
+      m,
+      "model already holds files; --overwrite writes there, replacing its old weights once the new ones are written"))
       << m.output;
   EXPECT_EQ(test::read_file(model + "/model.safetensors"), weights);
 
@@ -120,8 +121,9 @@ TEST(OutputOwnership, InitAndExportDoNotReplaceAModelFolderUnasked) {
   m = test::run_qalign_bounded("export --checkpoint " + test::kTinyModel + " --out " + out +
                                " --dtype float32 --max-shard-size 100KB");
   EXPECT_EQ(m.exit_code, 1) << m.output;
-  EXPECT_TRUE(
-      test::output_has(m, "exported already holds files; --overwrite writes there, removing its old weights first"))
+  EXPECT_TRUE(test::output_has(m,
+                               "exported already holds files; --overwrite writes there, replacing its old weights once "
+                               "the new ones are written"))
       << m.output;
   m = test::run_qalign_bounded("export --checkpoint " + test::kTinyModel + " --out " + out +
                                " --dtype float32 --max-shard-size 100KB --overwrite");

@@ -44,7 +44,9 @@ int run_export(const ExportOptions& o) {
     fail("--lora", lora_dir,
          "a Hugging Face model folder holds plain weights: add --merge-lora to fold the adapters in");
   if (io::same_file(o.out, base)) fail("--out", o.out, "is the source folder");
-  if (!o.overwrite) io::require_new_folder(o.out, "--out", "--overwrite writes there, removing its old weights first");
+  if (!o.overwrite)
+    io::require_new_folder(o.out, "--out",
+                           "--overwrite writes there, replacing its old weights once the new ones are written");
 
   // Tensor by tensor, merged in float32 and cast, each shard written before the next is made: the
   // 8.2 B model (33 GB in float32) exports on a machine that holds one shard.
@@ -57,7 +59,6 @@ int run_export(const ExportOptions& o) {
   const auto config_path = (fs::path(base) / "config.json").string();
   nlohmann::json config = io::read_json_file(config_path);
   config["torch_dtype"] = o.dtype;
-  if (o.overwrite) io::remove_weight_files(o.out);
   train::write_model_folder(
       o.out,
       [&](const std::string& dir) { io::save_weights(dir, specs, make, io::WeightFormat::Safetensors, shard_bytes); },
@@ -77,7 +78,7 @@ Command add_export(CLI::App& app) {
   cmd->add_option("--lora", o->lora, "LoRA folder to apply to --checkpoint (needs --merge-lora)");
   cmd->add_flag("--merge-lora", o->merge_lora, "Fold the LoRA adapters into the weights (W += B·A·alpha/r)");
   cmd->add_option("--out", o->out, "Output folder")->required();
-  cmd->add_flag("--overwrite", o->overwrite, "Write into --out even if it holds files (its old weights are removed)");
+  cmd->add_flag("--overwrite", o->overwrite, "Write into --out even if it holds files (its old weights are replaced)");
   cmd->add_option("--dtype", o->dtype, "bfloat16 | float16 | float32")->capture_default_str();
   cmd->add_option("--max-shard-size", o->max_shard_size, "Largest weights file, e.g. 5GB, 500MB")
       ->capture_default_str();

@@ -51,7 +51,9 @@ int run_init(const InitArgs& a) {
   auto config =
       a.preset.empty() ? model::ModelConfig::from_json_file(a.config) : model::preset_config(a.preset, "--preset");
   const std::string source = a.preset.empty() ? a.config : "--preset " + a.preset;
-  if (!a.overwrite) io::require_new_folder(a.out, "--out", "--overwrite writes there, removing its old weights first");
+  if (!a.overwrite)
+    io::require_new_folder(a.out, "--out",
+                           "--overwrite writes there, replacing its old weights once the new ones are written");
   const Tokenizer tokenizer(a.tokenizer);
   check_tokenizer_fits(tokenizer, a.tokenizer, config, source);
   const auto started = std::chrono::steady_clock::now();
@@ -75,7 +77,6 @@ int run_init(const InitArgs& a) {
     return t.to(dtype);
   };
   config.torch_dtype = a.dtype;
-  if (a.overwrite) io::remove_weight_files(a.out);
   train::write_model_folder(
       a.out,
       [&](const std::string& dir) { io::save_weights(dir, specs, draw, io::WeightFormat::Safetensors, shard_bytes); },
@@ -97,7 +98,7 @@ Command add_init(CLI::App& app) {
   config->excludes(preset);
   cmd->add_option("--tokenizer", a->tokenizer, "Folder with tokenizer.model (+ tokenizer_config.json)")->required();
   cmd->add_option("--out", a->out, "Model folder to write")->required();
-  cmd->add_flag("--overwrite", a->overwrite, "Write into --out even if it holds files (its old weights are removed)");
+  cmd->add_flag("--overwrite", a->overwrite, "Write into --out even if it holds files (its old weights are replaced)");
   cmd->add_option("--seed", a->seed, "Seed of the initial weights")->capture_default_str();
   cmd->add_option("--dtype", a->dtype, "bfloat16 | float16 | float32 (the values are drawn in float32)")
       ->capture_default_str();

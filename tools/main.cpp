@@ -1,6 +1,7 @@
 // The qalign command: one binary, a subcommand per job.
 #include <CLI/CLI.hpp>
 
+#include <csignal>
 #include <iostream>
 #include <vector>
 
@@ -10,6 +11,9 @@
 
 int main(int argc, char** argv) {
   using namespace qalign;
+  // A file-size limit (ulimit -f, a file system's largest file) then fails the write with EFBIG,
+  // reported naming the file and cleaned up, instead of killing the process mid-file.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"qalign: train, evaluate, score and export Q-Align / OneAlign visual scorers"};
   app.require_subcommand(1);
   bool quiet = false, verbose = false;

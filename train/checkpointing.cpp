@@ -7,12 +7,15 @@
 #include <charconv>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "qalign/base/atomic_file.h"
 #include "qalign/base/error.h"
 #include "qalign/base/json_file.h"
 #include "qalign/base/log.h"
+#include "qalign/base/text.h"
 #include "qalign/io/checkpoint.h"
+#include "qalign/io/output_guard.h"
 #include "qalign/io/safetensors.h"
 #include "qalign/preprocessor_config.h"
 #include "train/optimizer_shards.h"
@@ -88,23 +91,64 @@ void write_model_folder(const std::string& dir, const io::StateDict& weights, co
       model_config, side_files);
 }
 
+namespace {
+
+// A model folder's files that say which weights it holds: moved in last, so that until then a
+// loader finds the old weights whole, and from then on the new ones.
+bool names_the_weights(const std::string& name) {
+  return name == "model.safetensors" || name == "pytorch_model.bin" || name == "config.json" ||
+         ends_with(name, ".index.json");
+}
+
+// Moves every file of `staging` into `dir` (renames: no space needed), then removes the weight
+// files of `dir` that the new ones do not replace.
+void move_into(const fs::path& staging, const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(staging)) names.push_back(e.path().filename().string());
+  std::stable_partition(names.begin(), names.end(), [](const std::string& n) { return !names_the_weights(n); });
+  for (const auto& n : names) fs::rename(staging / n, dir / n);
+  io::remove_weight_files(dir.string(), std::set<std::string>(names.begin(), names.end()));
+  fs::remove(staging);
+  sync_folder(dir);
+}
+
+// Removes the staging folder unless its files were moved into place.
+struct StagingFolder {
+  fs::path path;
+  bool moved = false;
+  ~StagingFolder() {
+    std::error_code ec;
+    if (!moved) fs::remove_all(path, ec);
+  }
+};
+
+}  // namespace
+
 void write_model_folder(const std::string& dir, const std::function<void(const std::string&)>& write_weights,
                         const nlohmann::json& model_config, const ModelSideFiles& side_files) {
+  // Everything is written into a staging folder inside `dir` first, and moved in once all of it is
+  // on disk: a write that fails (the disk fills) leaves the folder as it was, old weights included.
   fs::create_directories(dir);
-  write_weights(dir);
-  io::write_file_atomic((fs::path(dir) / "config.json").string(), model_config.dump(2) + "\n");
-  for (const auto& [name, bytes] : side_files) io::write_file_atomic((fs::path(dir) / name).string(), bytes);
+  StagingFolder staging{fs::path(dir) / ".qalign-partial"};
+  fs::remove_all(staging.path);  // a killed earlier write's
+  fs::create_directories(staging.path);
+  write_weights(staging.path.string());
+  io::write_file_atomic((staging.path / "config.json").string(), model_config.dump(2) + "\n");
+  for (const auto& [name, bytes] : side_files) io::write_file_atomic((staging.path / name).string(), bytes);
   // The processor must crop to this model's image size; a tokenizer's folder borrowed from a model
   // of another size (qalign init) brings another, and a folder without one gets CLIP's.
   const int64_t size = model_config.at("visual_config").at("visual_model").at("image_size").get<int64_t>();
-  const auto processor = fs::path(dir) / "preprocessor_config.json";
+  const auto processor = staging.path / "preprocessor_config.json";
   bool consistent = fs::exists(processor);
   try {
-    if (consistent) check_preprocessor_config(dir, size);
+    if (consistent) check_preprocessor_config(staging.path.string(), size);
   } catch (const Error&) {
     consistent = false;
   }
   if (!consistent) io::write_file_atomic(processor.string(), clip_preprocessor_config(size).dump(2) + "\n");
+  sync_folder(staging.path);
+  move_into(staging.path, dir);
+  staging.moved = true;
 }
 
 void write_checkpoint(const std::string& dir, const CheckpointContents& c) {

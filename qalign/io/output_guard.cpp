@@ -39,11 +39,12 @@ bool same_file(const std::string& a, const std::string& b) {
   return fs::equivalent(a, b, ec) && !ec;
 }
 
-void remove_weight_files(const std::string& dir) {
+void remove_weight_files(const std::string& dir, const std::set<std::string>& keep) {
   static const std::regex weights(R"((model|pytorch_model)(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?)");
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec))
-    if (entry.is_regular_file() && std::regex_match(entry.path().filename().string(), weights))
+    if (entry.is_regular_file() && std::regex_match(entry.path().filename().string(), weights) &&
+        !keep.count(entry.path().filename().string()))
       fs::remove(entry.path());
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // What qalign may write over. Every output is new, or recognisably qalign's own output of the
 // same job, or replaced only when the user passes the override the message names.
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,9 +21,10 @@ void require_new_file(const std::string& path, const std::string& option, bool o
 // Whether `a` and `b` name the same existing file (hard links and symlinks included).
 bool same_file(const std::string& a, const std::string& b);
 
-// Removes the weight files and their index from a model folder, so that weights written next
-// cannot sit beside older ones that a loader would prefer (model.safetensors wins over shards).
-void remove_weight_files(const std::string& dir);
+// Removes the weight files and their index from a model folder, but those named in `keep`, so
+// that older weights cannot sit beside new ones that a loader would pass over (model.safetensors
+// wins over shards).
+void remove_weight_files(const std::string& dir, const std::set<std::string>& keep = {});
 
 // An exclusive lock on `<target>.lock` (or `lock_file`) while one job writes `target`: a second
 // job fails at once naming the process (pid and host) that holds it, instead of repeating the work

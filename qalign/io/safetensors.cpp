@@ -54,7 +54,7 @@ TensorInfo parse_entry(const std::string& path, const std::string& name, const n
   if (t.end > data_size)
     fail(path, name,
          "data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) + "] run past the data section (" +
-             std::to_string(data_size) + " bytes)");
+             std::to_string(data_size) + " bytes): the file is truncated or its header is wrong");
   // Overflow-safe numel * element size.
   unsigned __int128 bytes_needed = c10::elementSize(dtype);
   for (auto d : t.shape) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The released model's full size (owl2-7b: 8.2 B parameters, 32 decoder layers, ViT-L/14 at 448 px)
 # on this CPU: a bf16 checkpoint in 5 GB shards from `qalign init`, then `qalign score` on a real
-# photograph from it (bf16, and int8 weights). Wall time and peak resident set of each step come from
+# photograph from it (bf16, and int8 and int4 weights). Wall time and peak resident set of each step come from
 # GNU time; results.md holds the figures of a dated run.
 #   experiments/full-size-cpu/run.sh [WORK_DIR]   (default /tmp/qalign-full-size; ~17 GB of disk)
 # Needs a build (scripts/test.sh or cmake --build build) and ~18 GB of free memory.
@@ -26,4 +26,5 @@ D=/usr/share/doc/opencv-doc/examples/data
 measure export "$Q" export --checkpoint "$W/model" --out "$W/export" --dtype bfloat16 --overwrite
 measure score-1-photo "$Q" score --model "$W/model" --dtype bfloat16 --batch-size 1 "$D/baboon.jpg"
 measure score-int8 "$Q" score --model "$W/model" --dtype bfloat16 --quantize int8 --batch-size 1 "$D/baboon.jpg"
+measure score-int4 "$Q" score --model "$W/model" --dtype bfloat16 --quantize int4 --batch-size 1 "$D/baboon.jpg"
 grep -h "scored" "$W"/score-*.log

@@ -1,5 +1,7 @@
 #include "qalign/model/quantized_weight.h"
 
+#include <algorithm>
+
 #include "qalign/base/error.h"
 
 namespace qalign::model {
@@ -95,6 +97,28 @@ class Fp8Weight : public QuantizedWeight {
   torch::Tensor q_, scales_;  // [out,in] float8 e4m3, [out] float32
 };
 
+// Rows [n, in] of a weight in int4: the packed codes and [n, in/group, 2] bfloat16 scales and zeros.
+std::pair<torch::Tensor, torch::Tensor> int4_rows(const torch::Tensor& w, int64_t group_size) {
+  const auto dtype = torch::kBFloat16;
+  const int64_t n = w.size(0), in = w.size(1);
+  const auto groups = w.to(torch::kFloat32).reshape({-1, group_size});
+  const auto lo = groups.amin(1, true), hi = groups.amax(1, true);
+  const auto scales = ((hi - lo).clamp_min(1e-6) / 15.0).to(dtype).to(torch::kFloat32);
+  // The kernel reads w = (q - 8)·scale + zero, so zero is the group's value at code 8.
+  const auto zeros = (lo + scales * 8.0).to(dtype).to(torch::kFloat32);
+  const auto codes = ((groups - (zeros - scales * 8.0)) / scales).round().clamp(0, 15).to(torch::kInt32);
+  const auto grid = codes.reshape({n, in});
+  // On a GPU: two codes a byte (the first in the high half), tiled for tinygemm (8 inner k-tiles).
+  auto packed = w.is_cuda() ? at::_convert_weight_to_int4pack(grid.slice(1, 0, in, 2)
+                                                                  .bitwise_left_shift(4)
+                                                                  .bitwise_or(grid.slice(1, 1, in, 2))
+                                                                  .to(torch::kUInt8)
+                                                                  .contiguous(),
+                                                              8)
+                            : at::_convert_weight_to_int4pack_for_cpu(grid.contiguous(), 1);
+  return {packed, torch::cat({scales.reshape({n, -1, 1}), zeros.reshape({n, -1, 1})}, 2).to(dtype)};
+}
+
 }  // namespace
 
 int64_t quantized_bytes(int64_t out, int64_t in, const std::string& mode, int64_t group_size) {
@@ -107,11 +131,20 @@ int64_t quantized_bytes(int64_t out, int64_t in, const std::string& mode, int64_
 std::shared_ptr<QuantizedWeight> quantize_int8(const torch::Tensor& w) {
   const auto dtype = torch::kBFloat16;
   torch::NoGradGuard g;
-  const auto w32 = w.to(torch::kFloat32);
-  // An all-zero row keeps a positive scale (its codes are all 0).
-  const auto scales = (w32.abs().amax(1) / 127.0).clamp_min(1e-12).to(dtype);
-  const auto q = (w32 / scales.to(torch::kFloat32).unsqueeze(1)).round().clamp(-127, 127).to(torch::kInt8);
-  return std::make_shared<Int8Weight>(q.contiguous(), scales.contiguous());
+  auto q = torch::empty(w.sizes(), w.options().dtype(torch::kInt8));
+  auto scales = torch::empty({w.size(0)}, w.options().dtype(dtype));
+  // A block of rows at a time: the float32 temporaries stay small beside the weight, which
+  // matters when each weight is quantised while a full-size model loads.
+  constexpr int64_t kRows = 256;
+  for (int64_t r = 0; r < w.size(0); r += kRows) {
+    const int64_t n = std::min(kRows, w.size(0) - r);
+    const auto w32 = w.narrow(0, r, n).to(torch::kFloat32);
+    // An all-zero row keeps a positive scale (its codes are all 0).
+    const auto s = (w32.abs().amax(1) / 127.0).clamp_min(1e-12).to(dtype);
+    scales.narrow(0, r, n).copy_(s);
+    q.narrow(0, r, n).copy_((w32 / s.to(torch::kFloat32).unsqueeze(1)).round().clamp(-127, 127));
+  }
+  return std::make_shared<Int8Weight>(q, scales);
 }
 
 std::shared_ptr<QuantizedWeight> quantize_int8_dynamic(const torch::Tensor& w) {
@@ -126,27 +159,19 @@ std::shared_ptr<QuantizedWeight> quantize_int8_dynamic(const torch::Tensor& w) {
 }
 
 std::shared_ptr<QuantizedWeight> quantize_int4(const torch::Tensor& w, int64_t group_size) {
-  const auto dtype = torch::kBFloat16;
   torch::NoGradGuard g;
-  const int64_t out = w.size(0), in = w.size(1);
-  const auto groups = w.to(torch::kFloat32).reshape({-1, group_size});
-  const auto lo = groups.amin(1, true), hi = groups.amax(1, true);
-  const auto scales = ((hi - lo).clamp_min(1e-6) / 15.0).to(dtype).to(torch::kFloat32);
-  // The kernel reads w = (q - 8)·scale + zero, so zero is the group's value at code 8.
-  const auto zeros = (lo + scales * 8.0).to(dtype).to(torch::kFloat32);
-  const auto codes = ((groups - (zeros - scales * 8.0)) / scales).round().clamp(0, 15).to(torch::kInt32);
-  const auto grid = codes.reshape({out, in});
-  // On a GPU: two codes a byte (the first in the high half), tiled for tinygemm (8 inner k-tiles).
-  const auto packed = w.is_cuda() ? at::_convert_weight_to_int4pack(grid.slice(1, 0, in, 2)
-                                                                        .bitwise_left_shift(4)
-                                                                        .bitwise_or(grid.slice(1, 1, in, 2))
-                                                                        .to(torch::kUInt8)
-                                                                        .contiguous(),
-                                                                    8)
-                                  : at::_convert_weight_to_int4pack_for_cpu(grid.contiguous(), 1);
-  const auto scales_and_zeros =
-      torch::cat({scales.reshape({out, -1, 1}), zeros.reshape({out, -1, 1})}, 2).transpose(0, 1).contiguous().to(dtype);
-  return std::make_shared<Int4Weight>(packed, group_size, scales_and_zeros);
+  const int64_t out = w.size(0);
+  // On the CPU a block of rows at a time (its packing is row by row), so the float32 and int32
+  // temporaries stay small while a full-size model loads; a GPU packs the whole weight at once.
+  const int64_t block = w.is_cuda() ? out : 256;
+  std::vector<torch::Tensor> packed, scales_and_zeros;
+  for (int64_t r = 0; r < out; r += block) {
+    auto [p, sz] = int4_rows(w.narrow(0, r, std::min(block, out - r)), group_size);
+    packed.push_back(std::move(p));
+    scales_and_zeros.push_back(std::move(sz));
+  }
+  return std::make_shared<Int4Weight>(torch::cat(packed), group_size,
+                                      torch::cat(scales_and_zeros).transpose(0, 1).contiguous());
 }
 
 std::shared_ptr<QuantizedWeight> quantize_fp8(const torch::Tensor& w) {

@@ -10,6 +10,8 @@
 #   parity        the model parity tests on CUDA
 #   golden-step   the authors' golden training step through the Trainer on CUDA (float32, tf32 off)
 #   bench-score   owl2-7b scoring, bf16, batch 1, 8, 64
+#   bench-quantize the same with the language model's linears in int4, fp8 and int8 (--quantize):
+#                 images/s and peak memory per mode, bf16's beside them
 #   train         qalign train on owl2-7b-4l, bf16, ZeRO-2 under NCCL, micro-batch 32, 30 steps
 #   plan          qalign plan for that run beside its measured peak
 #   zero-resume   ZeRO-2 saved at step 3 and resumed: bitwise against the uninterrupted run
@@ -43,6 +45,7 @@ if [ "$DRY" = 1 ]; then
   BUILD=${QALIGN_BUILD_DIR:-build}
   DEVICE=cpu BACKEND=gloo
   SCORE_ARGS="--preset tiny --dtype float32 --batch-sizes 1,2 --repeats 2 --warmup 1"
+  QUANT_ARGS="--preset tiny --dtype bfloat16 --group-size 32 --batch-sizes 1,2 --repeats 1 --warmup 0" QUANT_MODES="int4 int8"
   TRAIN_MODEL=tests/fixtures/qalign-tiny/model TRAIN_RECIPE=tests/fixtures/train/tiny_recipe.yaml TRAIN_BATCH=2 TRAIN_STEPS=3
   BENCH_TRAIN_ARGS="--preset tiny --batch-size 2 --repeats 2 --warmup 1"
   ZERO3_PRESET=tiny ZERO3_BATCH=2
@@ -50,6 +53,7 @@ else
   BUILD=build-device
   DEVICE=cuda BACKEND=nccl
   SCORE_ARGS="--preset owl2-7b --dtype bfloat16 --batch-sizes 1,8,64"
+  QUANT_ARGS="--preset owl2-7b --dtype bfloat16 --batch-sizes 1,8,64 --repeats 2 --warmup 1" QUANT_MODES="int4 fp8 int8"
   TRAIN_MODEL=owl2-7b-4l TRAIN_RECIPE=configs/onealign.yaml TRAIN_BATCH=32 TRAIN_STEPS=30
   BENCH_TRAIN_ARGS="--preset owl2-7b-4l --dtype bfloat16 --batch-size 32 --gradient-checkpointing --optim adamw_torch_fused"
   ZERO3_PRESET=owl2-7b-8l ZERO3_BATCH=8
@@ -139,6 +143,41 @@ bench_json() {
 bench_score() { bench_json bench-score score --device "$DEVICE" $SCORE_ARGS; }
 # shellcheck disable=SC2086
 bench_train() { bench_json bench-train train-step --device "$DEVICE" $BENCH_TRAIN_ARGS; }
+
+# One bench score per --quantize mode (each mode's figures are kept as soon as it has run, so a
+# timeout keeps the modes before it), with bench-score's bf16 figures as the baseline.
+bench_quantize() {
+  local mode rc=0
+  for mode in $QUANT_MODES; do
+    # shellcheck disable=SC2086
+    if ! bench_json "bench-quantize-$mode" score --device "$DEVICE" $QUANT_ARGS --quantize "$mode" > /dev/null; then
+      echo "--quantize $mode failed:"
+      tail -5 "$S/bench-quantize-$mode.bench.err"
+      rc=1
+      continue
+    fi
+    python3 - "$S/bench-quantize-$mode.bench.json" "$mode" "$S/bench-quantize.figures" <<'PY'
+import json, sys
+path, mode, figures = sys.argv[1:4]
+b = json.load(open(path))
+with open(figures, "a") as f:
+    for row in b["batches"]:
+        f.write(f"{mode}_images_per_s_batch{row['batch_size']}\t{row['images_per_s']}\n")
+    f.write(f"{mode}_peak_allocated\t{b['memory'][0]['peak_allocated']}\n")
+    f.write(f"{mode}_peak_reserved\t{b['memory'][0]['peak_reserved']}\n")
+print(mode, [(r["batch_size"], round(r["images_per_s"], 2)) for r in b["batches"]], b["memory"][0])
+PY
+  done
+  [ -f "$S/bench-score.bench.json" ] && python3 - "$S/bench-score.bench.json" "$S/bench-quantize.figures" <<'PY'
+import json, sys
+b = json.load(open(sys.argv[1]))
+with open(sys.argv[2], "a") as f:
+    for row in b["batches"]:
+        f.write(f"{b['dtype']}_images_per_s_batch{row['batch_size']}\t{row['images_per_s']}\n")
+    f.write(f"{b['dtype']}_peak_reserved\t{b['memory'][0]['peak_reserved']}\n")
+PY
+  return $rc
+}
 
 # Records over the fixtures' pictures (and the bundle's photographs), decoded by the loader's
 # workers every step, or text-only ones where this build has no OpenCV.
@@ -249,10 +288,10 @@ PY
 }
 
 # The stages run in child shells (under timeout), which see these.
-export Q T S OUT BUNDLE DEVICE BACKEND DRY OPENCV BUILD SCORE_ARGS BENCH_TRAIN_ARGS TRAIN_MODEL TRAIN_RECIPE TRAIN_BATCH \
-  TRAIN_STEPS ZERO3_PRESET ZERO3_BATCH
-export -f figure build gtest_figures parity golden_step decode bench_json bench_score bench_train train_records train plan \
-  zero_resume zero3_offload
+export Q T S OUT BUNDLE DEVICE BACKEND DRY OPENCV BUILD SCORE_ARGS QUANT_ARGS QUANT_MODES BENCH_TRAIN_ARGS TRAIN_MODEL \
+  TRAIN_RECIPE TRAIN_BATCH TRAIN_STEPS ZERO3_PRESET ZERO3_BATCH
+export -f figure build gtest_figures parity golden_step decode bench_json bench_score bench_quantize bench_train \
+  train_records train plan zero_resume zero3_offload
 echo "device check $(date -u +%Y-%m-%dT%H:%M:%SZ): dry=$DRY quick=$QUICK budget=${BUDGET}s scratch=$S" | tee -a "$LOG"
 stage build $([ "$DRY" = 1 ] && echo 10 || echo 170) build
 if [ -x "$Q" ] && [ -x "$T" ]; then
@@ -260,6 +299,7 @@ if [ -x "$Q" ] && [ -x "$T" ]; then
   stage golden-step 60 golden_step
   stage bench-score 70 bench_score
   if [ "$QUICK" = 0 ]; then
+    stage bench-quantize 60 bench_quantize
     stage train 100 train
     stage plan 20 plan
     stage zero-resume 60 zero_resume

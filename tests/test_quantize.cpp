@@ -9,6 +9,8 @@
 #include <sstream>
 
 #include "data/preprocess.h"
+#include "qalign/io/load_target.h"
+#include "qalign/io/lora_folder.h"
 #include "qalign/io/weights.h"
 #include "qalign/model/quantize.h"
 #include "qalign/model/quantized_weight.h"
@@ -23,7 +25,8 @@ namespace {
 // fixture is a random tiny model (inputs 64 and 128 wide, weights N(0, 0.02)), where each
 // layer's rounding error is a far larger share of its output than in a trained model at full size.
 // Measured on this CPU (the kernels take bfloat16 activations): at most int8 0.006, int4 in
-// groups of 32 0.06 / 0.12, of 64 0.05 / 0.08.
+// groups of 32 0.06 / 0.12, of 64 0.05 / 0.08; int8dyn (int8 activations, one scale per call)
+// 0.007 / 0.017.
 // The bounds are twice that, for other CPUs' kernels (sums in another order).
 struct Mode {
   std::string flags;
@@ -32,6 +35,7 @@ struct Mode {
 };
 const std::vector<Mode>& modes() {
   static const std::vector<Mode> m = {{"--quantize int8", {"int8", 128}, 6e-3, 1.2e-2},
+                                      {"--quantize int8dyn", {"int8dyn", 128}, 1.4e-2, 3.4e-2},
                                       {"--quantize int4 --group-size 32", {"int4", 32}, 0.12, 0.25},
                                       {"--quantize int4 --group-size 64", {"int4", 64}, 0.12, 0.25}};
   return m;
@@ -73,6 +77,11 @@ std::vector<torch::Tensor> eight_pictures(int64_t size) {
     if (out.size() < 8) out.push_back(p.flip(-2).unsqueeze(0));
   }
   return out;
+}
+
+torch::Tensor probs_of(Scorer scorer) {
+  const auto pictures = eight_pictures(scorer.image_size());
+  return scorer.score(pictures, Task::kQuality, Media::kImage).probs;
 }
 
 std::string failure_of(const std::string& args) {
@@ -123,6 +132,55 @@ TEST(Quantize, AModelLoadedTwiceScoresBitwiseTheSame) {
     }
 }
 
+// Quantising each weight as it is read (io::LoadTarget) gives the model that quantising after a
+// plain load gives, bitwise: plain folders and LoRA folders merged at load.
+TEST(Quantize, QuantisingWhileLoadingEqualsQuantisingAfterTheLoad) {
+  const auto lora = test::fixture("qalign-lora/q-align-tiny-lora");
+  for (const auto& mode : modes())
+    for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+      const auto while_loading = probs_of(
+          Scorer(io::load_pretrained(tiny_model(), dtype, torch::kCPU, mode.options), Tokenizer(tiny_model())));
+      EXPECT_TRUE(torch::equal(while_loading, probs_of(quantized_scorer(mode.options, dtype))))
+          << mode.flags << " " << dtype;
+      auto merged = io::load_pretrained_with_lora(tiny_model(), lora, dtype);
+      model::quantize_linears(merged, mode.options);
+      const auto lora_while_loading =
+          probs_of(Scorer(io::load_pretrained_with_lora(tiny_model(), lora, dtype, torch::kCPU, mode.options),
+                          Tokenizer(tiny_model())));
+      EXPECT_TRUE(torch::equal(lora_while_loading, probs_of(Scorer(merged, Tokenizer(tiny_model())))))
+          << "--lora " << mode.flags << " " << dtype;
+      EXPECT_FALSE(torch::equal(lora_while_loading, while_loading)) << "the LoRA folder changed nothing";
+    }
+}
+
+// The shards are read in pieces (16 MiB at full size): a weight is quantised once all its pieces
+// are in, whatever their size, and one left incomplete is an error naming it.
+TEST(Quantize, LoadTargetQuantisesEachWeightOnceAllItsPiecesAreIn) {
+  const auto weights = io::state_dict(*io::load_pretrained(tiny_model()));
+  const model::QuantizeOptions int8{"int8", 128};
+  auto load_in_pieces = [&](const std::string& skip_last_piece_of) {
+    io::LoadTarget target(io::checked_config(tiny_model()), torch::TensorOptions(), int8);
+    for (const auto& [name, t] : weights) {
+      const auto flat = t.reshape({-1});
+      const int64_t piece = 100, n = flat.numel();
+      for (int64_t at = 0; at < n; at += piece)
+        if (!(name == skip_last_piece_of && at + piece >= n))
+          target.put(name, flat.narrow(0, at, std::min(piece, n - at)), at);
+    }
+    return target.finish("pieces");
+  };
+  EXPECT_TRUE(
+      torch::equal(probs_of(Scorer(load_in_pieces(""), Tokenizer(tiny_model()))), probs_of(quantized_scorer(int8))));
+  const std::string q = "model.layers.1.self_attn.q_proj.weight";
+  try {
+    load_in_pieces(q);
+    ADD_FAILURE() << "an incomplete weight was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find(q), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("pieces"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Quantize, BatchOfEightEqualsEightSingleImages) {
   for (const auto& mode : modes()) {
     auto scorer = quantized_scorer(mode.options);
@@ -137,19 +195,24 @@ TEST(Quantize, BatchOfEightEqualsEightSingleImages) {
 }
 
 TEST(Quantize, OnlyTheLanguageModelsLinearsLoseTheirFloatWeights) {
-  auto m = io::load_pretrained(tiny_model());
-  model::quantize_linears(m, {"int8", 128});
-  const auto params = m->named_parameters();
-  for (const char* gone :
-       {"model.layers.0.self_attn.q_proj.weight", "model.layers.1.self_attn.k_proj.multiway.1.weight",
-        "model.layers.0.self_attn.v_proj.multiway.0.weight", "model.layers.1.self_attn.o_proj.weight",
-        "model.layers.0.mlp.gate_proj.weight", "model.layers.0.mlp.up_proj.weight",
-        "model.layers.1.mlp.down_proj.weight"})
-    EXPECT_EQ(params.find(gone), nullptr) << gone;
-  for (const char* kept : {"lm_head.weight", "model.embed_tokens.weight", "model.norm.weight",
-                           "model.layers.0.input_layernorm.multiway.1.weight"})
-    EXPECT_NE(params.find(kept), nullptr) << kept;
-  EXPECT_TRUE(m->model->layers[0]->as<model::LlamaDecoderLayerImpl>()->self_attn->q_proj->quantized);
+  const model::QuantizeOptions int8{"int8", 128};
+  auto after = io::load_pretrained(tiny_model());
+  model::quantize_linears(after, int8);
+  for (auto m : {after, io::load_pretrained(tiny_model(), torch::kFloat32, torch::kCPU, int8)}) {
+    const auto params = m->named_parameters();
+    for (const char* gone :
+         {"model.layers.0.self_attn.q_proj.weight", "model.layers.1.self_attn.k_proj.multiway.1.weight",
+          "model.layers.0.self_attn.v_proj.multiway.0.weight", "model.layers.1.self_attn.o_proj.weight",
+          "model.layers.0.mlp.gate_proj.weight", "model.layers.0.mlp.up_proj.weight",
+          "model.layers.1.mlp.down_proj.weight"})
+      EXPECT_EQ(params.find(gone), nullptr) << gone;
+    for (const char* kept : {"lm_head.weight", "model.embed_tokens.weight", "model.norm.weight",
+                             "model.layers.0.input_layernorm.multiway.1.weight"})
+      EXPECT_NE(params.find(kept), nullptr) << kept;
+    // Linears outside the language model keep float weights with storage of their own.
+    for (const auto& p : params) EXPECT_FALSE(p.value().is_meta()) << p.key();
+    EXPECT_TRUE(m->model->layers[0]->as<model::LlamaDecoderLayerImpl>()->self_attn->q_proj->quantized);
+  }
 }
 
 TEST(Quantize, Int8ProductIsTheRoundedWeightsProduct) {
@@ -232,4 +295,58 @@ TEST(QuantizeCli, EvalRecordsTheModeAndKeepsItsPredictionsApart) {
   EXPECT_EQ(test::read_jsonl(out + "/predictions.jsonl").size(), 3u);
   EXPECT_NE(test::run_command(eval, &log), 0) << log;
   EXPECT_NE(log.find("describes differently"), std::string::npos) << log;
+}
+
+namespace {
+
+// The bytes a loaded model holds: its tensors and its quantised weights.
+int64_t held_bytes(model::Owl2ForCausalLM& m) {
+  int64_t bytes = 0;
+  for (const auto& p : m->parameters()) bytes += static_cast<int64_t>(p.nbytes());
+  for (const auto& b : m->buffers()) bytes += static_cast<int64_t>(b.nbytes());
+  for (const auto& item : m->named_modules())
+    if (auto* lin = item.value()->as<model::LinearImpl>(); lin && lin->quantized) bytes += lin->quantized->bytes();
+  return bytes;
+}
+
+// "--dtype bfloat16 --quantize int4 --group-size 64" -> the model those options load.
+model::Owl2ForCausalLM load_with_flags(const std::string& flags) {
+  std::map<std::string, std::string> o;
+  std::istringstream in(flags);
+  for (std::string key, value; in >> key >> value;) o[key] = value;  // --device cuda (fp8) is left out
+  model::QuantizeOptions q;
+  if (o.count("--quantize")) q.mode = o["--quantize"];
+  if (o.count("--group-size")) q.group_size = std::stoll(o["--group-size"]);
+  return io::load_pretrained(tiny_model(), o.at("--dtype") == "bfloat16" ? torch::kBFloat16 : torch::kFloat32,
+                             torch::kCPU, q);
+}
+
+}  // namespace
+
+// inspect and plan give the weights' memory per mode; each figure is what the model loaded with
+// that mode's options holds.
+TEST(QuantizeCli, InspectAndPlanShowTheWeightsMemoryOfEachMode) {
+  std::string out;
+  ASSERT_EQ(test::run_command(test::qalign_binary() + " inspect --json " + tiny_model(), &out), 0) << out;
+  const auto modes = nlohmann::json::parse(out)["weights_per_mode"];
+  std::vector<std::string> names;
+  for (const auto& m : modes) {
+    names.push_back(m["mode"].get<std::string>());
+    auto loaded = load_with_flags(m["flags"].get<std::string>());
+    EXPECT_EQ(m["bytes"].get<int64_t>(), held_bytes(loaded)) << m.dump();
+  }
+  // The tiny model's 64-wide inputs rule out groups of 128.
+  EXPECT_EQ(names, (std::vector<std::string>{"float32", "bfloat16", "int8", "int8dyn", "int4 (group 64)", "fp8"}));
+  EXPECT_LT(modes[4]["bytes"].get<int64_t>(), modes[2]["bytes"].get<int64_t>());
+  EXPECT_LT(modes[2]["bytes"].get<int64_t>(), modes[1]["bytes"].get<int64_t>());
+
+  ASSERT_EQ(test::run_command(test::qalign_binary() + " inspect " + tiny_model(), &out), 0) << out;
+  EXPECT_NE(out.find("--dtype bfloat16 --quantize int8"), std::string::npos) << out;
+  const std::string plan = "cd '" + test::source_dir() + "' && " + test::qalign_binary() +
+                           " plan --config tests/fixtures/train/tiny_recipe.yaml --nproc-per-node 1";
+  ASSERT_EQ(test::run_command(plan + " --json", &out), 0) << out;
+  const auto json_line = out.substr(out.find('{'), out.find('\n', out.find('{')) - out.find('{'));  // stderr follows
+  EXPECT_EQ(nlohmann::json::parse(json_line)["weights_per_mode"], modes);
+  ASSERT_EQ(test::run_command(plan, &out), 0) << out;
+  EXPECT_NE(out.find("--quantize int4 --group-size 64"), std::string::npos) << out;
 }

@@ -7,8 +7,21 @@
 #include "qalign/scorer.h"
 #include "tools/bench.h"
 #include "tools/tokenizer_fit.h"
+#include "train/device.h"
 
 namespace qalign::tools::bench {
+
+namespace {
+
+// As bench train-step reports it: on a GPU the caching allocator's peaks since the model was
+// built, on the CPU the process's peak resident set.
+nlohmann::ordered_json memory_json(torch::Device device) {
+  const auto m = train::device_memory(device);
+  return nlohmann::ordered_json::array(
+      {{{"device", device.str()}, {"peak_allocated", m.peak_allocated}, {"peak_reserved", m.peak_reserved}}});
+}
+
+}  // namespace
 
 nlohmann::ordered_json score(const Common& c, const std::vector<int>& batch_sizes,
                              const model::QuantizeOptions& quantize) {
@@ -32,6 +45,9 @@ nlohmann::ordered_json score(const Common& c, const std::vector<int>& batch_size
   m->to(dtype);
   model::quantize_linears(m, quantize);
   Scorer scorer(m, std::move(tokenizer));
+  // The peaks below count the model as scored (quantised weights, not the floats they replaced).
+  train::release_cached_memory(device);
+  train::reset_peak_memory(device);
   const double per_image = model::forward_flops(config, 1, prompt_tokens, 1).total();
   const double peak = matmul_peak(device, dtype, c.warmup, c.repeats);
   const int64_t S = config.vision.image_size;
@@ -58,7 +74,8 @@ nlohmann::ordered_json score(const Common& c, const std::vector<int>& batch_size
           {"group_size", quantize.group_size},
           {"flops_per_image", per_image},
           {"peak_flops", peak},
-          {"batches", rows}};
+          {"batches", rows},
+          {"memory", memory_json(device)}};
 }
 
 }  // namespace qalign::tools::bench

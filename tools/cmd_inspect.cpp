@@ -1,11 +1,16 @@
-// qalign inspect PATH: what a checkpoint holds, without building a model.
+// qalign inspect PATH: what a checkpoint holds, without building a model; beside a config.json,
+// also the memory its weights take when scoring in each mode (float32, bfloat16, int8, int4).
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "qalign/io/checkpoint.h"
 #include "qalign/io/state_dict.h"
+#include "qalign/model/config.h"
 #include "tools/commands.h"
+#include "tools/mode_weights.h"
 
 namespace qalign::tools {
 
@@ -17,6 +22,15 @@ std::string shape_text(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
   return s + "]";
+}
+
+// config.json of the model folder that `path` is or lies in, when there is one.
+std::optional<model::ModelConfig> model_config(const std::string& path) {
+  namespace fs = std::filesystem;
+  const auto dir = fs::is_directory(path) ? fs::path(path) : fs::path(path).parent_path();
+  const auto config = dir / "config.json";
+  if (!fs::exists(config)) return std::nullopt;
+  return model::ModelConfig::from_json_file(config.string());
 }
 
 }  // namespace
@@ -36,8 +50,11 @@ Command add_inspect(CLI::App& app) {
               params += n;
               bytes += n * dtype_bytes(t.dtype);
             }
+            const auto config = model_config(*path);
             if (*json) {  // written entry by entry: a header may list a million tensors
-              std::cout << "{\"num_bytes\":" << bytes << ",\"num_parameters\":" << params << ",\"tensors\":[";
+              std::cout << "{\"num_bytes\":" << bytes << ",\"num_parameters\":" << params;
+              if (config) std::cout << ",\"weights_per_mode\":" << mode_weights_json(*config).dump();
+              std::cout << ",\"tensors\":[";
               for (size_t i = 0; i < tensors.size(); ++i)
                 std::cout << (i ? "," : "")
                           << nlohmann::json{{"name", tensors[i].name},
@@ -55,6 +72,7 @@ Command add_inspect(CLI::App& app) {
                           shape_text(t.shape).c_str());
             std::printf("%zu tensors, %llu parameters, %llu bytes\n", tensors.size(),
                         static_cast<unsigned long long>(params), static_cast<unsigned long long>(bytes));
+            if (config) std::cout << mode_weights_text(*config);
             return 0;
           }};
 }

@@ -1,6 +1,7 @@
 // qalign plan --config FILE --nproc-per-node N [--nnodes M] [--gpu-memory 80GiB] [--json]
 // [key=value ...]: the memory a training recipe needs per rank (train/plan.h), whether it fits
-// the device, and the cheapest change that makes it fit.
+// the device, and the cheapest change that makes it fit; and, for scoring, the memory the model's
+// weights take in each --dtype / --quantize mode.
 
 #include <filesystem>
 #include <iostream>
@@ -16,6 +17,7 @@
 #include "tools/byte_size.h"
 #include "tools/commands.h"
 #include "tools/int_range.h"
+#include "tools/mode_weights.h"
 #include "train/device.h"
 #include "train/plan.h"
 
@@ -58,11 +60,12 @@ int run_plan(const PlanArgs& a, const std::vector<std::string>& overrides) {
                                 {"device_transient", plan.device_transient},
                                 {"fits", plan.fits},
                                 {"max_micro_batch", plan.max_micro_batch},
-                                {"advice", plan.advice}}
+                                {"advice", plan.advice},
+                                {"weights_per_mode", mode_weights_json(model)}}
                      .dump()
               << "\n";
   else
-    std::cout << train::describe(plan) << "\n";
+    std::cout << train::describe(plan) << "\n" << mode_weights_text(model);
   if (a.nproc * a.nnodes == 1 && (config.zero_stage > 0 || config.offload_optimizer != "none"))
     std::cerr << "planned under qalign launch --nproc-per-node 1 (or torchrun): a single process started without a "
                  "launcher has no process group and trains at ZeRO stage 0 without offload\n";

@@ -58,6 +58,10 @@ double peak_memory_mib(torch::Device device) {
   return (device.is_cuda() ? device_memory(device).peak_reserved : static_cast<double>(peak_rss_bytes())) / (1 << 20);
 }
 
+void release_cached_memory(torch::Device device) {
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
+}
+
 void reset_peak_memory(torch::Device device) {
   if (device.is_cuda())
     c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());

@@ -21,6 +21,9 @@ struct DeviceMemory {
 };
 DeviceMemory device_memory(torch::Device device);
 void reset_peak_memory(torch::Device device);
+// Hands the CUDA caching allocator's unused blocks back to the GPU (nothing on the CPU), so that
+// peaks measured after it count what is held, not what was freed before.
+void release_cached_memory(torch::Device device);
 // What a run's metrics call its peak memory, MiB: on a GPU the caching allocator's peak reserved
 // bytes since the last reset_peak_memory (the training's, loading aside), on the CPU the
 // process's peak resident set.

@@ -9,6 +9,7 @@
 #include "qalign/base/json_file.h"
 #include "qalign/base/log.h"
 #include "qalign/base/text.h"
+#include "qalign/io/load_target.h"
 #include "qalign/io/safetensors.h"
 #include "qalign/io/torch_bin.h"
 #include "qalign/io/weights.h"
@@ -193,17 +194,15 @@ torch::Tensor MergedWeights::float32(const std::string& name) const {
 }
 
 model::Owl2ForCausalLM load_pretrained_with_lora(const std::string& model_dir, const std::string& lora_dir,
-                                                 torch::Dtype dtype, torch::Device device) {
-  if (lora_dir.empty()) return io::load_pretrained(model_dir, dtype, device);
+                                                 torch::Dtype dtype, torch::Device device,
+                                                 const model::QuantizeOptions& quantize) {
+  if (lora_dir.empty()) return io::load_pretrained(model_dir, dtype, device, quantize);
   const MergedWeights merged(model_dir, lora_dir);
-  model::Owl2ForCausalLM m = [&] {
-    model::SkipInitGuard uninitialised;  // every tensor is loaded below
-    return model::Owl2ForCausalLM(merged.config(), torch::TensorOptions().dtype(dtype).device(device));
-  }();
-  auto target = state_dict(*m);
-  torch::NoGradGuard no_grad;
-  for (const auto& [name, shape] : merged.tensors()) target.at(name).copy_(merged.float32(name));
-  m->eval();
+  LoadTarget target(merged.config(), torch::TensorOptions().dtype(dtype).device(device), quantize);
+  // Cast to the model's dtype first, as copying into a float model would, so that quantising
+  // here gives the same weights as quantising after the load.
+  for (const auto& [name, shape] : merged.tensors()) target.put(name, merged.float32(name).to(dtype).reshape({-1}), 0);
+  auto m = target.finish(model_dir);
   log::info("applied and merged the LoRA folder ", lora_dir);
   return m;
 }

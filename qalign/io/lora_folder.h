@@ -16,6 +16,7 @@
 #include "qalign/io/weight_reader.h"
 #include "qalign/model/lora.h"
 #include "qalign/model/owl2.h"
+#include "qalign/model/quantize.h"
 
 namespace qalign::io {
 
@@ -68,9 +69,11 @@ class MergedWeights {
 };
 
 // A model folder with a LoRA folder applied and merged (MergedWeights), cast to `dtype` on
-// `device` tensor by tensor. Without `lora_dir`, io::load_pretrained.
+// `device` tensor by tensor, the linears `quantize` names quantised as each merged weight is made
+// (io::LoadTarget). Without `lora_dir`, io::load_pretrained.
 model::Owl2ForCausalLM load_pretrained_with_lora(const std::string& model_dir, const std::string& lora_dir,
                                                  torch::Dtype dtype = torch::kFloat32,
-                                                 torch::Device device = torch::kCPU);
+                                                 torch::Device device = torch::kCPU,
+                                                 const model::QuantizeOptions& quantize = {});
 
 }  // namespace qalign::io

@@ -7,6 +7,7 @@
 #include "qalign/base/log.h"
 #include "qalign/io/checkpoint.h"
 #include "qalign/io/config_vs_weights.h"
+#include "qalign/io/load_target.h"
 
 namespace qalign::io {
 
@@ -83,22 +84,16 @@ model::ModelConfig checked_config(const std::string& dir) {
   return config;
 }
 
-model::Owl2ForCausalLM load_pretrained(const std::string& dir, torch::Dtype dtype, torch::Device device) {
+model::Owl2ForCausalLM load_pretrained(const std::string& dir, torch::Dtype dtype, torch::Device device,
+                                       const model::QuantizeOptions& quantize) {
   const auto config = checked_config(dir);
   const auto weights = io::resolve_weights(dir);
-  // Every parameter is loaded below (checked_config made sure), so none is drawn first.
-  model::Owl2ForCausalLM model = [&] {
-    model::SkipInitGuard uninitialised;
-    return model::Owl2ForCausalLM(config, torch::TensorOptions().dtype(dtype).device(device));
-  }();
-  auto target = state_dict(*model);
+  LoadTarget target(config, torch::TensorOptions().dtype(dtype).device(device), quantize);
   // Tensor by tensor, straight into the model's dtype and device: no second copy of the model.
-  torch::NoGradGuard no_grad;
   io::for_each_weight(weights, [&](const std::string& name, const torch::Tensor& part, int64_t offset) {
-    const auto it = target.find(name);
-    if (it != target.end()) it->second.view({-1}).narrow(0, offset, part.numel()).copy_(part);
+    target.put(name, part, offset);
   });
-  model->eval();
+  auto model = target.finish(weights);
   log::debug("loaded ", weights, ": ", count_parameters(*model), " parameters");
   return model;
 }

@@ -6,6 +6,7 @@
 
 #include "qalign/io/state_dict.h"
 #include "qalign/model/owl2.h"
+#include "qalign/model/quantize.h"
 
 namespace qalign::io {
 
@@ -21,8 +22,10 @@ void load_state_dict(torch::nn::Module& m, const StateDict& sd, const std::strin
 // the model it describes with the right shape (an error names the file and tensor otherwise).
 model::ModelConfig checked_config(const std::string& dir);
 
-// config.json + weights of a Hugging Face model folder.
+// config.json + weights of a Hugging Face model folder. With `quantize`, the linears it names are
+// quantised as their weights are read (io::LoadTarget): the same model as quantize_linears after a
+// plain load, bitwise, without ever holding those layers in floats.
 model::Owl2ForCausalLM load_pretrained(const std::string& dir, torch::Dtype dtype = torch::kFloat32,
-                                       torch::Device device = torch::kCPU);
+                                       torch::Device device = torch::kCPU, const model::QuantizeOptions& quantize = {});
 
 }  // namespace qalign::io

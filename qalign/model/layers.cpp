@@ -7,11 +7,15 @@ namespace qalign::model {
 
 namespace {
 thread_local bool skip_init = false;
+thread_local bool meta_linear_weights = false;
 bool materialised(const torch::TensorOptions& opts) { return opts.device().type() != torch::kMeta; }
 }  // namespace
 
 SkipInitGuard::SkipInitGuard() : previous_(skip_init) { skip_init = true; }
 SkipInitGuard::~SkipInitGuard() { skip_init = previous_; }
+
+MetaLinearWeightsGuard::MetaLinearWeightsGuard() : previous_(meta_linear_weights) { meta_linear_weights = true; }
+MetaLinearWeightsGuard::~MetaLinearWeightsGuard() { meta_linear_weights = previous_; }
 
 torch::Tensor normal_parameter(torch::nn::Module& m, const std::string& name, c10::IntArrayRef shape,
                                const torch::TensorOptions& opts) {
@@ -24,7 +28,7 @@ torch::Tensor normal_parameter(torch::nn::Module& m, const std::string& name, c1
 }
 
 LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias, const torch::TensorOptions& opts) {
-  weight = normal_parameter(*this, "weight", {out, in}, opts);
+  weight = normal_parameter(*this, "weight", {out, in}, meta_linear_weights ? opts.device(torch::kMeta) : opts);
   if (with_bias) bias = register_parameter("bias", torch::zeros({out}, opts));
 }
 
@@ -38,6 +42,13 @@ void LinearImpl::use_quantized(std::shared_ptr<QuantizedWeight> q) {
   quantized = std::move(q);
   parameters_.erase("weight");
   weight = torch::Tensor();
+}
+
+void LinearImpl::set_weight(const torch::Tensor& w) {
+  TORCH_CHECK(w.sizes() == weight.sizes(), "set_weight: shape ", w.sizes(), ", expected ", weight.sizes());
+  auto t = w;
+  t.set_requires_grad(weight.requires_grad());  // as register_parameter made the one it replaces
+  weight = parameters_["weight"] = t;
 }
 
 LayerNormImpl::LayerNormImpl(int64_t dim, double eps_, const torch::TensorOptions& opts) : eps(eps_) {

@@ -37,6 +37,8 @@ class LinearImpl : public torch::nn::Module {
   // From now on the product uses `q` (qalign/model/quantize.h): the float weight is dropped and
   // no longer a parameter, so its memory is freed and nothing trains or saves it.
   void use_quantized(std::shared_ptr<QuantizedWeight> q);
+  // Replaces a weight built without storage (under a MetaLinearWeightsGuard) by `w`.
+  void set_weight(const torch::Tensor& w);
   torch::Tensor weight, bias;
   std::shared_ptr<LoraAdapter> lora;
   std::shared_ptr<QuantizedWeight> quantized;
@@ -79,6 +81,20 @@ class SkipInitGuard {
   ~SkipInitGuard();
   SkipInitGuard(const SkipInitGuard&) = delete;
   SkipInitGuard& operator=(const SkipInitGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// While one is alive on this thread, a Linear's weight is built on the meta device (shape and
+// dtype, no storage): a loader that quantises weights as it reads them never holds the float
+// weights of those layers all at once, and gives the others storage (set_weight).
+class MetaLinearWeightsGuard {
+ public:
+  MetaLinearWeightsGuard();
+  ~MetaLinearWeightsGuard();
+  MetaLinearWeightsGuard(const MetaLinearWeightsGuard&) = delete;
+  MetaLinearWeightsGuard& operator=(const MetaLinearWeightsGuard&) = delete;
 
  private:
   bool previous_;

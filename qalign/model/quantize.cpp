@@ -16,10 +16,15 @@ std::vector<std::pair<std::string, LinearImpl*>> language_linears(Owl2ForCausalL
 }
 
 void check_layer(const std::string& name, const LinearImpl& lin, const QuantizeOptions& o) {
-  if (lin.weight.device().type() != torch::kCPU)
-    fail("--quantize", "", o.mode + " runs on the CPU only; " + name + " is on " + lin.weight.device().str());
-  if (o.mode != "int4") return;
   const int64_t out = lin.weight.size(0), in = lin.weight.size(1);
+  const bool gpu = lin.weight.is_cuda();
+  if (o.mode == "int8dyn" && gpu)
+    fail("--quantize", "", "int8dyn (fbgemm) runs on the CPU only; " + name + " is on a GPU");
+  if (o.mode == "fp8" && (in % 16 != 0 || out % 16 != 0))
+    fail("--quantize", "",
+         "fp8 needs input and output widths that are multiples of 16; " + name + " is " + std::to_string(in) + " to " +
+             std::to_string(out));
+  if (o.mode != "int4") return;
   if (in % o.group_size != 0)
     fail("--group-size", "",
          std::to_string(o.group_size) + " does not divide the input width " + std::to_string(in) + " of " + name +
@@ -27,31 +32,39 @@ void check_layer(const std::string& name, const LinearImpl& lin, const QuantizeO
   if (out % 16 != 0)
     fail("--quantize", "",
          "int4 needs output widths that are multiples of 16; " + name + " has " + std::to_string(out));
+  if (gpu && in % 128 != 0)
+    fail("--quantize", "",
+         "int4 on a GPU needs input widths that are multiples of 128; " + name + " has " + std::to_string(in));
 }
 
 }  // namespace
 
 void check_quantize_options(const QuantizeOptions& o, const std::string& device) {
-  if (o.mode == "fp8")
-    fail("--quantize", "",
-         device == "cuda" ? "fp8 (per-row scales through _scaled_mm on a Hopper GPU) is not implemented yet; use int8 "
-                            "or int4 on the CPU"
-                          : "fp8 needs a Hopper GPU: this run is on the CPU; use int8 or int4");
-  if (o.mode != "none" && o.mode != "int8" && o.mode != "int4")
-    fail("--quantize", "", "expected none, int8 or int4, got " + o.mode);
-  if (o.mode != "none" && device != "cpu")
-    fail("--quantize", "", o.mode + " runs on the CPU only in this build (--device " + device + ")");
+  if (o.mode != "none" && o.mode != "int8" && o.mode != "int8dyn" && o.mode != "int4" && o.mode != "fp8")
+    fail("--quantize", "", "expected none, int8, int8dyn, int4 or fp8, got " + o.mode);
+  if (o.mode == "fp8" && device != "cuda")
+    fail("--quantize", "", "fp8 needs a Hopper GPU: this run is on the " + device + "; use int8 or int4");
+  if (o.mode == "int8dyn" && device != "cpu")
+    fail("--quantize", "", "int8dyn (fbgemm) runs on the CPU only (--device " + device + "); use int8 or fp8");
   if (o.group_size != 32 && o.group_size != 64 && o.group_size != 128)
     fail("--group-size", "", "expected 32, 64 or 128, got " + std::to_string(o.group_size));
 }
 
-void quantize_linears(Owl2ForCausalLM& m, const QuantizeOptions& o) {
-  if (o.mode == "none") return;
-  const auto linears = language_linears(m);
+std::vector<std::pair<std::string, LinearImpl*>> quantized_linears(Owl2ForCausalLM& m, const QuantizeOptions& o) {
+  if (o.mode == "none") return {};
+  auto linears = language_linears(m);
   for (const auto& [name, lin] : linears) check_layer(name, *lin, o);
-  for (const auto& [name, lin] : linears) {
-    lin->use_quantized(o.mode == "int8" ? quantize_int8(lin->weight) : quantize_int4(lin->weight, o.group_size));
-  }
+  return linears;
+}
+
+std::shared_ptr<QuantizedWeight> quantize_weight(const torch::Tensor& w, const QuantizeOptions& o) {
+  if (o.mode == "int8dyn") return quantize_int8_dynamic(w);
+  if (o.mode == "fp8") return quantize_fp8(w);
+  return o.mode == "int8" ? quantize_int8(w) : quantize_int4(w, o.group_size);
+}
+
+void quantize_linears(Owl2ForCausalLM& m, const QuantizeOptions& o) {
+  for (const auto& [name, lin] : quantized_linears(m, o)) lin->use_quantized(quantize_weight(lin->weight, o));
 }
 
 }  // namespace qalign::model

@@ -197,10 +197,9 @@ int evaluate(const EvalJob& o, const PixelLoader& load) {
   }
   if (resumed) log::info("resuming: ", resumed, " items already scored in ", jsonl);
 
-  auto loaded =
-      io::load_pretrained_with_lora(o.model, o.lora, o.dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32,
-                                    o.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU));
-  model::quantize_linears(loaded, o.quantize);
+  auto loaded = io::load_pretrained_with_lora(
+      o.model, o.lora, o.dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32,
+      o.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU), o.quantize);
   Scorer scorer(loaded, Tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer), style,
                 parse_readout(o.readout, "--readout"));
   check_preprocessor_config(o.model, scorer.image_size());

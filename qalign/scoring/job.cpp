@@ -291,8 +291,7 @@ int score(const ScoreJob& o, const InputSource& inputs, const Decoder& decode, c
   const torch::Device device = o.device == "cuda"
                                    ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank))
                                    : torch::Device(torch::kCPU);
-  auto loaded = io::load_pretrained_with_lora(o.model, o.lora, dtype, device);
-  model::quantize_linears(loaded, o.quantize);
+  auto loaded = io::load_pretrained_with_lora(o.model, o.lora, dtype, device, o.quantize);
   Scorer scorer(loaded, Tokenizer(o.tokenizer.empty() ? o.model : o.tokenizer), style);
   const int64_t image_size = scorer.image_size();
   check_preprocessor_config(o.model, image_size);

@@ -1,0 +1,56 @@
+#include "qalign/io/load_target.h"
+
+#include <set>
+
+#include "qalign/base/error.h"
+#include "qalign/io/weights.h"
+#include "qalign/model/quantized_weight.h"
+
+namespace qalign::io {
+
+LoadTarget::LoadTarget(const model::ModelConfig& config, const torch::TensorOptions& opts,
+                       const model::QuantizeOptions& q)
+    : opts_(opts), quantize_(q) {
+  {
+    model::SkipInitGuard uninitialised;
+    std::optional<model::MetaLinearWeightsGuard> no_storage;
+    if (q.mode != "none") no_storage.emplace();
+    model_ = model::Owl2ForCausalLM(config, opts);
+  }
+  std::set<model::LinearImpl*> quantised;
+  for (const auto& [path, linear] : model::quantized_linears(model_, q)) {
+    pending_[path + ".weight"] = {linear};
+    quantised.insert(linear);
+  }
+  // The linears kept in floats get the storage the guard left out.
+  for (const auto& item : model_->named_modules())
+    if (auto* linear = item.value()->as<model::LinearImpl>(); linear && !quantised.count(linear))
+      if (linear->weight.is_meta()) linear->set_weight(torch::empty(linear->weight.sizes(), opts));
+  for (const auto& [name, t] : state_dict(*model_))
+    if (!pending_.count(name)) floats_[name] = t;
+}
+
+void LoadTarget::put(const std::string& name, const torch::Tensor& part, int64_t offset) {
+  torch::NoGradGuard no_grad;
+  if (const auto it = floats_.find(name); it != floats_.end()) {
+    it->second.view({-1}).narrow(0, offset, part.numel()).copy_(part);
+    return;
+  }
+  const auto it = pending_.find(name);
+  if (it == pending_.end()) return;
+  auto& p = it->second;
+  if (!p.floats.defined()) p.floats = torch::empty(p.linear->weight.sizes(), opts_);
+  p.floats.view({-1}).narrow(0, offset, part.numel()).copy_(part);
+  p.filled += part.numel();
+  if (p.filled < p.floats.numel()) return;
+  p.linear->use_quantized(model::quantize_weight(p.floats, quantize_));
+  pending_.erase(it);
+}
+
+model::Owl2ForCausalLM LoadTarget::finish(const std::string& source) {
+  if (!pending_.empty()) fail(source, pending_.begin()->first, "not read in full: cannot quantise it");
+  model_->eval();
+  return model_;
+}
+
+}  // namespace qalign::io

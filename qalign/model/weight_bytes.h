@@ -1,0 +1,22 @@
+#pragma once
+// How much memory a model's weights take when scoring in each mode (qalign inspect, qalign plan),
+// counted from its config on the meta device: nothing is allocated.
+#include <string>
+#include <vector>
+
+#include "qalign/model/config.h"
+
+namespace qalign::model {
+
+struct ModeWeights {
+  std::string mode;   // float32, bfloat16, int8, int8dyn, int4 (group N), fp8
+  std::string flags;  // the options that score in this mode
+  int64_t bytes;
+};
+
+// float32 and bfloat16, then each --quantize mode with the tensors it leaves in bfloat16; int4 at
+// the largest group size (128, 64, 32) that divides every quantised layer's input, when one does;
+// fp8 (a GPU's) when every quantised layer's widths are multiples of 16.
+std::vector<ModeWeights> weight_bytes_per_mode(const ModelConfig& c);
+
+}  // namespace qalign::model

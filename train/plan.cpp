@@ -21,6 +21,7 @@
 #include "train/freeze.h"
 #include "train/lora_training.h"
 #include "train/zero3_buckets.h"
+#include "train/zero3_units.h"
 
 namespace qalign::train {
 
@@ -31,18 +32,6 @@ namespace {
 constexpr int64_t kAnswerTokens = 16;
 
 int64_t round_up(int64_t n, int64_t w) { return (n + w - 1) / w * w; }
-
-// ZeRO-3's unit of a parameter (train/zero3.h): one ViT encoder layer, one decoder layer, or one
-// of the vision embeddings, the vision tower's final norm, the abstractor, embed_tokens, the final
-// norm, lm_head, score_head: the name up to its layer index, else up to that part's name.
-std::string unit_of(const std::string& name) {
-  const auto upto = [&](const std::string& prefix) { return name.substr(0, name.find('.', prefix.size())); };
-  if (starts_with(name, "model.vision_model.encoder.layers.")) return upto("model.vision_model.encoder.layers.");
-  if (starts_with(name, "model.layers.")) return upto("model.layers.");
-  if (starts_with(name, "model.vision_model.")) return upto("model.vision_model.");
-  if (starts_with(name, "model.")) return upto("model.");
-  return upto("");
-}
 
 // What the recipe trains, read off the model itself built on the meta device (no memory): the
 // same freezing and adapters the trainer applies, so the counts are the trainer's.
@@ -66,7 +55,7 @@ Layout read_layout(const config::TrainConfig& c, const model::ModelConfig& m) {
   for (auto& [name, p] : apply_freezing(model, c)) out.trainable.push_back(p);
   std::map<std::string, size_t> index;
   for (const auto& p : model->named_parameters()) {
-    const auto [it, fresh] = index.emplace(unit_of(p.key()), out.units.size());
+    const auto [it, fresh] = index.emplace(zero3_unit(p.key()), out.units.size());
     if (fresh) out.units.emplace_back();
     auto& u = out.units[it->second];
     if (p.value().requires_grad())

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "qalign/io/safetensors.h"
 #include "qalign/io/state_dict.h"
 
 namespace qalign::io {
@@ -46,16 +47,16 @@ enum class WeightFormat { Safetensors, TorchBin };
 void save_weights(const std::string& dir, const StateDict& tensors, WeightFormat format,
                   uint64_t max_shard_bytes = 5ull << 30);
 
-struct TensorSpec {
-  std::string name;
-  std::vector<int64_t> shape;
-  torch::ScalarType dtype;
-};
 // The same layout for tensors made on demand: shards are filled in the order of `specs`, and
-// make(spec) is called for a shard's tensors only when that shard is written, so one shard is in
-// memory at a time (a model larger than memory can be written).
+// make(spec) is called for each tensor as it is written (safetensors: one tensor in memory at a
+// time, so a model larger than memory can be written; .bin: one shard), in save_order.
 void save_weights(const std::string& dir, const std::vector<TensorSpec>& specs,
                   const std::function<torch::Tensor(const TensorSpec&)>& make, WeightFormat format,
                   uint64_t max_shard_bytes = 5ull << 30);
+// The order in which save_weights calls make: shard by shard, each in its file's order. Indices
+// into `specs`. A process that follows the writer call by call (a ZeRO-3 rank gathering each unit
+// with the rank that writes it) walks the same order.
+std::vector<size_t> save_order(const std::vector<TensorSpec>& specs, WeightFormat format,
+                               uint64_t max_shard_bytes = 5ull << 30);
 
 }  // namespace qalign::io

@@ -238,17 +238,7 @@ class Planner {
     const int64_t communicators = grouped_ ? (s.stage == 3 ? 2 : 1) : 0;
     return (int64_t{512} << 20) + (int64_t{64} << 20) + communicators * (int64_t{256} << 20) + memory / 20;
   }
-  // Stage 3: the whole model on the rank while loading, and gathered whole beside the state while
-  // saving or evaluating; 0 otherwise (the state's own total is the peak).
-  int64_t transient(const Setting& s) const {
-    if (s.stage != 3) return 0;
-    const auto dev = terms(s).first;
-    const int64_t whole = layout_.all * (c_.bf16 ? 2 : 4);
-    return std::max(whole, dev.total - dev.activations - dev.buffers + whole);
-  }
-  int64_t need(const Setting& s, int64_t memory) const {
-    return std::max(terms(s).first.total, transient(s)) + headroom(s, memory);
-  }
+  int64_t need(const Setting& s, int64_t memory) const { return terms(s).first.total + headroom(s, memory); }
 
   bool fits(const Setting& s, int64_t memory) const { return need(s, memory) <= memory; }
 
@@ -379,7 +369,6 @@ Plan plan_training(const config::TrainConfig& c, const model::ModelConfig& m, in
   const Setting asked{c.zero_stage, c.offload_optimizer == "cpu", c.per_device_train_batch_size};
   std::tie(p.device_per_rank, p.host_per_rank) = planner.terms(asked);
   p.device_headroom = planner.headroom(asked, device_memory);
-  p.device_transient = planner.transient(asked);
   p.fits = planner.fits(asked, device_memory);
   p.max_micro_batch = planner.max_micro_batch(asked, device_memory);
   if (p.fits) {
@@ -448,7 +437,6 @@ std::string describe(const Plan& p) {
   row("activations", d.activations, h.activations);
   row("buffers", d.buffers, h.buffers);
   row("total", d.total, h.total);
-  if (p.device_transient > 0) row("stage-3 whole", p.device_transient, 0);
   if (p.device_headroom > 0) row("headroom", p.device_headroom, 0);
   if (p.device_memory <= 0) return out.str();  // no device to hold it against (a CPU run)
   out << "  " << (p.fits ? "fits" : "does not fit") << " in " << size_text(p.device_memory)

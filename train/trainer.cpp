@@ -672,9 +672,9 @@ void Trainer::write_zero3_weights(const std::string& dir) const {
     return tensors.at(spec.name).detach();
   };
   if (!dir.empty())
-    io::save_weights(dir, specs, make, io::WeightFormat::Safetensors);
+    io::stream_weights(dir, specs, make);
   else
-    for (const size_t i : io::save_order(specs, io::WeightFormat::Safetensors)) make(specs[i]);
+    for (const size_t i : io::stream_order(specs)) make(specs[i]);
   if (held != none) zero3_->drop(held);
 }
 

@@ -106,7 +106,7 @@ class Trainer {
   // gathers with it.
   void write_final_model() const;
   // ZeRO-3: the weights unit by unit, every rank gathering the units in the order rank 0 writes
-  // their tensors (io::save_order) into `dir`; the other ranks (`dir` empty) only gather.
+  // their tensors (io::stream_order) into `dir`; the other ranks (`dir` empty) only gather.
   void write_zero3_weights(const std::string& dir) const;
   // ZeRO-3: the adapters and other trainable tensors whole, gathered unit by unit on every rank.
   io::StateDict zero3_lora_tensors() const;

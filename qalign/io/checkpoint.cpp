@@ -162,47 +162,18 @@ std::vector<TensorSpec> members(const std::vector<TensorSpec>& specs, const std:
   return out;
 }
 
-}  // namespace
-
-std::vector<size_t> save_order(const std::vector<TensorSpec>& specs, WeightFormat format, uint64_t max_shard_bytes) {
-  std::vector<size_t> out;
-  for (const auto& shard : cut_shards(specs, max_shard_bytes)) {
-    if (format != WeightFormat::Safetensors) {
-      out.insert(out.end(), shard.begin(), shard.end());
-      continue;
-    }
-    for (const size_t k : safetensors_order(members(specs, shard))) out.push_back(shard[k]);
-  }
-  return out;
-}
-
-void save_weights(const std::string& dir, const std::vector<TensorSpec>& specs,
-                  const std::function<torch::Tensor(const TensorSpec&)>& make, WeightFormat format,
-                  uint64_t max_shard_bytes) {
+// Writes the shards (write(path, shard) each) and, for more than one, the index naming them.
+void write_layout(const std::string& dir, const std::vector<TensorSpec>& specs, bool st,
+                  const std::vector<std::vector<size_t>>& shards,
+                  const std::function<void(const std::string&, const std::vector<size_t>&)>& write) {
   fs::create_directories(dir);
-  const bool st = format == WeightFormat::Safetensors;
-  const auto shards = cut_shards(specs, max_shard_bytes);
-  uint64_t total = 0;
-  for (const auto& s : specs)
-    total += static_cast<uint64_t>(c10::multiply_integers(s.shape)) * c10::elementSize(s.dtype);
-  auto write = [&](const std::string& path, const std::vector<size_t>& shard) {
-    if (st) {
-      save_safetensors(path, members(specs, shard), make);
-      return;
-    }
-    StateDict part;
-    for (const size_t i : shard) {
-      auto t = make(specs[i]);
-      if (t.sizes() != c10::IntArrayRef(specs[i].shape) || t.scalar_type() != specs[i].dtype)
-        throw Error("save_weights: " + specs[i].name + " was made with another shape or dtype than its spec");
-      part[specs[i].name] = std::move(t);
-    }
-    save_torch_bin(path, part);
-  };
   if (shards.size() == 1) {
     write((fs::path(dir) / (st ? "model.safetensors" : "pytorch_model.bin")).string(), shards[0]);
     return;
   }
+  uint64_t total = 0;
+  for (const auto& s : specs)
+    total += static_cast<uint64_t>(c10::multiply_integers(s.shape)) * c10::elementSize(s.dtype);
   nlohmann::json weight_map = nlohmann::json::object();
   for (size_t i = 0; i < shards.size(); ++i) {
     char name[64];
@@ -214,6 +185,44 @@ void save_weights(const std::string& dir, const std::vector<TensorSpec>& specs,
   nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
   write_file_atomic((fs::path(dir) / (st ? "model.safetensors.index.json" : "pytorch_model.bin.index.json")).string(),
                     index.dump(2) + "\n");
+}
+
+}  // namespace
+
+void save_weights(const std::string& dir, const std::vector<TensorSpec>& specs,
+                  const std::function<torch::Tensor(const TensorSpec&)>& make, WeightFormat format,
+                  uint64_t max_shard_bytes) {
+  const bool st = format == WeightFormat::Safetensors;
+  write_layout(
+      dir, specs, st, cut_shards(specs, max_shard_bytes),
+      [&](const std::string& path, const std::vector<size_t>& shard) {
+        StateDict part;
+        for (const size_t i : shard) {
+          auto t = make(specs[i]);
+          if (t.sizes() != c10::IntArrayRef(specs[i].shape) || t.scalar_type() != specs[i].dtype)
+            throw Error("save_weights: " + specs[i].name + " was made with another shape or dtype than its spec");
+          part[specs[i].name] = std::move(t);
+        }
+        if (st)
+          save_safetensors(path, part);
+        else
+          save_torch_bin(path, part);
+      });
+}
+
+std::vector<size_t> stream_order(const std::vector<TensorSpec>& specs, uint64_t max_shard_bytes) {
+  std::vector<size_t> out;
+  for (const auto& shard : cut_shards(specs, max_shard_bytes))
+    for (const size_t k : safetensors_order(members(specs, shard))) out.push_back(shard[k]);
+  return out;
+}
+
+void stream_weights(const std::string& dir, const std::vector<TensorSpec>& specs,
+                    const std::function<torch::Tensor(const TensorSpec&)>& make, uint64_t max_shard_bytes) {
+  write_layout(dir, specs, true, cut_shards(specs, max_shard_bytes),
+               [&](const std::string& path, const std::vector<size_t>& shard) {
+                 save_safetensors(path, members(specs, shard), make);
+               });
 }
 
 }  // namespace qalign::io

@@ -48,15 +48,18 @@ void save_weights(const std::string& dir, const StateDict& tensors, WeightFormat
                   uint64_t max_shard_bytes = 5ull << 30);
 
 // The same layout for tensors made on demand: shards are filled in the order of `specs`, and
-// make(spec) is called for each tensor as it is written (safetensors: one tensor in memory at a
-// time, so a model larger than memory can be written; .bin: one shard), in save_order.
+// make(spec) is called for a shard's tensors (in the order of `specs`) only when that shard is
+// written, so one shard is in memory at a time (a model larger than memory can be written).
 void save_weights(const std::string& dir, const std::vector<TensorSpec>& specs,
                   const std::function<torch::Tensor(const TensorSpec&)>& make, WeightFormat format,
                   uint64_t max_shard_bytes = 5ull << 30);
-// The order in which save_weights calls make: shard by shard, each in its file's order. Indices
-// into `specs`. A process that follows the writer call by call (a ZeRO-3 rank gathering each unit
-// with the rank that writes it) walks the same order.
-std::vector<size_t> save_order(const std::vector<TensorSpec>& specs, WeightFormat format,
-                               uint64_t max_shard_bytes = 5ull << 30);
+
+// The same layout in safetensors, written tensor by tensor: make(spec) is called in stream_order
+// (shard by shard, each in its file's order) and each tensor is written before the next is made,
+// so one tensor is in memory at a time. A process that follows the writer call by call (a ZeRO-3
+// rank gathering each unit with the rank that writes it) walks stream_order. Indices into `specs`.
+void stream_weights(const std::string& dir, const std::vector<TensorSpec>& specs,
+                    const std::function<torch::Tensor(const TensorSpec&)>& make, uint64_t max_shard_bytes = 5ull << 30);
+std::vector<size_t> stream_order(const std::vector<TensorSpec>& specs, uint64_t max_shard_bytes = 5ull << 30);
 
 }  // namespace qalign::io

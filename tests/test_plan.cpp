@@ -233,17 +233,16 @@ TEST(Plan, LargestMicroBatchGrowsWithMemory) {
 }
 
 // On a GPU the plan leaves room for the CUDA context, workspaces and NCCL (two communicators at
-// stage 3) and, at stage 3, counts the whole model a rank holds while loading and saving.
-TEST(Plan, GpuHeadroomAndTheStageThreeWholeModelAreCounted) {
+// stage 3); at stage 3 no moment holds the whole model (tests/test_zero3_streaming.cpp holds the
+// run to that), so the state's total is the peak.
+TEST(Plan, GpuHeadroomIsCountedAndStageThreeNeverHoldsTheWholeModel) {
   const auto m = model::preset_config("owl2-7b");
   const auto p = train::plan_training(onealign({"zero_stage=3"}), m, 8, 80 * kGiB, kOnealignTokens);
   const int64_t MiB = 1 << 20;
   EXPECT_EQ(p.device_headroom, (512 + 64 + 2 * 256) * MiB + 80 * kGiB / 20);
-  EXPECT_GE(p.device_transient, 2 * p.all_parameters);  // bf16, whole
-  EXPECT_GT(p.device_transient, p.device_per_rank.total);
-  EXPECT_EQ(p.fits, std::max(p.device_per_rank.total, p.device_transient) + p.device_headroom <= 80 * kGiB);
+  EXPECT_LT(p.device_per_rank.parameters, 2 * p.all_parameters / 4);  // bf16, an eighth and the units gathered
+  EXPECT_EQ(p.fits, p.device_per_rank.total + p.device_headroom <= 80 * kGiB);
   const auto two = train::plan_training(onealign({"zero_stage=2"}), m, 8, 80 * kGiB, kOnealignTokens);
-  EXPECT_EQ(two.device_transient, 0);
   EXPECT_EQ(two.device_headroom, (512 + 64 + 256) * MiB + 80 * kGiB / 20);
   EXPECT_EQ(train::plan_training(onealign({"zero_stage=3", "device_memory_headroom_mb=1000"}), m, 8, 80 * kGiB,
                                  kOnealignTokens)

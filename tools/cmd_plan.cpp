@@ -57,7 +57,6 @@ int run_plan(const PlanArgs& a, const std::vector<std::string>& overrides) {
     std::cout << nlohmann::json{{"device_per_rank", terms_json(plan.device_per_rank)},
                                 {"host_per_rank", terms_json(plan.host_per_rank)},
                                 {"device_headroom", plan.device_headroom},
-                                {"device_transient", plan.device_transient},
                                 {"fits", plan.fits},
                                 {"max_micro_batch", plan.max_micro_batch},
                                 {"advice", plan.advice},

@@ -30,6 +30,11 @@ class CountingAllocator final : public c10::Allocator {
   int64_t live() const { return live_.load(); }
   int64_t peak() const { return peak_.load(); }
   void reset_peak() { peak_.store(live_.load()); }
+  void raise_peak(int64_t to) {
+    int64_t seen = peak_.load();
+    while (to > seen && !peak_.compare_exchange_weak(seen, to)) {
+    }
+  }
 
  private:
   static void release(void* data);
@@ -67,5 +72,15 @@ int64_t peak_cpu_tensor_bytes() { return counter ? counter->peak() : 0; }
 void reset_peak_cpu_tensor_bytes() {
   if (counter) counter->reset_peak();
 }
+
+CpuPeakScope::CpuPeakScope() : start_(cpu_tensor_bytes()), outer_peak_(peak_cpu_tensor_bytes()) {
+  reset_peak_cpu_tensor_bytes();
+}
+
+CpuPeakScope::~CpuPeakScope() {
+  if (counter) counter->raise_peak(outer_peak_);
+}
+
+int64_t CpuPeakScope::peak() const { return peak_cpu_tensor_bytes(); }
 
 }  // namespace qalign::train

@@ -17,4 +17,20 @@ int64_t cpu_tensor_bytes();
 int64_t peak_cpu_tensor_bytes();
 void reset_peak_cpu_tensor_bytes();
 
+// The peak of one phase of a run (loading, a save, an evaluation) while the run's own peak is
+// kept: the count's peak restarts from the bytes alive now, and when the scope ends it is again
+// the highest of the run's and the phase's.
+class CpuPeakScope {
+ public:
+  CpuPeakScope();
+  ~CpuPeakScope();
+  CpuPeakScope(const CpuPeakScope&) = delete;
+  CpuPeakScope& operator=(const CpuPeakScope&) = delete;
+  int64_t start() const { return start_; }  // bytes alive when the phase began
+  int64_t peak() const;                     // the most alive at once since
+
+ private:
+  int64_t start_, outer_peak_;
+};
+
 }  // namespace qalign::train

@@ -21,7 +21,8 @@ Evaluator::Evaluator(const std::vector<std::string>& files, const std::string& i
   }
 }
 
-std::map<std::string, metrics::Agreement> Evaluator::run(distributed::ProcessGroup* group) {
+std::map<std::string, metrics::Agreement> Evaluator::run(distributed::ProcessGroup* group,
+                                                         const std::function<void()>& scored) {
   auto model = scorer_.model();
   model->eval();
   const int ranks = group ? group->size() : 1, rank = group ? group->rank() : 0;
@@ -41,6 +42,7 @@ std::map<std::string, metrics::Agreement> Evaluator::run(distributed::ProcessGro
                                at[1][static_cast<int64_t>(s.index)] = 1;
                              }
                            });
+    if (scored) scored();
     if (group) group->allreduce_sum(table);
     at = table.accessor<double, 2>();
     std::vector<double> pred, gt;

@@ -1,6 +1,7 @@
 #pragma once
 // The trainer's periodic evaluation: the test files scored with the model as it is now
 // (qalign/scoring/records.h does the scoring, as for `qalign eval`).
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -25,7 +26,10 @@ class Evaluator {
   // Pictures are read within `budget` (max_image_file_mb, max_image_decoded_mb).
   Evaluator(const std::vector<std::string>& files, const std::string& image_folder, Task task, int batch_size,
             Scorer scorer, const MediaBudget& budget = {});
-  std::map<std::string, metrics::Agreement> run(distributed::ProcessGroup* group = nullptr);
+  // `scored`, when set, is called on every rank once it has scored its share of a file, before the
+  // ranks sum their scores (ZeRO-3's ranks there walk the gathers of those still scoring).
+  std::map<std::string, metrics::Agreement> run(distributed::ProcessGroup* group = nullptr,
+                                                const std::function<void()>& scored = {});
   const std::vector<std::string>& datasets() const { return names_; }
 
  private:

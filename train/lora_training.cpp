@@ -32,19 +32,25 @@ void attach_run_adapters(model::Owl2ForCausalLM& m, const config::TrainConfig& c
 
 void write_lora_output(const std::string& dir, model::Owl2ForCausalLM m, const std::vector<std::string>& trainable,
                        const config::TrainConfig& c) {
+  write_lora_output(dir, m, io::state_dict(*m), trainable, c);
+}
+
+void write_lora_output(const std::string& dir, model::Owl2ForCausalLM m, const io::StateDict& tensors,
+                       const std::vector<std::string>& trainable, const config::TrainConfig& c) {
   std::vector<std::string> adapted;
   model::LoraConfig l;
+  io::StateDict adapters;
   for (const auto& [name, linear] : model::lora_modules(*m)) {
     adapted.push_back(name);
     l.r = linear->lora->lora_A->weight.size(0);
     l.alpha = linear->lora->alpha;
     l.dropout = linear->lora->dropout;
+    for (const char* part : {".lora_A.weight", ".lora_B.weight"}) adapters[name + part] = tensors.at(name + part);
   }
-  const auto params = io::state_dict(*m);
   io::StateDict extra;
   for (const auto& name : trainable)
-    if (!model::is_lora_parameter(name)) extra[name] = params.at(name);
-  io::write_lora_folder(dir, l, adapted, io::lora_state_dict(*m), extra, m->config.to_json(), c.model_name_or_path);
+    if (!model::is_lora_parameter(name)) extra[name] = tensors.at(name);
+  io::write_lora_folder(dir, l, adapted, adapters, extra, m->config.to_json(), c.model_name_or_path);
 }
 
 }  // namespace qalign::train

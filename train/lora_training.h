@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "qalign/config/train_config.h"
+#include "qalign/io/state_dict.h"
 #include "qalign/model/lora.h"
 #include "qalign/model/owl2.h"
 
@@ -21,5 +22,9 @@ void attach_run_adapters(model::Owl2ForCausalLM& m, const config::TrainConfig& c
 // abstractor when tune_visual_abstractor) and config.json; base_model_name_or_path names the base.
 void write_lora_output(const std::string& dir, model::Owl2ForCausalLM m, const std::vector<std::string>& trainable,
                        const config::TrainConfig& c);
+// The same with the adapters' and the other trainable tensors' values from `tensors` (by
+// parameter name) in place of the model's (ZeRO-3 gathers them unit by unit).
+void write_lora_output(const std::string& dir, model::Owl2ForCausalLM m, const io::StateDict& tensors,
+                       const std::vector<std::string>& trainable, const config::TrainConfig& c);
 
 }  // namespace qalign::train

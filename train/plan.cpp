@@ -21,6 +21,7 @@
 #include "train/freeze.h"
 #include "train/lora_training.h"
 #include "train/zero3_buckets.h"
+#include "train/zero3_units.h"
 
 namespace qalign::train {
 
@@ -31,18 +32,6 @@ namespace {
 constexpr int64_t kAnswerTokens = 16;
 
 int64_t round_up(int64_t n, int64_t w) { return (n + w - 1) / w * w; }
-
-// ZeRO-3's unit of a parameter (train/zero3.h): one ViT encoder layer, one decoder layer, or one
-// of the vision embeddings, the vision tower's final norm, the abstractor, embed_tokens, the final
-// norm, lm_head, score_head: the name up to its layer index, else up to that part's name.
-std::string unit_of(const std::string& name) {
-  const auto upto = [&](const std::string& prefix) { return name.substr(0, name.find('.', prefix.size())); };
-  if (starts_with(name, "model.vision_model.encoder.layers.")) return upto("model.vision_model.encoder.layers.");
-  if (starts_with(name, "model.layers.")) return upto("model.layers.");
-  if (starts_with(name, "model.vision_model.")) return upto("model.vision_model.");
-  if (starts_with(name, "model.")) return upto("model.");
-  return upto("");
-}
 
 // What the recipe trains, read off the model itself built on the meta device (no memory): the
 // same freezing and adapters the trainer applies, so the counts are the trainer's.
@@ -67,7 +56,7 @@ Layout read_layout(const config::TrainConfig& c, const model::ModelConfig& m) {
   for (auto& [name, p] : apply_freezing(model, c)) out.trainable.push_back(p);
   std::map<std::string, size_t> index;
   for (const auto& p : model->named_parameters()) {
-    const auto [it, fresh] = index.emplace(unit_of(p.key()), out.units.size());
+    const auto [it, fresh] = index.emplace(zero3_unit(p.key()), out.units.size());
     if (fresh) out.units.emplace_back();
     auto& u = out.units[it->second];
     if (p.value().requires_grad())
@@ -257,17 +246,7 @@ class Planner {
     const int64_t communicators = grouped_ ? (s.stage == 3 ? 2 : 1) : 0;
     return (int64_t{512} << 20) + (int64_t{64} << 20) + communicators * (int64_t{256} << 20) + memory / 20;
   }
-  // Stage 3: the whole model on the rank while loading, and gathered whole beside the state while
-  // saving or evaluating; 0 otherwise (the state's own total is the peak).
-  int64_t transient(const Setting& s) const {
-    if (s.stage != 3) return 0;
-    const auto dev = terms(s).first;
-    const int64_t whole = layout_.all * (c_.bf16 ? 2 : 4);
-    return std::max(whole, dev.total - dev.activations - dev.buffers + whole);
-  }
-  int64_t need(const Setting& s, int64_t memory) const {
-    return std::max(terms(s).first.total, transient(s)) + headroom(s, memory);
-  }
+  int64_t need(const Setting& s, int64_t memory) const { return terms(s).first.total + headroom(s, memory); }
 
   bool fits(const Setting& s, int64_t memory) const { return need(s, memory) <= memory; }
 
@@ -398,7 +377,6 @@ Plan plan_training(const config::TrainConfig& c, const model::ModelConfig& m, in
   const Setting asked{c.zero_stage, c.offload_optimizer == "cpu", c.per_device_train_batch_size};
   std::tie(p.device_per_rank, p.host_per_rank) = planner.terms(asked);
   p.device_headroom = planner.headroom(asked, device_memory);
-  p.device_transient = planner.transient(asked);
   p.fits = planner.fits(asked, device_memory);
   p.max_micro_batch = planner.max_micro_batch(asked, device_memory);
   if (p.fits) {
@@ -467,7 +445,6 @@ std::string describe(const Plan& p) {
   row("activations", d.activations, h.activations);
   row("buffers", d.buffers, h.buffers);
   row("total", d.total, h.total);
-  if (p.device_transient > 0) row("stage-3 whole", p.device_transient, 0);
   if (p.device_headroom > 0) row("headroom", p.device_headroom, 0);
   if (p.device_memory <= 0) return out.str();  // no device to hold it against (a CPU run)
   out << "  " << (p.fits ? "fits" : "does not fit") << " in " << size_text(p.device_memory)

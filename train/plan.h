@@ -39,12 +39,11 @@ struct Plan {
   MemoryTerms device_per_rank, host_per_rank;
   // Beside the training state, on a GPU: what the CUDA context, cuBLAS workspaces, NCCL's
   // buffers and fragmentation take (device_memory_headroom_mb, else the estimate: 512 MiB of
-  // context, 64 MiB of workspaces, 256 MiB per NCCL communicator, 5 % of the device), and at
-  // stage 3 the moments the whole model is on the rank: loading (every rank reads it whole
-  // before sharding) and saving or evaluating (it is gathered whole beside the shards).
-  // `fits` holds max(total, transient) + headroom against device_memory.
+  // context, 64 MiB of workspaces, 256 MiB per NCCL communicator, 5 % of the device). At stage 3
+  // no rank ever holds the whole model (it loads its own chunks, saves and evaluates unit by
+  // unit: train/zero3.h), so no moment needs more than the training state's total.
+  // `fits` holds total + headroom against device_memory.
   int64_t device_headroom = 0;
-  int64_t device_transient = 0;
   bool fits = false;
   int64_t max_micro_batch = 0;  // the largest per-device micro-batch that fits; 0 if none
   // "fits as configured", else the first of: a higher zero_stage, offload_optimizer: cpu, a smaller

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <set>
 
 #include "data/dataset_mix.h"
 #include "qalign/base/atomic_file.h"
@@ -17,6 +18,7 @@
 #include "qalign/io/checkpoint.h"
 #include "qalign/io/lora_folder.h"
 #include "qalign/io/safetensors.h"
+#include "qalign/io/weight_reader.h"
 #include "qalign/io/weights.h"
 #include "qalign/preprocessor_config.h"
 #include "train/activation_checkpoint.h"
@@ -112,6 +114,23 @@ std::string join(const std::vector<std::string>& v) {
   return out;
 }
 
+// A ZeRO-3 rank's chunks of every parameter: from lora_weights' other trainables, else the
+// checkpoint (memory-mapped, read chunk by chunk), else the parameters the run created whole
+// (adapters, score head) from the same seed on every rank.
+Zero3Params::Source checkpoint_chunks(const config::TrainConfig& c, model::Owl2ForCausalLM& m) {
+  const auto reader = std::make_shared<const io::WeightReader>(c.model_name_or_path);
+  const auto folder = c.lora_enable && !c.lora_weights.empty()
+                          ? Zero3Params::from_tensors(io::read_lora_folder(c.lora_weights).non_lora_trainables)
+                          : Zero3Params::from_tensors({});
+  const auto created = Zero3Params::from_model(m);
+  return [reader, folder, created](const std::string& name, int64_t offset, torch::Tensor out) {
+    if (folder(name, offset, out)) return true;
+    if (!reader->contains(name)) return created(name, offset, out);
+    reader->read_into(name, offset, out);
+    return true;
+  };
+}
+
 }  // namespace
 
 Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
@@ -145,7 +164,12 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
   // Straight into the compute dtype on the device; float32 masters are then taken from those
   // values, as DeepSpeed takes them from the bf16 module.
   const auto dtype = c.bf16 ? torch::kBFloat16 : torch::kFloat32;
+  // ZeRO-3 ranks read only their own chunks of the checkpoint (Zero3Params, below): the model is
+  // built without parameter storage and never held whole.
+  const bool streamed = c.zero_stage == 3 && distributed::has_process_group(env) && !options_.build_model;
+  std::optional<CpuPeakScope> loading(std::in_place);
   model_ = options_.build_model ? options_.build_model(dtype, device_)
+           : streamed           ? io::load_without_storage(c.model_name_or_path, dtype, device_)
                                 : io::load_pretrained(c.model_name_or_path, dtype, device_);
   if (measured)
     log::info("loaded ", c.model_name_or_path, " onto ", device_.str(), ": resident memory +",
@@ -160,6 +184,10 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
     trainable_names_.push_back(name);
     params.push_back(p);
   }
+  if (!streamed) {
+    report_phase("loading", *loading, env.rank);
+    loading.reset();
+  }
   const auto bucket_bytes = static_cast<int64_t>(c.ddp_bucket_cap_mb * (1 << 20));
   if (distributed::has_process_group(env)) {
     group_ = std::make_unique<distributed::ProcessGroup>(env, c.ddp_backend, std::chrono::seconds(c.ddp_timeout),
@@ -168,7 +196,7 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
       fail("training config", "ddp_backend",
            "the process group's tensors live on " + group_->device().str() + " but the model on " + device_.str() +
                ": use nccl with device cuda, gloo with device cpu");
-    {
+    if (!streamed) {  // streamed, every rank reads the same checkpoint and draws the same new parameters
       torch::NoGradGuard no_grad;
       for (auto p : params) group_->broadcast(p);
     }
@@ -176,8 +204,13 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
       std::optional<GradientLayout> units;
       if (c.zero_stage == 3) {
         zero3_ =
-            std::make_unique<Zero3Params>(*group_, model_, trainable_names_, c.zero3_prefetch_blocks, bucket_bytes);
+            std::make_unique<Zero3Params>(*group_, model_, trainable_names_, c.zero3_prefetch_blocks, bucket_bytes,
+                                          streamed ? checkpoint_chunks(c, model_) : Zero3Params::from_model(model_));
         units = zero3_->trainable_layout();
+        if (loading) {
+          report_phase("loading", *loading, env.rank);
+          loading.reset();
+        }
       }
       zero_ = std::make_unique<ZeroShards>(
           *group_, trainable_names_, params,
@@ -185,6 +218,7 @@ Trainer::Trainer(config::TrainConfig config, TrainerOptions options)
                       c.zero_communication_dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32,
                       c.offload_optimizer == "cpu"},
           std::move(units));
+      if (zero3_) zero3_->give_masters(*zero_);
       if (c.offload_optimizer == "cpu" && device_.is_cuda()) {
         // The launcher's OMP_NUM_THREADS=1 keeps ranks from oversubscribing the cores with
         // compute threads; the offloaded AdamW is this rank's share of them.
@@ -552,15 +586,26 @@ void Trainer::dump_step(const data::TrainBatch& batch, double loss) const {
 }
 
 void Trainer::write_checkpoint_folder(const std::string& dir) const {
-  std::optional<Zero3Params::Whole> whole;  // ZeRO-3: the weights gathered while they are written
-  if (zero3_) whole.emplace(*zero3_, /*write_back=*/false);
+  const CpuPeakScope saving;
   CheckpointContents c;
-  c.model = io::state_dict(*model_);
   c.model_config = model_->config.to_json();
   c.side_files = side_files_;
   c.trainer_state = state_.to_json();
-  if (config_.lora_enable)
+  if (config_.lora_enable && zero3_) {
+    c.write_model = [this, tensors = zero3_lora_tensors()](const std::string& d) {
+      write_lora_output(d, model_, tensors, trainable_names_, config_);
+    };
+  } else if (config_.lora_enable) {
     c.write_model = [this](const std::string& d) { write_lora_output(d, model_, trainable_names_, config_); };
+  } else if (zero3_) {  // rank 0 writes unit by unit as the others gather with it (below)
+    c.write_model = [this](const std::string& d) {
+      write_model_folder(
+          d, [this](const std::string& weights) { write_zero3_weights(weights); }, model_->config.to_json(),
+          side_files_);
+    };
+  } else {
+    c.model = io::state_dict(*model_);
+  }
   if (zero_) {  // every rank writes its shard at once, staged next to the folder rank 0 is about to write
     if (rank() == 0) fs::create_directories(dir + ".shards");
     group_->barrier();
@@ -583,8 +628,78 @@ void Trainer::write_checkpoint_folder(const std::string& dir) const {
     write_checkpoint(dir, c);
     if (zero_) fs::remove_all(dir + ".shards");
     if (fs::path(dir).filename().string().rfind("checkpoint-", 0) == 0) write_latest_pointer(config_.output_dir, dir);
+  } else if (zero3_ && !config_.lora_enable) {
+    write_zero3_weights("");
   }
   if (group_) group_->barrier();  // the checkpoint is complete before any rank goes on
+  report_phase("saving " + dir, saving, rank());
+}
+
+void Trainer::write_final_model() const {
+  const CpuPeakScope saving;
+  const auto& c = config_;
+  if (c.lora_enable && zero3_) {
+    const auto tensors = zero3_lora_tensors();
+    if (rank() == 0) write_lora_output(c.output_dir, model_, tensors, trainable_names_, c);
+  } else if (c.lora_enable) {
+    if (rank() == 0) write_lora_output(c.output_dir, model_, trainable_names_, c);
+  } else if (zero3_ && rank() != 0) {
+    write_zero3_weights("");
+  } else if (zero3_) {
+    write_model_folder(
+        c.output_dir, [this](const std::string& d) { write_zero3_weights(d); }, model_->config.to_json(), side_files_);
+  } else if (rank() == 0) {
+    write_model_folder(c.output_dir, io::state_dict(*model_), model_->config.to_json(), side_files_);
+  }
+  report_phase("saving " + c.output_dir, saving, rank());
+}
+
+void Trainer::write_zero3_weights(const std::string& dir) const {
+  const auto tensors = io::state_dict(*model_);
+  std::vector<io::TensorSpec> specs;
+  for (const auto& [name, t] : tensors) specs.push_back({name, t.sizes().vec(), t.scalar_type()});
+  const size_t none = zero3_->unit_count();
+  size_t held = none;
+  const auto make = [&](const io::TensorSpec& spec) {
+    const size_t u = zero3_->unit_of(spec.name);
+    if (u != none && u != held) {
+      if (held != none) zero3_->drop(held);
+      zero3_->gather(u);
+      held = u;
+    }
+    // A buffer is whole on every rank; a parameter holds its unit's gathered values, and the
+    // tensor returned keeps them until it is written.
+    return tensors.at(spec.name).detach();
+  };
+  if (!dir.empty())
+    io::stream_weights(dir, specs, make);
+  else
+    for (const size_t i : io::stream_order(specs)) make(specs[i]);
+  if (held != none) zero3_->drop(held);
+}
+
+io::StateDict Trainer::zero3_lora_tensors() const {
+  const std::set<std::string> trainable(trainable_names_.begin(), trainable_names_.end());
+  io::StateDict out;
+  torch::NoGradGuard no_grad;
+  for (size_t u = 0; u < zero3_->unit_count(); ++u) {
+    const auto params = zero3_->unit_parameters(u);
+    const auto wanted = [&](const std::string& name) {
+      return trainable.count(name) || model::is_lora_parameter(name);
+    };
+    if (std::none_of(params.begin(), params.end(), [&](const auto& p) { return wanted(p.first); })) continue;
+    zero3_->gather(u);
+    for (const auto& [name, p] : params)
+      if (wanted(name)) out[name] = p.detach().clone();
+    zero3_->drop(u);
+  }
+  return out;
+}
+
+void Trainer::report_phase(const std::string& phase, const CpuPeakScope& scope, int rank) const {
+  if (!counting_cpu_tensor_bytes()) return;
+  log::info("rank ", rank, ": ", phase, ": ", scope.peak(), " B of CPU tensors at peak, ", scope.peak() - scope.start(),
+            " B above its start", zero3_ ? "; parameter shard " + std::to_string(zero3_->shard_bytes()) + " B" : "");
 }
 
 void Trainer::save_checkpoint() const {
@@ -605,11 +720,14 @@ std::string Trainer::optimizer_file(const std::string& dir, int rank) const {
 void Trainer::evaluate(MetricsLog* metrics) {
   const auto& c = config_;
   // The ranks score their shares of the set and all receive every score, so all agree on the best.
+  const CpuPeakScope evaluating;
   const auto results = [&] {
-    std::optional<Zero3Params::Whole> whole;  // ZeRO-3: every rank scores its own share with the whole model
-    if (zero3_) whole.emplace(*zero3_, /*write_back=*/false);
-    return evaluator_->run(group_.get());
+    if (!zero3_) return evaluator_->run(group_.get());
+    // ZeRO-3: every rank scores its own share, unit by unit.
+    Zero3Params::Evaluating unit_by_unit(*zero3_);
+    return evaluator_->run(group_.get(), [&] { unit_by_unit.finish(); });
   }();
+  report_phase("evaluation", evaluating, rank());
   const double epoch = static_cast<double>(state_.global_step) / static_cast<double>(steps_per_epoch_);
   if (metrics) metrics->write_eval(state_.global_step, epoch, results);
   double sum = 0;
@@ -636,10 +754,21 @@ void Trainer::resume(const std::string& dir) {
   const auto schedule = state_.schedule;
   state_ = saved;
   state_.schedule = schedule;
-  std::optional<Zero3Params::Whole> whole;  // ZeRO-3: loaded whole, then kept as owned chunks
-  if (zero3_) whole.emplace(*zero3_, /*write_back=*/true);
-
-  if (config_.lora_enable) {
+  if (zero3_ && config_.lora_enable) {  // the folder's tensors whole, then this rank's chunks of them
+    auto folder = io::read_lora_folder(dir);
+    io::load_lora_weights(model_, folder, dir);  // checked only: the parameters hold no storage
+    auto tensors = std::move(folder.adapters);
+    tensors.insert(folder.non_lora_trainables.begin(), folder.non_lora_trainables.end());
+    zero3_->load(Zero3Params::from_tensors(std::move(tensors)));
+  } else if (zero3_) {  // this rank's chunks, read from the memory-mapped weights
+    const auto reader = std::make_shared<const io::WeightReader>(dir);
+    for (const auto& p : model_->named_parameters())
+      if (!reader->contains(p.key())) fail(reader->source(), p.key(), "missing from the checkpoint");
+    zero3_->load([reader](const std::string& name, int64_t offset, torch::Tensor out) {
+      reader->read_into(name, offset, out);
+      return true;
+    });
+  } else if (config_.lora_enable) {
     io::load_lora_weights(model_, io::read_lora_folder(dir), dir);
   } else {
     const auto weights = io::resolve_weights(dir);
@@ -666,6 +795,7 @@ void Trainer::resume(const std::string& dir) {
   auto state = read_optimizer_ranges(dir, want, like);
   if (zero_ || masters_->separate()) {
     torch::NoGradGuard no_grad;
+    if (zero3_) zero3_->give_masters(*zero_);  // the float32 weights themselves, where no masters are saved
     const auto params = model_->named_parameters();
     for (size_t i = 0; i < want.size(); ++i) {
       const auto key = "master." + want[i].name;
@@ -680,6 +810,7 @@ void Trainer::resume(const std::string& dir) {
       const bool in_rng = extra_file->contains(key);
       if (!in_rng && config_.bf16)
         fail(extra_path, want[i].name, "float32 master weights missing (saved without bf16?)");
+      if (!in_rng && zero3_) continue;
       const auto whole = in_rng ? extra_file->get(key) : params[want[i].name].detach();
       like[i].copy_(whole.reshape({-1}).narrow(0, want[i].offset, want[i].numel).view(like[i].sizes()));
       if (in_rng) extra_file->release(key, 0, static_cast<uint64_t>(whole.nbytes()));
@@ -814,16 +945,11 @@ void Trainer::train() {
          "trained nothing: every one of the run's " + std::to_string(ran) +
              " steps had a non-finite loss or gradient and was skipped (the warnings above name the samples); "
              "no model written");
-  std::optional<Zero3Params::Whole> whole;
-  if (zero3_ && options_.write_final_model) whole.emplace(*zero3_, /*write_back=*/false);
-  if (rank() == 0 && options_.write_final_model) {
-    if (c.lora_enable)
-      write_lora_output(c.output_dir, model_, trainable_names_, c);
-    else
-      write_model_folder(c.output_dir, io::state_dict(*model_), model_->config.to_json(), side_files_);
-    if (ran > 0)
+  if (options_.write_final_model) {
+    write_final_model();
+    if (rank() == 0 && ran > 0)
       log::info("training done: ", state_.global_step, " steps; model written to ", c.output_dir);
-    else
+    else if (rank() == 0)
       log::info("nothing left to train: resumed at step ", state_.global_step,
                 ", the end of this run; model written to ", c.output_dir);
   }

@@ -32,6 +32,7 @@
 #include "qalign/tokenizer.h"
 #include "train/adamw.h"
 #include "train/checkpointing.h"
+#include "train/cpu_memory.h"
 #include "train/evaluation.h"
 #include "train/master_weights.h"
 #include "train/metrics_log.h"
@@ -101,6 +102,16 @@ class Trainer {
   void dump_step(const data::TrainBatch& batch, double loss) const;
   // Writes checkpoint folder `dir` (rank 0 writes; with ZeRO every rank adds its shard).
   void write_checkpoint_folder(const std::string& dir) const;
+  // The run's final model (or LoRA folder) in output_dir: rank 0 writes, at ZeRO-3 every rank
+  // gathers with it.
+  void write_final_model() const;
+  // ZeRO-3: the weights unit by unit, every rank gathering the units in the order rank 0 writes
+  // their tensors (io::stream_order) into `dir`; the other ranks (`dir` empty) only gather.
+  void write_zero3_weights(const std::string& dir) const;
+  // ZeRO-3: the adapters and other trainable tensors whole, gathered unit by unit on every rank.
+  io::StateDict zero3_lora_tensors() const;
+  // Logs this rank's peak of CPU tensor bytes in a phase (loading, saving, evaluation).
+  void report_phase(const std::string& phase, const CpuPeakScope& scope, int rank) const;
   void save_checkpoint() const;
   // Scores eval_data_paths with the model as it is, logs the agreement, and keeps the model in
   // output_dir/best when the mean of metric_for_best_model over the datasets improves.

@@ -69,7 +69,8 @@ struct ShardRange {
 
 class ZeroShards {
  public:
-  // `params`: the model's trainable parameters by name, equal on every rank (already broadcast).
+  // `params`: the model's trainable parameters by name, equal on every rank (already broadcast);
+  // at stage 3 they may hold no values, and Zero3Params::give_masters sets the masters after.
   // `layout`: the buckets, when not DDP's (ZeRO-3's, so that the owned master chunks are the
   // same elements as the owned parameter shards).
   ZeroShards(distributed::ProcessGroup& group, std::vector<std::string> names, std::vector<torch::Tensor> params,

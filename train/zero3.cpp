@@ -7,42 +7,63 @@
 #include "train/activation_checkpoint.h"
 #include "train/tensor_bytes.h"
 #include "train/zero.h"
+#include "train/zero3_units.h"
 
 namespace qalign::train {
 
-Zero3Params::Zero3Params(distributed::ProcessGroup& group, model::Owl2ForCausalLM& m,
-                         const std::vector<std::string>& trainable, int64_t prefetch, int64_t bucket_bytes)
-    : group_(group), gathers_(group.another_backend("zero3-gathers")), model_(m), prefetch_(prefetch) {
-  auto& o = *m->model;
-  auto& v = *o.vision_model;
-  std::vector<std::pair<std::string, torch::nn::Module*>> parts{{"model.vision_model.embeddings.", v.embeddings.get()}};
-  for (size_t i = 0; i < v.layers->size(); ++i)
-    parts.push_back({"model.vision_model.encoder.layers." + std::to_string(i) + ".", v.layers[i].get()});
-  parts.push_back({"model.vision_model.post_layernorm.", v.post_layernorm.get()});
-  parts.push_back({"model.visual_abstractor.", o.visual_abstractor.get()});
-  parts.push_back({"model.embed_tokens.", o.embed_tokens.get()});
-  for (size_t i = 0; i < o.layers->size(); ++i)
-    parts.push_back({"model.layers." + std::to_string(i) + ".", o.layers[i].get()});
-  parts.push_back({"model.norm.", o.norm.get()});
-  parts.push_back({"lm_head.", m->lm_head.get()});
-  if (m->score_head) parts.push_back({"score_head.", m->score_head.get()});
+Zero3Params::Source Zero3Params::from_tensors(io::StateDict tensors) {
+  return [tensors = std::move(tensors)](const std::string& name, int64_t offset, torch::Tensor out) {
+    const auto it = tensors.find(name);
+    if (it == tensors.end()) return false;
+    out.copy_(it->second.detach().reshape({-1}).narrow(0, offset, out.numel()));
+    return true;
+  };
+}
 
+Zero3Params::Source Zero3Params::from_model(model::Owl2ForCausalLM& m) {
+  io::StateDict params;
+  for (const auto& p : m->named_parameters()) params[p.key()] = p.value();
+  return from_tensors(std::move(params));
+}
+
+Zero3Params::Zero3Params(distributed::ProcessGroup& group, model::Owl2ForCausalLM& m,
+                         const std::vector<std::string>& trainable, int64_t prefetch, int64_t bucket_bytes,
+                         const Source& source)
+    : group_(group), gathers_(group.another_backend("zero3-gathers")), model_(m), prefetch_(prefetch) {
+  std::map<std::string, torch::nn::Module*> modules;
+  for (const auto& item : m->named_modules()) modules[item.key()] = item.value().get();
   std::map<std::string, int64_t> trainable_index;
   for (size_t i = 0; i < trainable.size(); ++i) trainable_index[trainable[i]] = static_cast<int64_t>(i);
-  const int64_t world = group_.size();
-  int64_t covered = 0, trainable_covered = 0;
-  torch::NoGradGuard no_grad;
-  for (const auto& [prefix, module] : parts) {
-    Unit u;
-    u.name = prefix.substr(0, prefix.size() - 1);
-    u.module = module;
-    for (const auto& item : module->named_parameters()) {
-      const auto it = trainable_index.find(prefix + item.key());
-      auto& part = it != trainable_index.end() ? u.trainable : u.frozen;
-      if (it != trainable_index.end()) part.trainable_index.push_back(it->second);
-      part.params.push_back(item.value());
-      part.numel += item.value().numel();
+  std::map<std::string, size_t> unit_index;
+  int64_t trainable_covered = 0;
+  for (const auto& item : m->named_parameters()) {
+    const auto name = zero3_unit(item.key());
+    const auto [at, fresh] = unit_index.emplace(name, units_.size());
+    if (fresh) {
+      const auto module = modules.find(name);
+      if (module == modules.end()) throw Error("ZeRO-3: parameter " + item.key() + " has no module " + name);
+      units_.emplace_back();
+      units_.back().name = name;
+      units_.back().module = module->second;
+      unit_of_[module->second] = at->second;
     }
+    auto& u = units_[at->second];
+    const auto it = trainable_index.find(item.key());
+    auto& part = it != trainable_index.end() ? u.trainable : u.frozen;
+    if (it != trainable_index.end()) {
+      part.trainable_index.push_back(it->second);
+      trainable_covered += 1;
+    }
+    part.names.push_back(item.key());
+    part.params.push_back(item.value());
+    part.numel += item.value().numel();
+    unit_of_parameter_[item.key()] = at->second;
+  }
+  if (trainable_covered != static_cast<int64_t>(trainable.size()))
+    throw Error("ZeRO-3: " + std::to_string(trainable.size() - static_cast<size_t>(trainable_covered)) + " of the " +
+                std::to_string(trainable.size()) + " trainable tensors are no parameters of the model");
+  const int64_t world = group_.size();
+  for (auto& u : units_)
     for (auto* part : {&u.trainable, &u.frozen}) {
       if (part->params.empty()) continue;
       std::vector<int64_t> numel;
@@ -52,21 +73,8 @@ Zero3Params::Zero3Params(distributed::ProcessGroup& group, model::Owl2ForCausalL
                                    : std::vector<ZeroPieceRun>{{0, numel.size(), part->numel}},
               world);
       part->shard = torch::zeros({part->padded / world}, part->params.front().options().requires_grad(false));
-      for_each_owned(*part, [&](size_t s, int64_t from, int64_t at, int64_t n) {
-        part->shard.narrow(0, at, n).copy_(part->params[s].detach().reshape({-1}).narrow(0, from, n));
-      });
-      covered += part->numel;
+      fill(*part, source, /*every=*/true);
     }
-    trainable_covered += static_cast<int64_t>(u.trainable.params.size());
-    unit_of_[module] = units_.size();
-    units_.push_back(std::move(u));
-  }
-  int64_t total = 0;
-  for (const auto& p : m->parameters()) total += p.numel();
-  if (covered != total || trainable_covered != static_cast<int64_t>(trainable.size()))
-    throw Error("ZeRO-3: the units cover " + std::to_string(covered) + " of the model's " + std::to_string(total) +
-                " parameters (" + std::to_string(trainable_covered) + " of " + std::to_string(trainable.size()) +
-                " trainable tensors)");
   cut_buckets(bucket_bytes);
   // Backward's schedule: the units gradients pass through, those from the first trainable one on.
   const auto first =
@@ -156,11 +164,42 @@ GradientLayout Zero3Params::trainable_layout() const {
   return layout;
 }
 
+// Each owned range lies in one parameter: the source fills it in place.
+void Zero3Params::fill(Part& part, const Source& source, bool every) {
+  torch::NoGradGuard no_grad;
+  for_each_owned(part, [&](size_t s, int64_t from, int64_t at, int64_t n) {
+    if (!source(part.names[s], from, part.shard.narrow(0, at, n)) && every)
+      throw Error("ZeRO-3: no values for parameter " + part.names[s]);
+  });
+}
+
+void Zero3Params::load(const Source& source) {
+  for (auto& u : units_)
+    for (auto* part : {&u.trainable, &u.frozen})
+      if (!part->params.empty()) fill(*part, source, /*every=*/false);
+}
+
+// take_masters' inverse: each bucket's row of blocks from the pieces' owned columns.
+void Zero3Params::give_masters(ZeroShards& zero) const {
+  torch::NoGradGuard no_grad;
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    const auto& part = units_[unit_of_bucket_[b]].trainable;
+    int64_t row = 0;
+    for (const auto& block : buckets_[b].blocks) {
+      const auto& piece = part.pieces[block.piece];
+      zero.owned_master(b)
+          .narrow(0, row, block.cols)
+          .copy_(part.shard.narrow(0, piece.shard_offset + block.from, block.cols));
+      row += block.cols;
+    }
+  }
+}
+
 void Zero3Params::release_all(ZeroShards& zero) {
   if (zero.bucket_count() != buckets_.size())
     throw Error("ZeRO-3: the gradient shards were not built with trainable_layout()");
   zero_ = &zero;
-  for (size_t u = 0; u < units_.size(); ++u) units_[u].state = 2;  // the whole model is there now
+  for (size_t u = 0; u < units_.size(); ++u) units_[u].state = 2;  // the parameters the model was built with
   for (size_t u = 0; u < units_.size(); ++u) release(u);
   const model::BlockRunner runner = [this](torch::nn::Module& m, const model::BlockForward& f, const torch::Tensor& h) {
     return run(m, f, h);
@@ -172,8 +211,11 @@ void Zero3Params::release_all(ZeroShards& zero) {
 torch::Tensor Zero3Params::run(torch::nn::Module& m, const model::BlockForward& f, const torch::Tensor& h) {
   const auto it = unit_of_.find(&m);
   if (it == unit_of_.end()) throw Error("ZeRO-3: a module outside the units ran");
-  if (whole_) return f(h);
   const size_t u = it->second;
+  if (evaluating_) {
+    use(u, false);
+    return f(h);
+  }
   return checkpointed(m, f, h, BlockScope{[this, u](bool recompute) { use(u, recompute); }, [] {}});
 }
 
@@ -182,6 +224,13 @@ size_t Zero3Params::unit_at(int64_t position) const {
 }
 
 void Zero3Params::use(size_t u, bool recompute) {
+  if (evaluating_) {
+    const auto position = static_cast<int64_t>(u);                               // forward order is unit order
+    if (cursor_ >= 0 && position < cursor_ && units_[u].state != 2) end_pass();  // the next forward began
+    if (cursor_ < 0) start_pass(true);
+    visit(position);
+    return;
+  }
   if (recompute != backward_)
     throw Error("ZeRO-3: " + units_[u].name + (recompute ? " recomputed before" : " run after") + " the forward's end");
   const auto& order = backward_ ? backward_order_ : forward_order_;
@@ -268,7 +317,6 @@ void Zero3Params::begin_micro() {
 }
 
 void Zero3Params::end_forward() {
-  if (whole_) return;
   visit(static_cast<int64_t>(forward_order_.size()) - 1);
   for (size_t u = 0; u < units_.size(); ++u) release(u);
   backward_ = true;
@@ -276,7 +324,6 @@ void Zero3Params::end_forward() {
 }
 
 void Zero3Params::end_backward() {
-  if (whole_) return;
   if (!backward_order_.empty()) visit(static_cast<int64_t>(backward_order_.size()) - 1);
   for (size_t u = 0; u < units_.size(); ++u) release(u);
   zero_->flush_through(std::numeric_limits<size_t>::max());
@@ -298,32 +345,54 @@ void Zero3Params::take_masters(const ZeroShards& zero) {
   }
 }
 
-void Zero3Params::write_back(size_t u) {
-  torch::NoGradGuard no_grad;
-  auto& unit = units_[u];
-  for (auto* part : {&unit.trainable, &unit.frozen}) {
-    for (const auto& piece : part->pieces) {
-      const int64_t chunk = piece.padded / group_.size();
-      part->shard.narrow(0, piece.shard_offset, chunk)
-          .copy_(part->flat.narrow(0, piece.offset + chunk * group_.rank(), chunk));
-    }
-  }
+size_t Zero3Params::unit_of(const std::string& name) const {
+  const auto it = unit_of_parameter_.find(name);
+  return it == unit_of_parameter_.end() ? units_.size() : it->second;
 }
 
-Zero3Params::Whole::Whole(Zero3Params& z, bool write_back) : z_(z), write_back_(write_back) {
-  for (size_t u = 0; u < z_.units_.size(); ++u)
-    if (z_.units_[u].state == 0) z_.issue(u);
-  for (size_t u = 0; u < z_.units_.size(); ++u)
-    if (z_.units_[u].state == 1) z_.install(u);
-  z_.whole_ = true;
+std::vector<std::pair<std::string, torch::Tensor>> Zero3Params::unit_parameters(size_t u) const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto* part : {&units_[u].trainable, &units_[u].frozen})
+    for (size_t s = 0; s < part->params.size(); ++s) out.emplace_back(part->names[s], part->params[s]);
+  return out;
 }
 
-Zero3Params::Whole::~Whole() {
-  for (size_t u = 0; u < z_.units_.size(); ++u) {
-    if (write_back_) z_.write_back(u);
-    z_.release(u);
-  }
-  z_.whole_ = false;
+void Zero3Params::gather(size_t u) {
+  if (units_[u].state == 0) issue(u);
+  if (units_[u].state == 1) install(u);
+}
+
+void Zero3Params::drop(size_t u) { release(u); }
+
+// How many ranks start a forward now (this one when `running`).
+bool Zero3Params::start_pass(bool running) {
+  cursor_ = -1;
+  std::vector<torch::Tensor> count{
+      torch::full({1}, running ? 1.0f : 0.0f, torch::TensorOptions(group_.device()).dtype(torch::kFloat32))};
+  group_.wait(gathers_->allreduce(count), "evaluation forward count");
+  return count.front().item<float>() > 0;
+}
+
+void Zero3Params::end_pass() {
+  visit(static_cast<int64_t>(forward_order_.size()) - 1);
+  for (size_t u = 0; u < units_.size(); ++u) release(u);
+  cursor_ = -1;
+}
+
+Zero3Params::Evaluating::Evaluating(Zero3Params& z) : z_(z) {
+  z_.evaluating_ = true;
+  z_.cursor_ = -1;
+}
+
+Zero3Params::Evaluating::~Evaluating() {
+  for (size_t u = 0; u < z_.units_.size(); ++u) z_.release(u);
+  z_.evaluating_ = false;
+  z_.cursor_ = -1;
+}
+
+void Zero3Params::Evaluating::finish() {
+  if (z_.cursor_ >= 0) z_.end_pass();
+  while (z_.start_pass(false)) z_.end_pass();
 }
 
 int64_t Zero3Params::shard_bytes() const {

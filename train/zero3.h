@@ -1,12 +1,12 @@
 #pragma once
-// ZeRO stage 3: the parameters themselves are partitioned. The model is cut into units: each ViT
-// encoder layer and each LLaMA decoder layer, and the vision embeddings, the vision tower's final
-// norm, the visual abstractor, embed_tokens, the final norm, lm_head and score_head. Each unit's
-// frozen parameters are flattened together, its trainable ones in pieces of about a gradient
-// bucket (so that their gradients can be bucketed by size, train/zero3_buckets.h), each padded to a
-// multiple of the world size W, and rank r keeps the r-th of W equal chunks of each, in the compute
-// dtype (2P/W bytes in bf16). Between uses a parameter keeps its shape but no storage (a zero-stride view of one
-// element).
+// ZeRO stage 3: the parameters themselves are partitioned. The model is cut into units
+// (train/zero3_units.h): each ViT encoder layer and each LLaMA decoder layer, and the vision
+// embeddings, the vision tower's final norm, the visual abstractor, embed_tokens, the final norm,
+// lm_head and score_head. Each unit's frozen parameters are flattened together, its trainable ones
+// in pieces of about a gradient bucket (so that their gradients can be bucketed by size,
+// train/zero3_buckets.h), each padded to a multiple of the world size W, and rank r keeps the r-th
+// of W equal chunks of each, in the compute dtype (2P/W bytes in bf16). Between uses a parameter
+// keeps its shape but no storage (a zero-stride view of one element).
 //
 // A unit is all-gathered just before its forward and freed when the next one in the schedule is
 // reached; the next `prefetch` units' gathers are issued ahead so they overlap compute. Every unit
@@ -16,11 +16,16 @@
 // after the optimizer step the owned master chunks are copied into the owned parameter chunks: no
 // parameter all-gather.
 //
+// No rank ever holds the whole model: each reads only its own ranges of each piece (from the
+// checkpoint, or from parameters the run created whole); saving gathers one unit at a time and
+// evaluation runs unit by unit as a forward in training does.
+//
 // Collectives stay in step on every rank: gathers use a communicator of their own, and every rank
 // walks the same schedule (the units in forward order, then in reverse for backward), gathering
 // and dropping the units its batch does not use (a text-only batch skips the vision tower).
 #include <torch/torch.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -36,11 +41,20 @@ namespace qalign::train {
 
 class Zero3Params {
  public:
+  // Fills `out` with elements [offset, offset + out.numel()) of parameter `name` flattened, or
+  // returns false when it does not hold that parameter.
+  using Source = std::function<bool(const std::string& name, int64_t offset, torch::Tensor out)>;
+  // Whole tensors by parameter name, on every rank (a LoRA folder's); the model's own parameters
+  // (those the run created whole: adapters, score head).
+  static Source from_tensors(io::StateDict tensors);
+  static Source from_model(model::Owl2ForCausalLM& m);
+
   // `trainable`: the trainable parameters' names, in the order ZeroShards is given them;
-  // `bucket_bytes`: of float32 gradient per bucket (ddp_bucket_cap_mb).
-  // The model stays whole until release_all(); build ZeroShards (with trainable_layout()) first.
+  // `bucket_bytes`: of float32 gradient per bucket (ddp_bucket_cap_mb). `source` holds every
+  // parameter's values; this rank reads only its own chunks from it. Build ZeroShards (with
+  // trainable_layout()) next, then release_all().
   Zero3Params(distributed::ProcessGroup& group, model::Owl2ForCausalLM& m, const std::vector<std::string>& trainable,
-              int64_t prefetch, int64_t bucket_bytes);
+              int64_t prefetch, int64_t bucket_bytes, const Source& source);
   ~Zero3Params();
   Zero3Params(const Zero3Params&) = delete;
   Zero3Params& operator=(const Zero3Params&) = delete;
@@ -48,9 +62,14 @@ class Zero3Params {
   // ZeroShards' buckets (train/zero3_buckets.h): the units' trainable parameters, last unit first
   // (the order backward delivers gradients); indices into `trainable`.
   GradientLayout trainable_layout() const;
-  // Frees every parameter's storage, keeping the owned chunks; installs the gathering runners.
-  // `zero` (built with trainable_layout()) receives the gradients.
+  // The owned float32 master chunks from the owned parameter chunks (the parameters themselves
+  // hold no values to take them from): take_masters' inverse.
+  void give_masters(ZeroShards& zero) const;
+  // Leaves every parameter without storage, keeping the owned chunks; installs the gathering
+  // runners. `zero` (built with trainable_layout()) receives the gradients.
   void release_all(ZeroShards& zero);
+  // The owned chunks of the parameters `source` holds take its values (a checkpoint resumed).
+  void load(const Source& source);
 
   // Around each micro-batch, on every rank: begin, then end_forward once the loss is computed
   // and end_backward after backward (or both, with no compute, for a rank with nothing to do).
@@ -61,18 +80,31 @@ class Zero3Params {
   // After the optimizer step: the updated owned master chunks into the owned parameter chunks.
   void take_masters(const ZeroShards& zero);
 
-  // Every unit gathered for as long as the guard lives (saving, evaluation, loading); on a
-  // `write_back` guard the owned chunks take the parameters' values when it ends.
-  class Whole {
+  // Saving, one unit at a time: every rank gathers the same units in the same order; between
+  // gather(u) and drop(u) unit u's parameters hold their whole values.
+  size_t unit_count() const { return units_.size(); }
+  // The unit holding parameter `name`, or unit_count() for a name that is no parameter.
+  size_t unit_of(const std::string& name) const;
+  // Unit u's parameters by full name.
+  std::vector<std::pair<std::string, torch::Tensor>> unit_parameters(size_t u) const;
+  void gather(size_t u);
+  void drop(size_t u);
+
+  // Evaluation while one lives: each rank runs its own forwards unit by unit, gathering each unit
+  // before it runs and freeing it after, with no checkpointing. Every forward starts with a count
+  // of the ranks still running one, so that a rank with fewer (or none) walks the same gathers.
+  class Evaluating {
    public:
-    Whole(Zero3Params& z, bool write_back);
-    ~Whole();
-    Whole(const Whole&) = delete;
-    Whole& operator=(const Whole&) = delete;
+    explicit Evaluating(Zero3Params& z);
+    ~Evaluating();
+    Evaluating(const Evaluating&) = delete;
+    Evaluating& operator=(const Evaluating&) = delete;
+    // Once this rank has run its forwards (of one file, before the ranks combine scores): it
+    // walks the others' gathers until every rank is done.
+    void finish();
 
    private:
     Zero3Params& z_;
-    bool write_back_;
   };
 
   // Bytes of the owned parameter chunks, and the most units gathered at once during a forward.
@@ -82,6 +114,7 @@ class Zero3Params {
 
  private:
   struct Part {
+    std::vector<std::string> names;
     std::vector<torch::Tensor> params;
     std::vector<int64_t> trainable_index;  // for the trainable part: indices into `trainable`
     std::vector<int64_t> offsets;          // each parameter's first element in `flat`
@@ -115,7 +148,11 @@ class Zero3Params {
   void issue(size_t unit);
   void install(size_t unit);
   void release(size_t unit);
-  void write_back(size_t unit);
+  // This rank's owned ranges of `part` from `source` (for_each_owned); `every`: each parameter
+  // must be in it.
+  void fill(Part& part, const Source& source, bool every);
+  bool start_pass(bool running);
+  void end_pass();
   size_t unit_at(int64_t position) const;
   int64_t gathered_now() const;
 
@@ -129,8 +166,9 @@ class Zero3Params {
   std::vector<Unit> units_;                             // in forward order
   std::vector<size_t> forward_order_, backward_order_;  // the schedules, as unit indices
   std::map<const torch::nn::Module*, size_t> unit_of_;
+  std::map<std::string, size_t> unit_of_parameter_;
   int64_t prefetch_ = 1;
-  bool backward_ = false, whole_ = false;
+  bool backward_ = false, evaluating_ = false;
   int64_t cursor_ = -1;  // the schedule position reached (forward: unit index; backward: from the last unit)
   int64_t peak_forward_ = 0, gathered_bytes_ = 0, peak_gathered_bytes_ = 0;
 };

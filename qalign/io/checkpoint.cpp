@@ -137,51 +137,92 @@ void save_weights(const std::string& dir, const StateDict& tensors, WeightFormat
       dir, specs, [&](const TensorSpec& s) { return tensors.at(s.name); }, format, max_shard_bytes);
 }
 
-void save_weights(const std::string& dir, const std::vector<TensorSpec>& specs,
-                  const std::function<torch::Tensor(const TensorSpec&)>& make, WeightFormat format,
-                  uint64_t max_shard_bytes) {
-  fs::create_directories(dir);
-  const bool st = format == WeightFormat::Safetensors;
-  std::vector<std::vector<const TensorSpec*>> shards(1);
-  uint64_t current = 0, total = 0;
-  for (const auto& spec : specs) {
-    const uint64_t n = static_cast<uint64_t>(c10::multiply_integers(spec.shape)) * c10::elementSize(spec.dtype);
+namespace {
+
+// Indices into `specs`, shard by shard: filled in order, a new shard when the next tensor would
+// pass max_shard_bytes.
+std::vector<std::vector<size_t>> cut_shards(const std::vector<TensorSpec>& specs, uint64_t max_shard_bytes) {
+  std::vector<std::vector<size_t>> shards(1);
+  uint64_t current = 0;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const uint64_t n = static_cast<uint64_t>(c10::multiply_integers(specs[i].shape)) * c10::elementSize(specs[i].dtype);
     if (current > 0 && current + n > max_shard_bytes) {
       shards.emplace_back();
       current = 0;
     }
-    shards.back().push_back(&spec);
+    shards.back().push_back(i);
     current += n;
-    total += n;
   }
-  auto write = [&](const std::string& path, const std::vector<const TensorSpec*>& members) {
-    StateDict part;
-    for (const auto* spec : members) {
-      auto t = make(*spec);
-      if (t.sizes() != c10::IntArrayRef(spec->shape) || t.scalar_type() != spec->dtype)
-        throw Error("save_weights: " + spec->name + " was made with another shape or dtype than its spec");
-      part[spec->name] = std::move(t);
-    }
-    if (st)
-      save_safetensors(path, part);
-    else
-      save_torch_bin(path, part);
-  };
+  return shards;
+}
+
+std::vector<TensorSpec> members(const std::vector<TensorSpec>& specs, const std::vector<size_t>& shard) {
+  std::vector<TensorSpec> out;
+  for (const size_t i : shard) out.push_back(specs[i]);
+  return out;
+}
+
+// Writes the shards (write(path, shard) each) and, for more than one, the index naming them.
+void write_layout(const std::string& dir, const std::vector<TensorSpec>& specs, bool st,
+                  const std::vector<std::vector<size_t>>& shards,
+                  const std::function<void(const std::string&, const std::vector<size_t>&)>& write) {
+  fs::create_directories(dir);
   if (shards.size() == 1) {
     write((fs::path(dir) / (st ? "model.safetensors" : "pytorch_model.bin")).string(), shards[0]);
     return;
   }
+  uint64_t total = 0;
+  for (const auto& s : specs)
+    total += static_cast<uint64_t>(c10::multiply_integers(s.shape)) * c10::elementSize(s.dtype);
   nlohmann::json weight_map = nlohmann::json::object();
   for (size_t i = 0; i < shards.size(); ++i) {
     char name[64];
     std::snprintf(name, sizeof name, st ? "model-%05zu-of-%05zu.safetensors" : "pytorch_model-%05zu-of-%05zu.bin",
                   i + 1, shards.size());
     write((fs::path(dir) / name).string(), shards[i]);
-    for (const auto* spec : shards[i]) weight_map[spec->name] = name;
+    for (const size_t k : shards[i]) weight_map[specs[k].name] = name;
   }
   nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
   write_file_atomic((fs::path(dir) / (st ? "model.safetensors.index.json" : "pytorch_model.bin.index.json")).string(),
                     index.dump(2) + "\n");
+}
+
+}  // namespace
+
+void save_weights(const std::string& dir, const std::vector<TensorSpec>& specs,
+                  const std::function<torch::Tensor(const TensorSpec&)>& make, WeightFormat format,
+                  uint64_t max_shard_bytes) {
+  const bool st = format == WeightFormat::Safetensors;
+  write_layout(
+      dir, specs, st, cut_shards(specs, max_shard_bytes),
+      [&](const std::string& path, const std::vector<size_t>& shard) {
+        StateDict part;
+        for (const size_t i : shard) {
+          auto t = make(specs[i]);
+          if (t.sizes() != c10::IntArrayRef(specs[i].shape) || t.scalar_type() != specs[i].dtype)
+            throw Error("save_weights: " + specs[i].name + " was made with another shape or dtype than its spec");
+          part[specs[i].name] = std::move(t);
+        }
+        if (st)
+          save_safetensors(path, part);
+        else
+          save_torch_bin(path, part);
+      });
+}
+
+std::vector<size_t> stream_order(const std::vector<TensorSpec>& specs, uint64_t max_shard_bytes) {
+  std::vector<size_t> out;
+  for (const auto& shard : cut_shards(specs, max_shard_bytes))
+    for (const size_t k : safetensors_order(members(specs, shard))) out.push_back(shard[k]);
+  return out;
+}
+
+void stream_weights(const std::string& dir, const std::vector<TensorSpec>& specs,
+                    const std::function<torch::Tensor(const TensorSpec&)>& make, uint64_t max_shard_bytes) {
+  write_layout(dir, specs, true, cut_shards(specs, max_shard_bytes),
+               [&](const std::string& path, const std::vector<size_t>& shard) {
+                 save_safetensors(path, members(specs, shard), make);
+               });
 }
 
 }  // namespace qalign::io

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "qalign/io/safetensors.h"
 #include "qalign/io/state_dict.h"
 
 namespace qalign::io {
@@ -46,16 +47,19 @@ enum class WeightFormat { Safetensors, TorchBin };
 void save_weights(const std::string& dir, const StateDict& tensors, WeightFormat format,
                   uint64_t max_shard_bytes = 5ull << 30);
 
-struct TensorSpec {
-  std::string name;
-  std::vector<int64_t> shape;
-  torch::ScalarType dtype;
-};
 // The same layout for tensors made on demand: shards are filled in the order of `specs`, and
-// make(spec) is called for a shard's tensors only when that shard is written, so one shard is in
-// memory at a time (a model larger than memory can be written).
+// make(spec) is called for a shard's tensors (in the order of `specs`) only when that shard is
+// written, so one shard is in memory at a time (a model larger than memory can be written).
 void save_weights(const std::string& dir, const std::vector<TensorSpec>& specs,
                   const std::function<torch::Tensor(const TensorSpec&)>& make, WeightFormat format,
                   uint64_t max_shard_bytes = 5ull << 30);
+
+// The same layout in safetensors, written tensor by tensor: make(spec) is called in stream_order
+// (shard by shard, each in its file's order) and each tensor is written before the next is made,
+// so one tensor is in memory at a time. A process that follows the writer call by call (a ZeRO-3
+// rank gathering each unit with the rank that writes it) walks stream_order. Indices into `specs`.
+void stream_weights(const std::string& dir, const std::vector<TensorSpec>& specs,
+                    const std::function<torch::Tensor(const TensorSpec&)>& make, uint64_t max_shard_bytes = 5ull << 30);
+std::vector<size_t> stream_order(const std::vector<TensorSpec>& specs, uint64_t max_shard_bytes = 5ull << 30);
 
 }  // namespace qalign::io

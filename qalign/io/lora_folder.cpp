@@ -146,6 +146,9 @@ void load_lora_weights(model::Owl2ForCausalLM& m, const LoraFolder& f, const std
       const auto it = params.find(name);
       if (it == params.end()) fail(file, name, "names no parameter of the model (wrong base model or targets?)");
       if (it->second.sizes() != t.sizes()) fail(file, name, "shape does not match the model's");
+      // A parameter without storage (model::NoStorageGuard) is only checked: ZeRO-3 reads its
+      // chunks from the folder itself.
+      if (it->second.numel() > 1 && it->second.storage().nbytes() < it->second.nbytes()) continue;
       it->second.copy_(t);
     }
   };

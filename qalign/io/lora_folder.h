@@ -45,7 +45,8 @@ StateDict lora_state_dict(torch::nn::Module& m);
 // module without its weights, is an error.
 LoraFolder apply_lora_folder(model::Owl2ForCausalLM& m, const std::string& dir);
 
-// Copies the folder's tensors into `m`, whose adapters are already attached (a resumed run).
+// Copies the folder's tensors into `m`, whose adapters are already attached (a resumed run);
+// parameters built without storage (model::NoStorageGuard) are only checked.
 void load_lora_weights(model::Owl2ForCausalLM& m, const LoraFolder& f, const std::string& dir);
 
 // A model folder's weights with a LoRA folder merged (as builder.py serves it), one tensor at a

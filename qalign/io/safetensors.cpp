@@ -190,23 +190,29 @@ StateDict SafetensorsFile::load_all() const {
   return out;
 }
 
-void save_safetensors(const std::string& path, const StateDict& tensors,
-                      const std::map<std::string, std::string>& metadata) {
-  // Tensors on a device come to the host one at a time, as they are written.
-  std::vector<std::pair<std::string, torch::Tensor>> order;
-  for (const auto& [name, t] : tensors) order.emplace_back(name, t.detach());
-  std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
-    const size_t ea = a.second.element_size(), eb = b.second.element_size();
-    return ea != eb ? ea > eb : a.first < b.first;
+std::vector<size_t> safetensors_order(const std::vector<TensorSpec>& specs) {
+  std::vector<size_t> order(specs.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const size_t ea = c10::elementSize(specs[a].dtype), eb = c10::elementSize(specs[b].dtype);
+    return ea != eb ? ea > eb : specs[a].name < specs[b].name;
   });
+  return order;
+}
+
+void save_safetensors(const std::string& path, const std::vector<TensorSpec>& specs,
+                      const std::function<torch::Tensor(const TensorSpec&)>& make,
+                      const std::map<std::string, std::string>& metadata) {
+  const auto order = safetensors_order(specs);
   std::string header = "{";
   if (!metadata.empty()) header += "\"__metadata__\":" + nlohmann::json(metadata).dump() + ",";
   uint64_t offset = 0;
-  for (const auto& [name, t] : order) {
-    const uint64_t n = t.numel() * t.element_size();
-    header += nlohmann::json(name).dump() + ":{\"dtype\":\"" + dtype_to_safetensors(t.scalar_type()) +
-              "\",\"shape\":" + nlohmann::json(t.sizes().vec()).dump() + ",\"data_offsets\":[" +
-              std::to_string(offset) + "," + std::to_string(offset + n) + "]},";
+  for (const size_t i : order) {
+    const auto& spec = specs[i];
+    const uint64_t n = static_cast<uint64_t>(c10::multiply_integers(spec.shape)) * c10::elementSize(spec.dtype);
+    header += nlohmann::json(spec.name).dump() + ":{\"dtype\":\"" + dtype_to_safetensors(spec.dtype) +
+              "\",\"shape\":" + nlohmann::json(spec.shape).dump() + ",\"data_offsets\":[" + std::to_string(offset) +
+              "," + std::to_string(offset + n) + "]},";
     offset += n;
   }
   header.back() = '}';
@@ -217,11 +223,23 @@ void save_safetensors(const std::string& path, const StateDict& tensors,
   AtomicWriter w(path);
   w.write(len, 8);
   w.write(header.data(), header.size());
-  for (const auto& [name, t] : order) {
-    const auto host = t.to(torch::kCPU).contiguous();
+  for (const size_t i : order) {
+    const auto& spec = specs[i];
+    // Tensors on a device come to the host one at a time, as they are written.
+    const auto host = make(spec).detach().to(torch::kCPU).contiguous();
+    if (host.sizes() != c10::IntArrayRef(spec.shape) || host.scalar_type() != spec.dtype)
+      throw Error("save_safetensors: " + spec.name + " was made with another shape or dtype than its spec");
     w.write(host.data_ptr(), host.numel() * host.element_size());
   }
   w.commit();
+}
+
+void save_safetensors(const std::string& path, const StateDict& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorSpec> specs;
+  for (const auto& [name, t] : tensors) specs.push_back({name, t.sizes().vec(), t.scalar_type()});
+  save_safetensors(
+      path, specs, [&](const TensorSpec& s) { return tensors.at(s.name); }, metadata);
 }
 
 }  // namespace qalign::io

@@ -4,6 +4,7 @@
 // Written by hand: no C++ library for it ships in Debian, and the format is 100 lines.
 #include <torch/torch.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -50,6 +51,23 @@ class SafetensorsFile {
   std::map<std::string, size_t> index_;
   std::weak_ptr<SafetensorsFile> self_;
 };
+
+// A tensor to be written, before it is made.
+struct TensorSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  torch::ScalarType dtype;
+};
+
+// Where save_safetensors puts `specs` in the file, as the reference writer does: by dtype size
+// (largest first), then by name. Indices into `specs`.
+std::vector<size_t> safetensors_order(const std::vector<TensorSpec>& specs);
+
+// The same file written tensor by tensor: make(spec) is called in safetensors_order and each
+// tensor written before the next is made, so one tensor is in memory at a time.
+void save_safetensors(const std::string& path, const std::vector<TensorSpec>& specs,
+                      const std::function<torch::Tensor(const TensorSpec&)>& make,
+                      const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 
 // Writes `tensors` as the reference writer does (sorted by dtype size, then name; header padded
 // with spaces to 8 bytes), to a temporary name, fsync'ed, then renamed over `path`.

@@ -36,4 +36,27 @@ torch::Tensor WeightReader::read(const std::string& name, torch::Dtype dtype) co
   return out;
 }
 
+void WeightReader::read_into(const std::string& name, int64_t offset, torch::Tensor out) const {
+  const int64_t n = out.numel();
+  const auto check = [&](int64_t numel) {
+    if (offset < 0 || offset + n > numel)
+      fail(source_, name,
+           "holds " + std::to_string(numel) + " values; elements " + std::to_string(offset) + " to " +
+               std::to_string(offset + n) + " were asked for (the checkpoint does not match the model)");
+  };
+  torch::NoGradGuard no_grad;
+  if (const auto it = loaded_.find(name); it != loaded_.end()) {
+    check(it->second.numel());
+    out.view({-1}).copy_(it->second.reshape({-1}).narrow(0, offset, n));
+    return;
+  }
+  const auto it = mapped_.find(name);
+  if (it == mapped_.end()) fail(source_, name, "not in the checkpoint");
+  const auto flat = it->second->get(name).reshape({-1});
+  check(flat.numel());
+  out.view({-1}).copy_(flat.narrow(0, offset, n));
+  const auto size = static_cast<uint64_t>(flat.element_size());
+  it->second->release(name, static_cast<uint64_t>(offset) * size, static_cast<uint64_t>(offset + n) * size);
+}
+
 }  // namespace qalign::io

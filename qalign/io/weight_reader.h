@@ -24,6 +24,9 @@ class WeightReader {
   bool contains(const std::string& name) const;
   // A copy of tensor `name` in `dtype` (a missing name fails naming the source).
   torch::Tensor read(const std::string& name, torch::Dtype dtype) const;
+  // Elements [offset, offset + out.numel()) of tensor `name` flattened, cast into `out`: a ZeRO-3
+  // rank's chunk of a parameter, read without the rest of it.
+  void read_into(const std::string& name, int64_t offset, torch::Tensor out) const;
 
  private:
   std::string source_;

@@ -8,6 +8,7 @@
 #include "qalign/io/checkpoint.h"
 #include "qalign/io/config_vs_weights.h"
 #include "qalign/io/load_target.h"
+#include "qalign/io/weight_reader.h"
 
 namespace qalign::io {
 
@@ -95,6 +96,19 @@ model::Owl2ForCausalLM load_pretrained(const std::string& dir, torch::Dtype dtyp
   });
   auto model = target.finish(weights);
   log::debug("loaded ", weights, ": ", count_parameters(*model), " parameters");
+  return model;
+}
+
+model::Owl2ForCausalLM load_without_storage(const std::string& dir, torch::Dtype dtype, torch::Device device) {
+  const auto config = checked_config(dir);
+  model::Owl2ForCausalLM model = [&] {
+    model::NoStorageGuard no_storage;
+    return model::Owl2ForCausalLM(config, torch::TensorOptions().dtype(dtype).device(device));
+  }();
+  const WeightReader weights(dir);
+  torch::NoGradGuard no_grad;
+  for (const auto& b : model->named_buffers()) b.value().copy_(weights.read(b.key(), b.value().scalar_type()));
+  model->eval();
   return model;
 }
 

@@ -28,4 +28,10 @@ model::ModelConfig checked_config(const std::string& dir);
 model::Owl2ForCausalLM load_pretrained(const std::string& dir, torch::Dtype dtype = torch::kFloat32,
                                        torch::Device device = torch::kCPU, const model::QuantizeOptions& quantize = {});
 
+// The same model with no parameter storage (model::NoStorageGuard: every parameter has its shape
+// and dtype, not its values), its buffers loaded: a ZeRO-3 rank reads its own chunks of the
+// parameters from the weights itself (io::WeightReader::read_into), never the whole model.
+model::Owl2ForCausalLM load_without_storage(const std::string& dir, torch::Dtype dtype = torch::kFloat32,
+                                            torch::Device device = torch::kCPU);
+
 }  // namespace qalign::io

@@ -1,26 +1,42 @@
 #include "qalign/model/layers.h"
 
+#include <optional>
+#include <vector>
+
 #include "qalign/model/lora.h"
 #include "qalign/model/quantized_weight.h"
 
 namespace qalign::model {
 
 namespace {
-thread_local bool skip_init = false;
+thread_local bool skip_init = false, no_storage = false;
 thread_local bool meta_linear_weights = false;
 bool materialised(const torch::TensorOptions& opts) { return opts.device().type() != torch::kMeta; }
+
+// A tensor of `shape` whose values all share one element (NoStorageGuard), else a new one of
+// `shape` filled with `value` (or left uninitialised without a value).
+torch::Tensor parameter_values(c10::IntArrayRef shape, const torch::TensorOptions& opts,
+                               std::optional<double> value = std::nullopt) {
+  if (no_storage) {
+    auto t = torch::zeros({}, opts);
+    return t.set_(t.storage(), 0, shape, std::vector<int64_t>(shape.size(), 0));
+  }
+  return value ? torch::full(shape, *value, opts) : torch::empty(shape, opts);
+}
 }  // namespace
 
 SkipInitGuard::SkipInitGuard() : previous_(skip_init) { skip_init = true; }
 SkipInitGuard::~SkipInitGuard() { skip_init = previous_; }
+NoStorageGuard::NoStorageGuard() : previous_(no_storage) { no_storage = true; }
+NoStorageGuard::~NoStorageGuard() { no_storage = previous_; }
 
 MetaLinearWeightsGuard::MetaLinearWeightsGuard() : previous_(meta_linear_weights) { meta_linear_weights = true; }
 MetaLinearWeightsGuard::~MetaLinearWeightsGuard() { meta_linear_weights = previous_; }
 
 torch::Tensor normal_parameter(torch::nn::Module& m, const std::string& name, c10::IntArrayRef shape,
                                const torch::TensorOptions& opts) {
-  auto t = torch::empty(shape, opts);
-  if (materialised(opts) && !skip_init) {
+  auto t = parameter_values(shape, opts);
+  if (materialised(opts) && !skip_init && !no_storage) {
     torch::NoGradGuard g;
     t.normal_(0.0, kInitStd);
   }
@@ -29,7 +45,7 @@ torch::Tensor normal_parameter(torch::nn::Module& m, const std::string& name, c1
 
 LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias, const torch::TensorOptions& opts) {
   weight = normal_parameter(*this, "weight", {out, in}, meta_linear_weights ? opts.device(torch::kMeta) : opts);
-  if (with_bias) bias = register_parameter("bias", torch::zeros({out}, opts));
+  if (with_bias) bias = register_parameter("bias", parameter_values({out}, opts, 0.0));
 }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
@@ -52,12 +68,12 @@ void LinearImpl::set_weight(const torch::Tensor& w) {
 }
 
 LayerNormImpl::LayerNormImpl(int64_t dim, double eps_, const torch::TensorOptions& opts) : eps(eps_) {
-  weight = register_parameter("weight", torch::ones({dim}, opts));
-  bias = register_parameter("bias", torch::zeros({dim}, opts));
+  weight = register_parameter("weight", parameter_values({dim}, opts, 1.0));
+  bias = register_parameter("bias", parameter_values({dim}, opts, 0.0));
 }
 
 RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, const torch::TensorOptions& opts) : eps(eps_) {
-  weight = register_parameter("weight", torch::ones({dim}, opts));
+  weight = register_parameter("weight", parameter_values({dim}, opts, 1.0));
 }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {

@@ -100,7 +100,24 @@ class MetaLinearWeightsGuard {
   bool previous_;
 };
 
-// A parameter of `shape`, N(0, kInitStd) unless on the meta device or under a SkipInitGuard.
+// While one is alive on this thread, every parameter is built without storage: it has its shape
+// and dtype but one element behind all its values (a zero-stride tensor). For ZeRO-3
+// (train/zero3.h), whose ranks read only their own chunk of each parameter from the checkpoint:
+// the whole model is never allocated. (The meta device cannot be used there: a parameter built on
+// it can never be given the CPU or GPU storage its chunks are gathered into.)
+class NoStorageGuard {
+ public:
+  NoStorageGuard();
+  ~NoStorageGuard();
+  NoStorageGuard(const NoStorageGuard&) = delete;
+  NoStorageGuard& operator=(const NoStorageGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// A parameter of `shape`, N(0, kInitStd) unless on the meta device or under a SkipInitGuard or a
+// NoStorageGuard.
 torch::Tensor normal_parameter(torch::nn::Module& m, const std::string& name, c10::IntArrayRef shape,
                                const torch::TensorOptions& opts);
 

@@ -43,7 +43,8 @@ struct Layout {
   };
   std::vector<Unit> units;
   int64_t all = 0;
-  bool vision_trained = false;  // any parameter of the vision tower
+  bool vision_trained = false;   // any parameter of the vision tower
+  bool decoder_trained = false;  // any decoder weight itself (not only LoRA adapters)
 };
 
 Layout read_layout(const config::TrainConfig& c, const model::ModelConfig& m) {
@@ -65,6 +66,8 @@ Layout read_layout(const config::TrainConfig& c, const model::ModelConfig& m) {
     out.all += p.value().numel();
     out.vision_trained =
         out.vision_trained || (p.value().requires_grad() && starts_with(p.key(), "model.vision_model."));
+    out.decoder_trained = out.decoder_trained || (p.value().requires_grad() && starts_with(p.key(), "model.layers.") &&
+                                                  p.key().find(".lora_") == std::string::npos);
   }
   return out;
 }
@@ -109,13 +112,17 @@ int64_t zero_gradient_peak(const std::vector<int64_t>& numel, int64_t world, int
 // input and one layer's intermediates exist at a time, while it is recomputed; backward adds the
 // gradient flowing between layers. Calibrated on CPU runs of the small preset (tests/test_plan.cpp).
 constexpr int64_t kHidden = 14, kIntermediate = 4;
+// With the decoder's weights frozen (LoRA), the frozen projections' inputs are not kept for a weight
+// gradient: fewer hidden-size tensors (calibrated on the small preset's LoRA runs, stages 0, 2, 3).
+constexpr int64_t kHiddenFrozenDecoder = 10;
 
 int64_t activation_bytes(const model::ModelConfig& m, int64_t b, int64_t s, int64_t images, bool checkpointing,
-                         bool vision_trained, int64_t d) {
+                         bool vision_trained, bool decoder_trained, int64_t d) {
   const auto& v = m.vision;
   const auto& a = m.abstractor;
   const int64_t patches = m.num_patches() + 1;  // with the class token
-  const int64_t decoder_layer = b * s * (kHidden * m.hidden_size + kIntermediate * m.intermediate_size) * d;
+  const int64_t hidden = decoder_trained ? kHidden : kHiddenFrozenDecoder;
+  const int64_t decoder_layer = b * s * (hidden * m.hidden_size + kIntermediate * m.intermediate_size) * d;
   // A frozen vision tower sees nothing that needs a gradient (pixels, frozen weights): autograd
   // keeps none of it.
   const int64_t vision_layers = vision_trained ? v.num_hidden_layers : 0;
@@ -163,7 +170,8 @@ class Planner {
     MemoryTerms dev, host;
     // Stage 3 recomputes every unit in backward, whatever gradient_checkpointing says.
     const bool checkpointing = c_.gradient_checkpointing || s.stage == 3;
-    dev.activations = activation_bytes(m_, s.micro_batch, tokens_, blocks_, checkpointing, layout_.vision_trained, d);
+    dev.activations = activation_bytes(m_, s.micro_batch, tokens_, blocks_, checkpointing, layout_.vision_trained,
+                                       layout_.decoder_trained, d);
     int64_t owned_grad = 0;  // the float32 shard offload moves to the host
     if (s.stage == 0) {
       dev.parameters = layout_.all * d;

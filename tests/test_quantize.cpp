@@ -215,6 +215,63 @@ TEST(Quantize, OnlyTheLanguageModelsLinearsLoseTheirFloatWeights) {
   }
 }
 
+// --quantize-vision: the vision tower's and the abstractor's linears lose their floats too; the
+// patch embedding, norms, embeddings and lm_head keep theirs; the same model loading or after.
+// The fixtures' abstractor MLP is 88 wide, which the int8 kernel cannot read (refused, below): a
+// random model of the tiny fixture's shapes with a 96-wide abstractor MLP.
+TEST(Quantize, QuantizeVisionAlsoTakesTheVisionTowersAndAbstractorsLinears) {
+  test::ScratchDir dir("qalign_quantize_vision");
+  auto config = nlohmann::json::parse(std::ifstream(tiny_model() + "/config.json"));
+  config["visual_config"]["visual_abstractor"]["intermediate_size"] = 96;
+  std::ofstream(dir.file("config.json")) << config.dump();
+  std::string out;
+  ASSERT_EQ(test::run_command(test::qalign_binary() + " init --config " + dir.file("config.json") + " --tokenizer " +
+                                  tiny_model() + " --out " + dir.file("model"),
+                              &out),
+            0)
+      << out;
+  const model::QuantizeOptions int8{"int8", 128, true};
+  auto floats = io::load_pretrained(dir.file("model"));
+  auto after = io::load_pretrained(dir.file("model"));
+  model::quantize_linears(after, int8);
+  auto loading = io::load_pretrained(dir.file("model"), torch::kFloat32, torch::kCPU, int8);
+  for (auto m : {after, loading}) {
+    const auto params = m->named_parameters();
+    for (const char* gone : {"model.layers.0.self_attn.q_proj.weight",
+                             "model.vision_model.encoder.layers.0.self_attn.query_key_value.weight",
+                             "model.vision_model.encoder.layers.0.mlp.fc2.weight",
+                             "model.visual_abstractor.encoder.layers.0.crossattention.attention.key.weight",
+                             "model.visual_abstractor.encoder.layers.0.crossattention.output.mlp.w2.weight",
+                             "model.visual_abstractor.visual_fc.weight"})
+      EXPECT_EQ(params.find(gone), nullptr) << gone;
+    for (const char* kept :
+         {"lm_head.weight", "model.embed_tokens.weight", "model.vision_model.embeddings.patch_embed.weight",
+          "model.vision_model.encoder.layers.0.mlp.fc2.bias",
+          "model.visual_abstractor.encoder.layers.0.crossattention.normk.weight"})
+      EXPECT_NE(params.find(kept), nullptr) << kept;
+    for (const auto& p : params) EXPECT_FALSE(p.value().is_meta()) << p.key();
+  }
+  torch::manual_seed(5);
+  const auto pixels = torch::rand({2, 3, 56, 56});
+  torch::NoGradGuard no_grad;
+  const auto reference = floats->model->encode_images(pixels), quantised = after->model->encode_images(pixels);
+  EXPECT_TRUE(torch::equal(quantised, loading->model->encode_images(pixels)));
+  // Rounded weights, the same features to within int8's and bfloat16's rounding: not equal, close.
+  EXPECT_FALSE(torch::equal(quantised, reference));
+  EXPECT_LE((quantised - reference).abs().max().item<double>(), 0.05 * reference.abs().max().item<double>());
+
+  // The fixture's 88-wide abstractor MLP: refused, naming the option and the layer.
+  try {
+    io::load_pretrained(tiny_model(), torch::kFloat32, torch::kCPU, int8);
+    ADD_FAILURE() << "loaded";
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("--quantize"), std::string::npos) << what;
+    EXPECT_NE(what.find("model.visual_abstractor.encoder.layers.0.crossattention.output.mlp.w2"), std::string::npos)
+        << what;
+  }
+}
+
 TEST(Quantize, Int8ProductIsTheRoundedWeightsProduct) {
   torch::manual_seed(3);
   const auto w = torch::randn({32, 64}), x = torch::randn({2, 5, 64});
@@ -312,9 +369,13 @@ int64_t held_bytes(model::Owl2ForCausalLM& m) {
 // "--dtype bfloat16 --quantize int4 --group-size 64" -> the model those options load.
 model::Owl2ForCausalLM load_with_flags(const std::string& flags) {
   std::map<std::string, std::string> o;
-  std::istringstream in(flags);
-  for (std::string key, value; in >> key >> value;) o[key] = value;  // --device cuda (fp8) is left out
   model::QuantizeOptions q;
+  std::istringstream in(flags);
+  for (std::string key, value; in >> key;)  // --device cuda (fp8) is left out
+    if (key == "--quantize-vision")
+      q.vision = true;
+    else if (in >> value)
+      o[key] = value;
   if (o.count("--quantize")) q.mode = o["--quantize"];
   if (o.count("--group-size")) q.group_size = std::stoll(o["--group-size"]);
   return io::load_pretrained(tiny_model(), o.at("--dtype") == "bfloat16" ? torch::kBFloat16 : torch::kFloat32,
@@ -336,6 +397,7 @@ TEST(QuantizeCli, InspectAndPlanShowTheWeightsMemoryOfEachMode) {
     EXPECT_EQ(m["bytes"].get<int64_t>(), held_bytes(loaded)) << m.dump();
   }
   // The tiny model's 64-wide inputs rule out groups of 128.
+  // Its abstractor's 88-wide MLP takes neither int8 nor int4: no "+ vision" rows.
   EXPECT_EQ(names, (std::vector<std::string>{"float32", "bfloat16", "int8", "int8dyn", "int4 (group 64)", "fp8"}));
   EXPECT_LT(modes[4]["bytes"].get<int64_t>(), modes[2]["bytes"].get<int64_t>());
   EXPECT_LT(modes[2]["bytes"].get<int64_t>(), modes[1]["bytes"].get<int64_t>());

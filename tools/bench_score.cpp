@@ -72,6 +72,7 @@ nlohmann::ordered_json score(const Common& c, const std::vector<int>& batch_size
           {"dtype", c.dtype},
           {"quantize", quantize.mode},
           {"group_size", quantize.group_size},
+          {"quantize_vision", quantize.vision},
           {"flops_per_image", per_image},
           {"peak_flops", peak},
           {"batches", rows},

@@ -52,10 +52,11 @@ void print(const nlohmann::ordered_json& j, bool json) {
       std::cout << "  rank " << r["rank"] << " peak    " << fmt(r["peak_allocated"].get<double>() / (1 << 20), "%.0f")
                 << " MiB " << (r["device"] == "cuda" ? "allocated" : "resident") << "\n";
   } else if (bench == "score") {
-    const auto q = j["quantize"].get<std::string>();
+    const auto q = j["quantize"].get<std::string>() + (j.value("quantize_vision", false) ? " (vision too)" : "");
     std::cout << "score  preset " << j["preset"].get<std::string>() << ", " << j["dtype"].get<std::string>()
-              << (q == "none" ? "" : " with " + q + " weights") << " on " << j["device"].get<std::string>() << ", "
-              << fmt(j["flops_per_image"]) << " FLOPs/image, matmul peak " << fmt(j["peak_flops"]) << " FLOP/s\n"
+              << (j["quantize"] == "none" ? "" : " with " + q + " weights") << " on " << j["device"].get<std::string>()
+              << ", " << fmt(j["flops_per_image"]) << " FLOPs/image, matmul peak " << fmt(j["peak_flops"])
+              << " FLOP/s\n"
               << "  batch   ms/batch   images/s   ms/image   MFU\n";
     for (const auto& r : j["batches"])
       std::printf("  %5d %10.1f %10.2f %10.2f %5.1f %%\n", r["batch_size"].get<int>(), r["batch_ms"].get<double>(),

@@ -34,6 +34,8 @@ bfloat16+int8|--dtype bfloat16 --quantize int8
 bfloat16+int4-g32|--dtype bfloat16 --quantize int4 --group-size 32
 bfloat16+int4-g64|--dtype bfloat16 --quantize int4 --group-size 64
 bfloat16+int4-g128|--dtype bfloat16 --quantize int4 --group-size 128
+bfloat16+int8+vision|--dtype bfloat16 --quantize int8 --quantize-vision
+bfloat16+int4-g32+vision|--dtype bfloat16 --quantize int4 --group-size 32 --quantize-vision
 float32+int8|--dtype float32 --quantize int8
 float32+int4-g32|--dtype float32 --quantize int4 --group-size 32
 MODES

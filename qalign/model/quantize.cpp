@@ -7,12 +7,11 @@ namespace qalign::model {
 
 namespace {
 
-// The decoder layers' linears with their parameter-path names (model.layers.N....).
-std::vector<std::pair<std::string, LinearImpl*>> language_linears(Owl2ForCausalLM& m) {
-  std::vector<std::pair<std::string, LinearImpl*>> out;
-  for (const auto& item : m->model->layers->named_modules("model.layers"))
+// The linears under `part`, with their parameter-path names (`prefix`....).
+void add_linears(torch::nn::Module& part, const std::string& prefix,
+                 std::vector<std::pair<std::string, LinearImpl*>>& out) {
+  for (const auto& item : part.named_modules(prefix))
     if (auto* lin = item.value()->as<LinearImpl>()) out.emplace_back(item.key(), lin);
-  return out;
 }
 
 void check_layer(const std::string& name, const LinearImpl& lin, const QuantizeOptions& o) {
@@ -24,6 +23,11 @@ void check_layer(const std::string& name, const LinearImpl& lin, const QuantizeO
     fail("--quantize", "",
          "fp8 needs input and output widths that are multiples of 16; " + name + " is " + std::to_string(in) + " to " +
              std::to_string(out));
+  // LibTorch's int8 weight-only kernel reads the input in blocks of 16 (a width of 88 crashes it).
+  if (o.mode == "int8" && in % 16 != 0)
+    fail("--quantize", "",
+         "int8 needs input widths that are multiples of 16; " + name + " has " + std::to_string(in) +
+             (o.vision ? " (leave out --quantize-vision, or use int8dyn)" : " (use int8dyn)"));
   if (o.mode != "int4") return;
   if (in % o.group_size != 0)
     fail("--group-size", "",
@@ -50,11 +54,26 @@ void check_quantize_options(const QuantizeOptions& o, const std::string& device)
     fail("--group-size", "", "expected 32, 64 or 128, got " + std::to_string(o.group_size));
 }
 
+std::vector<std::pair<std::string, LinearImpl*>> quantizable_linears(Owl2ForCausalLM& m, bool vision) {
+  std::vector<std::pair<std::string, LinearImpl*>> linears;
+  add_linears(*m->model->layers, "model.layers", linears);
+  if (vision) {
+    add_linears(*m->model->vision_model, "model.vision_model", linears);
+    add_linears(*m->model->visual_abstractor, "model.visual_abstractor", linears);
+  }
+  return linears;
+}
+
 std::vector<std::pair<std::string, LinearImpl*>> quantized_linears(Owl2ForCausalLM& m, const QuantizeOptions& o) {
   if (o.mode == "none") return {};
-  auto linears = language_linears(m);
+  auto linears = quantizable_linears(m, o.vision);
   for (const auto& [name, lin] : linears) check_layer(name, *lin, o);
   return linears;
+}
+
+std::string describe(const QuantizeOptions& o) {
+  auto text = o.mode == "int4" ? o.mode + " (group " + std::to_string(o.group_size) + ")" : o.mode;
+  return o.vision && o.mode != "none" ? text + " + vision" : text;
 }
 
 std::shared_ptr<QuantizedWeight> quantize_weight(const torch::Tensor& w, const QuantizeOptions& o) {

@@ -14,6 +14,12 @@ bool int4_fits(const std::vector<std::pair<std::string, LinearImpl*>>& linears, 
   return true;
 }
 
+bool int8_fits(const std::vector<std::pair<std::string, LinearImpl*>>& linears) {
+  for (const auto& [name, lin] : linears)
+    if (lin->weight.size(1) % 16 != 0) return false;
+  return true;
+}
+
 bool fp8_fits(const std::vector<std::pair<std::string, LinearImpl*>>& linears) {
   for (const auto& [name, lin] : linears)
     if (lin->weight.size(1) % 16 != 0 || lin->weight.size(0) % 16 != 0) return false;
@@ -38,24 +44,33 @@ std::vector<ModeWeights> weight_bytes_per_mode(const ModelConfig& c) {
   const int64_t bf16_bytes = bytes_of(bf16);
   std::vector<ModeWeights> out = {{"float32", "--dtype float32", bytes_of(on_meta(c, torch::kFloat32))},
                                   {"bfloat16", "--dtype bfloat16", bf16_bytes}};
-  const auto linears = quantized_linears(bf16, {"int8", 128});  // the same layers in every mode
-  auto quantised = [&](const std::string& mode, int64_t group) {
+  // The same layers in every mode; with --quantize-vision the vision tower's and abstractor's too.
+  const auto language = quantizable_linears(bf16, false);
+  const auto all = quantizable_linears(bf16, true);
+  auto quantised = [&](const std::vector<std::pair<std::string, LinearImpl*>>& linears, const std::string& mode,
+                       int64_t group) {
     int64_t bytes = bf16_bytes;
     for (const auto& [name, lin] : linears)
       bytes += quantized_bytes(lin->weight.size(0), lin->weight.size(1), mode, group) -
                static_cast<int64_t>(lin->weight.nbytes());
     return bytes;
   };
-  out.push_back({"int8", "--dtype bfloat16 --quantize int8", quantised("int8", 0)});
-  out.push_back({"int8dyn", "--dtype bfloat16 --quantize int8dyn", quantised("int8dyn", 0)});
+  const std::string vision = " --quantize-vision";
+  if (int8_fits(language)) out.push_back({"int8", "--dtype bfloat16 --quantize int8", quantised(language, "int8", 0)});
+  if (int8_fits(all))
+    out.push_back({"int8 + vision", "--dtype bfloat16 --quantize int8" + vision, quantised(all, "int8", 0)});
+  out.push_back({"int8dyn", "--dtype bfloat16 --quantize int8dyn", quantised(language, "int8dyn", 0)});
   for (const int64_t group : {128, 64, 32})
-    if (int4_fits(linears, group)) {
+    if (int4_fits(language, group)) {
       const auto g = std::to_string(group);
-      out.push_back(
-          {"int4 (group " + g + ")", "--dtype bfloat16 --quantize int4 --group-size " + g, quantised("int4", group)});
+      const auto flags = "--dtype bfloat16 --quantize int4 --group-size " + g;
+      out.push_back({"int4 (group " + g + ")", flags, quantised(language, "int4", group)});
+      if (int4_fits(all, group))
+        out.push_back({"int4 (group " + g + ") + vision", flags + vision, quantised(all, "int4", group)});
       break;
     }
-  if (fp8_fits(linears)) out.push_back({"fp8", "--device cuda --dtype bfloat16 --quantize fp8", quantised("fp8", 0)});
+  if (fp8_fits(language))
+    out.push_back({"fp8", "--device cuda --dtype bfloat16 --quantize fp8", quantised(language, "fp8", 0)});
   return out;
 }
 

@@ -154,6 +154,7 @@ ordered_json job_record(const EvalJob& o) {
                       {"image folder", recorded(o.image_folder)}};
   // Quantised scores differ from float ones; float jobs keep the record earlier runs wrote.
   if (o.quantize.mode != "none") job["quantize"] = {{"mode", o.quantize.mode}, {"group_size", o.quantize.group_size}};
+  if (o.quantize.mode != "none" && o.quantize.vision) job["quantize"]["vision"] = true;
   return job;
 }
 

@@ -58,9 +58,7 @@ ordered_json job_record(const ScoreJob& o) {
           {"task", o.task},
           {"prompt", o.prompt},
           {"dtype", o.dtype},
-          {"quantize", o.quantize.mode != "int4"
-                           ? o.quantize.mode
-                           : o.quantize.mode + " (group " + std::to_string(o.quantize.group_size) + ")"},
+          {"quantize", model::describe(o.quantize)},
           {"threshold", o.threshold ? ordered_json(*o.threshold) : ordered_json()},
           {"keep list", text_of(o.keep_list)}};
 }

@@ -29,7 +29,11 @@ Zero3Params::Source Zero3Params::from_model(model::Owl2ForCausalLM& m) {
 Zero3Params::Zero3Params(distributed::ProcessGroup& group, model::Owl2ForCausalLM& m,
                          const std::vector<std::string>& trainable, int64_t prefetch, int64_t bucket_bytes,
                          const Source& source)
-    : group_(group), gathers_(group.another_backend("zero3-gathers")), model_(m), prefetch_(prefetch) {
+    : group_(group),
+      gathers_(group.another_backend("zero3-gathers")),
+      model_(m),
+      prefetch_(prefetch),
+      gather_block_bytes_(bucket_bytes) {
   std::map<std::string, torch::nn::Module*> modules;
   for (const auto& item : m->named_modules()) modules[item.key()] = item.value().get();
   std::map<std::string, int64_t> trainable_index;
@@ -266,10 +270,27 @@ void Zero3Params::issue(size_t u) {
     if (part->params.empty()) continue;
     part->flat = torch::empty({part->padded}, part->shard.options());
     gathered_bytes_ += bytes_of(part->flat);
+    const auto elem = static_cast<int64_t>(part->flat.element_size());
+    const int64_t world = group_.size();
+    // Gloo gathers into a buffer of the whole output and then copies it out: a unit's frozen part
+    // in one gather (a LoRA decoder layer, 0.47 GB at full size) would hold it twice. On the CPU
+    // each piece goes in blocks of columns of about a bucket, into the W places they fill.
+    const int64_t block = part->shard.is_cpu() ? std::max<int64_t>(1, gather_block_bytes_ / (world * elem)) : 0;
     for (const auto& piece : part->pieces) {
+      const int64_t chunk = piece.padded / world;
       auto into = part->flat.narrow(0, piece.offset, piece.padded);
-      auto mine = part->shard.narrow(0, piece.shard_offset, piece.padded / group_.size());
-      part->works.push_back(gathers_->_allgather_base(into, mine));
+      auto mine = part->shard.narrow(0, piece.shard_offset, chunk);
+      if (block == 0 || chunk <= block) {
+        part->works.push_back(gathers_->_allgather_base(into, mine));
+        continue;
+      }
+      for (int64_t from = 0; from < chunk; from += block) {
+        const int64_t n = std::min(block, chunk - from);
+        std::vector<at::Tensor> inputs{mine.narrow(0, from, n)};
+        std::vector<std::vector<at::Tensor>> outputs(1);
+        for (int64_t r = 0; r < world; ++r) outputs[0].push_back(into.narrow(0, r * chunk + from, n));
+        part->works.push_back(gathers_->allgather(outputs, inputs));
+      }
     }
   }
   peak_gathered_bytes_ = std::max(peak_gathered_bytes_, gathered_bytes_);

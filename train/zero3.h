@@ -168,6 +168,7 @@ class Zero3Params {
   std::map<const torch::nn::Module*, size_t> unit_of_;
   std::map<std::string, size_t> unit_of_parameter_;
   int64_t prefetch_ = 1;
+  int64_t gather_block_bytes_;  // the largest Gloo all-gather: one gradient bucket
   bool backward_ = false, evaluating_ = false;
   int64_t cursor_ = -1;  // the schedule position reached (forward: unit index; backward: from the last unit)
   int64_t peak_forward_ = 0, gathered_bytes_ = 0, peak_gathered_bytes_ = 0;

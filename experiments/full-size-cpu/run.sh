@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The released model's full size (owl2-7b: 8.2 B parameters, 32 decoder layers, ViT-L/14 at 448 px)
 # on this CPU, end to end: a bf16 checkpoint in 5 GB shards from `qalign init`, its export, scoring
-# a photograph (bf16, int8, int4) and a video, the authors' LoRA recipe for 3 steps with a
-# checkpoint at step 2, the same run resumed from that checkpoint (its adapter compared byte for
-# byte), the adapter merged by `export --merge-lora` and the merged model scored beside base +
-# adapter. Wall time and peak resident set of each step come from GNU time; results.md holds the
+# a photograph (bf16, int8, int4, each quantised mode also with --quantize-vision) and a video, the
+# authors' LoRA recipe for 3 steps with a checkpoint at step 2, the same run resumed from that
+# checkpoint (its adapter compared byte for byte), the recipe on two ZeRO-3 ranks resumed on one, a
+# full fine-tune of owl2-7b-2l on two ZeRO-3 ranks resumed (compared byte for byte), the adapter
+# merged by `export --merge-lora` and the merged model scored beside base + adapter. Wall time and peak resident set of each step come from GNU time; results.md holds the
 # figures of a dated run.
 #   experiments/full-size-cpu/run.sh [WORK_DIR]   (default /tmp/qalign-full-size; ~50 GB of disk)
-# Needs a build (scripts/test.sh or cmake --build build) and ~20 GB of free memory; ~75 minutes here.
+# Needs a build (scripts/test.sh or cmake --build build) and ~20 GB of free memory; ~100 minutes here.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 Q=${QALIGN_BINARY:-build/tools/qalign}
@@ -32,7 +33,9 @@ measure export "$Q" export --checkpoint "$M" --out "$W/export" --dtype bfloat16 
 rm -rf "$W/export"  # its 16 GB; the merged export below needs the disk
 measure score-1-photo "$Q" score --model "$M" --dtype bfloat16 --batch-size 1 "$D/baboon.jpg"
 measure score-int8 "$Q" score --model "$M" --dtype bfloat16 --quantize int8 --batch-size 1 "$D/baboon.jpg"
+measure score-int8-vision "$Q" score --model "$M" --dtype bfloat16 --quantize int8 --quantize-vision --batch-size 1 "$D/baboon.jpg"
 measure score-int4 "$Q" score --model "$M" --dtype bfloat16 --quantize int4 --batch-size 1 "$D/baboon.jpg"
+measure score-int4-vision "$Q" score --model "$M" --dtype bfloat16 --quantize int4 --quantize-vision --batch-size 1 "$D/baboon.jpg"
 measure score-video "$Q" score --model "$M" --dtype bfloat16 --batch-size 1 "$D/Megamind.avi"
 
 # configs/l1_koniq_lora.yaml (q_proj and v_proj.multiway.1, r 128) with the abstractor trained, on
@@ -59,6 +62,39 @@ for f in "$L/run-a"/*.safetensors "$L/run-a"/*.bin; do
   [ -e "$f" ] || continue
   cmp "$f" "$L/run-b/$(basename "$f")" && echo "resumed = uninterrupted: $(basename "$f")" | tee -a "$W/summary.txt"
 done
+
+# The same recipe on two Gloo ranks at ZeRO stage 3 (each rank reads, holds and saves only its
+# half), then resumed from its step-2 checkpoint on one process (the same global batch of 2).
+rm -rf "$L/z3-a" "$L/z3-r1"
+measure lora-zero3-2-ranks "$Q" launch --nproc-per-node 2 -- "$Q" train "${RECIPE[@]}" zero_stage=3 ddp_backend=gloo \
+  "output_dir=$L/z3-a"
+measure lora-zero3-resumed-1-rank "$Q" train "${RECIPE[@]}" gradient_accumulation_steps=2 "output_dir=$L/z3-r1" \
+  "resume_from_checkpoint=$L/z3-a/checkpoint-2"
+grep -h "loading:\|saving\|step [0-9]/3" "$W"/lora-zero3-*.log | tee -a "$W/summary.txt"
+
+# A full fine-tune (every weight trained) of the deepest owl2-7b-<L>l that `qalign plan` fits in
+# this machine on two ranks at stage 3: owl2-7b-2l (3l plans 21.3 GiB for the two ranks); 3 steps,
+# a checkpoint at step 2, resumed on two ranks, the models compared byte for byte.
+M2=$W/model-2l
+[ -f "$M2/model.safetensors" ] || [ -f "$M2/model.safetensors.index.json" ] ||
+  measure init-2l "$Q" init --preset owl2-7b-2l --dtype bfloat16 --tokenizer tests/fixtures/llama2-tokenizer \
+    --out "$M2" --overwrite
+FT=(--config configs/l1_koniq.yaml "model_name_or_path=$M2" "data_path=$L/train.json" "image_folder=$D"
+  per_device_train_batch_size=1 max_steps=3 save_steps=2 dataloader_num_workers=1 device=cpu logging_steps=1
+  zero_stage=3 ddp_backend=gloo)
+rm -rf "$W/ft2l"
+measure full-2l-zero3-2-ranks "$Q" launch --nproc-per-node 2 -- "$Q" train "${FT[@]}" "output_dir=$W/ft2l/a"
+measure full-2l-zero3-resumed "$Q" launch --nproc-per-node 2 -- "$Q" train "${FT[@]}" "output_dir=$W/ft2l/b" \
+  "resume_from_checkpoint=$W/ft2l/a/checkpoint-2"
+cmp "$W/ft2l/a/model.safetensors" "$W/ft2l/b/model.safetensors" &&
+  echo "full fine-tune resumed = uninterrupted: model.safetensors" | tee -a "$W/summary.txt"
+for run in "$L/z3-a" "$W/ft2l/a" "$W/ft2l/b"; do  # the trainer's per-rank peaks of tensor bytes
+  python3 -c 'import json,sys
+for l in open(sys.argv[1] + "/metrics.jsonl"):
+    j = json.loads(l)
+    print(sys.argv[1], "step", j["step"], "peak tensor bytes per rank", [m["peak_allocated"] for m in j["memory"]])' "$run"
+done | tee -a "$W/summary.txt"
+
 measure export-merged "$Q" export --checkpoint "$M" --lora "$L/run-a" --merge-lora --out "$W/merged" --overwrite
 measure score-base-lora "$Q" score --model "$M" --lora "$L/run-a" --dtype bfloat16 "$D/baboon.jpg" "$D/fruits.jpg"
 measure score-merged "$Q" score --model "$W/merged" --dtype bfloat16 "$D/baboon.jpg" "$D/fruits.jpg"

@@ -4,9 +4,6 @@
 #include <csignal>
 #include <iostream>
 #include <vector>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 
 #include "qalign/base/error.h"
 #include "qalign/base/log.h"
@@ -17,12 +14,6 @@ int main(int argc, char** argv) {
   // A file-size limit (ulimit -f, a file system's largest file) then fails the write with EFBIG,
   // reported naming the file and cleaned up, instead of killing the process mid-file.
   std::signal(SIGXFSZ, SIG_IGN);
-#ifdef __GLIBC__
-  // glibc's adaptive threshold climbs to 32 MiB after the first large block is freed; from then on
-  // blocks of 16-32 MiB (a load's read pieces, quantising's temporaries) come from the heap and
-  // stay resident between long-lived weights: 0.23 GB of a full-size int4 load's 5.5 GB peak.
-  mallopt(M_MMAP_THRESHOLD, 16 << 20);
-#endif
   CLI::App app{"qalign: train, evaluate, score and export Q-Align / OneAlign visual scorers"};
   app.require_subcommand(1);
   bool quiet = false, verbose = false;

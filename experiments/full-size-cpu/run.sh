@@ -52,6 +52,12 @@ cat > "$L/train.json" << 'JSON'
  {"id": "home", "image": "home.jpg", "conversations": [{"from": "human", "value": "How would you rate the quality of this image?\n<|image|>"}, {"from": "gpt", "value": "The quality of the image is fair."}]}
 ]
 JSON
+# The same pictures with a score each (the level's middle) for evaluation during training.
+python3 -c 'import json, sys
+mos = {"excellent": 4.6, "good": 3.6, "fair": 2.8, "poor": 1.9, "bad": 1.2}
+d = json.load(open(sys.argv[1]))
+for e in d: e["gt_score"] = mos[e["conversations"][1]["value"].split()[-1].rstrip(".")]
+json.dump(d, open(sys.argv[2], "w"), indent=1)' "$L/train.json" "$L/eval.json"
 RECIPE=(--config configs/l1_koniq_lora.yaml "model_name_or_path=$M" "data_path=$L/train.json" "image_folder=$D"
   per_device_train_batch_size=1 max_steps=3 save_steps=2 tune_visual_abstractor=true dataloader_num_workers=1
   device=cpu logging_steps=1)
@@ -64,13 +70,14 @@ for f in "$L/run-a"/*.safetensors "$L/run-a"/*.bin; do
 done
 
 # The same recipe on two Gloo ranks at ZeRO stage 3 (each rank reads, holds and saves only its
-# half), then resumed from its step-2 checkpoint on one process (the same global batch of 2).
+# half, evaluating unit by unit at step 3), then resumed from its step-2 checkpoint on one process
+# (the same global batch of 2).
 rm -rf "$L/z3-a" "$L/z3-r1"
 measure lora-zero3-2-ranks "$Q" launch --nproc-per-node 2 -- "$Q" train "${RECIPE[@]}" zero_stage=3 ddp_backend=gloo \
-  "output_dir=$L/z3-a"
+  "eval_data_paths=$L/eval.json" eval_steps=3 "output_dir=$L/z3-a"
 measure lora-zero3-resumed-1-rank "$Q" train "${RECIPE[@]}" gradient_accumulation_steps=2 "output_dir=$L/z3-r1" \
   "resume_from_checkpoint=$L/z3-a/checkpoint-2"
-grep -h "loading:\|saving\|step [0-9]/3" "$W"/lora-zero3-*.log | tee -a "$W/summary.txt"
+grep -h "loading:\|saving\|evaluation:\|step [0-9]/3" "$W"/lora-zero3-*.log | tee -a "$W/summary.txt"
 
 # A full fine-tune (every weight trained) of the deepest owl2-7b-<L>l that `qalign plan` fits in
 # this machine on two ranks at stage 3: owl2-7b-2l (3l plans 21.3 GiB for the two ranks); 3 steps,

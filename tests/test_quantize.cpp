@@ -219,22 +219,29 @@ TEST(Quantize, OnlyTheLanguageModelsLinearsLoseTheirFloatWeights) {
 // patch embedding, norms, embeddings and lm_head keep theirs; the same model loading or after.
 // The fixtures' abstractor MLP is 88 wide, which the int8 kernel cannot read (refused, below): a
 // random model of the tiny fixture's shapes with a 96-wide abstractor MLP.
-TEST(Quantize, QuantizeVisionAlsoTakesTheVisionTowersAndAbstractorsLinears) {
-  test::ScratchDir dir("qalign_quantize_vision");
+// A random model of the tiny fixture's shapes whose abstractor MLP is 96 wide (the fixture's 88
+// takes no int8 or int4 kernel), written to `dir`/model.
+std::string vision_quantisable_model(const test::ScratchDir& dir) {
   auto config = nlohmann::json::parse(std::ifstream(tiny_model() + "/config.json"));
   config["visual_config"]["visual_abstractor"]["intermediate_size"] = 96;
   std::ofstream(dir.file("config.json")) << config.dump();
   std::string out;
-  ASSERT_EQ(test::run_command(test::qalign_binary() + " init --config " + dir.file("config.json") + " --tokenizer " +
+  EXPECT_EQ(test::run_command(test::qalign_binary() + " init --config " + dir.file("config.json") + " --tokenizer " +
                                   tiny_model() + " --out " + dir.file("model"),
                               &out),
             0)
       << out;
+  return dir.file("model");
+}
+
+TEST(Quantize, QuantizeVisionAlsoTakesTheVisionTowersAndAbstractorsLinears) {
+  test::ScratchDir dir("qalign_quantize_vision");
+  const auto model_dir = vision_quantisable_model(dir);
   const model::QuantizeOptions int8{"int8", 128, true};
-  auto floats = io::load_pretrained(dir.file("model"));
-  auto after = io::load_pretrained(dir.file("model"));
+  auto floats = io::load_pretrained(model_dir);
+  auto after = io::load_pretrained(model_dir);
   model::quantize_linears(after, int8);
-  auto loading = io::load_pretrained(dir.file("model"), torch::kFloat32, torch::kCPU, int8);
+  auto loading = io::load_pretrained(model_dir, torch::kFloat32, torch::kCPU, int8);
   for (auto m : {after, loading}) {
     const auto params = m->named_parameters();
     for (const char* gone : {"model.layers.0.self_attn.q_proj.weight",
@@ -270,6 +277,27 @@ TEST(Quantize, QuantizeVisionAlsoTakesTheVisionTowersAndAbstractorsLinears) {
     EXPECT_NE(what.find("model.visual_abstractor.encoder.layers.0.crossattention.output.mlp.w2"), std::string::npos)
         << what;
   }
+}
+
+// `qalign score --quantize-vision`: scores other than the language model's int8 alone (the vision
+// features are rounded too), close to float32's; the fixture's 88-wide abstractor is refused.
+TEST(QuantizeCli, QuantizeVisionScoresCloseToFloatAndApartFromLanguageOnly) {
+  test::ScratchDir dir("qalign_quantize_vision_cli");
+  const auto model_dir = vision_quantisable_model(dir);
+  const auto in = test::fixture("qalign-tiny/inputs/");
+  const std::string paths = " " + in + "img_wide.png " + in + "img_tall.jpg";
+  const auto floats = score_rows("--dtype float32 --model " + model_dir + paths);
+  const auto language = score_rows("--dtype float32 --quantize int8 --model " + model_dir + paths);
+  const auto vision = score_rows("--dtype float32 --quantize int8 --quantize-vision --model " + model_dir + paths);
+  ASSERT_EQ(vision.size(), 2u);
+  for (const auto& [path, row] : vision) {
+    const double v = row["score"].get<double>();
+    EXPECT_NE(v, language.at(path)["score"].get<double>()) << path;
+    EXPECT_NEAR(v, floats.at(path)["score"].get<double>(), 0.05) << path;
+  }
+  const auto out = failure_of("score --model " + tiny_model() + paths + " --quantize int8 --quantize-vision");
+  EXPECT_NE(out.find("--quantize"), std::string::npos) << out;
+  EXPECT_NE(out.find("mlp.w2"), std::string::npos) << out;
 }
 
 TEST(Quantize, Int8ProductIsTheRoundedWeightsProduct) {

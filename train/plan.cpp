@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <numeric>
 #include <sstream>
 
 #include "data/dataset_mix.h"
@@ -204,6 +205,7 @@ class Planner {
       const auto bucket_bytes = static_cast<int64_t>(c_.ddp_bucket_cap_mb * (1 << 20));
       int64_t shard = 0, trainable_shard = 0, owned = 0;
       std::vector<int64_t> unit_buckets, unit_whole;
+      int64_t largest_trainable = 0;  // elements of the unit with the most trainable ones
       for (auto u = layout_.units.rbegin(); u != layout_.units.rend(); ++u) {
         int64_t trainable_padded = 0;
         std::vector<int64_t> pieces;
@@ -216,17 +218,27 @@ class Planner {
         shard += columns(u->frozen, w);
         for (const auto& b : cut_unit_buckets(pieces, w, bucket_bytes)) unit_buckets.push_back(w * b.cols);
         unit_whole.push_back(trainable_padded + round_up(u->frozen, w));
+        largest_trainable = std::max(largest_trainable, trainable_padded);
       }
       shard += trainable_shard;
-      std::sort(unit_whole.rbegin(), unit_whole.rend());
       dev.parameters = shard * d;
       owned_grad = 4 * trainable_shard;
       const int64_t comm = c_.zero_communication_dtype == "bfloat16" ? 2 : 4;
       dev.gradients = zero_gradient_peak(unit_buckets, w, 2, comm);
       dev.masters = 4 * trainable_shard;
       dev.optimizer = 8 * owned;
-      const auto gathered = std::min<size_t>(static_cast<size_t>(c_.zero3_prefetch_blocks) + 1, unit_whole.size());
-      for (size_t i = 0; i < gathered; ++i) dev.buffers += unit_whole[i] * d;
+      // The units gathered at once are the one running and the next `zero3_prefetch_blocks` in
+      // the schedule: the heaviest run of that many neighbours (forward's order, or backward's,
+      // its reverse), not the heaviest units wherever they sit (embed_tokens and lm_head, at the
+      // two ends, are never gathered together).
+      const auto window = std::min<size_t>(static_cast<size_t>(c_.zero3_prefetch_blocks) + 1, unit_whole.size());
+      for (size_t i = 0; i + window <= unit_whole.size(); ++i)
+        dev.buffers = std::max(
+            dev.buffers, d * std::accumulate(unit_whole.begin() + static_cast<std::ptrdiff_t>(i),
+                                             unit_whole.begin() + static_cast<std::ptrdiff_t>(i + window), int64_t{0}));
+      // Backward gives a unit's trainable parameters their whole gradients, in the compute dtype,
+      // before its buckets take them in: at most one unit's at a time.
+      dev.buffers += largest_trainable * d;
     }
     if (s.offload && s.stage > 0) {
       host.masters = std::exchange(dev.masters, 0);

@@ -80,7 +80,7 @@ measure lora-zero3-resumed-1-rank "$Q" train "${RECIPE[@]}" gradient_accumulatio
 grep -h "loading:\|saving\|evaluation:\|step [0-9]/3" "$W"/lora-zero3-*.log | tee -a "$W/summary.txt"
 
 # A full fine-tune (every weight trained) of the deepest owl2-7b-<L>l that `qalign plan` fits in
-# this machine on two ranks at stage 3: owl2-7b-2l (3l plans 21.3 GiB for the two ranks); 3 steps,
+# this machine on two ranks at stage 3: owl2-7b-2l (3l plans 22.2 GiB for the two ranks); 3 steps,
 # a checkpoint at step 2, resumed on two ranks, the models compared byte for byte.
 M2=$W/model-2l
 [ -f "$M2/model.safetensors" ] || [ -f "$M2/model.safetensors.index.json" ] ||

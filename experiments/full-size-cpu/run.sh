@@ -99,7 +99,8 @@ for run in "$L/z3-a" "$W/ft2l/a" "$W/ft2l/b"; do  # the trainer's per-rank peaks
   python3 -c 'import json,sys
 for l in open(sys.argv[1] + "/metrics.jsonl"):
     j = json.loads(l)
-    print(sys.argv[1], "step", j["step"], "peak tensor bytes per rank", [m["peak_allocated"] for m in j["memory"]])' "$run"
+    if "memory" in j:  # training rows; evaluation rows have none
+        print(sys.argv[1], "step", j["step"], "peak tensor bytes per rank", [m["peak_allocated"] for m in j["memory"]])' "$run"
 done | tee -a "$W/summary.txt"
 
 measure export-merged "$Q" export --checkpoint "$M" --lora "$L/run-a" --merge-lora --out "$W/merged" --overwrite

@@ -25,13 +25,9 @@ torch::Tensor parameter_values(c10::IntArrayRef shape, const torch::TensorOption
 }
 }  // namespace
 
-SkipInitGuard::SkipInitGuard() : previous_(skip_init) { skip_init = true; }
-SkipInitGuard::~SkipInitGuard() { skip_init = previous_; }
-NoStorageGuard::NoStorageGuard() : previous_(no_storage) { no_storage = true; }
-NoStorageGuard::~NoStorageGuard() { no_storage = previous_; }
-
-MetaLinearWeightsGuard::MetaLinearWeightsGuard() : previous_(meta_linear_weights) { meta_linear_weights = true; }
-MetaLinearWeightsGuard::~MetaLinearWeightsGuard() { meta_linear_weights = previous_; }
+SkipInitGuard::SkipInitGuard() : ThreadFlagGuard(skip_init) {}
+NoStorageGuard::NoStorageGuard() : ThreadFlagGuard(no_storage) {}
+MetaLinearWeightsGuard::MetaLinearWeightsGuard() : ThreadFlagGuard(meta_linear_weights) {}
 
 torch::Tensor normal_parameter(torch::nn::Module& m, const std::string& name, c10::IntArrayRef shape,
                                const torch::TensorOptions& opts) {

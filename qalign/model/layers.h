@@ -72,32 +72,35 @@ class EmbeddingImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Embedding);
 
+// Sets one of this thread's construction flags for its lifetime, then restores what it was.
+class ThreadFlagGuard {
+ public:
+  ThreadFlagGuard(const ThreadFlagGuard&) = delete;
+  ThreadFlagGuard& operator=(const ThreadFlagGuard&) = delete;
+
+ protected:
+  explicit ThreadFlagGuard(bool& flag) : flag_(flag), previous_(flag) { flag = true; }
+  ~ThreadFlagGuard() { flag_ = previous_; }
+
+ private:
+  bool& flag_;
+  bool previous_;
+};
+
 // While one is alive on this thread, normal_parameter leaves its values uninitialised: for a
 // model whose every parameter is about to be loaded from a checkpoint (drawing 8 billion normals
 // on the CPU takes minutes).
-class SkipInitGuard {
+class SkipInitGuard : ThreadFlagGuard {
  public:
   SkipInitGuard();
-  ~SkipInitGuard();
-  SkipInitGuard(const SkipInitGuard&) = delete;
-  SkipInitGuard& operator=(const SkipInitGuard&) = delete;
-
- private:
-  bool previous_;
 };
 
 // While one is alive on this thread, a Linear's weight is built on the meta device (shape and
 // dtype, no storage): a loader that quantises weights as it reads them never holds the float
 // weights of those layers all at once, and gives the others storage (set_weight).
-class MetaLinearWeightsGuard {
+class MetaLinearWeightsGuard : ThreadFlagGuard {
  public:
   MetaLinearWeightsGuard();
-  ~MetaLinearWeightsGuard();
-  MetaLinearWeightsGuard(const MetaLinearWeightsGuard&) = delete;
-  MetaLinearWeightsGuard& operator=(const MetaLinearWeightsGuard&) = delete;
-
- private:
-  bool previous_;
 };
 
 // While one is alive on this thread, every parameter is built without storage: it has its shape
@@ -105,15 +108,9 @@ class MetaLinearWeightsGuard {
 // (train/zero3.h), whose ranks read only their own chunk of each parameter from the checkpoint:
 // the whole model is never allocated. (The meta device cannot be used there: a parameter built on
 // it can never be given the CPU or GPU storage its chunks are gathered into.)
-class NoStorageGuard {
+class NoStorageGuard : ThreadFlagGuard {
  public:
   NoStorageGuard();
-  ~NoStorageGuard();
-  NoStorageGuard(const NoStorageGuard&) = delete;
-  NoStorageGuard& operator=(const NoStorageGuard&) = delete;
-
- private:
-  bool previous_;
 };
 
 // A parameter of `shape`, N(0, kInitStd) unless on the meta device or under a SkipInitGuard or a

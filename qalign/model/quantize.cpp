@@ -1,5 +1,7 @@
 #include "qalign/model/quantize.h"
 
+#include <optional>
+
 #include "qalign/base/error.h"
 #include "qalign/model/quantized_weight.h"
 
@@ -14,31 +16,36 @@ void add_linears(torch::nn::Module& part, const std::string& prefix,
     if (auto* lin = item.value()->as<LinearImpl>()) out.emplace_back(item.key(), lin);
 }
 
-void check_layer(const std::string& name, const LinearImpl& lin, const QuantizeOptions& o) {
+struct WidthProblem {
+  std::string option, message;
+};
+
+// Why `o` cannot quantise `lin` (called `name`) at its widths and device; nothing where it can.
+std::optional<WidthProblem> width_problem(const std::string& name, const LinearImpl& lin, const QuantizeOptions& o) {
   const int64_t out = lin.weight.size(0), in = lin.weight.size(1);
   const bool gpu = lin.weight.is_cuda();
   if (o.mode == "int8dyn" && gpu)
-    fail("--quantize", "", "int8dyn (fbgemm) runs on the CPU only; " + name + " is on a GPU");
+    return WidthProblem{"--quantize", "int8dyn (fbgemm) runs on the CPU only; " + name + " is on a GPU"};
   if (o.mode == "fp8" && (in % 16 != 0 || out % 16 != 0))
-    fail("--quantize", "",
-         "fp8 needs input and output widths that are multiples of 16; " + name + " is " + std::to_string(in) + " to " +
-             std::to_string(out));
+    return WidthProblem{"--quantize", "fp8 needs input and output widths that are multiples of 16; " + name + " is " +
+                                          std::to_string(in) + " to " + std::to_string(out)};
   // LibTorch's int8 weight-only kernel reads the input in blocks of 16 (a width of 88 crashes it).
   if (o.mode == "int8" && in % 16 != 0)
-    fail("--quantize", "",
-         "int8 needs input widths that are multiples of 16; " + name + " has " + std::to_string(in) +
-             (o.vision ? " (leave out --quantize-vision, or use int8dyn)" : " (use int8dyn)"));
-  if (o.mode != "int4") return;
+    return WidthProblem{"--quantize",
+                        "int8 needs input widths that are multiples of 16; " + name + " has " + std::to_string(in) +
+                            (o.vision ? " (leave out --quantize-vision, or use int8dyn)" : " (use int8dyn)")};
+  if (o.mode != "int4") return std::nullopt;
   if (in % o.group_size != 0)
-    fail("--group-size", "",
-         std::to_string(o.group_size) + " does not divide the input width " + std::to_string(in) + " of " + name +
-             "; choose a group size (32, 64 or 128) that divides every layer's input");
+    return WidthProblem{"--group-size", std::to_string(o.group_size) + " does not divide the input width " +
+                                            std::to_string(in) + " of " + name +
+                                            "; choose a group size (32, 64 or 128) that divides every layer's input"};
   if (out % 16 != 0)
-    fail("--quantize", "",
-         "int4 needs output widths that are multiples of 16; " + name + " has " + std::to_string(out));
+    return WidthProblem{"--quantize",
+                        "int4 needs output widths that are multiples of 16; " + name + " has " + std::to_string(out)};
   if (gpu && in % 128 != 0)
-    fail("--quantize", "",
-         "int4 on a GPU needs input widths that are multiples of 128; " + name + " has " + std::to_string(in));
+    return WidthProblem{"--quantize", "int4 on a GPU needs input widths that are multiples of 128; " + name + " has " +
+                                          std::to_string(in)};
+  return std::nullopt;
 }
 
 }  // namespace
@@ -67,9 +74,12 @@ std::vector<std::pair<std::string, LinearImpl*>> quantizable_linears(Owl2ForCaus
 std::vector<std::pair<std::string, LinearImpl*>> quantized_linears(Owl2ForCausalLM& m, const QuantizeOptions& o) {
   if (o.mode == "none") return {};
   auto linears = quantizable_linears(m, o.vision);
-  for (const auto& [name, lin] : linears) check_layer(name, *lin, o);
+  for (const auto& [name, lin] : linears)
+    if (const auto problem = width_problem(name, *lin, o)) fail(problem->option, "", problem->message);
   return linears;
 }
+
+bool can_quantize(const LinearImpl& lin, const QuantizeOptions& o) { return !width_problem("", lin, o); }
 
 std::string describe(const QuantizeOptions& o) {
   auto text = o.mode == "int4" ? o.mode + " (group " + std::to_string(o.group_size) + ")" : o.mode;

@@ -30,6 +30,9 @@ class QuantizedWeight;
 // abstractor's too), by module path, unchecked.
 std::vector<std::pair<std::string, LinearImpl*>> quantizable_linears(Owl2ForCausalLM& m, bool vision);
 
+// Whether `o` takes a layer of `lin`'s widths on its device (what quantized_linears checks).
+bool can_quantize(const LinearImpl& lin, const QuantizeOptions& o);
+
 // The linears that `o` quantises, by module path (model.layers.N...., and with `o.vision`
 // model.vision_model... and model.visual_abstractor...; their weights are `<path>.weight`), each
 // checked first: a group size that does not divide a layer's

@@ -1,5 +1,7 @@
 #include "qalign/model/weight_bytes.h"
 
+#include <algorithm>
+
 #include "qalign/model/owl2.h"
 #include "qalign/model/quantize.h"
 #include "qalign/model/quantized_weight.h"
@@ -8,22 +10,9 @@ namespace qalign::model {
 
 namespace {
 
-bool int4_fits(const std::vector<std::pair<std::string, LinearImpl*>>& linears, int64_t group) {
-  for (const auto& [name, lin] : linears)
-    if (lin->weight.size(1) % group != 0 || lin->weight.size(0) % 16 != 0) return false;
-  return true;
-}
-
-bool int8_fits(const std::vector<std::pair<std::string, LinearImpl*>>& linears) {
-  for (const auto& [name, lin] : linears)
-    if (lin->weight.size(1) % 16 != 0) return false;
-  return true;
-}
-
-bool fp8_fits(const std::vector<std::pair<std::string, LinearImpl*>>& linears) {
-  for (const auto& [name, lin] : linears)
-    if (lin->weight.size(1) % 16 != 0 || lin->weight.size(0) % 16 != 0) return false;
-  return true;
+// Whether every one of `linears` takes `o` (quantize.h's rules, on the CPU: these are on meta).
+bool all_take(const std::vector<std::pair<std::string, LinearImpl*>>& linears, const QuantizeOptions& o) {
+  return std::all_of(linears.begin(), linears.end(), [&](const auto& l) { return can_quantize(*l.second, o); });
 }
 
 int64_t bytes_of(const Owl2ForCausalLM& m) {
@@ -56,20 +45,21 @@ std::vector<ModeWeights> weight_bytes_per_mode(const ModelConfig& c) {
     return bytes;
   };
   const std::string vision = " --quantize-vision";
-  if (int8_fits(language)) out.push_back({"int8", "--dtype bfloat16 --quantize int8", quantised(language, "int8", 0)});
-  if (int8_fits(all))
+  if (all_take(language, {"int8"}))
+    out.push_back({"int8", "--dtype bfloat16 --quantize int8", quantised(language, "int8", 0)});
+  if (all_take(all, {"int8"}))
     out.push_back({"int8 + vision", "--dtype bfloat16 --quantize int8" + vision, quantised(all, "int8", 0)});
   out.push_back({"int8dyn", "--dtype bfloat16 --quantize int8dyn", quantised(language, "int8dyn", 0)});
   for (const int64_t group : {128, 64, 32})
-    if (int4_fits(language, group)) {
+    if (all_take(language, {"int4", group})) {
       const auto g = std::to_string(group);
       const auto flags = "--dtype bfloat16 --quantize int4 --group-size " + g;
       out.push_back({"int4 (group " + g + ")", flags, quantised(language, "int4", group)});
-      if (int4_fits(all, group))
+      if (all_take(all, {"int4", group}))
         out.push_back({"int4 (group " + g + ") + vision", flags + vision, quantised(all, "int4", group)});
       break;
     }
-  if (fp8_fits(language))
+  if (all_take(language, {"fp8"}))
     out.push_back({"fp8", "--device cuda --dtype bfloat16 --quantize fp8", quantised(language, "fp8", 0)});
   return out;
 }

@@ -91,8 +91,12 @@ LevelScores Scorer::score(const std::vector<torch::Tensor>& pixels, Task task, M
     visual.push_back(tokens.narrow(0, at, f).reshape({-1, tokens.size(-1)}));
     at += f;
   }
-  if (readout_ == Readout::kLevels)
-    return score_from_logits(model_->last_logits(model_->model->splice(ids, visual)).to(torch::kCPU), level_ids_);
+  if (readout_ == Readout::kLevels) {
+    // Only the five level words' rows of lm_head: the softmax is over those logits alone.
+    const auto levels = torch::tensor(level_ids_, torch::kInt64).to(device);
+    const auto hidden = model_->last_hidden(model_->model->splice(ids, visual));
+    return score_from_level_logits(model_->logits(hidden, levels).to(torch::kCPU));
+  }
   LevelScores s;
   s.score5 =
       readout_ == Readout::kNumber

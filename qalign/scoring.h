@@ -22,6 +22,8 @@ struct LevelScores {
 
 // logits [B,V] at the answer position; level_ids: the five words' token ids.
 LevelScores score_from_logits(const torch::Tensor& logits, const std::vector<int64_t>& level_ids);
+// The same from the five level words' logits alone [B,5], in kLevelWords order.
+LevelScores score_from_level_logits(const torch::Tensor& level_logits);
 
 // "" when item b's score5 and score01 are finite; else "score: ..." saying why not, the field and
 // problem of that item's error. NaN or Inf in a model's weights makes every probability NaN, and

@@ -119,6 +119,22 @@ TEST(ModelParity, FullLogitsOfFirstCase) {
             1e-3);
 }
 
+// The level readout computes the five level words' logits from their rows of lm_head alone: the
+// full logits' five columns, to within the order a product sums in.
+TEST(ModelParity, LevelLogitsFromTheirRowsEqualTheFullLogitsColumns) {
+  auto m = tiny("model");
+  const auto r = run_case(m, "batch2");
+  torch::NoGradGuard g;
+  const auto hidden = r.hidden.back().to(m->lm_head->weight.device());
+  const auto ids = torch::tensor(level_ids(), torch::kInt64).to(hidden.device());
+  const auto rows = m->logits(hidden, ids).cpu();
+  EXPECT_EQ(rows.sizes(), (std::vector<int64_t>{hidden.size(0), hidden.size(1), 5}));
+  EXPECT_LE(test::max_diff(rows, m->logits(hidden).index_select(-1, ids).cpu()), 1e-5);
+  EXPECT_LE(test::max_diff(score_from_level_logits(rows.select(1, -1)).probs,
+                           score_from_logits(r.logits_last.cpu(), level_ids()).probs),
+            1e-5);
+}
+
 TEST(ModelParity, BatchEqualsSingleRuns) {
   auto m = tiny("model");
   const auto batch = run_case(m, "batch2");

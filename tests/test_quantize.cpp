@@ -3,6 +3,7 @@
 // bad combinations fail naming the option (and the layer).
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -179,6 +180,47 @@ TEST(Quantize, LoadTargetQuantisesEachWeightOnceAllItsPiecesAreIn) {
     EXPECT_NE(std::string(e.what()).find(q), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("pieces"), std::string::npos) << e.what();
   }
+}
+
+namespace {
+
+// The file whose mapping holds `t`'s bytes (/proc/self/maps): a path, "[heap]", or "" for
+// anonymous memory.
+std::string mapped_file_of(const torch::Tensor& t) {
+  const auto at = reinterpret_cast<uintptr_t>(t.data_ptr());
+  std::ifstream maps("/proc/self/maps");
+  for (std::string line; std::getline(maps, line);) {
+    std::istringstream fields(line);
+    std::string range, perms, offset, dev, inode, path;
+    fields >> range >> perms >> offset >> dev >> inode >> path;
+    const auto dash = range.find('-');
+    const auto begin = std::stoull(range.substr(0, dash), nullptr, 16),
+               end = std::stoull(range.substr(dash + 1), nullptr, 16);
+    if (at >= begin && at < end) return path;
+  }
+  return "";
+}
+
+}  // namespace
+
+// A quantising load on the CPU reads the embedding table and lm_head from the mapped checkpoint
+// (scoring touches a few rows of each) where the checkpoint's dtype is the model's, and copies
+// them otherwise; a plain load copies every tensor.
+TEST(Quantize, EmbeddingAndLmHeadStayInTheMappedCheckpoint) {
+  const model::QuantizeOptions int8{"int8", 128};
+  const auto file = std::filesystem::canonical(tiny_model() + "/model.safetensors").string();
+  const auto same = io::load_pretrained(tiny_model(), torch::kFloat32, torch::kCPU, int8);
+  EXPECT_EQ(mapped_file_of(same->model->embed_tokens->weight), file);
+  EXPECT_EQ(mapped_file_of(same->lm_head->weight), file);
+  EXPECT_NE(mapped_file_of(same->model->norm->weight), file);
+  const auto cast = io::load_pretrained(tiny_model(), torch::kBFloat16, torch::kCPU, int8);
+  const auto plain = io::load_pretrained(tiny_model());
+  for (const auto& m : {cast, plain}) {
+    EXPECT_NE(mapped_file_of(m->model->embed_tokens->weight), file);
+    EXPECT_NE(mapped_file_of(m->lm_head->weight), file);
+  }
+  EXPECT_TRUE(torch::equal(same->model->embed_tokens->weight, plain->model->embed_tokens->weight));
+  EXPECT_TRUE(torch::equal(same->lm_head->weight, plain->lm_head->weight));
 }
 
 TEST(Quantize, BatchOfEightEqualsEightSingleImages) {
@@ -423,6 +465,14 @@ TEST(QuantizeCli, InspectAndPlanShowTheWeightsMemoryOfEachMode) {
     names.push_back(m["mode"].get<std::string>());
     auto loaded = load_with_flags(m["flags"].get<std::string>());
     EXPECT_EQ(m["bytes"].get<int64_t>(), held_bytes(loaded)) << m.dump();
+    // What a quantising CPU load reads from the mapped checkpoint: embed_tokens and lm_head.
+    const bool cpu_quantised =
+        m["flags"].get<std::string>().find("--quantize") != std::string::npos && m["mode"].get<std::string>() != "fp8";
+    EXPECT_EQ(m["mapped_bytes"].get<int64_t>(),
+              cpu_quantised ? static_cast<int64_t>(loaded->model->embed_tokens->weight.nbytes() +
+                                                   loaded->lm_head->weight.nbytes())
+                            : int64_t{0})
+        << m.dump();
   }
   // The tiny model's 64-wide inputs rule out groups of 128.
   // Its abstractor's 88-wide MLP takes neither int8 nor int4: no "+ vision" rows.

@@ -10,7 +10,7 @@ namespace qalign::tools {
 // One line per mode: name, size, the options that score in it.
 std::string mode_weights_text(const model::ModelConfig& c);
 
-// [{"mode", "flags", "bytes"}, ...]
+// [{"mode", "flags", "bytes", "mapped_bytes"}, ...] (model::ModeWeights)
 nlohmann::json mode_weights_json(const model::ModelConfig& c);
 
 }  // namespace qalign::tools

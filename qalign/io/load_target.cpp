@@ -41,6 +41,20 @@ LoadTarget::LoadTarget(const model::ModelConfig& config, const torch::TensorOpti
     if (!pending_.count(name)) floats_[name] = t;
 }
 
+std::vector<std::string> LoadTarget::mappable() const {
+  if (quantize_.mode == "none" || !opts_.device().is_cpu()) return {};
+  return {"model.embed_tokens.weight", "lm_head.weight"};
+}
+
+void LoadTarget::use_mapped(const std::string& name, const torch::Tensor& view) {
+  const auto it = floats_.find(name);
+  if (it == floats_.end() || view.scalar_type() != it->second.scalar_type() || view.sizes() != it->second.sizes() ||
+      !view.device().is_cpu())
+    return;
+  it->second.set_data(view);  // the module's parameter is this tensor: it now reads the file's pages
+  floats_.erase(it);
+}
+
 void LoadTarget::put(const std::string& name, const torch::Tensor& part, int64_t offset) {
   torch::NoGradGuard no_grad;
   if (const auto it = floats_.find(name); it != floats_.end()) {

@@ -5,9 +5,11 @@
 
 #include "qalign/base/error.h"
 #include "qalign/base/log.h"
+#include "qalign/base/text.h"
 #include "qalign/io/checkpoint.h"
 #include "qalign/io/config_vs_weights.h"
 #include "qalign/io/load_target.h"
+#include "qalign/io/safetensors.h"
 #include "qalign/io/weight_reader.h"
 
 namespace qalign::io {
@@ -90,6 +92,13 @@ model::Owl2ForCausalLM load_pretrained(const std::string& dir, torch::Dtype dtyp
   const auto config = checked_config(dir);
   const auto weights = io::resolve_weights(dir);
   LoadTarget target(config, torch::TensorOptions().dtype(dtype).device(device), quantize);
+  if (const auto names = target.mappable(); !names.empty())
+    for (const auto& file : weight_files(weights))
+      if (ends_with(file, ".safetensors")) {
+        const auto st = SafetensorsFile::open(file);
+        for (const auto& name : names)
+          if (st->contains(name)) target.use_mapped(name, st->get(name));
+      }
   // Tensor by tensor, straight into the model's dtype and device: no second copy of the model.
   io::for_each_weight(weights, [&](const std::string& name, const torch::Tensor& part, int64_t offset) {
     target.put(name, part, offset);

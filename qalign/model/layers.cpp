@@ -50,6 +50,11 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   return lora ? y + lora->delta(x, is_training()) : y;
 }
 
+torch::Tensor LinearImpl::forward_rows(const torch::Tensor& x, const torch::Tensor& rows) {
+  if (quantized || lora) return forward(x).index_select(-1, rows);  // neither is split by rows here
+  return torch::linear(x, weight.index_select(0, rows), bias.defined() ? bias.index_select(0, rows) : bias);
+}
+
 void LinearImpl::use_quantized(std::shared_ptr<QuantizedWeight> q) {
   quantized = std::move(q);
   parameters_.erase("weight");

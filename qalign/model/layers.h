@@ -34,6 +34,9 @@ class LinearImpl : public torch::nn::Module {
   LinearImpl(int64_t in, int64_t out, bool bias, const torch::TensorOptions& opts);
   // [..., in] -> [..., out]; plus the low-rank term when an adapter is attached (lora.h).
   torch::Tensor forward(const torch::Tensor& x);
+  // [..., in] -> [..., rows.size(0)]: outputs `rows` only, from their weight rows alone (a readout
+  // of five words of a 32 000-word output layer reads five rows of it).
+  torch::Tensor forward_rows(const torch::Tensor& x, const torch::Tensor& rows);
   // From now on the product uses `q` (qalign/model/quantize.h): the float weight is dropped and
   // no longer a parameter, so its memory is freed and nothing trains or saves it.
   void use_quantized(std::shared_ptr<QuantizedWeight> q);

@@ -73,6 +73,12 @@ class Owl2ForCausalLMImpl : public torch::nn::Module {
     return call_part(
         model->run_part, *lm_head, [this](const torch::Tensor& x) { return lm_head(x); }, hidden);
   }
+  // hidden [..., E] -> the logits of the words `ids` [K] only: [..., K].
+  torch::Tensor logits(const torch::Tensor& hidden, const torch::Tensor& ids) {
+    return call_part(
+        model->run_part, *lm_head, [this, ids](const torch::Tensor& x) { return lm_head->forward_rows(x, ids); },
+        hidden);
+  }
   // hidden [..., E] -> the regression head's score [...] (config.score_head).
   torch::Tensor score(const torch::Tensor& hidden) {
     return call_part(

@@ -44,19 +44,21 @@ std::vector<ModeWeights> weight_bytes_per_mode(const ModelConfig& c) {
                static_cast<int64_t>(lin->weight.nbytes());
     return bytes;
   };
+  const int64_t mapped =
+      static_cast<int64_t>(bf16->model->embed_tokens->weight.nbytes() + bf16->lm_head->weight.nbytes());
   const std::string vision = " --quantize-vision";
   if (all_take(language, {"int8"}))
-    out.push_back({"int8", "--dtype bfloat16 --quantize int8", quantised(language, "int8", 0)});
+    out.push_back({"int8", "--dtype bfloat16 --quantize int8", quantised(language, "int8", 0), mapped});
   if (all_take(all, {"int8"}))
-    out.push_back({"int8 + vision", "--dtype bfloat16 --quantize int8" + vision, quantised(all, "int8", 0)});
-  out.push_back({"int8dyn", "--dtype bfloat16 --quantize int8dyn", quantised(language, "int8dyn", 0)});
+    out.push_back({"int8 + vision", "--dtype bfloat16 --quantize int8" + vision, quantised(all, "int8", 0), mapped});
+  out.push_back({"int8dyn", "--dtype bfloat16 --quantize int8dyn", quantised(language, "int8dyn", 0), mapped});
   for (const int64_t group : {128, 64, 32})
     if (all_take(language, {"int4", group})) {
       const auto g = std::to_string(group);
       const auto flags = "--dtype bfloat16 --quantize int4 --group-size " + g;
-      out.push_back({"int4 (group " + g + ")", flags, quantised(language, "int4", group)});
+      out.push_back({"int4 (group " + g + ")", flags, quantised(language, "int4", group), mapped});
       if (all_take(all, {"int4", group}))
-        out.push_back({"int4 (group " + g + ") + vision", flags + vision, quantised(all, "int4", group)});
+        out.push_back({"int4 (group " + g + ") + vision", flags + vision, quantised(all, "int4", group), mapped});
       break;
     }
   if (all_take(language, {"fp8"}))

@@ -12,6 +12,10 @@ struct ModeWeights {
   std::string mode;   // float32, bfloat16, int8, int8 + vision, int8dyn, int4 (group N)[ + vision], fp8
   std::string flags;  // the options that score in this mode
   int64_t bytes;
+  // Of `bytes`, what a quantising load on the CPU reads from the memory-mapped checkpoint instead
+  // of copying (embed_tokens and lm_head: io::LoadTarget::mappable), of which scoring makes only
+  // the rows it reads resident. 0 for float modes and fp8.
+  int64_t mapped = 0;
 };
 
 // float32 and bfloat16, then each --quantize mode with the tensors it leaves in bfloat16 (int8

@@ -5,7 +5,7 @@
 // and evaluation stays within 0.6 x the whole model's bf16 bytes (plus evaluation's activations),
 // where one process, which holds the whole model, exceeds it; what is saved of the frozen weights
 // is bitwise what was loaded, as one process saves it; a LoRA run saves its folder at stage 3 and
-// resumes on one process.
+// resumes on one process, its saves gathering only the trained tensors.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -171,6 +171,14 @@ TEST(Zero3Streaming, LoraFoldersSavedAtStageThreeResumeOnOneProcess) {
     EXPECT_TRUE(fs::exists(folder + "/adapter_model.safetensors")) << folder;
     EXPECT_FALSE(fs::exists(folder + "/model.safetensors")) << folder;
   }
+  // A LoRA save gathers the trained tensors alone, never a unit's frozen part: each rank holds at
+  // most twice their bytes above its start (gathering the adapters' units whole held a frozen
+  // decoder layer beside copies of every trained tensor: 3.6 times them here).
+  const auto trained = static_cast<int64_t>(fs::file_size(two + "/adapter_model.safetensors") +
+                                            fs::file_size(two + "/non_lora_trainables.bin"));
+  const auto saves = named(phases(out), "saving");
+  ASSERT_FALSE(saves.empty()) << out;
+  for (const auto& p : saves) EXPECT_LE(p.above, 2 * trained) << p.phase << " on rank " << p.rank;
   ASSERT_EQ(run(train_cmd(args + "per_device_train_batch_size=2 output_dir=" + resumed +
                           " resume_from_checkpoint=" + two + "/checkpoint-2"),
                 &out),

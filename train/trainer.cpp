@@ -687,10 +687,19 @@ io::StateDict Trainer::zero3_lora_tensors() const {
     const auto wanted = [&](const std::string& name) {
       return trainable.count(name) || model::is_lora_parameter(name);
     };
-    if (std::none_of(params.begin(), params.end(), [&](const auto& p) { return wanted(p.first); })) continue;
-    zero3_->gather(u);
-    for (const auto& [name, p] : params)
-      if (wanted(name)) out[name] = p.detach().clone();
+    const auto count = [&](const std::vector<std::pair<std::string, torch::Tensor>>& ps) {
+      return std::count_if(ps.begin(), ps.end(), [&](const auto& p) { return wanted(p.first); });
+    };
+    const auto n = count(params);
+    if (n == 0) continue;
+    // The frozen part (a full-size decoder layer's 0.47 GB) is gathered only if a wanted tensor is in it.
+    if (count(zero3_->unit_parameters(u, /*trainable_only=*/true)) == n)
+      zero3_->gather_trainable(u);
+    else
+      zero3_->gather(u);
+    if (rank() == 0)  // the one that writes them
+      for (const auto& [name, p] : params)
+        if (wanted(name)) out[name] = p.detach().clone();
     zero3_->drop(u);
   }
   return out;

@@ -108,7 +108,8 @@ class Trainer {
   // ZeRO-3: the weights unit by unit, every rank gathering the units in the order rank 0 writes
   // their tensors (io::stream_order) into `dir`; the other ranks (`dir` empty) only gather.
   void write_zero3_weights(const std::string& dir) const;
-  // ZeRO-3: the adapters and other trainable tensors whole, gathered unit by unit on every rank.
+  // ZeRO-3: the adapters and other trainable tensors whole, gathered unit by unit on every rank
+  // (the frozen part of a unit left out); rank 0 keeps them, the others return nothing.
   io::StateDict zero3_lora_tensors() const;
   // Logs this rank's peak of CPU tensor bytes in a phase (loading, saving, evaluation).
   void report_phase(const std::string& phase, const CpuPeakScope& scope, int rank) const;

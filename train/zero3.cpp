@@ -264,10 +264,10 @@ void Zero3Params::visit(int64_t position) {
   if (units_[unit_at(position)].state == 1) install(unit_at(position));
 }
 
-void Zero3Params::issue(size_t u) {
+void Zero3Params::issue(size_t u, bool with_frozen) {
   auto& unit = units_[u];
   for (auto* part : {&unit.trainable, &unit.frozen}) {
-    if (part->params.empty()) continue;
+    if (part->params.empty() || (part == &unit.frozen && !with_frozen)) continue;
     part->flat = torch::empty({part->padded}, part->shard.options());
     gathered_bytes_ += bytes_of(part->flat);
     const auto elem = static_cast<int64_t>(part->flat.element_size());
@@ -301,7 +301,7 @@ void Zero3Params::install(size_t u) {
   auto& unit = units_[u];
   torch::NoGradGuard no_grad;
   for (auto* part : {&unit.trainable, &unit.frozen}) {
-    if (part->params.empty()) continue;
+    if (part->params.empty() || !part->flat.defined()) continue;  // not issued (gather_trainable)
     for (auto& work : part->works) group_.wait(work, "parameter all-gather (" + unit.name + ")");
     part->works.clear();
     for (size_t s = 0; s < part->params.size(); ++s)
@@ -371,15 +371,21 @@ size_t Zero3Params::unit_of(const std::string& name) const {
   return it == unit_of_parameter_.end() ? units_.size() : it->second;
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> Zero3Params::unit_parameters(size_t u) const {
+std::vector<std::pair<std::string, torch::Tensor>> Zero3Params::unit_parameters(size_t u, bool trainable_only) const {
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (const auto* part : {&units_[u].trainable, &units_[u].frozen})
-    for (size_t s = 0; s < part->params.size(); ++s) out.emplace_back(part->names[s], part->params[s]);
+    if (part == &units_[u].trainable || !trainable_only)
+      for (size_t s = 0; s < part->params.size(); ++s) out.emplace_back(part->names[s], part->params[s]);
   return out;
 }
 
 void Zero3Params::gather(size_t u) {
   if (units_[u].state == 0) issue(u);
+  if (units_[u].state == 1) install(u);
+}
+
+void Zero3Params::gather_trainable(size_t u) {
+  if (units_[u].state == 0) issue(u, /*with_frozen=*/false);
   if (units_[u].state == 1) install(u);
 }
 

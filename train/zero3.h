@@ -85,9 +85,12 @@ class Zero3Params {
   size_t unit_count() const { return units_.size(); }
   // The unit holding parameter `name`, or unit_count() for a name that is no parameter.
   size_t unit_of(const std::string& name) const;
-  // Unit u's parameters by full name.
-  std::vector<std::pair<std::string, torch::Tensor>> unit_parameters(size_t u) const;
+  // Unit u's parameters by full name; with `trainable_only`, its trained ones alone.
+  std::vector<std::pair<std::string, torch::Tensor>> unit_parameters(size_t u, bool trainable_only = false) const;
   void gather(size_t u);
+  // gather(u) of the trained parameters alone: a LoRA save reads nothing of the frozen base (a
+  // full-size decoder layer's 0.47 GB), whose parameters stay without storage until drop(u).
+  void gather_trainable(size_t u);
   void drop(size_t u);
 
   // Evaluation while one lives: each rank runs its own forwards unit by unit, gathering each unit
@@ -145,7 +148,7 @@ class Zero3Params {
   torch::Tensor run(torch::nn::Module& m, const model::BlockForward& f, const torch::Tensor& h);
   void use(size_t unit, bool recompute);
   void visit(int64_t position);
-  void issue(size_t unit);
+  void issue(size_t unit, bool with_frozen = true);
   void install(size_t unit);
   void release(size_t unit);
   // This rank's owned ranges of `part` from `source` (for_each_owned); `every`: each parameter

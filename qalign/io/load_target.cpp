@@ -43,7 +43,7 @@ LoadTarget::LoadTarget(const model::ModelConfig& config, const torch::TensorOpti
 
 std::vector<std::string> LoadTarget::mappable() const {
   if (quantize_.mode == "none" || !opts_.device().is_cpu()) return {};
-  return {"model.embed_tokens.weight", "lm_head.weight"};
+  return model::row_read_tensors();
 }
 
 void LoadTarget::use_mapped(const std::string& name, const torch::Tensor& view) {

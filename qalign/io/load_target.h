@@ -19,9 +19,9 @@ class LoadTarget {
   // Every tensor uninitialised (all are about to be loaded); fails naming the option and the
   // layer for a quantisation the model's shapes do not allow, before anything is allocated.
   LoadTarget(const model::ModelConfig& config, const torch::TensorOptions& opts, const model::QuantizeOptions& q);
-  // The tensors scoring reads a few rows of (the embedding table; lm_head, whose level readout
-  // takes five rows): a quantising load on the CPU uses them from the memory-mapped checkpoint
-  // (use_mapped) instead of copying them, so only the rows read become resident. Else empty.
+  // model::row_read_tensors in a quantising load on the CPU, which uses them from the
+  // memory-mapped checkpoint (use_mapped) instead of copying them, so only the rows scoring reads
+  // become resident. Else empty.
   std::vector<std::string> mappable() const;
   // Tensor `name` is `view`, a tensor of a mapped checkpoint file (which it keeps open), when its
   // dtype and shape are the model's; later pieces of that name are then ignored.

@@ -79,6 +79,8 @@ std::vector<std::pair<std::string, LinearImpl*>> quantized_linears(Owl2ForCausal
   return linears;
 }
 
+std::vector<std::string> row_read_tensors() { return {"model.embed_tokens.weight", "lm_head.weight"}; }
+
 bool can_quantize(const LinearImpl& lin, const QuantizeOptions& o) { return !width_problem("", lin, o); }
 
 std::string describe(const QuantizeOptions& o) {

@@ -30,6 +30,11 @@ class QuantizedWeight;
 // abstractor's too), by module path, unchecked.
 std::vector<std::pair<std::string, LinearImpl*>> quantizable_linears(Owl2ForCausalLM& m, bool vision);
 
+// The tensors scoring reads a few rows of: the embedding table (the prompt's tokens) and lm_head
+// (the level readout takes five rows). A quantising load on the CPU leaves them in the
+// memory-mapped checkpoint (io::LoadTarget::mappable); weight_bytes_per_mode reports their bytes.
+std::vector<std::string> row_read_tensors();
+
 // Whether `o` takes a layer of `lin`'s widths on its device (what quantized_linears checks).
 bool can_quantize(const LinearImpl& lin, const QuantizeOptions& o);
 

@@ -44,8 +44,9 @@ std::vector<ModeWeights> weight_bytes_per_mode(const ModelConfig& c) {
                static_cast<int64_t>(lin->weight.nbytes());
     return bytes;
   };
-  const int64_t mapped =
-      static_cast<int64_t>(bf16->model->embed_tokens->weight.nbytes() + bf16->lm_head->weight.nbytes());
+  int64_t mapped = 0;
+  const auto params = bf16->named_parameters();
+  for (const auto& name : row_read_tensors()) mapped += static_cast<int64_t>(params[name].nbytes());
   const std::string vision = " --quantize-vision";
   if (all_take(language, {"int8"}))
     out.push_back({"int8", "--dtype bfloat16 --quantize int8", quantised(language, "int8", 0), mapped});

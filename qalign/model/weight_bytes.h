@@ -13,8 +13,8 @@ struct ModeWeights {
   std::string flags;  // the options that score in this mode
   int64_t bytes;
   // Of `bytes`, what a quantising load on the CPU reads from the memory-mapped checkpoint instead
-  // of copying (embed_tokens and lm_head: io::LoadTarget::mappable), of which scoring makes only
-  // the rows it reads resident. 0 for float modes and fp8.
+  // of copying (row_read_tensors), of which scoring makes only the rows it reads resident. 0 for
+  // float modes and fp8.
   int64_t mapped = 0;
 };
 

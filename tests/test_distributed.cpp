@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -495,6 +496,35 @@ TEST(ProcessGroupBackend, NcclWithoutGpuIsAClearError) {
                                    &out);
   EXPECT_NE(rc, 0);
   EXPECT_NE(out.find("nccl needs CUDA"), std::string::npos) << out;
+}
+
+// A Gloo worker thread holds a finished work, and through it the views of the buffer it wrote, a
+// moment past wait(): wait_and_release returns only once this caller's reference is the last, so
+// that a gathered buffer dropped next is freed then (ZeRO-3 frees a unit and gathers the next).
+// Two ranks on threads of this process, gathering in blocks as ZeRO-3 does on the CPU.
+TEST(ProcessGroupBackend, GlooWorkLetsGoOfItsTensorsOnceWaitedAndReleased) {
+  const auto port = std::to_string(test::free_port());
+  std::atomic<int> held{0};
+  const auto rank = [&](int r) {
+    distributed::ProcessGroup group(env_of({{"RANK", std::to_string(r)}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", port}}),
+                                    "gloo", std::chrono::seconds(60));
+    for (int i = 0; i < 100; ++i) {
+      auto out = torch::empty({2, 8, 1024});
+      std::vector<c10::intrusive_ptr<c10d::Work>> works;
+      for (int64_t b = 0; b < 8; ++b) {
+        std::vector<torch::Tensor> inputs{torch::full({1024}, static_cast<float>(r + i))};
+        std::vector<std::vector<torch::Tensor>> outputs{{out[0][b], out[1][b]}};
+        works.push_back(group.backend().allgather(outputs, inputs));
+      }
+      for (auto& w : works) group.wait_and_release(w, "gather");
+      if (out.storage().use_count() != 1) held += 1;
+      EXPECT_EQ(out[1][7][0].item<float>(), static_cast<float>(1 + i));
+    }
+  };
+  std::thread other(rank, 1);
+  rank(0);
+  other.join();
+  EXPECT_EQ(held.load(), 0) << "times a gathered buffer was still held by a finished work";
 }
 
 // Evaluation during training splits the set across the ranks (2 items each, one a video) and

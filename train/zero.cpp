@@ -150,7 +150,7 @@ void ZeroShards::launch(size_t bi) {
 }
 
 void ZeroShards::complete(InFlight& f) {
-  group_.wait(f.work, "gradient reduce-scatter");
+  group_.wait_and_release(f.work, "gradient reduce-scatter");
   torch::NoGradGuard no_grad;
   auto& grad = buckets_[f.bucket].grad;
   if (f.received.device() == grad.device()) {
@@ -222,7 +222,7 @@ void ZeroShards::all_gather() {
     c10::intrusive_ptr<c10d::Work> work;
   };
   const auto finish = [&](Gather& g) {
-    group_.wait(g.work, "parameter all-gather");
+    group_.wait_and_release(g.work, "parameter all-gather");
     for (const auto& s : buckets_[g.bucket].segments)
       params_[s.param].detach().view({-1}).narrow(0, s.from, s.numel).copy_(g.flat.narrow(0, s.offset, s.numel));
   };

@@ -302,7 +302,7 @@ void Zero3Params::install(size_t u) {
   torch::NoGradGuard no_grad;
   for (auto* part : {&unit.trainable, &unit.frozen}) {
     if (part->params.empty() || !part->flat.defined()) continue;  // not issued (gather_trainable)
-    for (auto& work : part->works) group_.wait(work, "parameter all-gather (" + unit.name + ")");
+    for (auto& work : part->works) group_.wait_and_release(work, "parameter all-gather (" + unit.name + ")");
     part->works.clear();
     for (size_t s = 0; s < part->params.size(); ++s)
       part->params[s].set_data(
@@ -317,7 +317,7 @@ void Zero3Params::release(size_t u) {
   torch::NoGradGuard no_grad;
   for (auto* part : {&unit.trainable, &unit.frozen}) {
     if (part->params.empty()) continue;
-    for (auto& work : part->works) group_.wait(work, "parameter all-gather (" + unit.name + ")");
+    for (auto& work : part->works) group_.wait_and_release(work, "parameter all-gather (" + unit.name + ")");
     part->works.clear();
     // The shape stays (autograd and the layers read it); the storage is one shared element.
     const auto none = torch::zeros({}, part->shard.options());

@@ -4,6 +4,8 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <charconv>
+#include <chrono>
+#include <thread>
 
 #include "qalign/base/error.h"
 #include "qalign/base/log.h"
@@ -168,6 +170,15 @@ void ProcessGroup::wait(const c10::intrusive_ptr<c10d::Work>& work, const std::s
   } catch (const std::exception& e) {  // Gloo's own IoException, rethrown by the work as is
     lost(e.what());
   }
+}
+
+void ProcessGroup::wait_and_release(c10::intrusive_ptr<c10d::Work>& work, const std::string& what) {
+  wait(work, what);
+  if (kind_ != "nccl") {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (work.use_count() > 1 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+  }
+  work.reset();
 }
 
 void ProcessGroup::broadcast(torch::Tensor& t, int root) {

@@ -220,7 +220,9 @@ class Planner {
         unit_whole.push_back(trainable_padded + round_up(u->frozen, w));
         largest_trainable = std::max(largest_trainable, trainable_padded);
       }
-      shard += trainable_shard;
+      // A trained parameter's owned values are its float32 masters, unless those are offloaded
+      // (then the device keeps a chunk in the compute dtype too).
+      if (s.offload) shard += trainable_shard;
       dev.parameters = shard * d;
       owned_grad = 4 * trainable_shard;
       const int64_t comm = c_.zero_communication_dtype == "bfloat16" ? 2 : 4;

@@ -102,6 +102,7 @@ class ZeroShards {
   // Bucket `b`'s owned float32 master chunk (what all_gather sends).
   const torch::Tensor& owned_master(size_t b) const { return buckets_[b].master; }
   size_t bucket_count() const { return buckets_.size(); }
+  bool offloaded() const { return options_.offload; }
   void zero_grad();
 
   // Bytes held, counted from the tensors: the owned masters, and the most gradient storage

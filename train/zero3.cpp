@@ -178,24 +178,50 @@ void Zero3Params::fill(Part& part, const Source& source, bool every) {
 }
 
 void Zero3Params::load(const Source& source) {
-  for (auto& u : units_)
-    for (auto* part : {&u.trainable, &u.frozen})
-      if (!part->params.empty()) fill(*part, source, /*every=*/false);
+  torch::NoGradGuard no_grad;
+  for (size_t u = 0; u < units_.size(); ++u) {
+    auto& part = units_[u].trainable;
+    if (!part.params.empty() && !part.shard.defined()) {  // the masters are the values: through a chunk of this unit
+      part.shard = torch::zeros({part.padded / group_.size()}, part.params.front().options().requires_grad(false));
+      for_each_master_block(*zero_, u,
+                            [&](const torch::Tensor& m, const Part::Piece& piece, int64_t from, int64_t cols) {
+                              part.shard.narrow(0, piece.shard_offset + from, cols).copy_(m);
+                            });
+      fill(part, source, /*every=*/false);
+      for_each_master_block(*zero_, u,
+                            [&](const torch::Tensor& m, const Part::Piece& piece, int64_t from, int64_t cols) {
+                              m.copy_(part.shard.narrow(0, piece.shard_offset + from, cols));
+                            });
+      part.shard = torch::Tensor();
+    } else if (!part.params.empty()) {
+      fill(part, source, /*every=*/false);
+    }
+    if (!units_[u].frozen.params.empty()) fill(units_[u].frozen, source, /*every=*/false);
+  }
+}
+
+template <typename F>
+void Zero3Params::for_each_master_block(const ZeroShards& zero, size_t u, F f) const {
+  const auto& part = units_[u].trainable;
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    if (unit_of_bucket_[b] != u) continue;
+    int64_t row = 0;
+    for (const auto& block : buckets_[b].blocks) {
+      f(zero.owned_master(b).narrow(0, row, block.cols), part.pieces[block.piece], block.from, block.cols);
+      row += block.cols;
+    }
+  }
 }
 
 // take_masters' inverse: each bucket's row of blocks from the pieces' owned columns.
 void Zero3Params::give_masters(ZeroShards& zero) const {
   torch::NoGradGuard no_grad;
-  for (size_t b = 0; b < buckets_.size(); ++b) {
-    const auto& part = units_[unit_of_bucket_[b]].trainable;
-    int64_t row = 0;
-    for (const auto& block : buckets_[b].blocks) {
-      const auto& piece = part.pieces[block.piece];
-      zero.owned_master(b)
-          .narrow(0, row, block.cols)
-          .copy_(part.shard.narrow(0, piece.shard_offset + block.from, block.cols));
-      row += block.cols;
-    }
+  for (size_t u = 0; u < units_.size(); ++u) {
+    const auto& shard = units_[u].trainable.shard;
+    if (!shard.defined()) continue;  // the masters are the values
+    for_each_master_block(zero, u, [&](const torch::Tensor& m, const Part::Piece& piece, int64_t from, int64_t cols) {
+      m.copy_(shard.narrow(0, piece.shard_offset + from, cols));
+    });
   }
 }
 
@@ -203,6 +229,10 @@ void Zero3Params::release_all(ZeroShards& zero) {
   if (zero.bucket_count() != buckets_.size())
     throw Error("ZeRO-3: the gradient shards were not built with trainable_layout()");
   zero_ = &zero;
+  // The masters (given these chunks' values) now hold them: a gather rounds them as take_masters
+  // would. Offloaded, they live on the host and the device keeps its own chunks.
+  if (!zero.offloaded())
+    for (auto& u : units_) u.trainable.shard = torch::Tensor();
   for (size_t u = 0; u < units_.size(); ++u) units_[u].state = 2;  // the parameters the model was built with
   for (size_t u = 0; u < units_.size(); ++u) release(u);
   const model::BlockRunner runner = [this](torch::nn::Module& m, const model::BlockForward& f, const torch::Tensor& h) {
@@ -266,20 +296,30 @@ void Zero3Params::visit(int64_t position) {
 
 void Zero3Params::issue(size_t u, bool with_frozen) {
   auto& unit = units_[u];
+  torch::NoGradGuard no_grad;
+  const int64_t world = group_.size();
   for (auto* part : {&unit.trainable, &unit.frozen}) {
     if (part->params.empty() || (part == &unit.frozen && !with_frozen)) continue;
-    part->flat = torch::empty({part->padded}, part->shard.options());
+    part->flat = torch::empty({part->padded}, part->params.front().options().requires_grad(false));
     gathered_bytes_ += bytes_of(part->flat);
+    // Where the masters are the values, this rank's columns go straight to their place in `flat`
+    // (rounded as take_masters rounds them) and are gathered in place.
+    const bool from_masters = !part->shard.defined();
+    if (from_masters)
+      for_each_master_block(
+          *zero_, u, [&](const torch::Tensor& m, const Part::Piece& piece, int64_t from, int64_t cols) {
+            part->flat.narrow(0, piece.offset + group_.rank() * (piece.padded / world) + from, cols).copy_(m);
+          });
     const auto elem = static_cast<int64_t>(part->flat.element_size());
-    const int64_t world = group_.size();
     // Gloo gathers into a buffer of the whole output and then copies it out: a unit's frozen part
     // in one gather (a LoRA decoder layer, 0.47 GB at full size) would hold it twice. On the CPU
     // each piece goes in blocks of columns of about a bucket, into the W places they fill.
-    const int64_t block = part->shard.is_cpu() ? std::max<int64_t>(1, gather_block_bytes_ / (world * elem)) : 0;
+    const int64_t block = part->flat.is_cpu() ? std::max<int64_t>(1, gather_block_bytes_ / (world * elem)) : 0;
     for (const auto& piece : part->pieces) {
       const int64_t chunk = piece.padded / world;
       auto into = part->flat.narrow(0, piece.offset, piece.padded);
-      auto mine = part->shard.narrow(0, piece.shard_offset, chunk);
+      auto mine = from_masters ? into.narrow(0, group_.rank() * chunk, chunk)
+                               : part->shard.narrow(0, piece.shard_offset, chunk);
       if (block == 0 || chunk <= block) {
         part->works.push_back(gathers_->_allgather_base(into, mine));
         continue;
@@ -320,7 +360,7 @@ void Zero3Params::release(size_t u) {
     for (auto& work : part->works) group_.wait_and_release(work, "parameter all-gather (" + unit.name + ")");
     part->works.clear();
     // The shape stays (autograd and the layers read it); the storage is one shared element.
-    const auto none = torch::zeros({}, part->shard.options());
+    const auto none = torch::zeros({}, part->params.front().options().requires_grad(false));
     for (auto& p : part->params) p.set_data(none.expand(p.sizes()));
     gathered_bytes_ -= bytes_of(part->flat);
     part->flat = torch::Tensor();
@@ -354,15 +394,12 @@ void Zero3Params::end_backward() {
 
 void Zero3Params::take_masters(const ZeroShards& zero) {
   torch::NoGradGuard no_grad;
-  for (size_t b = 0; b < buckets_.size(); ++b) {
-    auto& part = units_[unit_of_bucket_[b]].trainable;
-    int64_t row = 0;
-    for (const auto& block : buckets_[b].blocks) {
-      const auto& piece = part.pieces[block.piece];
-      part.shard.narrow(0, piece.shard_offset + block.from, block.cols)
-          .copy_(zero.owned_master(b).narrow(0, row, block.cols));
-      row += block.cols;
-    }
+  for (size_t u = 0; u < units_.size(); ++u) {
+    auto& shard = units_[u].trainable.shard;
+    if (!shard.defined()) continue;  // the masters are the values
+    for_each_master_block(zero, u, [&](const torch::Tensor& m, const Part::Piece& piece, int64_t from, int64_t cols) {
+      shard.narrow(0, piece.shard_offset + from, cols).copy_(m);
+    });
   }
 }
 

@@ -5,16 +5,19 @@
 // lm_head and score_head. Each unit's frozen parameters are flattened together, its trainable ones
 // in pieces of about a gradient bucket (so that their gradients can be bucketed by size,
 // train/zero3_buckets.h), each padded to a multiple of the world size W, and rank r keeps the r-th
-// of W equal chunks of each, in the compute dtype (2P/W bytes in bf16). Between uses a parameter
-// keeps its shape but no storage (a zero-stride view of one element).
+// of W equal chunks of each: the frozen ones in the compute dtype (2P/W bytes in bf16), the
+// trained ones as ZeroShards' float32 master chunks alone, which a gather rounds to the compute
+// dtype (what the optimizer step's copy into a bf16 chunk would hold; with the optimizer
+// offloaded to the host the device keeps a chunk in the compute dtype too). So the state of a
+// trained parameter is 16 bytes over W (gradient 4, masters 4, moments 8), not 18. Between uses
+// a parameter keeps its shape but no storage (a zero-stride view of one element).
 //
 // A unit is all-gathered just before its forward and freed when the next one in the schedule is
 // reached; the next `prefetch` units' gathers are issued ahead so they overlap compute. Every unit
 // runs checkpointed (activation checkpointing is implied): backward gathers it again, recomputes
 // it and differentiates that. Its gradients go through ZeroShards as stage 2's do (reduce-scattered
-// per micro-batch, in buckets of at most ddp_bucket_cap_mb, into the owned float32 chunks), and
-// after the optimizer step the owned master chunks are copied into the owned parameter chunks: no
-// parameter all-gather.
+// per micro-batch, in buckets of at most ddp_bucket_cap_mb, into the owned float32 chunks); the
+// optimizer step updates the owned masters, which the next gather reads: no parameter all-gather.
 //
 // No rank ever holds the whole model: each reads only its own ranges of each piece (from the
 // checkpoint, or from parameters the run created whole); saving gathers one unit at a time and
@@ -63,12 +66,15 @@ class Zero3Params {
   // (the order backward delivers gradients); indices into `trainable`.
   GradientLayout trainable_layout() const;
   // The owned float32 master chunks from the owned parameter chunks (the parameters themselves
-  // hold no values to take them from): take_masters' inverse.
+  // hold no values to take them from): take_masters' inverse. Nothing once release_all has left
+  // the masters the only values.
   void give_masters(ZeroShards& zero) const;
-  // Leaves every parameter without storage, keeping the owned chunks; installs the gathering
-  // runners. `zero` (built with trainable_layout()) receives the gradients.
+  // Leaves every parameter without storage, keeping the owned chunks (the trained ones' only in
+  // `zero`'s masters, unless those are offloaded); installs the gathering runners. `zero` (built
+  // with trainable_layout(), given the masters) receives the gradients.
   void release_all(ZeroShards& zero);
-  // The owned chunks of the parameters `source` holds take its values (a checkpoint resumed).
+  // The owned chunks of the parameters `source` holds take its values (a checkpoint resumed; the
+  // masters too, where they are the values).
   void load(const Source& source);
 
   // Around each micro-batch, on every rank: begin, then end_forward once the loss is computed
@@ -77,7 +83,8 @@ class Zero3Params {
   void end_forward();
   void end_backward();
 
-  // After the optimizer step: the updated owned master chunks into the owned parameter chunks.
+  // After the optimizer step: the updated owned master chunks into the owned parameter chunks
+  // (where those exist: offloaded masters).
   void take_masters(const ZeroShards& zero);
 
   // Saving, one unit at a time: every rank gathers the same units in the same order; between
@@ -129,7 +136,7 @@ class Zero3Params {
     };
     std::vector<Piece> pieces;
     int64_t numel = 0, padded = 0;
-    torch::Tensor shard;  // owned chunks [padded / W], compute dtype
+    torch::Tensor shard;  // owned chunks [padded / W], compute dtype; none where the masters are the values
     torch::Tensor flat;   // while gathered or in flight
     std::vector<c10::intrusive_ptr<c10d::Work>> works;
   };
@@ -142,6 +149,10 @@ class Zero3Params {
   static void lay_out(Part& part, const std::vector<ZeroPieceRun>& runs, int64_t world);
   // The gradient buckets of every unit's trainable pieces.
   void cut_buckets(int64_t bucket_bytes);
+  // f(master columns, piece, its first owned column, how many) for unit u's trainable pieces,
+  // bucket by bucket: where each owned column of a piece sits among `zero`'s master chunks.
+  template <typename F>
+  void for_each_master_block(const ZeroShards& zero, size_t u, F f) const;
   // f(parameter, its first element owned, where in the shard, how many) for this rank's ranges.
   template <typename F>
   void for_each_owned(const Part& part, F f) const;

@@ -7,8 +7,8 @@
 # full fine-tune of owl2-7b-3l on two ZeRO-3 ranks resumed (compared byte for byte), the adapter
 # merged by `export --merge-lora` and the merged model scored beside base + adapter. Wall time and peak resident set of each step come from GNU time; results.md holds the
 # figures of a dated run.
-#   experiments/full-size-cpu/run.sh [WORK_DIR]   (default /tmp/qalign-full-size; ~50 GB of disk)
-# Needs a build (scripts/test.sh or cmake --build build) and ~20 GB of free memory; 26 minutes on this
+#   experiments/full-size-cpu/run.sh [WORK_DIR]   (default /tmp/qalign-full-size; ~60 GB of disk)
+# Needs a build (scripts/test.sh or cmake --build build) and ~20 GB of free memory; 24 minutes on this
 # 2-core machine when nothing else runs (results.md), far longer beside compiles.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -180,23 +180,20 @@ void Zero3Params::fill(Part& part, const Source& source, bool every) {
 void Zero3Params::load(const Source& source) {
   torch::NoGradGuard no_grad;
   for (size_t u = 0; u < units_.size(); ++u) {
-    auto& part = units_[u].trainable;
-    if (!part.params.empty() && !part.shard.defined()) {  // the masters are the values: through a chunk of this unit
-      part.shard = torch::zeros({part.padded / group_.size()}, part.params.front().options().requires_grad(false));
-      for_each_master_block(*zero_, u,
-                            [&](const torch::Tensor& m, const Part::Piece& piece, int64_t from, int64_t cols) {
-                              part.shard.narrow(0, piece.shard_offset + from, cols).copy_(m);
-                            });
-      fill(part, source, /*every=*/false);
-      for_each_master_block(*zero_, u,
-                            [&](const torch::Tensor& m, const Part::Piece& piece, int64_t from, int64_t cols) {
-                              m.copy_(part.shard.narrow(0, piece.shard_offset + from, cols));
-                            });
-      part.shard = torch::Tensor();
-    } else if (!part.params.empty()) {
-      fill(part, source, /*every=*/false);
+    auto& trained = units_[u].trainable;
+    // Where the masters are the values, the trained part is filled through a chunk of this unit.
+    const bool through_masters = !trained.params.empty() && !trained.shard.defined();
+    if (through_masters) {
+      trained.shard =
+          torch::zeros({trained.padded / group_.size()}, trained.params.front().options().requires_grad(false));
+      chunk_from_masters(*zero_, u, trained.shard);
     }
-    if (!units_[u].frozen.params.empty()) fill(units_[u].frozen, source, /*every=*/false);
+    for (auto* part : {&trained, &units_[u].frozen})
+      if (!part->params.empty()) fill(*part, source, /*every=*/false);
+    if (through_masters) {
+      masters_from_chunk(*zero_, u, trained.shard);
+      trained.shard = torch::Tensor();
+    }
   }
 }
 
@@ -213,16 +210,22 @@ void Zero3Params::for_each_master_block(const ZeroShards& zero, size_t u, F f) c
   }
 }
 
-// take_masters' inverse: each bucket's row of blocks from the pieces' owned columns.
+void Zero3Params::masters_from_chunk(const ZeroShards& zero, size_t u, const torch::Tensor& chunk) const {
+  for_each_master_block(zero, u, [&](const torch::Tensor& m, const Part::Piece& piece, int64_t from, int64_t cols) {
+    m.copy_(chunk.narrow(0, piece.shard_offset + from, cols));
+  });
+}
+
+void Zero3Params::chunk_from_masters(const ZeroShards& zero, size_t u, const torch::Tensor& chunk) const {
+  for_each_master_block(zero, u, [&](const torch::Tensor& m, const Part::Piece& piece, int64_t from, int64_t cols) {
+    chunk.narrow(0, piece.shard_offset + from, cols).copy_(m);
+  });
+}
+
 void Zero3Params::give_masters(ZeroShards& zero) const {
   torch::NoGradGuard no_grad;
-  for (size_t u = 0; u < units_.size(); ++u) {
-    const auto& shard = units_[u].trainable.shard;
-    if (!shard.defined()) continue;  // the masters are the values
-    for_each_master_block(zero, u, [&](const torch::Tensor& m, const Part::Piece& piece, int64_t from, int64_t cols) {
-      m.copy_(shard.narrow(0, piece.shard_offset + from, cols));
-    });
-  }
+  for (size_t u = 0; u < units_.size(); ++u)
+    if (units_[u].trainable.shard.defined()) masters_from_chunk(zero, u, units_[u].trainable.shard);
 }
 
 void Zero3Params::release_all(ZeroShards& zero) {
@@ -394,13 +397,8 @@ void Zero3Params::end_backward() {
 
 void Zero3Params::take_masters(const ZeroShards& zero) {
   torch::NoGradGuard no_grad;
-  for (size_t u = 0; u < units_.size(); ++u) {
-    auto& shard = units_[u].trainable.shard;
-    if (!shard.defined()) continue;  // the masters are the values
-    for_each_master_block(zero, u, [&](const torch::Tensor& m, const Part::Piece& piece, int64_t from, int64_t cols) {
-      shard.narrow(0, piece.shard_offset + from, cols).copy_(m);
-    });
-  }
+  for (size_t u = 0; u < units_.size(); ++u)
+    if (units_[u].trainable.shard.defined()) chunk_from_masters(zero, u, units_[u].trainable.shard);
 }
 
 size_t Zero3Params::unit_of(const std::string& name) const {

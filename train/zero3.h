@@ -153,6 +153,9 @@ class Zero3Params {
   // bucket by bucket: where each owned column of a piece sits among `zero`'s master chunks.
   template <typename F>
   void for_each_master_block(const ZeroShards& zero, size_t u, F f) const;
+  // Unit u's owned trained chunk [padded / W] into `zero`'s masters, and back (rounded to its dtype).
+  void masters_from_chunk(const ZeroShards& zero, size_t u, const torch::Tensor& chunk) const;
+  void chunk_from_masters(const ZeroShards& zero, size_t u, const torch::Tensor& chunk) const;
   // f(parameter, its first element owned, where in the shard, how many) for this rank's ranges.
   template <typename F>
   void for_each_owned(const Part& part, F f) const;
